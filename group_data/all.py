@@ -1,0 +1,13 @@
+"""Data for every host. Knob defaults live in vllm_fleet/settings.py, not here.
+
+Secrets are taken from the environment of the machine running pyinfra, so they
+are never written into this repository:
+
+    export VLLM_API_KEY=...   # required when vllm_bind_address is not loopback
+    export HF_TOKEN=...       # for gated models
+"""
+
+import os
+
+vllm_api_key = os.environ.get("VLLM_API_KEY") or None
+hf_token = os.environ.get("HF_TOKEN") or None

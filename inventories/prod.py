@@ -1,0 +1,40 @@
+"""An example fleet. Copy it, replace the hosts, and keep secrets out of it:
+
+    export VLLM_API_KEY=... HF_TOKEN=...
+    pyinfra inventories/prod.py deploy.py
+
+Each host goes in exactly one phase group; group_data/<phase>.py holds that
+profile, host data below overrides it, and vllm_fleet/settings.py defines every
+key (python -m vllm_fleet settings lists them).
+"""
+
+# A workstation-class server with one 48 GB GPU, serving a team on the LAN.
+single_gpu = [
+    (
+        "gpu-ws-01.example.internal",
+        {
+            "ssh_user": "deploy",
+            "_sudo": True,
+            "accelerator": "nvidia",
+            "gpu_count": 1,
+            "vllm_bind_address": "0.0.0.0",  # requires VLLM_API_KEY in the environment
+            "vllm_max_model_len": 16384,
+        },
+    ),
+]
+
+# Multi-GPU hosts behind the gateway: two NVIDIA hosts and one AMD MI300X host.
+enterprise = [
+    ("gpu-a-01.example.internal", {"accelerator": "nvidia", "gpu_count": 2}),
+    ("gpu-a-02.example.internal", {"accelerator": "nvidia", "gpu_count": 2}),
+    (
+        "gpu-m-01.example.internal",
+        {
+            "accelerator": "amd",
+            "gpu_count": 8,
+            "vllm_tensor_parallel_size": 8,
+            "vllm_model": "Qwen/Qwen2.5-72B-Instruct",
+            "vllm_quantization": None,
+        },
+    ),
+]

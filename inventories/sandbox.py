@@ -1,0 +1,43 @@
+"""The local sandbox: Debian 12 containers with systemd and sshd (make sandbox-up).
+
+Hosts are read from tests/sandbox/.state/hosts.json, written by the sandbox tool.
+They deploy the single_gpu profile on the CPU, serving the stand-in server image
+(tests/standin/, not vLLM) shipped through vllm_image_archive, as an air-gapped
+host would get vLLM. They listen on all interfaces so the runner can reach them
+through Docker's published ports, which the schema allows only with an API key:
+the sandbox generates one in a root-only state file.
+"""
+
+import json as _json
+import os as _os
+from pathlib import Path as _Path
+
+from pyinfra.api.exceptions import PyinfraError as _PyinfraError
+
+_state_dir = _Path(
+    _os.environ.get("VLLM_FLEET_SANDBOX_STATE", _Path(__file__).resolve().parent.parent / "tests/sandbox/.state")
+)
+_state_file = _state_dir / "hosts.json"
+if not _state_file.exists():
+    raise _PyinfraError(f"the sandbox is not up ({_state_file} is missing): run `make sandbox-up` first")
+_state = _json.loads(_state_file.read_text())
+
+_common = {
+    "ssh_hostname": "127.0.0.1",
+    "ssh_user": "root",
+    "ssh_key": _state["ssh_key"],
+    # Sandbox hosts are rebuilt often and share one image's host keys.
+    "ssh_strict_host_key_checking": "off",
+    "ssh_known_hosts_file": "/dev/null",
+    "accelerator": "cpu",
+    "vllm_image": _state["vllm_image"],
+    "vllm_image_archive": _state["vllm_image_archive"],
+    "vllm_bind_address": "0.0.0.0",
+    "vllm_api_key": _Path(_state["api_key_file"]).read_text().strip(),
+    "vllm_ready_timeout": 120,
+}
+
+single_gpu = [
+    (h["name"], {**_common, "ssh_port": h["ssh_port"], "sandbox_http_port": h["http_port"]})
+    for h in _state["hosts"]
+]

@@ -1,0 +1,102 @@
+"""Docker engine: installed, daemon.json merged key by key, running."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.deploy import deploy
+from pyinfra.facts.server import LinuxDistribution
+from pyinfra.operations import apt, files, systemd
+
+from vllm_fleet import docker_repo
+from vllm_fleet.facts import DaemonJsonError, DockerDaemonConfig
+from vllm_fleet.settings import Settings
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+def merged_daemon_config(current: dict, wanted: dict) -> dict:
+    """daemon.json with our keys set and every other key (another tool's runtime) kept."""
+    return {**current, **wanted}
+
+
+@deploy("Docker engine")
+def docker_engine(settings: Settings) -> None:
+    distro = host.get_fact(LinuxDistribution)
+    if distro.get("name") not in docker_repo.APT_DISTROS:
+        raise PyinfraError(
+            f"host {host.name}: the Docker engine task supports {', '.join(docker_repo.APT_DISTROS)}; "
+            f"this host runs {distro.get('name')} {distro.get('release_meta', {}).get('VERSION_ID', '')}"
+        )
+    if settings.docker_source == "docker":
+        _add_docker_repository(distro, settings)
+        packages = docker_repo.packages(settings.docker_version)
+    else:
+        packages = ["docker.io"]
+
+    apt.packages(
+        name="Install Docker engine",
+        packages=packages,
+        update=True,
+        cache_time=24 * 3600,
+    )
+
+    current = host.get_fact(DockerDaemonConfig)
+    if isinstance(current, DaemonJsonError):
+        raise PyinfraError(
+            f"host {host.name}: {DAEMON_JSON} exists but {current}; fix or remove it by hand "
+            "(vllm-fleet merges into it and will not overwrite a file it cannot read)"
+        )
+    wanted = dict(settings.docker_daemon_config)
+    merged = merged_daemon_config(current, wanted)
+    config_changed = None
+    if merged != current:
+        config_changed = files.put(
+            name="Merge our keys into /etc/docker/daemon.json",
+            src=StringIO(json.dumps(merged, indent=2, sort_keys=True) + "\n"),
+            dest=DAEMON_JSON,
+            mode="644",
+            create_remote_dir=True,
+        )
+
+    systemd.service(
+        name="Start Docker engine and enable it at boot",
+        service="docker.service",
+        running=True,
+        enabled=True,
+    )
+    if config_changed is not None:
+        systemd.service(
+            name="Restart Docker engine for its new daemon.json",
+            service="docker.service",
+            restarted=True,
+            _if=config_changed.did_change,
+        )
+
+
+def _add_docker_repository(distro: dict, settings: Settings) -> None:
+    source = docker_repo.apt_source(distro)
+    files.directory(name="Create /etc/apt/keyrings", path="/etc/apt/keyrings", mode="755")
+    files.download(
+        name="Download Docker's repository signing key",
+        src=source.key_url,
+        dest=source.keyring,
+        mode="644",
+    )
+    source_added = files.put(
+        name="Add Docker's apt repository (deb822)",
+        src=StringIO(source.deb822()),
+        dest=source.path,
+        mode="644",
+    )
+    if settings.docker_version:
+        files.put(
+            name="Pin docker-ce to the chosen version",
+            src=StringIO(docker_repo.apt_pin(settings.docker_version)),
+            dest="/etc/apt/preferences.d/docker-ce",
+            mode="644",
+        )
+    apt.update(name="Refresh apt lists for Docker's repository", _if=source_added.did_change)

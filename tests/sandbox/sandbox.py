@@ -1,0 +1,279 @@
+"""Local sandbox: Debian 12 hosts running systemd and sshd, as Docker containers.
+
+pyinfra reaches them over real SSH on 127.0.0.1, so a deploy against the sandbox
+is the same deploy a user runs against a server. Also builds the stand-in image
+that takes vLLM's place (no GPU, no model downloads here) and saves it as a
+`docker save` archive, which the deploy ships through `vllm_image_archive`.
+
+    python -m tests.sandbox.sandbox up [--hosts N]
+    python -m tests.sandbox.sandbox down
+    python -m tests.sandbox.sandbox status
+
+State (SSH key, API key, host list, image archive) lives in tests/sandbox/.state/
+(git-ignored, root-only where it holds a secret).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+STATE = Path(os.environ.get("VLLM_FLEET_SANDBOX_STATE", HERE / ".state"))
+STANDIN_DIR = REPO / "tests" / "standin"
+
+PREFIX = os.environ.get("VLLM_FLEET_SANDBOX_PREFIX", "vllm-fleet-sandbox")
+SSH_PORT_BASE = int(os.environ.get("VLLM_FLEET_SANDBOX_SSH_PORT", "2220"))
+HTTP_PORT_BASE = int(os.environ.get("VLLM_FLEET_SANDBOX_HTTP_PORT", "18000"))
+MIRROR = os.environ.get("VLLM_FLEET_SANDBOX_MIRROR", "http://deb.debian.org/debian")
+HOST_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,sudo,ca-certificates,iproute2,curl"
+# The port vLLM listens on inside each sandbox host (vllm_port's default).
+GUEST_HTTP_PORT = 8000
+
+
+def log(msg: str) -> None:
+    print(f"[sandbox] {msg}", flush=True)
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, text=True, **kw)
+
+
+def quiet(cmd: list[str]) -> bool:
+    return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+def as_root(cmd: list[str]) -> list[str]:
+    return cmd if os.geteuid() == 0 else ["sudo", *cmd]
+
+
+# --- Docker engine -----------------------------------------------------------
+
+
+def ensure_docker() -> None:
+    """Make a Docker engine answer, installing and starting one if needed."""
+    if quiet(["docker", "info"]):
+        return
+    if not shutil.which("dockerd"):
+        log("no Docker engine found: installing Debian's docker.io")
+        run(as_root(["apt-get", "update", "-qq"]))
+        run(as_root(["apt-get", "install", "-y", "-qq", "docker.io"]), env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if Path("/run/systemd/system").is_dir():
+        log("starting docker.service with systemctl")
+        run(as_root(["systemctl", "start", "docker"]))
+    else:
+        # No systemd as PID 1 (a container or CI runner): run the daemon ourselves.
+        log("no systemd here: starting dockerd in the background (log: /var/log/dockerd.log)")
+        with open("/var/log/dockerd.log", "ab") as out:
+            subprocess.Popen(as_root(["dockerd"]), stdout=out, stderr=out, start_new_session=True)
+    for _ in range(60):
+        if quiet(["docker", "info"]):
+            return
+        time.sleep(1)
+    sys.exit("[sandbox] the Docker engine did not answer within 60 s; see /var/log/dockerd.log")
+
+
+def image_exists(tag: str) -> bool:
+    return quiet(["docker", "image", "inspect", tag])
+
+
+# --- images ------------------------------------------------------------------
+
+
+def host_image_tag() -> str:
+    recipe = f"{MIRROR} {HOST_PACKAGES} v1".encode()
+    return f"{PREFIX}/host:bookworm-{hashlib.sha256(recipe).hexdigest()[:12]}"
+
+
+def build_host_image() -> str:
+    tag = host_image_tag()
+    if image_exists(tag):
+        return tag
+    if not shutil.which("debootstrap"):
+        log("installing debootstrap")
+        run(as_root(["apt-get", "install", "-y", "-qq", "debootstrap"]), env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    log(f"building {tag} with debootstrap (about a minute)")
+    with tempfile.TemporaryDirectory(prefix="vllm-fleet-rootfs-") as rootfs:
+        run(
+            as_root(["debootstrap", "--variant=minbase", f"--include={HOST_PACKAGES}", "bookworm", rootfs, MIRROR]),
+            stdout=subprocess.DEVNULL,
+        )
+        root = Path(rootfs)
+        # Containers get their hostname and resolv.conf from Docker; an empty machine-id
+        # makes systemd generate a fresh one per host.
+        (root / "etc/machine-id").write_text("")
+        (root / "etc/apt/apt.conf.d/90vllm-fleet-sandbox").write_text(
+            'APT::Install-Recommends "false";\nAcquire::Retries "3";\n'
+        )
+        tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
+        run(["docker", "import", "-", tag], stdin=tar.stdout, stdout=subprocess.DEVNULL)
+        if tar.wait() != 0:
+            sys.exit("[sandbox] tar of the root filesystem failed")
+    return tag
+
+
+def standin_image_tag() -> str:
+    digest = hashlib.sha256((STANDIN_DIR / "server.py").read_bytes() + host_image_tag().encode())
+    return f"{PREFIX}/vllm-standin:{digest.hexdigest()[:12]}"
+
+
+def build_standin_image(base: str) -> tuple[str, Path]:
+    """Build the stand-in image and save it as an archive; returns (tag, archive)."""
+    tag = standin_image_tag()
+    archive = STATE / f"vllm-standin-{tag.rsplit(':', 1)[1]}.tar"
+    if not image_exists(tag):
+        log(f"building stand-in image {tag}")
+        with tempfile.TemporaryDirectory() as ctx:
+            shutil.copy(STANDIN_DIR / "server.py", Path(ctx) / "server.py")
+            (Path(ctx) / "Dockerfile").write_text(
+                f"FROM {base}\n"
+                'LABEL org.opencontainers.image.title="vllm-fleet stand-in for vLLM (tests only, not vLLM)"\n'
+                "COPY server.py /opt/vllm-standin/server.py\n"
+                'ENTRYPOINT ["python3", "/opt/vllm-standin/server.py"]\n'
+            )
+            run(["docker", "build", "-q", "-t", tag, ctx], stdout=subprocess.DEVNULL)
+    if not archive.exists():
+        for old in STATE.glob("vllm-standin-*.tar"):
+            old.unlink()
+        run(["docker", "save", "-o", str(archive), tag])
+    return tag, archive
+
+
+# --- hosts -------------------------------------------------------------------
+
+
+def container_name(index: int) -> str:
+    return f"{PREFIX}-{index}"
+
+
+def ensure_keys() -> tuple[Path, Path]:
+    STATE.mkdir(parents=True, exist_ok=True)
+    os.chmod(STATE, 0o700)
+    key = STATE / "id_ed25519"
+    if not key.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vllm-fleet-sandbox", "-f", str(key)])
+    api_key = STATE / "api_key"
+    if not api_key.exists():
+        fd = os.open(api_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24))
+    return key, api_key
+
+
+def start_host(index: int, image: str, pubkey: str) -> dict:
+    name = container_name(index)
+    ssh_port, http_port = SSH_PORT_BASE + index, HTTP_PORT_BASE + index
+    if not quiet(["docker", "container", "inspect", name]):
+        log(f"starting host {name} (ssh 127.0.0.1:{ssh_port}, http 127.0.0.1:{http_port})")
+        run(
+            [
+                "docker", "run", "-d", "--name", name, "--hostname", name,
+                "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+                "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+                "--tmpfs", "/run", "--tmpfs", "/run/lock",
+                "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns=host",
+                "-v", f"{name}-docker:/var/lib/docker",
+                "-p", f"127.0.0.1:{ssh_port}:22",
+                "-p", f"127.0.0.1:{http_port}:{GUEST_HTTP_PORT}",
+                "--label", "vllm-fleet-sandbox=1",
+                image, "/lib/systemd/systemd",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+    else:
+        run(["docker", "start", name], stdout=subprocess.DEVNULL)
+    for _ in range(60):
+        state = subprocess.run(
+            ["docker", "exec", name, "systemctl", "is-system-running"], capture_output=True, text=True
+        ).stdout.strip()
+        if state in ("running", "degraded"):
+            break
+        time.sleep(1)
+    else:
+        sys.exit(f"[sandbox] {name}: systemd did not reach 'running' within 60 s (last: {state!r})")
+    run(
+        ["docker", "exec", "-i", name, "sh", "-c",
+         "install -d -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys"],
+        input=pubkey,
+    )
+    return {"name": name, "ssh_port": ssh_port, "http_port": http_port}
+
+
+def wait_for_ssh(host: dict, key: Path) -> None:
+    for _ in range(30):
+        if quiet(
+            ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+             "-o", "ConnectTimeout=3", "-i", str(key), "-p", str(host["ssh_port"]), "root@127.0.0.1", "true"]
+        ):
+            return
+        time.sleep(1)
+    sys.exit(f"[sandbox] {host['name']}: sshd did not accept the sandbox key within 30 s")
+
+
+def up(count: int) -> dict:
+    ensure_docker()
+    key, api_key = ensure_keys()
+    base = build_host_image()
+    image, archive = build_standin_image(base)
+    pubkey = (key.with_suffix(".pub")).read_text()
+    hosts = [start_host(i, base, pubkey) for i in range(1, count + 1)]
+    for host in hosts:
+        wait_for_ssh(host, key)
+    state = {
+        "hosts": hosts,
+        "ssh_key": str(key),
+        "api_key_file": str(api_key),
+        "vllm_image": image,
+        "vllm_image_archive": str(archive),
+    }
+    (STATE / "hosts.json").write_text(json.dumps(state, indent=2) + "\n")
+    log(f"{count} host(s) up; inventory: inventories/sandbox.py")
+    return state
+
+
+def down() -> None:
+    if not quiet(["docker", "info"]):
+        log("no Docker engine answers: nothing to remove")
+        return
+    names = subprocess.run(
+        ["docker", "ps", "-a", "--filter", "label=vllm-fleet-sandbox=1", "--format", "{{.Names}}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    names = [n for n in names if n.startswith(PREFIX + "-")]
+    for name in names:
+        log(f"removing {name} and its volume")
+        run(["docker", "rm", "-f", "-v", name], stdout=subprocess.DEVNULL)
+        subprocess.run(["docker", "volume", "rm", f"{name}-docker"], capture_output=True)
+    (STATE / "hosts.json").unlink(missing_ok=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="sandbox", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    up_cmd = sub.add_parser("up", help="build images and start hosts")
+    up_cmd.add_argument("--hosts", type=int, default=1)
+    sub.add_parser("down", help="remove the hosts and their volumes")
+    sub.add_parser("status", help="print the sandbox state")
+    args = parser.parse_args()
+    if args.command == "up":
+        up(args.hosts)
+    elif args.command == "down":
+        down()
+    else:
+        path = STATE / "hosts.json"
+        print(path.read_text() if path.exists() else "no sandbox is up")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

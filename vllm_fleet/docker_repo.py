@@ -1,0 +1,69 @@
+"""Docker's own apt repository (docker_source = 'docker'): source, key and pin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+APT_DISTROS = ("Debian", "Ubuntu")
+DOCKER_PACKAGES = ("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin")
+
+
+@dataclass(frozen=True)
+class AptSource:
+    distro: str  # 'debian' or 'ubuntu', as Docker's URLs spell them
+    codename: str
+    arch: str = "amd64"
+
+    @property
+    def url(self) -> str:
+        return f"https://download.docker.com/linux/{self.distro}"
+
+    @property
+    def key_url(self) -> str:
+        return f"{self.url}/gpg"
+
+    @property
+    def keyring(self) -> str:
+        return "/etc/apt/keyrings/docker.asc"
+
+    @property
+    def path(self) -> str:
+        return "/etc/apt/sources.list.d/docker.sources"
+
+    def deb822(self) -> str:
+        # signed-by scopes the key to this repository alone (no apt-key, no global trust).
+        return (
+            "# Managed by vllm-fleet (docker_source = docker)\n"
+            "Types: deb\n"
+            f"URIs: {self.url}\n"
+            f"Suites: {self.codename}\n"
+            "Components: stable\n"
+            f"Architectures: {self.arch}\n"
+            f"Signed-By: {self.keyring}\n"
+        )
+
+
+def apt_source(distro: dict) -> AptSource:
+    """The source for a host, from pyinfra's LinuxDistribution fact."""
+    meta = distro.get("release_meta", {})
+    codename = meta.get("VERSION_CODENAME") or meta.get("UBUNTU_CODENAME")
+    if not codename:
+        raise ValueError(f"cannot tell the release codename of {distro.get('name')}")
+    return AptSource(distro=distro["name"].lower(), codename=codename)
+
+
+def packages(version: str | None) -> list[str]:
+    """Engine packages; the engine and CLI pinned to `version` when given."""
+    if not version:
+        return list(DOCKER_PACKAGES)
+    return [f"docker-ce={version}", f"docker-ce-cli={version}", *DOCKER_PACKAGES[2:]]
+
+
+def apt_pin(version: str) -> str:
+    """Hold the engine at `version` against `apt upgrade` and unattended upgrades."""
+    return (
+        "# Managed by vllm-fleet: docker_version pin\n"
+        "Package: docker-ce docker-ce-cli\n"
+        f"Pin: version {version}\n"
+        "Pin-Priority: 1001\n"
+    )

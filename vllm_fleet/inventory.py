@@ -1,0 +1,42 @@
+"""Validating a whole pyinfra inventory against the settings schema."""
+
+from __future__ import annotations
+
+from pyinfra.api import Inventory
+from pyinfra.api.exceptions import PyinfraError
+
+from vllm_fleet.settings import Settings, SettingsError, validate
+
+
+def host_data(host) -> dict:
+    return host.data.dict()
+
+
+def validate_inventory(inventory: Inventory) -> dict[str, Settings]:
+    """Settings for every host, or PyinfraError naming the first bad host.
+
+    Every host is checked, not only those a --limit selects: an inventory with a
+    bad host is a broken inventory, and it is refused before anything runs.
+    """
+    result = {}
+    errors = []
+    for host in inventory:
+        try:
+            result[host.name] = validate(host.name, host_data(host), host.groups)
+        except SettingsError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise PyinfraError("invalid settings, nothing was changed on any host:\n  " + "\n  ".join(errors))
+    return result
+
+
+_cache: dict[int, dict[str, Settings]] = {}
+
+
+def settings_for(host) -> Settings:
+    """This host's settings, validating the whole inventory on first use."""
+    inventory = host.inventory
+    key = id(inventory)
+    if key not in _cache:
+        _cache[key] = validate_inventory(inventory)
+    return _cache[key][host.name]

@@ -1,0 +1,121 @@
+"""How vLLM is launched: its arguments, the container's, the env file, systemd quoting.
+
+One function builds the vLLM arguments for every serving method, so a knob means
+the same thing whichever way the server runs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from vllm_fleet.images import default_image
+from vllm_fleet.settings import Settings
+
+CONTAINER_NAME = "vllm"
+SERVICE = "vllm.service"
+CONFIG_DIR = "/etc/vllm-fleet"
+ENV_FILE = f"{CONFIG_DIR}/vllm.env"
+STATE_DIR = "/var/lib/vllm-fleet"
+IMAGE_DIR = f"{STATE_DIR}/images"
+HELPER_DIR = "/usr/local/lib/vllm-fleet"
+READY_SCRIPT = f"{HELPER_DIR}/vllm-ready"
+UNIT_PATH = f"/etc/systemd/system/{SERVICE}"
+# vLLM's own default port inside the container; the host port is vllm_port.
+CONTAINER_PORT = 8000
+CONTAINER_HF_CACHE = "/root/.cache/huggingface"
+
+ACCELERATOR_CONTAINER_ARGS = {
+    "nvidia": ["--gpus", "all"],
+    # ROCm needs the compute (kfd) and render (dri) nodes, the video group that owns
+    # them, and seccomp off for its memory mapping calls (AMD's vLLM guide).
+    "amd": [
+        "--device", "/dev/kfd", "--device", "/dev/dri", "--group-add", "video",
+        "--cap-add", "SYS_PTRACE", "--security-opt", "seccomp=unconfined",
+    ],
+    # vLLM's CPU backend pins threads to cores, which needs SYS_NICE.
+    "cpu": ["--cap-add", "SYS_NICE"],
+}
+
+
+def vllm_args(s: Settings) -> list[str]:
+    """The `vllm serve` arguments for a host's settings."""
+    args = ["--model", s.vllm_model]
+    if s.vllm_served_model_name:
+        args += ["--served-model-name", s.vllm_served_model_name]
+    if s.vllm_quantization:
+        args += ["--quantization", s.vllm_quantization]
+    args += ["--gpu-memory-utilization", f"{s.vllm_gpu_memory_utilization:g}"]
+    if s.vllm_max_model_len:
+        args += ["--max-model-len", str(s.vllm_max_model_len)]
+    args += ["--max-num-seqs", str(s.vllm_max_num_seqs)]
+    if s.vllm_tensor_parallel_size > 1:
+        args += ["--tensor-parallel-size", str(s.vllm_tensor_parallel_size)]
+    return args + list(s.vllm_extra_args)
+
+
+def publish_arg(s: Settings) -> str:
+    address = s.vllm_bind_address
+    if ipaddress.ip_address(address).version == 6:
+        address = f"[{address}]"
+    return f"{address}:{s.vllm_port}:{CONTAINER_PORT}"
+
+
+def container_args(s: Settings, accelerator: str) -> list[str]:
+    """`docker run` options (before the image) for a host's settings and accelerator."""
+    return [
+        "--name", CONTAINER_NAME,
+        "--rm",
+        *ACCELERATOR_CONTAINER_ARGS[accelerator],
+        # PyTorch shares tensors between processes through /dev/shm; the seed's crash
+        # came from leaving both of these out.
+        "--ipc=host",
+        f"--shm-size={s.vllm_container_shm_size}",
+        "-p", publish_arg(s),
+        "-v", f"{s.hf_cache_dir}:{CONTAINER_HF_CACHE}",
+        # Secrets reach the container from a root-only file, never a command line.
+        "--env-file", ENV_FILE,
+    ]
+
+
+def image(s: Settings, accelerator: str) -> str:
+    return s.vllm_image or default_image(accelerator)
+
+
+def docker_run_argv(s: Settings, accelerator: str) -> list[str]:
+    return ["/usr/bin/docker", "run", *container_args(s, accelerator), image(s, accelerator), *vllm_args(s)]
+
+
+def env_file_content(s: Settings) -> str:
+    """The env file read by `docker run --env-file`: KEY=value, taken literally."""
+    lines = ["# Managed by vllm-fleet. Root-only: holds secrets."]
+    if s.hf_token:
+        lines.append(f"HF_TOKEN={s.hf_token}")
+    if s.vllm_api_key:
+        lines.append(f"VLLM_API_KEY={s.vllm_api_key}")
+    return "\n".join(lines) + "\n"
+
+
+_SYSTEMD_SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./\[\]-]+$")
+
+
+def systemd_quote(arg: str) -> str:
+    """Quote one argument for an ExecStart= line.
+
+    systemd expands %specifiers and $VARIABLES itself, so both are doubled to stay
+    literal; anything with spaces or quotes is double-quoted with escapes.
+    """
+    arg = arg.replace("%", "%%").replace("$", "$$")
+    if arg and _SYSTEMD_SAFE.match(arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def exec_line(argv: list[str], own_line: tuple[str, ...] = ()) -> str:
+    """An ExecStart= value: each option (and each of `own_line`) starts a continuation line."""
+    lines: list[list[str]] = []
+    for arg in argv:
+        if not lines or arg.startswith("-") or arg in own_line:
+            lines.append([])
+        lines[-1].append(systemd_quote(arg))
+    return " \\\n    ".join(" ".join(line) for line in lines)

@@ -1,0 +1,34 @@
+"""Operations pyinfra does not have in the form we need."""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from io import BytesIO
+
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.facts.files import File, Sha256File
+
+
+@operation()
+def secret_file(dest: str, content: str):
+    """A root-only (0600) file holding secrets.
+
+    Unlike files.put it never prints a diff (its content is secret), and the new
+    content is written into the file's own directory, which must already be
+    root-only (0700), then renamed into place: at no moment can anyone but root
+    read it, and a dropped connection leaves the old file whole.
+    """
+    data = content.encode()
+    want = hashlib.sha256(data).hexdigest()
+    current = host.get_fact(File, path=dest)
+    changed_content = not current or host.get_fact(Sha256File, path=dest) != want
+    staged = posixpath.join(posixpath.dirname(dest), f".{posixpath.basename(dest)}.new")
+    if changed_content:
+        yield StringCommand("install", "-m", "600", "-o", "root", "-g", "root", "/dev/null", staged)
+        yield FileUploadCommand(BytesIO(data), staged)
+        yield StringCommand("mv", "-f", staged, dest)
+    elif current["mode"] != 600 or current["user"] != "root" or current["group"] != "root":
+        yield StringCommand("chown", "root:root", dest)
+        yield StringCommand("chmod", "600", dest)

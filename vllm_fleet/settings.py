@@ -1,0 +1,320 @@
+"""The settings schema: every knob, defined once, with its default and meaning.
+
+Host data (inventory, group_data) is validated here before any operation is
+planned. A bad value raises SettingsError, whose message names the host, the
+key, the value and what is allowed; secrets are never echoed back.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from vllm_fleet import images
+
+PHASES = ("laptop", "single_gpu", "enterprise")
+ACCELERATORS = ("auto", "nvidia", "amd", "cpu")
+SERVING_METHODS = ("docker", "nix")
+QUANTIZATIONS = (
+    "awq", "awq_marlin", "gptq", "gptq_marlin", "marlin", "fp8", "bitsandbytes",
+    "compressed-tensors", "gguf", "experts_int8", "modelopt",
+)
+DOCKER_SOURCES = ("distro", "docker")
+
+# Flags a knob owns: passing them through vllm_extra_args would fight the knob
+# (or, for --api-key, put a secret on a command line).
+OWNED_FLAGS = {
+    "--model": "vllm_model",
+    "--served-model-name": "vllm_served_model_name",
+    "--quantization": "vllm_quantization",
+    "--max-model-len": "vllm_max_model_len",
+    "--gpu-memory-utilization": "vllm_gpu_memory_utilization",
+    "--max-num-seqs": "vllm_max_num_seqs",
+    "--tensor-parallel-size": "vllm_tensor_parallel_size",
+    "--port": "vllm_port",
+    "--host": "vllm_bind_address",
+    "--api-key": "vllm_api_key",
+}
+
+
+class SettingsError(ValueError):
+    """A host's data breaks the schema. The message is one clean line."""
+
+    def __init__(self, host: str, key: str, shown_value: str, allowed: str):
+        self.host, self.key, self.allowed = host, key, allowed
+        super().__init__(f"host {host}: {key} = {shown_value} is not allowed: {allowed}")
+
+
+class Invalid(ValueError):
+    """Raised by a check with the 'allowed' part of the message."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    meaning: str
+    check: Callable[[Any], Any]
+    secret: bool = False
+
+    def show(self, value: Any) -> str:
+        if self.secret and value not in (None, ""):
+            return f"<secret, {len(str(value))} characters>"
+        return repr(value)
+
+
+# --- checks: each returns the normalised value or raises Invalid(allowed) ---
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    def check(value):
+        if value not in choices:
+            raise Invalid("one of " + ", ".join(choices))
+        return value
+
+    return check
+
+
+def optional(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def check(value):
+        if value is None:
+            return None
+        try:
+            return inner(value)
+        except Invalid as exc:
+            raise Invalid(f"{exc} (or None)") from None
+
+    return check
+
+
+def integer(low: int, high: int) -> Callable[[Any], int]:
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise Invalid(f"an integer from {low} to {high}")
+        return value
+
+    return check
+
+
+def fraction(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise Invalid("a number greater than 0 and at most 1 (a fraction of each GPU's memory)")
+    return float(value)
+
+
+def text(value):
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+        raise Invalid("a non-empty string without spaces")
+    return value
+
+
+def model_id(value):
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?|/[\w./\-]+", value):
+        raise Invalid("a Hugging Face model id such as 'org/name', or an absolute path on the host")
+    return value
+
+
+def ip_address(value):
+    try:
+        return str(ipaddress.ip_address(value))
+    except (ValueError, TypeError):
+        raise Invalid("an IP address such as 127.0.0.1 (loopback) or 0.0.0.0 (all interfaces)") from None
+
+
+def absolute_path(value):
+    if not isinstance(value, str) or not value.startswith("/") or any(c.isspace() for c in value):
+        raise Invalid("an absolute path without spaces")
+    return value
+
+
+def secret_value(value):
+    if not isinstance(value, str) or len(value) < 16 or any(c.isspace() for c in value):
+        raise Invalid("a string of at least 16 characters without whitespace")
+    return value
+
+
+def pinned_image(value):
+    if not isinstance(value, str) or not images.is_pinned(value):
+        raise Invalid(
+            "an image reference pinned to a version tag or digest, such as "
+            "'vllm/vllm-openai:v0.11.0' (an untagged or ':latest' image changes under you)"
+        )
+    return value
+
+
+def local_archive(value):
+    if not isinstance(value, str) or not Path(value).is_file():
+        raise Invalid("the path of an existing `docker save` archive on the machine running pyinfra")
+    return value
+
+
+def string_list(value):
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise Invalid("a list of strings, one command-line argument each")
+    for arg in value:
+        flag = arg.split("=", 1)[0]
+        if flag in OWNED_FLAGS:
+            raise Invalid(f"extra vLLM arguments other than {flag}, which is set by {OWNED_FLAGS[flag]}")
+    return list(value)
+
+
+def mapping(value):
+    if not isinstance(value, Mapping):
+        raise Invalid("a mapping of daemon.json keys to values")
+    return dict(value)
+
+
+def _settings(*items: Setting) -> Mapping[str, Setting]:
+    return MappingProxyType({s.name: s for s in items})
+
+
+SCHEMA: Mapping[str, Setting] = _settings(
+    Setting("phase", None, "Deployment profile; set by putting the host in the inventory group of the "
+            "same name, whose group_data/<phase>.py holds the profile.", one_of(*PHASES)),
+    Setting("accelerator", "auto", "GPU vendor. auto: found from the PCI bus (no NVIDIA or AMD display "
+            "device means cpu).", one_of(*ACCELERATORS)),
+    Setting("serving_method", "docker", "How vLLM is run: a Docker container under systemd, or a "
+            "Nix-built server under systemd.", one_of(*SERVING_METHODS)),
+    Setting("gpu_count", None, "How many GPUs the host has; when set, the verify suite checks that "
+            "exactly this many are visible.", optional(integer(1, 64))),
+    Setting("vllm_model", "Qwen/Qwen2.5-7B-Instruct", "Model to serve (Hugging Face id or a path "
+            "inside the HF cache volume).", model_id),
+    Setting("vllm_served_model_name", None, "Name clients use in the API; None: the model id.",
+            optional(text)),
+    Setting("vllm_quantization", None, "vLLM --quantization; None lets vLLM read it from the model.",
+            optional(one_of(*QUANTIZATIONS))),
+    Setting("vllm_max_model_len", None, "Context window in tokens (prompt + output); None: the "
+            "model's own limit.", optional(integer(128, 1_048_576))),
+    Setting("vllm_gpu_memory_utilization", 0.9, "Fraction of each GPU's memory vLLM may take for "
+            "weights, activations and KV cache.", fraction),
+    Setting("vllm_max_num_seqs", 256, "Most sequences batched at once.", integer(1, 4096)),
+    Setting("vllm_tensor_parallel_size", 1, "GPUs one model is split across on the host.",
+            integer(1, 64)),
+    Setting("vllm_port", 8000, "TCP port of the OpenAI-compatible endpoint on the host.",
+            integer(1, 65535)),
+    Setting("vllm_bind_address", "127.0.0.1", "Address the endpoint is published on; anything but "
+            "loopback requires vllm_api_key.", ip_address),
+    Setting("vllm_image", None, "Container image, pinned; None: the pinned default for the host's "
+            "accelerator (vllm_fleet/images.py).", optional(pinned_image)),
+    Setting("vllm_image_archive", None, "A local `docker save` archive holding vllm_image, shipped to "
+            "the host and loaded instead of pulling (air-gapped hosts).", optional(local_archive)),
+    Setting("vllm_extra_args", (), "More vLLM command-line arguments, one list item each.",
+            string_list),
+    Setting("vllm_container_shm_size", "4g", "Container --shm-size (with --ipc=host it is the "
+            "floor if the host IPC namespace is ever dropped).", text),
+    Setting("vllm_ready_timeout", 900, "Seconds to wait after a (re)start for /v1/models to list "
+            "the model (first starts download weights).", integer(10, 7200)),
+    Setting("vllm_api_key", None, "API key clients must send; read from the environment "
+            "(VLLM_API_KEY) in group_data/all.py, never committed.", optional(secret_value), secret=True),
+    Setting("hf_token", None, "Hugging Face token for gated models; read from the environment "
+            "(HF_TOKEN) in group_data/all.py, never committed.", optional(secret_value), secret=True),
+    Setting("hf_cache_dir", "/var/lib/vllm-fleet/huggingface", "Host directory mounted as the "
+            "container's Hugging Face cache, so weights survive restarts.", absolute_path),
+    Setting("docker_source", "distro", "Where the Docker engine comes from: the distribution's "
+            "package (docker.io) or Docker's own repository (docker-ce).", one_of(*DOCKER_SOURCES)),
+    Setting("docker_version", None, "docker-ce version to pin when docker_source is docker, as apt "
+            "shows it (e.g. '5:27.3.1-1~debian.12~bookworm'); None: newest.", optional(text)),
+    Setting("docker_daemon_config", MappingProxyType({}), "Keys merged one by one into "
+            "/etc/docker/daemon.json; keys you do not name (another tool's runtime) are kept.", mapping),
+)
+
+# Connection and pyinfra keys, never typos of ours.
+_FOREIGN_PREFIXES = ("ssh_", "_", "winrm_", "docker_ssh", "local_", "chroot_", "terraform_")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One host's validated settings. Attribute access by knob name."""
+
+    host: str
+    values: Mapping[str, Any] = field(repr=False)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def served_model_name(self) -> str:
+        return self.vllm_served_model_name or self.vllm_model
+
+    @property
+    def is_loopback(self) -> bool:
+        return ipaddress.ip_address(self.vllm_bind_address).is_loopback
+
+
+def suggest(key: str) -> str | None:
+    match = difflib.get_close_matches(key, SCHEMA.keys(), n=1, cutoff=0.8)
+    return match[0] if match else None
+
+
+def _check_unknown(host: str, data: Mapping[str, Any]) -> None:
+    for key in data:
+        if key in SCHEMA or key.startswith(_FOREIGN_PREFIXES):
+            continue
+        close = suggest(key)
+        ours = key.startswith(("vllm_", "hf_", "docker_")) or key in ("accelerator", "phase")
+        if close or ours:
+            hint = f"did you mean {close}?" if close else "see the settings reference (python -m vllm_fleet settings)"
+            raise SettingsError(host, key, repr(data[key]), f"{key} is not a setting; {hint}")
+
+
+def validate(host: str, data: Mapping[str, Any], groups: Iterable[str] = ()) -> Settings:
+    """Validate one host's data; returns its Settings or raises SettingsError."""
+    _check_unknown(host, data)
+    values: dict[str, Any] = {}
+    for name, setting in SCHEMA.items():
+        raw = data.get(name, setting.default)
+        try:
+            values[name] = setting.check(raw)
+        except Invalid as exc:
+            raise SettingsError(host, name, setting.show(raw), str(exc)) from None
+    settings = Settings(host, MappingProxyType(values))
+    _check_rules(settings, data, set(groups))
+    return settings
+
+
+def _check_rules(s: Settings, data: Mapping[str, Any], groups: set[str]) -> None:
+    """Rules across knobs that need no host."""
+    phase_groups = sorted(groups & set(PHASES))
+    if s.phase is None:
+        raise SettingsError(s.host, "phase", "None", "put the host in exactly one inventory group of "
+                            + ", ".join(PHASES) + " (group_data/<phase>.py sets the profile)")
+    if groups and phase_groups != [s.phase]:
+        where = ", ".join(phase_groups) or "no phase group"
+        raise SettingsError(s.host, "phase", repr(s.phase), f"the host must be in exactly one phase group, "
+                            f"the one named by phase, so that group_data/{s.phase}.py applies; it is in {where}")
+    if not s.is_loopback and not s.vllm_api_key:
+        raise SettingsError(s.host, "vllm_bind_address", repr(s.vllm_bind_address),
+                            "a non-loopback address only with vllm_api_key set (export VLLM_API_KEY "
+                            "before running pyinfra), or 127.0.0.1")
+    if s.serving_method == "nix":
+        raise SettingsError(s.host, "serving_method", "'nix'", "docker: this release deploys vLLM "
+                            "with Docker only; the Nix path is not built yet")
+    if s.docker_version and s.docker_source != "docker":
+        raise SettingsError(s.host, "docker_version", repr(s.docker_version),
+                            "only with docker_source = 'docker' (the distro package has its own version)")
+    if s.vllm_image_archive and not s.vllm_image:
+        raise SettingsError(s.host, "vllm_image_archive", repr(s.vllm_image_archive),
+                            "only with vllm_image set to the tag the archive holds")
+    if s.vllm_image_archive:
+        tags = images.archive_tags(s.vllm_image_archive)
+        if s.vllm_image not in tags:
+            raise SettingsError(s.host, "vllm_image_archive", repr(s.vllm_image_archive),
+                                f"an archive holding vllm_image {s.vllm_image!r}; it holds {sorted(tags)}")
+
+
+def reference() -> str:
+    """The settings reference, as text (python -m vllm_fleet settings)."""
+    lines = []
+    for s in SCHEMA.values():
+        default = "(required)" if s.name == "phase" else repr(s.default if not isinstance(s.default, Mapping) else {})
+        lines.append(f"{s.name}\n    default: {default}\n    {s.meaning}\n")
+    return "\n".join(lines)
