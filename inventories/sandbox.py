@@ -38,6 +38,5 @@ _common = {
 }
 
 single_gpu = [
-    (h["name"], {**_common, "ssh_port": h["ssh_port"], "sandbox_http_port": h["http_port"]})
-    for h in _state["hosts"]
+    (h["name"], {**_common, "ssh_port": h["ssh_port"], "sandbox_http_port": h["http_port"]}) for h in _state["hosts"]
 ]

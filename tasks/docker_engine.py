@@ -6,8 +6,8 @@ import json
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.deploy import deploy
+from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt, files, systemd
 

@@ -24,11 +24,15 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 def vllm_service(settings: Settings, accelerator: str) -> None:
     files.directory(
         name=f"Create root-only config directory {launch.CONFIG_DIR}",
-        path=launch.CONFIG_DIR, user="root", group="root", mode="700",
+        path=launch.CONFIG_DIR,
+        user="root",
+        group="root",
+        mode="700",
     )
     files.directory(
         name=f"Create Hugging Face cache {settings.hf_cache_dir}",
-        path=settings.hf_cache_dir, mode="755",
+        path=settings.hf_cache_dir,
+        mode="755",
     )
     if not host.get_fact(Which, command="curl"):
         server.packages(name="Install curl for the readiness check", packages=["curl"])
@@ -80,10 +84,15 @@ def vllm_service(settings: Settings, accelerator: str) -> None:
     server.shell(
         name="Wait for the endpoint to list the model",
         commands=[
-            shlex.join([
-                launch.READY_SCRIPT, host.name, local_url(settings),
-                settings.served_model_name, str(settings.vllm_ready_timeout),
-            ])
+            shlex.join(
+                [
+                    launch.READY_SCRIPT,
+                    host.name,
+                    local_url(settings),
+                    settings.served_model_name,
+                    str(settings.vllm_ready_timeout),
+                ]
+            )
         ],
         _if=changed,
     )

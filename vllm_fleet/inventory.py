@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from pyinfra.api import Inventory
+from pathlib import Path
+
+from pyinfra.api import Inventory, State
 from pyinfra.api.exceptions import PyinfraError
+from pyinfra.context import ctx_state
+from pyinfra_cli.inventory import make_inventory
 
 from vllm_fleet.settings import Settings, SettingsError, validate
+
+
+def load_inventory(path: str, repo: Path) -> Inventory:
+    """An inventory file loaded as the pyinfra CLI would, group_data included."""
+    with ctx_state.use(State()):
+        return make_inventory(path, cwd=str(repo))
 
 
 def host_data(host) -> dict:

@@ -30,8 +30,16 @@ ACCELERATOR_CONTAINER_ARGS = {
     # ROCm needs the compute (kfd) and render (dri) nodes, the video group that owns
     # them, and seccomp off for its memory mapping calls (AMD's vLLM guide).
     "amd": [
-        "--device", "/dev/kfd", "--device", "/dev/dri", "--group-add", "video",
-        "--cap-add", "SYS_PTRACE", "--security-opt", "seccomp=unconfined",
+        "--device",
+        "/dev/kfd",
+        "--device",
+        "/dev/dri",
+        "--group-add",
+        "video",
+        "--cap-add",
+        "SYS_PTRACE",
+        "--security-opt",
+        "seccomp=unconfined",
     ],
     # vLLM's CPU backend pins threads to cores, which needs SYS_NICE.
     "cpu": ["--cap-add", "SYS_NICE"],
@@ -64,17 +72,21 @@ def publish_arg(s: Settings) -> str:
 def container_args(s: Settings, accelerator: str) -> list[str]:
     """`docker run` options (before the image) for a host's settings and accelerator."""
     return [
-        "--name", CONTAINER_NAME,
+        "--name",
+        CONTAINER_NAME,
         "--rm",
         *ACCELERATOR_CONTAINER_ARGS[accelerator],
         # PyTorch shares tensors between processes through /dev/shm; the seed's crash
         # came from leaving both of these out.
         "--ipc=host",
         f"--shm-size={s.vllm_container_shm_size}",
-        "-p", publish_arg(s),
-        "-v", f"{s.hf_cache_dir}:{CONTAINER_HF_CACHE}",
+        "-p",
+        publish_arg(s),
+        "-v",
+        f"{s.hf_cache_dir}:{CONTAINER_HF_CACHE}",
         # Secrets reach the container from a root-only file, never a command line.
-        "--env-file", ENV_FILE,
+        "--env-file",
+        ENV_FILE,
     ]
 
 

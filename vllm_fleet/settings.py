@@ -22,8 +22,17 @@ PHASES = ("laptop", "single_gpu", "enterprise")
 ACCELERATORS = ("auto", "nvidia", "amd", "cpu")
 SERVING_METHODS = ("docker", "nix")
 QUANTIZATIONS = (
-    "awq", "awq_marlin", "gptq", "gptq_marlin", "marlin", "fp8", "bitsandbytes",
-    "compressed-tensors", "gguf", "experts_int8", "modelopt",
+    "awq",
+    "awq_marlin",
+    "gptq",
+    "gptq_marlin",
+    "marlin",
+    "fp8",
+    "bitsandbytes",
+    "compressed-tensors",
+    "gguf",
+    "experts_int8",
+    "modelopt",
 )
 DOCKER_SOURCES = ("distro", "docker")
 
@@ -175,53 +184,132 @@ def _settings(*items: Setting) -> Mapping[str, Setting]:
 
 
 SCHEMA: Mapping[str, Setting] = _settings(
-    Setting("phase", None, "Deployment profile; set by putting the host in the inventory group of the "
-            "same name, whose group_data/<phase>.py holds the profile.", one_of(*PHASES)),
-    Setting("accelerator", "auto", "GPU vendor. auto: found from the PCI bus (no NVIDIA or AMD display "
-            "device means cpu).", one_of(*ACCELERATORS)),
-    Setting("serving_method", "docker", "How vLLM is run: a Docker container under systemd, or a "
-            "Nix-built server under systemd.", one_of(*SERVING_METHODS)),
-    Setting("gpu_count", None, "How many GPUs the host has; when set, the verify suite checks that "
-            "exactly this many are visible.", optional(integer(1, 64))),
-    Setting("vllm_model", "Qwen/Qwen2.5-7B-Instruct", "Model to serve (Hugging Face id or a path "
-            "inside the HF cache volume).", model_id),
-    Setting("vllm_served_model_name", None, "Name clients use in the API; None: the model id.",
-            optional(text)),
-    Setting("vllm_quantization", None, "vLLM --quantization; None lets vLLM read it from the model.",
-            optional(one_of(*QUANTIZATIONS))),
-    Setting("vllm_max_model_len", None, "Context window in tokens (prompt + output); None: the "
-            "model's own limit.", optional(integer(128, 1_048_576))),
-    Setting("vllm_gpu_memory_utilization", 0.9, "Fraction of each GPU's memory vLLM may take for "
-            "weights, activations and KV cache.", fraction),
+    Setting(
+        "phase",
+        None,
+        "Deployment profile; set by putting the host in the inventory group of the "
+        "same name, whose group_data/<phase>.py holds the profile.",
+        one_of(*PHASES),
+    ),
+    Setting(
+        "accelerator",
+        "auto",
+        "GPU vendor. auto: found from the PCI bus (no NVIDIA or AMD display device means cpu).",
+        one_of(*ACCELERATORS),
+    ),
+    Setting(
+        "serving_method",
+        "docker",
+        "How vLLM is run: a Docker container under systemd, or a Nix-built server under systemd.",
+        one_of(*SERVING_METHODS),
+    ),
+    Setting(
+        "gpu_count",
+        None,
+        "How many GPUs the host has; when set, the verify suite checks that exactly this many are visible.",
+        optional(integer(1, 64)),
+    ),
+    Setting(
+        "vllm_model",
+        "Qwen/Qwen2.5-7B-Instruct",
+        "Model to serve (Hugging Face id or a path inside the HF cache volume).",
+        model_id,
+    ),
+    Setting("vllm_served_model_name", None, "Name clients use in the API; None: the model id.", optional(text)),
+    Setting(
+        "vllm_quantization",
+        None,
+        "vLLM --quantization; None lets vLLM read it from the model.",
+        optional(one_of(*QUANTIZATIONS)),
+    ),
+    Setting(
+        "vllm_max_model_len",
+        None,
+        "Context window in tokens (prompt + output); None: the model's own limit.",
+        optional(integer(128, 1_048_576)),
+    ),
+    Setting(
+        "vllm_gpu_memory_utilization",
+        0.9,
+        "Fraction of each GPU's memory vLLM may take for weights, activations and KV cache.",
+        fraction,
+    ),
     Setting("vllm_max_num_seqs", 256, "Most sequences batched at once.", integer(1, 4096)),
-    Setting("vllm_tensor_parallel_size", 1, "GPUs one model is split across on the host.",
-            integer(1, 64)),
-    Setting("vllm_port", 8000, "TCP port of the OpenAI-compatible endpoint on the host.",
-            integer(1, 65535)),
-    Setting("vllm_bind_address", "127.0.0.1", "Address the endpoint is published on; anything but "
-            "loopback requires vllm_api_key.", ip_address),
-    Setting("vllm_image", None, "Container image, pinned; None: the pinned default for the host's "
-            "accelerator (vllm_fleet/images.py).", optional(pinned_image)),
-    Setting("vllm_image_archive", None, "A local `docker save` archive holding vllm_image, shipped to "
-            "the host and loaded instead of pulling (air-gapped hosts).", optional(local_archive)),
-    Setting("vllm_extra_args", (), "More vLLM command-line arguments, one list item each.",
-            string_list),
-    Setting("vllm_container_shm_size", "4g", "Container --shm-size (with --ipc=host it is the "
-            "floor if the host IPC namespace is ever dropped).", text),
-    Setting("vllm_ready_timeout", 900, "Seconds to wait after a (re)start for /v1/models to list "
-            "the model (first starts download weights).", integer(10, 7200)),
-    Setting("vllm_api_key", None, "API key clients must send; read from the environment "
-            "(VLLM_API_KEY) in group_data/all.py, never committed.", optional(secret_value), secret=True),
-    Setting("hf_token", None, "Hugging Face token for gated models; read from the environment "
-            "(HF_TOKEN) in group_data/all.py, never committed.", optional(secret_value), secret=True),
-    Setting("hf_cache_dir", "/var/lib/vllm-fleet/huggingface", "Host directory mounted as the "
-            "container's Hugging Face cache, so weights survive restarts.", absolute_path),
-    Setting("docker_source", "distro", "Where the Docker engine comes from: the distribution's "
-            "package (docker.io) or Docker's own repository (docker-ce).", one_of(*DOCKER_SOURCES)),
-    Setting("docker_version", None, "docker-ce version to pin when docker_source is docker, as apt "
-            "shows it (e.g. '5:27.3.1-1~debian.12~bookworm'); None: newest.", optional(text)),
-    Setting("docker_daemon_config", MappingProxyType({}), "Keys merged one by one into "
-            "/etc/docker/daemon.json; keys you do not name (another tool's runtime) are kept.", mapping),
+    Setting("vllm_tensor_parallel_size", 1, "GPUs one model is split across on the host.", integer(1, 64)),
+    Setting("vllm_port", 8000, "TCP port of the OpenAI-compatible endpoint on the host.", integer(1, 65535)),
+    Setting(
+        "vllm_bind_address",
+        "127.0.0.1",
+        "Address the endpoint is published on; anything but loopback requires vllm_api_key.",
+        ip_address,
+    ),
+    Setting(
+        "vllm_image",
+        None,
+        "Container image, pinned; None: the pinned default for the host's accelerator (vllm_fleet/images.py).",
+        optional(pinned_image),
+    ),
+    Setting(
+        "vllm_image_archive",
+        None,
+        "A local `docker save` archive holding vllm_image, shipped to "
+        "the host and loaded instead of pulling (air-gapped hosts).",
+        optional(local_archive),
+    ),
+    Setting("vllm_extra_args", (), "More vLLM command-line arguments, one list item each.", string_list),
+    Setting(
+        "vllm_container_shm_size",
+        "4g",
+        "Container --shm-size (with --ipc=host it is the floor if the host IPC namespace is ever dropped).",
+        text,
+    ),
+    Setting(
+        "vllm_ready_timeout",
+        900,
+        "Seconds to wait after a (re)start for /v1/models to list the model (first starts download weights).",
+        integer(10, 7200),
+    ),
+    Setting(
+        "vllm_api_key",
+        None,
+        "API key clients must send; read from the environment (VLLM_API_KEY) in group_data/all.py, never committed.",
+        optional(secret_value),
+        secret=True,
+    ),
+    Setting(
+        "hf_token",
+        None,
+        "Hugging Face token for gated models; read from the environment "
+        "(HF_TOKEN) in group_data/all.py, never committed.",
+        optional(secret_value),
+        secret=True,
+    ),
+    Setting(
+        "hf_cache_dir",
+        "/var/lib/vllm-fleet/huggingface",
+        "Host directory mounted as the container's Hugging Face cache, so weights survive restarts.",
+        absolute_path,
+    ),
+    Setting(
+        "docker_source",
+        "distro",
+        "Where the Docker engine comes from: the distribution's "
+        "package (docker.io) or Docker's own repository (docker-ce).",
+        one_of(*DOCKER_SOURCES),
+    ),
+    Setting(
+        "docker_version",
+        None,
+        "docker-ce version to pin when docker_source is docker, as apt "
+        "shows it (e.g. '5:27.3.1-1~debian.12~bookworm'); None: newest.",
+        optional(text),
+    ),
+    Setting(
+        "docker_daemon_config",
+        MappingProxyType({}),
+        "Keys merged one by one into /etc/docker/daemon.json; keys you do not name (another tool's runtime) are kept.",
+        mapping,
+    ),
 )
 
 # Connection and pyinfra keys, never typos of ours.
@@ -285,30 +373,61 @@ def _check_rules(s: Settings, data: Mapping[str, Any], groups: set[str]) -> None
     """Rules across knobs that need no host."""
     phase_groups = sorted(groups & set(PHASES))
     if s.phase is None:
-        raise SettingsError(s.host, "phase", "None", "put the host in exactly one inventory group of "
-                            + ", ".join(PHASES) + " (group_data/<phase>.py sets the profile)")
+        raise SettingsError(
+            s.host,
+            "phase",
+            "None",
+            "put the host in exactly one inventory group of "
+            + ", ".join(PHASES)
+            + " (group_data/<phase>.py sets the profile)",
+        )
     if groups and phase_groups != [s.phase]:
         where = ", ".join(phase_groups) or "no phase group"
-        raise SettingsError(s.host, "phase", repr(s.phase), f"the host must be in exactly one phase group, "
-                            f"the one named by phase, so that group_data/{s.phase}.py applies; it is in {where}")
+        raise SettingsError(
+            s.host,
+            "phase",
+            repr(s.phase),
+            f"the host must be in exactly one phase group, "
+            f"the one named by phase, so that group_data/{s.phase}.py applies; it is in {where}",
+        )
     if not s.is_loopback and not s.vllm_api_key:
-        raise SettingsError(s.host, "vllm_bind_address", repr(s.vllm_bind_address),
-                            "a non-loopback address only with vllm_api_key set (export VLLM_API_KEY "
-                            "before running pyinfra), or 127.0.0.1")
+        raise SettingsError(
+            s.host,
+            "vllm_bind_address",
+            repr(s.vllm_bind_address),
+            "a non-loopback address only with vllm_api_key set (export VLLM_API_KEY "
+            "before running pyinfra), or 127.0.0.1",
+        )
     if s.serving_method == "nix":
-        raise SettingsError(s.host, "serving_method", "'nix'", "docker: this release deploys vLLM "
-                            "with Docker only; the Nix path is not built yet")
+        raise SettingsError(
+            s.host,
+            "serving_method",
+            "'nix'",
+            "docker: this release deploys vLLM with Docker only; the Nix path is not built yet",
+        )
     if s.docker_version and s.docker_source != "docker":
-        raise SettingsError(s.host, "docker_version", repr(s.docker_version),
-                            "only with docker_source = 'docker' (the distro package has its own version)")
+        raise SettingsError(
+            s.host,
+            "docker_version",
+            repr(s.docker_version),
+            "only with docker_source = 'docker' (the distro package has its own version)",
+        )
     if s.vllm_image_archive and not s.vllm_image:
-        raise SettingsError(s.host, "vllm_image_archive", repr(s.vllm_image_archive),
-                            "only with vllm_image set to the tag the archive holds")
+        raise SettingsError(
+            s.host,
+            "vllm_image_archive",
+            repr(s.vllm_image_archive),
+            "only with vllm_image set to the tag the archive holds",
+        )
     if s.vllm_image_archive:
         tags = images.archive_tags(s.vllm_image_archive)
         if s.vllm_image not in tags:
-            raise SettingsError(s.host, "vllm_image_archive", repr(s.vllm_image_archive),
-                                f"an archive holding vllm_image {s.vllm_image!r}; it holds {sorted(tags)}")
+            raise SettingsError(
+                s.host,
+                "vllm_image_archive",
+                repr(s.vllm_image_archive),
+                f"an archive holding vllm_image {s.vllm_image!r}; it holds {sorted(tags)}",
+            )
 
 
 def reference() -> str:

@@ -32,7 +32,9 @@ REPO = HERE.parents[1]
 STATE = Path(os.environ.get("VLLM_FLEET_SANDBOX_STATE", HERE / ".state"))
 STANDIN_DIR = REPO / "tests" / "standin"
 
+# Container names; images are shared by every prefix (the test suite uses its own).
 PREFIX = os.environ.get("VLLM_FLEET_SANDBOX_PREFIX", "vllm-fleet-sandbox")
+IMAGE_PREFIX = "vllm-fleet-sandbox"
 SSH_PORT_BASE = int(os.environ.get("VLLM_FLEET_SANDBOX_SSH_PORT", "2220"))
 HTTP_PORT_BASE = int(os.environ.get("VLLM_FLEET_SANDBOX_HTTP_PORT", "18000"))
 MIRROR = os.environ.get("VLLM_FLEET_SANDBOX_MIRROR", "http://deb.debian.org/debian")
@@ -67,7 +69,10 @@ def ensure_docker() -> None:
     if not shutil.which("dockerd"):
         log("no Docker engine found: installing Debian's docker.io")
         run(as_root(["apt-get", "update", "-qq"]))
-        run(as_root(["apt-get", "install", "-y", "-qq", "docker.io"]), env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        run(
+            as_root(["apt-get", "install", "-y", "-qq", "docker.io"]),
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
     if Path("/run/systemd/system").is_dir():
         log("starting docker.service with systemctl")
         run(as_root(["systemctl", "start", "docker"]))
@@ -92,7 +97,7 @@ def image_exists(tag: str) -> bool:
 
 def host_image_tag() -> str:
     recipe = f"{MIRROR} {HOST_PACKAGES} v1".encode()
-    return f"{PREFIX}/host:bookworm-{hashlib.sha256(recipe).hexdigest()[:12]}"
+    return f"{IMAGE_PREFIX}/host:bookworm-{hashlib.sha256(recipe).hexdigest()[:12]}"
 
 
 def build_host_image() -> str:
@@ -101,7 +106,10 @@ def build_host_image() -> str:
         return tag
     if not shutil.which("debootstrap"):
         log("installing debootstrap")
-        run(as_root(["apt-get", "install", "-y", "-qq", "debootstrap"]), env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        run(
+            as_root(["apt-get", "install", "-y", "-qq", "debootstrap"]),
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
     log(f"building {tag} with debootstrap (about a minute)")
     with tempfile.TemporaryDirectory(prefix="vllm-fleet-rootfs-") as rootfs:
         run(
@@ -124,7 +132,7 @@ def build_host_image() -> str:
 
 def standin_image_tag() -> str:
     digest = hashlib.sha256((STANDIN_DIR / "server.py").read_bytes() + host_image_tag().encode())
-    return f"{PREFIX}/vllm-standin:{digest.hexdigest()[:12]}"
+    return f"{IMAGE_PREFIX}/vllm-standin:{digest.hexdigest()[:12]}"
 
 
 def build_standin_image(base: str) -> tuple[str, Path]:
@@ -177,16 +185,38 @@ def start_host(index: int, image: str, pubkey: str) -> dict:
         log(f"starting host {name} (ssh 127.0.0.1:{ssh_port}, http 127.0.0.1:{http_port})")
         run(
             [
-                "docker", "run", "-d", "--name", name, "--hostname", name,
-                "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
-                "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-                "--tmpfs", "/run", "--tmpfs", "/run/lock",
-                "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns=host",
-                "-v", f"{name}-docker:/var/lib/docker",
-                "-p", f"127.0.0.1:{ssh_port}:22",
-                "-p", f"127.0.0.1:{http_port}:{GUEST_HTTP_PORT}",
-                "--label", "vllm-fleet-sandbox=1",
-                image, "/lib/systemd/systemd",
+                "docker",
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--hostname",
+                name,
+                "--cap-add",
+                "ALL",
+                "--cap-drop",
+                "SYS_RESOURCE",
+                "--security-opt",
+                "seccomp=unconfined",
+                "--security-opt",
+                "apparmor=unconfined",
+                "--tmpfs",
+                "/run",
+                "--tmpfs",
+                "/run/lock",
+                "-v",
+                "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+                "--cgroupns=host",
+                "-v",
+                f"{name}-docker:/var/lib/docker",
+                "-p",
+                f"127.0.0.1:{ssh_port}:22",
+                "-p",
+                f"127.0.0.1:{http_port}:{GUEST_HTTP_PORT}",
+                "--label",
+                "vllm-fleet-sandbox=1",
+                image,
+                "/lib/systemd/systemd",
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -202,8 +232,15 @@ def start_host(index: int, image: str, pubkey: str) -> dict:
     else:
         sys.exit(f"[sandbox] {name}: systemd did not reach 'running' within 60 s (last: {state!r})")
     run(
-        ["docker", "exec", "-i", name, "sh", "-c",
-         "install -d -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys"],
+        [
+            "docker",
+            "exec",
+            "-i",
+            name,
+            "sh",
+            "-c",
+            "install -d -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys",
+        ],
         input=pubkey,
     )
     return {"name": name, "ssh_port": ssh_port, "http_port": http_port}
@@ -212,8 +249,23 @@ def start_host(index: int, image: str, pubkey: str) -> dict:
 def wait_for_ssh(host: dict, key: Path) -> None:
     for _ in range(30):
         if quiet(
-            ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-             "-o", "ConnectTimeout=3", "-i", str(key), "-p", str(host["ssh_port"]), "root@127.0.0.1", "true"]
+            [
+                "ssh",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=3",
+                "-i",
+                str(key),
+                "-p",
+                str(host["ssh_port"]),
+                "root@127.0.0.1",
+                "true",
+            ]
         ):
             return
         time.sleep(1)
@@ -247,7 +299,9 @@ def down() -> None:
         return
     names = subprocess.run(
         ["docker", "ps", "-a", "--filter", "label=vllm-fleet-sandbox=1", "--format", "{{.Names}}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     names = [n for n in names if n.startswith(PREFIX + "-")]
     for name in names:
@@ -257,6 +311,34 @@ def down() -> None:
     (STATE / "hosts.json").unlink(missing_ok=True)
 
 
+def endpoint() -> None:
+    """Print each host's endpoint and a curl line, then run that line to show it works."""
+    state = json.loads((STATE / "hosts.json").read_text())
+    hosts = json.loads(
+        run(
+            [sys.executable, "-m", "vllm_fleet", "hosts", "inventories/sandbox.py"], cwd=REPO, capture_output=True
+        ).stdout
+    )["hosts"]
+    key_file = os.path.relpath(state["api_key_file"], Path.cwd())
+    for host in state["hosts"]:
+        url = f"http://127.0.0.1:{host['http_port']}"
+        model = (
+            hosts[host["name"]]["settings"]["vllm_served_model_name"] or hosts[host["name"]]["settings"]["vllm_model"]
+        )
+        body = json.dumps({"model": model, "prompt": "def fibonacci(n):", "max_tokens": 16})
+        line = (
+            f"curl -s {url}/v1/completions -H 'Content-Type: application/json' "
+            f"-H \"Authorization: Bearer $(cat {key_file})\" -d '{body}'"
+        )
+        print(f"\n{host['name']}: OpenAI-compatible endpoint at {url}/v1 (served by the stand-in, not vLLM)")
+        print("Try it (the key is read from its root-only file, so it is never printed):\n")
+        print(f"  {line}\n")
+        answer = subprocess.run(["sh", "-c", line], capture_output=True, text=True)
+        print(f"It answered: {answer.stdout.strip() or answer.stderr.strip()}")
+        if answer.returncode != 0 or '"choices"' not in answer.stdout:
+            sys.exit(f"[sandbox] {host['name']}: the curl line did not return a completion")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="sandbox", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -264,11 +346,14 @@ def main() -> int:
     up_cmd.add_argument("--hosts", type=int, default=1)
     sub.add_parser("down", help="remove the hosts and their volumes")
     sub.add_parser("status", help="print the sandbox state")
+    sub.add_parser("endpoint", help="print each host's endpoint and a curl line that works")
     args = parser.parse_args()
     if args.command == "up":
         up(args.hosts)
     elif args.command == "down":
         down()
+    elif args.command == "endpoint":
+        endpoint()
     else:
         path = STATE / "hosts.json"
         print(path.read_text() if path.exists() else "no sandbox is up")

@@ -1,0 +1,53 @@
+# vllm-fleet: `make demo` deploys to a local sandbox host, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INVENTORY ?= inventories/sandbox.py
+HOSTS ?= 1
+JOBS ?= 4
+REPORTS := reports
+
+.PHONY: setup demo test test-unit test-integration lint verify sandbox-up sandbox-down clean
+
+# The virtual environment, rebuilt when the pinned dependencies change.
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "installing python3-venv"; \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+setup: $(VENV)/.installed
+
+sandbox-up: setup
+	$(BIN)/python -m tests.sandbox.sandbox up --hosts $(HOSTS)
+
+sandbox-down: setup
+	$(BIN)/python -m tests.sandbox.sandbox down
+
+demo: sandbox-up
+	$(BIN)/pyinfra -y inventories/sandbox.py deploy.py
+	$(BIN)/pytest tests/verify --inventory inventories/sandbox.py -n $(JOBS) -q -p no:cacheprovider
+	$(BIN)/python -m tests.sandbox.sandbox endpoint
+
+verify: setup
+	@mkdir -p $(REPORTS)
+	$(BIN)/pytest tests/verify --inventory $(INVENTORY) -n $(JOBS) -p no:cacheprovider \
+		--junit-xml $(REPORTS)/verify.xml
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Unit tests only: no Docker, no hosts, a few seconds.
+test-unit: setup
+	$(BIN)/pytest tests/unit -q
+
+# Everything: lint, unit tests, and the sandbox integration tests (starts Docker if needed).
+test: lint
+	@mkdir -p $(REPORTS)
+	$(BIN)/pytest tests/unit tests/integration --junit-xml $(REPORTS)/tests.xml
+
+clean: sandbox-down
+	rm -rf $(VENV) $(REPORTS) tests/sandbox/.state tests/sandbox/.state-test

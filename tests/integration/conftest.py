@@ -1,0 +1,115 @@
+"""Sandbox integration: real sshd, systemd, apt and Docker engine in Debian 12 hosts.
+
+The hosts get their own container names, ports and state directory, so the
+tests never touch a sandbox `make demo` left running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+STATE = REPO / "tests" / "sandbox" / ".state-test"
+TEST_ENV = {
+    **os.environ,
+    "VLLM_FLEET_SANDBOX_PREFIX": "vllm-fleet-test",
+    "VLLM_FLEET_SANDBOX_STATE": str(STATE),
+    "VLLM_FLEET_SANDBOX_SSH_PORT": "2320",
+    "VLLM_FLEET_SANDBOX_HTTP_PORT": "18100",
+}
+SANDBOX_INVENTORY = str(REPO / "inventories" / "sandbox.py")
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+HOSTS = 2
+
+
+@dataclass
+class Run:
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run(cmd: list[str], timeout: int = 900) -> Run:
+    done = subprocess.run(cmd, cwd=REPO, env=TEST_ENV, capture_output=True, text=True, timeout=timeout)
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def pyinfra(inventory: str, *extra: str) -> Run:
+    return run([PYINFRA, "-y", *extra, inventory, "deploy.py"])
+
+
+def deploy_json(inventory: str, *extra: str) -> tuple[Run, dict]:
+    """A deploy with --json; returns the run and {operation name: {host: outcome}}."""
+    result = pyinfra(inventory, "--json", *extra)
+    outcomes: dict[str, dict[str, str]] = {}
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return result, outcomes
+    for op in report.get("results", {}).get("operations", []):
+        per_host = outcomes.setdefault(op["name"], {})
+        for outcome in ("success", "error", "no_change"):
+            for host in op[outcome]:
+                per_host[host] = outcome
+    return result, outcomes
+
+
+def changed(outcomes: dict, host: str) -> list[str]:
+    return [name for name, hosts in outcomes.items() if hosts.get(host) == "success"]
+
+
+def on_host(host: str, command: str) -> str:
+    """Inspect a sandbox host from outside (docker exec), as a test harness."""
+    return subprocess.run(
+        ["docker", "exec", host, "sh", "-c", command], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def write_inventory(tmp_path: Path, overrides: dict[str, dict]) -> str:
+    """An inventory of the sandbox hosts with some host data overridden."""
+    path = tmp_path / "inventory.py"
+    path.write_text(
+        "import runpy as _runpy\n"
+        f"_base = _runpy.run_path({SANDBOX_INVENTORY!r})\n"
+        f"_overrides = {overrides!r}\n"
+        "single_gpu = [(name, {**data, **_overrides.get(name, {})}) for name, data in _base['single_gpu']]\n"
+    )
+    return str(path)
+
+
+@dataclass
+class Fleet:
+    hosts: list[dict]
+    api_key: str
+
+    @property
+    def names(self) -> list[str]:
+        return [h["name"] for h in self.hosts]
+
+
+@pytest.fixture(scope="session")
+def fleet() -> Fleet:
+    """Fresh sandbox hosts (any left from an earlier run are removed first)."""
+    sandbox = [sys.executable, "-m", "tests.sandbox.sandbox"]
+    down = run([*sandbox, "down"])
+    assert down.rc == 0, down.output
+    started = time.monotonic()
+    up = run([*sandbox, "up", "--hosts", str(HOSTS)], timeout=1800)
+    assert up.rc == 0, up.output
+    print(f"sandbox up in {time.monotonic() - started:.0f}s")
+    state = json.loads((STATE / "hosts.json").read_text())
+    yield Fleet(state["hosts"], Path(state["api_key_file"]).read_text().strip())
+    if not os.environ.get("VLLM_FLEET_KEEP_SANDBOX"):
+        run([*sandbox, "down"])

@@ -1,0 +1,153 @@
+"""The real deploy against sandbox hosts over SSH: converge, verify, idempotence,
+a changed knob, and a bad inventory refused with every host left as it was."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+
+import pytest
+from conftest import PYINFRA, SANDBOX_INVENTORY, changed, deploy_json, on_host, run, write_inventory
+
+pytestmark = pytest.mark.sandbox
+
+UNIT = "/etc/systemd/system/vllm.service"
+
+
+@pytest.fixture(scope="module")
+def converged(fleet):
+    started = time.monotonic()
+    result, outcomes = deploy_json(SANDBOX_INVENTORY)
+    print(f"first deploy of {len(fleet.names)} hosts in {time.monotonic() - started:.0f}s")
+    assert result.rc == 0, result.output[-4000:]
+    return result, outcomes
+
+
+def models(fleet, host: dict) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{host['http_port']}/v1/models",
+        headers={"Authorization": f"Bearer {fleet.api_key}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def invocation(host: str) -> str:
+    return on_host(host, "systemctl show -p InvocationID --value vllm.service")
+
+
+def test_fresh_hosts_converge(fleet, converged):
+    result, outcomes = converged
+    for host in fleet.names:
+        done = changed(outcomes, host)
+        assert "Docker engine | Install Docker engine" in done
+        assert any(name.startswith("vLLM service | Load ") for name in done)
+        assert "vLLM service | Wait for the endpoint to list the model" in done
+        assert on_host(host, "systemctl is-active vllm.service") == "active"
+        assert on_host(host, "systemctl is-enabled vllm.service") == "enabled"
+    assert fleet.api_key not in result.output, "the API key appeared in pyinfra's output"
+
+
+def test_endpoint_answers_from_the_runner(fleet, converged):
+    for host in fleet.hosts:
+        cards = models(fleet, host)["data"]
+        assert [card["id"] for card in cards] == ["Qwen/Qwen2.5-7B-Instruct"]
+
+
+def test_verify_suite_passes(fleet, converged, tmp_path):
+    junit = tmp_path / "verify.xml"
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/verify",
+            "--inventory",
+            SANDBOX_INVENTORY,
+            "-n",
+            str(len(fleet.names)),
+            "-p",
+            "no:cacheprovider",
+            "--junit-xml",
+            str(junit),
+        ]
+    )
+    assert result.rc == 0, result.output[-4000:]
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert int(suite.get("tests")) >= 8 * len(fleet.names)
+    assert int(suite.get("failures")) == 0 and int(suite.get("errors")) == 0
+    # The sandbox serves on the CPU: only the GPU check may skip, once per host.
+    assert int(suite.get("skipped")) == len(fleet.names)
+
+
+def test_second_run_changes_nothing(fleet, converged):
+    before = {host: invocation(host) for host in fleet.names}
+    result, outcomes = deploy_json(SANDBOX_INVENTORY)
+    assert result.rc == 0, result.output[-4000:]
+    for host in fleet.names:
+        assert changed(outcomes, host) == [], f"{host} changed on a second run"
+        assert invocation(host) == before[host], f"{host}: vllm.service restarted on a second run"
+
+
+def test_changed_knob_restarts_once_and_serves_new_setting(fleet, converged, tmp_path):
+    first, second = fleet.names
+    inventory = write_inventory(tmp_path, {first: {"vllm_max_model_len": 4096}})
+    before = {host: invocation(host) for host in fleet.names}
+    since = on_host(first, "date '+%Y-%m-%d %H:%M:%S'")
+    time.sleep(1)
+
+    result, outcomes = deploy_json(inventory)
+    assert result.rc == 0, result.output[-4000:]
+
+    assert invocation(first) != before[first]
+    starts = on_host(first, f"journalctl -u vllm.service --since '{since}' --no-pager -o cat | grep -c '^Started '")
+    assert starts == "1", f"vllm.service started {starts} times on {first}, expected once"
+    assert models(fleet, fleet.hosts[0])["data"][0]["max_model_len"] == 4096
+    assert on_host(first, f"grep -- --max-model-len {UNIT}").split() == ["--max-model-len", "4096", "\\"]
+    # The other host's settings did not change, so it was not touched.
+    assert changed(outcomes, second) == []
+    assert invocation(second) == before[second]
+
+    again, outcomes = deploy_json(inventory)
+    assert again.rc == 0 and changed(outcomes, first) == []
+
+    back, _ = deploy_json(SANDBOX_INVENTORY)
+    assert back.rc == 0 and models(fleet, fleet.hosts[0])["data"][0]["max_model_len"] == 8192
+
+
+def test_invalid_host_aborts_run_and_touches_no_host(fleet, converged, tmp_path):
+    first, second = fleet.names
+    inventory = write_inventory(
+        tmp_path,
+        {first: {"vllm_max_model_len": 3072}, second: {"vllm_port": 70000}},
+    )
+    units = {host: on_host(host, f"sha256sum {UNIT}") for host in fleet.names}
+    before = {host: invocation(host) for host in fleet.names}
+
+    result, _ = deploy_json(inventory)
+
+    assert result.rc != 0
+    assert "Traceback" not in result.output
+    assert f"host {second}: vllm_port = 70000 is not allowed: an integer from 1 to 65535" in result.output
+    for host in fleet.names:
+        assert on_host(host, f"sha256sum {UNIT}") == units[host], f"{host} was changed"
+        assert invocation(host) == before[host]
+
+
+def test_dry_run_with_diff_shows_no_secret_and_changes_nothing(fleet, converged, tmp_path):
+    first, _ = fleet.names
+    new_key = "dry-run-key-" + "x" * 20
+    inventory = write_inventory(tmp_path, {first: {"vllm_api_key": new_key}})
+    env_before = on_host(first, "sha256sum /etc/vllm-fleet/vllm.env")
+
+    # Without -y, so pyinfra detects and prints the changes it would make.
+    result = run([PYINFRA, "--dry", "--diff", inventory, "deploy.py"])
+
+    assert result.rc == 0, result.output[-4000:]
+    line = next(x for x in result.output.splitlines() if "Write secrets to root-only" in x)
+    assert f"1 ({first})" in line, line
+    assert new_key not in result.output and fleet.api_key not in result.output
+    assert on_host(first, "sha256sum /etc/vllm-fleet/vllm.env") == env_before

@@ -1,0 +1,117 @@
+"""The verify suite: proves each host of a pyinfra inventory serves vLLM.
+
+    pytest tests/verify --inventory inventories/prod.py [-n 8] [--junit-xml out.xml]
+
+Hosts, SSH settings and each host's expected state come from the inventory
+itself (loaded by pyinfra, group_data included) and our settings schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+import testinfra
+
+from vllm_fleet import launch
+from vllm_fleet.facts import GpuVendors, parse_pci_classes, resolve_accelerator
+from vllm_fleet.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--inventory",
+        default=os.environ.get("VLLM_FLEET_INVENTORY", str(REPO / "inventories" / "sandbox.py")),
+        help="pyinfra inventory whose hosts are verified",
+    )
+
+
+@dataclass
+class Target:
+    """One inventory host: its testinfra handle and what it should be running."""
+
+    name: str
+    hostspec: str
+    connection: dict
+    settings: Settings
+
+    @cached_property
+    def host(self):
+        return testinfra.get_host(self.hostspec, **self.connection)
+
+    @cached_property
+    def accelerator(self) -> str:
+        out = self.host.run(GpuVendors().command()).stdout.splitlines()
+        return resolve_accelerator(self.settings.accelerator, parse_pci_classes(out))
+
+    def api(self, path: str, body: str | None = None, with_key: bool = True):
+        """curl on the host; the key goes from the root-only env file to curl's stdin."""
+        header = f"sed -n 's/^VLLM_API_KEY=/Authorization: Bearer /p' {launch.ENV_FILE}" if with_key else "true"
+        data = f"-H 'Content-Type: application/json' --data-binary {_sh(body)}" if body else ""
+        url = _local_url(self.settings) + path
+        return self.host.run(f"{header} | curl -sS --max-time 30 -w '\\n%{{http_code}}' -H @- {data} {_sh(url)}")
+
+
+def _sh(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _local_url(settings: Settings) -> str:
+    from tasks.vllm_service import local_url
+
+    return local_url(settings)
+
+
+def _hostspec(name: str, data: dict) -> tuple[str, dict]:
+    if name.startswith("@local"):
+        return "local://", {"sudo": bool(data.get("_sudo"))}
+    user = data.get("ssh_user") or "root"
+    address = data.get("ssh_hostname") or name
+    spec = f"paramiko://{user}@{address}:{data.get('ssh_port') or 22}"
+    connection = {"sudo": bool(data.get("_sudo")), "timeout": 15}
+    if data.get("ssh_key"):
+        connection["ssh_identity_file"] = data.get("ssh_key")
+    return spec, connection
+
+
+def load_targets(inventory_path: str) -> list[Target]:
+    """Hosts from `python -m vllm_fleet hosts`, run apart: importing pyinfra's CLI
+    monkey-patches the process with gevent, which pytest-xdist's workers do not survive."""
+    result = subprocess.run(
+        [sys.executable, "-m", "vllm_fleet", "hosts", inventory_path],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    if result.returncode != 0:
+        raise pytest.UsageError(f"cannot load {inventory_path}: {result.stderr.strip()}")
+    targets = []
+    for name, host in json.loads(result.stdout)["hosts"].items():
+        spec, connection = _hostspec(name, host["connection"])
+        settings = Settings(name, MappingProxyType(host["settings"]))
+        targets.append(Target(name, spec, connection, settings))
+    return targets
+
+
+def pytest_generate_tests(metafunc):
+    if "target" in metafunc.fixturenames:
+        config = metafunc.config
+        if not hasattr(config, "_vllm_fleet_targets"):
+            config._vllm_fleet_targets = load_targets(config.getoption("inventory"))
+        targets = config._vllm_fleet_targets
+        metafunc.parametrize("target", targets, ids=[t.name for t in targets], scope="module")
+
+
+def split_status(result) -> tuple[str, int]:
+    """Body and HTTP status from Target.api's output."""
+    body, _, status = result.stdout.rpartition("\n")
+    return body, int(status or 0)

@@ -1,0 +1,1 @@
+"""vllm-fleet: deploy vLLM on GPU hosts with pyinfra, and prove each host works."""
