@@ -56,14 +56,7 @@ def vllm_service(settings: Settings, accelerator: str) -> None:
         src=str(TEMPLATES / "vllm.service.j2"),
         dest=launch.UNIT_PATH,
         mode="644",
-        model=settings.vllm_model,
-        served_model_name=settings.served_model_name,
-        bind_address=settings.vllm_bind_address,
-        port=settings.vllm_port,
-        container_name=launch.CONTAINER_NAME,
-        exec_start=launch.exec_line(
-            launch.docker_run_argv(settings, accelerator), own_line=(launch.image(settings, accelerator),)
-        ),
+        **launch.unit_context(settings, accelerator),
     )
 
     changed = any_changed(*image_ops, env, unit)

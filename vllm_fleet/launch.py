@@ -98,6 +98,19 @@ def docker_run_argv(s: Settings, accelerator: str) -> list[str]:
     return ["/usr/bin/docker", "run", *container_args(s, accelerator), image(s, accelerator), *vllm_args(s)]
 
 
+def unit_context(s: Settings, accelerator: str) -> dict:
+    """The variables templates/vllm.service.j2 is rendered with."""
+    ref = image(s, accelerator)
+    return {
+        "model": s.vllm_model,
+        "served_model_name": s.served_model_name,
+        "bind_address": s.vllm_bind_address,
+        "port": s.vllm_port,
+        "container_name": CONTAINER_NAME,
+        "exec_start": exec_line(docker_run_argv(s, accelerator), own_line=(ref,)),
+    }
+
+
 def env_file_content(s: Settings) -> str:
     """The env file read by `docker run --env-file`: KEY=value, taken literally."""
     lines = ["# Managed by vllm-fleet. Root-only: holds secrets."]

@@ -27,7 +27,9 @@ def secret_file(dest: str, content: str):
     staged = posixpath.join(posixpath.dirname(dest), f".{posixpath.basename(dest)}.new")
     if changed_content:
         yield StringCommand("install", "-m", "600", "-o", "root", "-g", "root", "/dev/null", staged)
-        yield FileUploadCommand(BytesIO(data), staged)
+        # Only used under _sudo: pyinfra's default staging file is in /tmp under the SSH
+        # user's umask; a relative path puts it in that user's home, and pyinfra removes it.
+        yield FileUploadCommand(BytesIO(data), staged, remote_temp_filename=".vllm-fleet-upload.tmp")
         yield StringCommand("mv", "-f", staged, dest)
     elif current["mode"] != 600 or current["user"] != "root" or current["group"] != "root":
         yield StringCommand("chown", "root:root", dest)

@@ -1,0 +1,44 @@
+from pathlib import Path
+
+import pytest
+
+from vllm_fleet.settings import validate
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_group_data(name: str) -> dict:
+    """A group_data file's values, as pyinfra would read them (no environment secrets)."""
+    namespace: dict = {}
+    exec(compile((REPO / "group_data" / f"{name}.py").read_text(), name, "exec"), namespace)
+    return {k: v for k, v in namespace.items() if not k.startswith("_") and k != "os"}
+
+
+@pytest.fixture
+def settings_for():
+    """Settings of a host in a phase group, with host data on top of the profile."""
+
+    def make(phase: str = "single_gpu", **host_data):
+        data = {**load_group_data(phase), **host_data}
+        return validate("gpu-01", data, groups=[phase])
+
+    return make
+
+
+@pytest.fixture
+def make_archive():
+    """A minimal `docker save` archive (manifest only) holding one tag."""
+    import io
+    import json
+    import tarfile
+
+    def make(directory, tag, config="blobs/sha256/" + "ab" * 32):
+        path = directory / "image.tar"
+        manifest = json.dumps([{"Config": config, "RepoTags": [tag], "Layers": []}]).encode()
+        with tarfile.open(path, "w") as tar:
+            info = tarfile.TarInfo("manifest.json")
+            info.size = len(manifest)
+            tar.addfile(info, io.BytesIO(manifest))
+        return str(path)
+
+    return make

@@ -1,0 +1,43 @@
+"""Docker engine pieces that need no host: daemon.json merging, Docker's repository."""
+
+import pytest
+
+from tasks.docker_engine import merged_daemon_config
+from vllm_fleet import docker_repo
+
+BOOKWORM = {"name": "Debian", "major": 12, "release_meta": {"VERSION_CODENAME": "bookworm", "ID": "debian"}}
+NOBLE = {"name": "Ubuntu", "major": 24, "release_meta": {"VERSION_CODENAME": "noble", "ID": "ubuntu"}}
+
+
+def test_merge_keeps_another_tools_runtime():
+    current = {"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}, "log-driver": "json-file"}
+    merged = merged_daemon_config(current, {"log-driver": "journald"})
+    assert merged["runtimes"] == current["runtimes"]
+    assert merged["log-driver"] == "journald"
+    assert merged_daemon_config(current, {}) == current
+
+
+@pytest.mark.parametrize(
+    "distro, url, suite",
+    [
+        (BOOKWORM, "https://download.docker.com/linux/debian", "bookworm"),
+        (NOBLE, "https://download.docker.com/linux/ubuntu", "noble"),
+    ],
+)
+def test_deb822_source_is_signed_by_its_own_keyring(distro, url, suite):
+    text = docker_repo.apt_source(distro).deb822()
+    assert f"URIs: {url}\n" in text and f"Suites: {suite}\n" in text
+    assert "Signed-By: /etc/apt/keyrings/docker.asc\n" in text
+    assert "apt-key" not in text
+
+
+def test_version_pin():
+    assert docker_repo.packages(None)[0] == "docker-ce"
+    pinned = docker_repo.packages("5:27.3.1-1~debian.12~bookworm")
+    assert pinned[:2] == ["docker-ce=5:27.3.1-1~debian.12~bookworm", "docker-ce-cli=5:27.3.1-1~debian.12~bookworm"]
+    assert "Pin: version 5:27.3.1-1~debian.12~bookworm" in docker_repo.apt_pin("5:27.3.1-1~debian.12~bookworm")
+
+
+def test_unknown_codename_is_refused():
+    with pytest.raises(ValueError, match="codename"):
+        docker_repo.apt_source({"name": "Debian", "release_meta": {}})

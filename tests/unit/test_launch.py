@@ -1,0 +1,143 @@
+"""What the vLLM service runs: arguments per accelerator, the seed's laptop command,
+the env file, and the rendered unit."""
+
+import re
+import shlex
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from vllm_fleet import launch
+
+REPO = Path(__file__).resolve().parents[2]
+SEED = REPO.parent / "shared" / "seeds" / "003_7cfecfcdaa3aa62f.txt"
+SEED_VLLM_ARGS = [
+    "--model",
+    "TheBloke/deepseek-coder-6.7B-instruct-AWQ",
+    "--quantization",
+    "awq",
+    "--gpu-memory-utilization",
+    "0.85",
+    "--max-model-len",
+    "2048",
+    "--max-num-seqs",
+    "16",
+    "--disable-log-stats",
+]
+
+
+def render_unit(settings, accelerator):
+    template = jinja2.Template((REPO / "templates" / "vllm.service.j2").read_text())
+    return template.render(**launch.unit_context(settings, accelerator))
+
+
+def seed_docker_command() -> list[str]:
+    """The seed's `docker run` command, comments and line continuations removed."""
+    text = SEED.read_text()
+    block = text[text.index("docker run -d --name vllm-server") :]
+    block = block[: block.index("```")]
+    lines = [re.sub(r"#.*$", "", line).rstrip().rstrip("\\") for line in block.splitlines()]
+    return shlex.split(" ".join(lines))
+
+
+def test_laptop_profile_gives_the_seeds_vllm_flags(settings_for):
+    assert launch.vllm_args(settings_for("laptop")) == SEED_VLLM_ARGS
+
+
+@pytest.mark.skipif(not SEED.exists(), reason="the seed documents are not beside this checkout")
+def test_laptop_command_matches_the_seed_document(settings_for):
+    seed = seed_docker_command()
+    image_at = seed.index("vllm/vllm-openai:latest")
+    s = settings_for("laptop", accelerator="nvidia")
+    ours = launch.docker_run_argv(s, "nvidia")
+    ours_image_at = ours.index(launch.image(s, "nvidia"))
+    assert ours[ours_image_at + 1 :] == seed[image_at + 1 :]
+    container = ours[:ours_image_at]
+    for flag in ("--gpus", "all", "--shm-size=4g", "--ipc=host"):
+        assert flag in seed[:image_at] and flag in container
+    # Same volume target; the host side is a service directory instead of a user's home.
+    assert seed[seed.index("-v") + 1].endswith(":/root/.cache/huggingface")
+    assert container[container.index("-v") + 1] == "/var/lib/vllm-fleet/huggingface:/root/.cache/huggingface"
+    # The seed publishes on every interface; the laptop profile keeps it on loopback.
+    assert container[container.index("-p") + 1] == "127.0.0.1:8000:8000"
+
+
+@pytest.mark.parametrize(
+    "accelerator, present, absent",
+    [
+        ("nvidia", ["--gpus all"], ["/dev/kfd", "seccomp=unconfined", "--group-add"]),
+        (
+            "amd",
+            ["--device /dev/kfd", "--device /dev/dri", "--group-add video", "--security-opt seccomp=unconfined"],
+            ["--gpus"],
+        ),
+        ("cpu", ["--cap-add SYS_NICE"], ["--gpus", "/dev/kfd", "/dev/dri", "--group-add", "seccomp"]),
+    ],
+)
+def test_container_args_per_accelerator(settings_for, accelerator, present, absent):
+    args = " ".join(launch.container_args(settings_for("single_gpu"), accelerator))
+    for flag in present:
+        assert flag in args
+    for flag in absent:
+        assert flag not in args
+    for common in ("--ipc=host", f"--env-file {launch.ENV_FILE}", "-p 127.0.0.1:8000:8000"):
+        assert common in args
+
+
+def test_default_image_follows_the_accelerator_and_is_pinned(settings_for):
+    s = settings_for("single_gpu")
+    assert launch.image(s, "nvidia").startswith("vllm/vllm-openai:v")
+    assert launch.image(s, "amd").startswith("rocm/vllm:")
+    assert all(not ref.endswith(":latest") for ref in (launch.image(s, a) for a in ("nvidia", "amd", "cpu")))
+    assert launch.image(settings_for("single_gpu", vllm_image="my/vllm:v1"), "nvidia") == "my/vllm:v1"
+
+
+def test_publish_on_ipv6_and_custom_port(settings_for):
+    s = settings_for("single_gpu", vllm_bind_address="::1", vllm_port=9001)
+    assert launch.publish_arg(s) == "[::1]:9001:8000"
+
+
+def test_tensor_parallel_and_extra_args(settings_for):
+    args = launch.vllm_args(settings_for("enterprise", vllm_api_key="k" * 20))
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
+    args = launch.vllm_args(settings_for("single_gpu", vllm_extra_args=["--enforce-eager"]))
+    assert args[-1] == "--enforce-eager" and "--tensor-parallel-size" not in args
+
+
+def test_env_file_holds_the_secrets_and_nothing_else(settings_for):
+    s = settings_for("single_gpu", vllm_api_key="a" * 20, hf_token="hf_" + "b" * 20)
+    lines = launch.env_file_content(s).splitlines()
+    assert lines[1:] == ["HF_TOKEN=hf_" + "b" * 20, "VLLM_API_KEY=" + "a" * 20]
+    assert launch.env_file_content(settings_for("single_gpu")).splitlines()[1:] == []
+
+
+def test_secrets_never_reach_the_unit_or_the_command_line(settings_for):
+    s = settings_for("single_gpu", vllm_api_key="a" * 20, hf_token="hf_" + "b" * 20)
+    unit = render_unit(s, "nvidia")
+    assert "a" * 20 not in unit and "b" * 20 not in unit
+    assert "a" * 20 not in " ".join(launch.docker_run_argv(s, "nvidia"))
+
+
+def test_rendered_unit_runs_the_container(settings_for):
+    unit = render_unit(settings_for("laptop"), "nvidia")
+    exec_start = unit[unit.index("ExecStart=") : unit.index("ExecStop=")]
+    argv = shlex.split(exec_start.removeprefix("ExecStart=").replace("\\\n", " "))
+    assert argv[:2] == ["/usr/bin/docker", "run"]
+    assert argv[-len(SEED_VLLM_ARGS) :] == SEED_VLLM_ARGS
+    assert "Requires=docker.service" in unit and "WantedBy=multi-user.target" in unit
+
+
+@pytest.mark.parametrize(
+    "arg, quoted",
+    [
+        ("--max-model-len", "--max-model-len"),
+        ("a b", '"a b"'),
+        ("50%", "50%%"),
+        ("$HOME", '"$$HOME"'),
+        ('say "hi"', '"say \\"hi\\""'),
+        ("", '""'),
+    ],
+)
+def test_systemd_quote(arg, quoted):
+    assert launch.systemd_quote(arg) == quoted

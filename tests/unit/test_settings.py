@@ -1,0 +1,118 @@
+"""The schema: defaults, every rule, and one clean message per bad value."""
+
+import pytest
+
+from vllm_fleet.settings import SCHEMA, SettingsError, validate
+
+GOOD_KEY = "k" * 24
+
+
+def refuse(data: dict, groups=("single_gpu",)) -> str:
+    with pytest.raises(SettingsError) as caught:
+        validate("gpu-01", {"phase": "single_gpu", **data}, groups=groups)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("host gpu-01: ")
+    return message
+
+
+def test_defaults_validate():
+    s = validate("gpu-01", {"phase": "single_gpu"}, groups=["single_gpu"])
+    assert s.accelerator == "auto" and s.serving_method == "docker"
+    assert s.vllm_port == 8000 and s.vllm_bind_address == "127.0.0.1"
+    assert s.served_model_name == s.vllm_model
+
+
+def test_every_knob_the_issue_names_is_in_the_schema():
+    named = """phase accelerator serving_method vllm_model vllm_served_model_name vllm_quantization
+    vllm_max_model_len vllm_gpu_memory_utilization vllm_max_num_seqs vllm_tensor_parallel_size vllm_port
+    vllm_bind_address vllm_image vllm_image_archive vllm_extra_args vllm_api_key hf_token hf_cache_dir""".split()
+    assert set(named) <= set(SCHEMA)
+    assert all(SCHEMA[name].meaning for name in SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"phase": "cluster"}, "phase = 'cluster' is not allowed: one of laptop, single_gpu, enterprise"),
+        ({"accelerator": "intel"}, "accelerator = 'intel' is not allowed: one of auto, nvidia, amd, cpu"),
+        ({"serving_method": "podman"}, "serving_method = 'podman' is not allowed: one of docker, nix"),
+        ({"vllm_port": 70000}, "vllm_port = 70000 is not allowed: an integer from 1 to 65535"),
+        ({"vllm_port": "8000"}, "vllm_port = '8000' is not allowed: an integer from 1 to 65535"),
+        ({"vllm_port": True}, "vllm_port = True is not allowed: an integer"),
+        ({"vllm_gpu_memory_utilization": 1.5}, "vllm_gpu_memory_utilization = 1.5 is not allowed: a number"),
+        ({"vllm_gpu_memory_utilization": 0}, "vllm_gpu_memory_utilization = 0 is not allowed"),
+        ({"vllm_max_model_len": 64}, "vllm_max_model_len = 64 is not allowed: an integer from 128"),
+        ({"vllm_max_num_seqs": 0}, "vllm_max_num_seqs = 0 is not allowed: an integer from 1 to 4096"),
+        ({"vllm_tensor_parallel_size": 0}, "vllm_tensor_parallel_size = 0 is not allowed"),
+        ({"vllm_quantization": "int3"}, "vllm_quantization = 'int3' is not allowed: one of awq"),
+        ({"vllm_bind_address": "localhost"}, "vllm_bind_address = 'localhost' is not allowed: an IP address"),
+        ({"vllm_model": "has space/x"}, "vllm_model = 'has space/x' is not allowed: a Hugging Face model id"),
+        (
+            {"vllm_image": "vllm/vllm-openai"},
+            "vllm_image = 'vllm/vllm-openai' is not allowed: an image reference pinned",
+        ),
+        ({"vllm_image": "vllm/vllm-openai:latest"}, "vllm_image = 'vllm/vllm-openai:latest' is not allowed"),
+        ({"vllm_image_archive": "/nonexistent.tar", "vllm_image": "a/b:1"}, "vllm_image_archive = '/nonexistent.tar'"),
+        ({"vllm_extra_args": "--enforce-eager"}, "vllm_extra_args = '--enforce-eager' is not allowed: a list"),
+        ({"vllm_extra_args": ["--port=9000"]}, "other than --port, which is set by vllm_port"),
+        ({"vllm_extra_args": ["--api-key", "x"]}, "other than --api-key, which is set by vllm_api_key"),
+        ({"hf_cache_dir": "cache"}, "hf_cache_dir = 'cache' is not allowed: an absolute path"),
+        ({"docker_source": "snap"}, "docker_source = 'snap' is not allowed: one of distro, docker"),
+        ({"docker_version": "27.3.1"}, "docker_version = '27.3.1' is not allowed: only with docker_source = 'docker'"),
+        ({"docker_daemon_config": ["a"]}, "docker_daemon_config = ['a'] is not allowed: a mapping"),
+        ({"gpu_count": -1}, "gpu_count = -1 is not allowed: an integer from 1 to 64 (or None)"),
+        ({"vllm_max_model_length": 4096}, "vllm_max_model_length is not a setting; did you mean vllm_max_model_len?"),
+        ({"acelerator": "nvidia"}, "acelerator is not a setting; did you mean accelerator?"),
+        ({"vllm_bind_address": "0.0.0.0"}, "vllm_bind_address = '0.0.0.0' is not allowed: a non-loopback address only"),
+        ({"serving_method": "nix"}, "serving_method = 'nix' is not allowed: docker"),
+    ],
+)
+def test_bad_values_are_refused_with_host_key_value_and_allowed(data, expected):
+    assert expected in refuse(data)
+
+
+def test_secret_values_are_never_echoed():
+    message = refuse({"vllm_api_key": "short secret"})
+    assert "short secret" not in message
+    assert "vllm_api_key = <secret, 12 characters> is not allowed: a string of at least 16" in message
+
+
+def test_public_bind_with_api_key_is_allowed():
+    s = validate(
+        "gpu-01",
+        {"phase": "single_gpu", "vllm_bind_address": "0.0.0.0", "vllm_api_key": GOOD_KEY},
+        groups=["single_gpu"],
+    )
+    assert not s.is_loopback
+
+
+def test_loopback_ipv6_needs_no_key():
+    assert validate("gpu-01", {"phase": "single_gpu", "vllm_bind_address": "::1"}, groups=["single_gpu"]).is_loopback
+
+
+def test_host_must_be_in_the_group_of_its_phase():
+    message = refuse({"phase": "laptop"}, groups=("single_gpu",))
+    assert "phase = 'laptop'" in message and "it is in single_gpu" in message
+    assert "phase = None" in refuse({"phase": None}, groups=())
+
+
+def test_host_in_two_phase_groups_is_refused():
+    assert "it is in laptop, single_gpu" in refuse({}, groups=("laptop", "single_gpu"))
+
+
+def test_connection_and_unrelated_keys_pass():
+    s = validate("gpu-01", {"phase": "single_gpu", "ssh_port": 22, "_sudo": True, "rack": "b7"}, groups=["single_gpu"])
+    assert s.phase == "single_gpu"
+
+
+def test_archive_must_hold_the_image(tmp_path, make_archive):
+    archive = make_archive(tmp_path, "registry.local/vllm:v1")
+    ok = validate(
+        "gpu-01",
+        {"phase": "single_gpu", "vllm_image": "registry.local/vllm:v1", "vllm_image_archive": archive},
+        groups=["single_gpu"],
+    )
+    assert ok.vllm_image_archive == archive
+    message = refuse({"vllm_image": "registry.local/vllm:v2", "vllm_image_archive": archive})
+    assert "an archive holding vllm_image 'registry.local/vllm:v2'; it holds ['registry.local/vllm:v1']" in message
