@@ -175,6 +175,9 @@ def ensure_keys() -> tuple[Path, Path]:
         fd = os.open(api_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(24))
+    # Whatever made them (a copy, an old checkout), they stay readable by root alone.
+    for secret in (key, api_key):
+        os.chmod(secret, 0o600)
     return key, api_key
 
 
