@@ -7,14 +7,15 @@ INVENTORY ?= inventories/sandbox.py
 HOSTS ?= 1
 JOBS ?= 4
 REPORTS := reports
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: setup demo test test-unit test-integration lint verify sandbox-up sandbox-down clean
 
 # The virtual environment, rebuilt when the pinned dependencies change.
 $(VENV)/.installed: pyproject.toml
-	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "installing python3-venv"; \
-		$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq python3-venv; }
-	$(PYTHON) -m venv $(VENV)
+	@# Debian and Ubuntu ship venv's pip in a separate package: install it when venv fails.
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "installing python3-venv"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
@@ -43,6 +44,10 @@ lint: setup
 # Unit tests only: no Docker, no hosts, a few seconds.
 test-unit: setup
 	$(BIN)/pytest tests/unit -q
+
+# Sandbox integration tests only (starts Docker and two sandbox hosts).
+test-integration: setup
+	$(BIN)/pytest tests/integration
 
 # Everything: lint, unit tests, and the sandbox integration tests (starts Docker if needed).
 test: lint

@@ -151,3 +151,21 @@ def test_dry_run_with_diff_shows_no_secret_and_changes_nothing(fleet, converged,
     assert f"1 ({first})" in line, line
     assert new_key not in result.output and fleet.api_key not in result.output
     assert on_host(first, "sha256sum /etc/vllm-fleet/vllm.env") == env_before
+
+
+def test_service_that_does_not_come_up_fails_with_host_and_journal(fleet, converged, tmp_path):
+    first, second = fleet.names
+    # The stand-in, like vLLM, exits on an argument it does not know.
+    inventory = write_inventory(tmp_path, {first: {"vllm_extra_args": ["--no-such-flag"], "vllm_ready_timeout": 15}})
+
+    result, outcomes = deploy_json(inventory)
+
+    assert result.rc != 0
+    assert outcomes["vLLM service | Wait for the endpoint to list the model"][first] == "error"
+    assert f"vLLM on {first} did not list Qwen/Qwen2.5-7B-Instruct" in result.output
+    assert "unrecognized arguments: --no-such-flag" in result.output, "journalctl lines missing"
+    assert changed(outcomes, second) == [], "a failure on one host changed another"
+
+    back, _ = deploy_json(SANDBOX_INVENTORY)
+    assert back.rc == 0, back.output[-4000:]
+    assert models(fleet, fleet.hosts[0])["data"][0]["id"] == "Qwen/Qwen2.5-7B-Instruct"
