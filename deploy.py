@@ -16,5 +16,5 @@ from vllm_fleet.inventory import settings_for
 settings = settings_for(host)
 accelerator = resolve_accelerator(settings.accelerator, host.get_fact(GpuVendors))
 
-docker_engine(settings)
-vllm_service(settings, accelerator)
+engine_restarts = docker_engine(settings)
+vllm_service(settings, accelerator, engine_restarts)

@@ -24,7 +24,8 @@ def merged_daemon_config(current: dict, wanted: dict) -> dict:
 
 
 @deploy("Docker engine")
-def docker_engine(settings: Settings) -> None:
+def docker_engine(settings: Settings) -> list:
+    """Returns the operations that restart the engine (which stops its containers)."""
     distro = host.get_fact(LinuxDistribution)
     if distro.get("name") not in docker_repo.APT_DISTROS:
         raise PyinfraError(
@@ -68,13 +69,15 @@ def docker_engine(settings: Settings) -> None:
         running=True,
         enabled=True,
     )
-    if config_changed is not None:
-        systemd.service(
-            name="Restart Docker engine for its new daemon.json",
-            service="docker.service",
-            restarted=True,
-            _if=config_changed.did_change,
-        )
+    if config_changed is None:
+        return []
+    restarted = systemd.service(
+        name="Restart Docker engine for its new daemon.json",
+        service="docker.service",
+        restarted=True,
+        _if=config_changed.did_change,
+    )
+    return [restarted]
 
 
 def _add_docker_repository(distro: dict, settings: Settings) -> None:

@@ -21,7 +21,9 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 @deploy("vLLM service")
-def vllm_service(settings: Settings, accelerator: str) -> None:
+def vllm_service(settings: Settings, accelerator: str, engine_restarts: list = ()) -> None:
+    """engine_restarts: operations that restart the Docker engine; vLLM is restarted
+    and waited for after them too, as the engine's restart stopped its container."""
     files.directory(
         name=f"Create root-only config directory {launch.CONFIG_DIR}",
         path=launch.CONFIG_DIR,
@@ -59,7 +61,7 @@ def vllm_service(settings: Settings, accelerator: str) -> None:
         **launch.unit_context(settings, accelerator),
     )
 
-    changed = any_changed(*image_ops, env, unit)
+    changed = any_changed(*image_ops, env, unit, *engine_restarts)
     systemd.service(
         name="Restart vLLM for its new image or configuration",
         service=launch.SERVICE,

@@ -169,3 +169,42 @@ def test_service_that_does_not_come_up_fails_with_host_and_journal(fleet, conver
     back, _ = deploy_json(SANDBOX_INVENTORY)
     assert back.rc == 0, back.output[-4000:]
     assert models(fleet, fleet.hosts[0])["data"][0]["id"] == "Qwen/Qwen2.5-7B-Instruct"
+
+
+def test_daemon_json_is_merged_and_the_engine_restarted_only_then(fleet, converged, tmp_path):
+    first, second = fleet.names
+    other_tool = {"runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}}}
+    on_host(first, f"echo '{json.dumps(other_tool)}' > /etc/docker/daemon.json")
+    engine_before = on_host(first, "systemctl show -p InvocationID --value docker.service")
+    inventory = write_inventory(tmp_path, {first: {"docker_daemon_config": {"log-opts": {"max-size": "10m"}}}})
+
+    result, outcomes = deploy_json(inventory)
+
+    assert result.rc == 0, result.output[-4000:]
+    merged = json.loads(on_host(first, "cat /etc/docker/daemon.json"))
+    assert merged == {**other_tool, "log-opts": {"max-size": "10m"}}
+    assert on_host(first, "systemctl show -p InvocationID --value docker.service") != engine_before
+    runtimes = json.loads(on_host(first, "docker info --format '{{json .Runtimes}}'"))
+    assert runtimes["nvidia"]["path"] == "nvidia-container-runtime", "the engine lost the other tool's runtime"
+    # The engine's restart stopped the container: vLLM was restarted and waited for.
+    assert outcomes["vLLM service | Wait for the endpoint to list the model"][first] == "success"
+    assert models(fleet, fleet.hosts[0])["data"][0]["id"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert changed(outcomes, second) == []
+
+    engine_after = on_host(first, "systemctl show -p InvocationID --value docker.service")
+    again, outcomes = deploy_json(inventory)
+    assert again.rc == 0 and changed(outcomes, first) == []
+    assert on_host(first, "systemctl show -p InvocationID --value docker.service") == engine_after
+
+
+def test_unparseable_daemon_json_stops_the_run_and_is_left_alone(fleet, converged):
+    _, second = fleet.names
+    on_host(second, "printf '{\"log-driver\": ' > /etc/docker/daemon.json")
+    try:
+        result, _ = deploy_json(SANDBOX_INVENTORY)
+        assert result.rc != 0
+        assert f"host {second}: /etc/docker/daemon.json exists but it does not parse as JSON" in result.output
+        assert "Traceback" not in result.output
+        assert on_host(second, "cat /etc/docker/daemon.json") == '{"log-driver":'
+    finally:
+        on_host(second, "rm -f /etc/docker/daemon.json")
