@@ -56,6 +56,72 @@ def cmd_hosts(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    from vllm_fleet.facts import resolve_accelerator
+    from vllm_fleet.gpus import gpus_from_data
+    from vllm_fleet.inventory import host_data, load_inventory, sources
+    from vllm_fleet.plan import offline_accelerator, plan_host
+    from vllm_fleet.settings import SettingsError, validate
+
+    inventory = load_inventory(args.inventory, REPO)
+    hosts = [h for h in inventory if args.host in (None, h.name)]
+    if not hosts:
+        print(f"vllm_fleet: no host {args.host!r} in {args.inventory}", file=sys.stderr)
+        return 2
+    facts = read_facts(args.inventory, [h.name for h in hosts]) if args.facts else {}
+    plans: dict[str, dict] = {}
+    for host in hosts:
+        try:
+            settings = validate(host.name, host_data(host), host.groups)
+        except SettingsError as exc:
+            plans[host.name] = {"refused": str(exc)}
+            continue
+        if host.name in facts:
+            vendors, gpus = facts[host.name]
+            accelerator, warnings = resolve_accelerator(settings.accelerator, vendors), []
+            gpus = gpus or gpus_from_data(settings)
+        else:
+            accelerator, warnings = offline_accelerator(settings)
+            gpus = gpus_from_data(settings)
+        plan = plan_host(settings, sources(host), accelerator, gpus)
+        plans[host.name] = plan.as_dict()
+        plans[host.name]["warnings"] = warnings + plan.warnings
+    if args.format == "json":
+        json.dump({"hosts": plans}, sys.stdout, indent=2)
+        print()
+    else:
+        from vllm_fleet.plan_table import render
+
+        print(render(plans))
+    return 1 if any(p["refused"] for p in plans.values()) else 0
+
+
+def read_facts(inventory: str, names: list[str]) -> dict[str, tuple[list[str], object]]:
+    """GPU vendors and GPUs of each host, read over SSH by pyinfra's own `fact` command."""
+    import subprocess
+
+    from vllm_fleet.facts import resolve_accelerator
+    from vllm_fleet.gpus import gpus_from_facts
+
+    pyinfra = str(Path(sys.executable).parent / "pyinfra")
+    facts = ["vllm_fleet.facts.GpuVendors", "vllm_fleet.gpus.NvidiaGpus", "vllm_fleet.gpus.AmdGpus"]
+    result = subprocess.run(
+        [pyinfra, "--json", "--limit", ",".join(names), inventory, "fact", *facts],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"vllm_fleet: reading facts failed: {result.stderr.strip()[-2000:]}")
+    read = {}
+    for name, host_facts in json.loads(result.stdout).items():
+        vendors = host_facts.get("vllm_fleet.facts.GpuVendors") or []
+        vendor = resolve_accelerator("auto", vendors)
+        listed = host_facts.get(f"vllm_fleet.gpus.{'Amd' if vendor == 'amd' else 'Nvidia'}Gpus") or []
+        read[name] = (vendors, gpus_from_facts(listed))
+    return read
+
+
 def cmd_settings(_args) -> int:
     from vllm_fleet.settings import reference
 
@@ -69,5 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("settings", help="list every setting with its default and meaning")
     hosts = sub.add_parser("hosts", help="print an inventory's hosts and validated settings as JSON")
     hosts.add_argument("inventory")
+    plan = sub.add_parser("plan", help="what a deploy would do on each host, without changing any")
+    plan.add_argument("inventory")
+    plan.add_argument("--host", help="only this host")
+    plan.add_argument("--format", choices=("table", "json"), default="table")
+    plan.add_argument("--facts", action="store_true", help="read GPU facts from the hosts (SSH) instead of host data")
     args = parser.parse_args(argv)
-    return {"settings": cmd_settings, "hosts": cmd_hosts}[args.command](args)
+    commands = {"settings": cmd_settings, "hosts": cmd_hosts, "plan": cmd_plan}
+    return commands[args.command](args)

@@ -9,7 +9,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_state
 from pyinfra_cli.inventory import make_inventory
 
-from vllm_fleet.settings import Settings, SettingsError, validate
+from vllm_fleet.settings import SCHEMA, Settings, SettingsError, validate
 
 
 def load_inventory(path: str, repo: Path) -> Inventory:
@@ -20,6 +20,23 @@ def load_inventory(path: str, repo: Path) -> Inventory:
 
 def host_data(host) -> dict:
     return host.data.dict()
+
+
+def sources(host) -> dict[str, str]:
+    """Where each setting of a host comes from: host data, a group's data, or the default."""
+    inventory = host.inventory
+    own = inventory.get_host_data(host.name)
+    result = {}
+    for name in SCHEMA:
+        if name in own:
+            result[name] = "host"
+            continue
+        groups = [g for g in host.groups if name in inventory.get_group_data(g)]
+        if groups:
+            result[name] = f"group {groups[-1]}"
+        elif name in inventory.get_data():
+            result[name] = "group all"
+    return result
 
 
 def validate_inventory(inventory: Inventory) -> dict[str, Settings]:

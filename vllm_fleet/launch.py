@@ -57,7 +57,7 @@ def vllm_args(s: Settings) -> list[str]:
     if s.vllm_max_model_len:
         args += ["--max-model-len", str(s.vllm_max_model_len)]
     args += ["--max-num-seqs", str(s.vllm_max_num_seqs)]
-    if s.vllm_tensor_parallel_size > 1:
+    if isinstance(s.vllm_tensor_parallel_size, int) and s.vllm_tensor_parallel_size > 1:
         args += ["--tensor-parallel-size", str(s.vllm_tensor_parallel_size)]
     return args + list(s.vllm_extra_args)
 

@@ -111,6 +111,40 @@ def integer(low: int, high: int) -> Callable[[Any], int]:
     return check
 
 
+def integer_or_auto(low: int, high: int) -> Callable[[Any], int | str]:
+    inner = integer(low, high)
+
+    def check(value):
+        if value == "auto":
+            return value
+        try:
+            return inner(value)
+        except Invalid as exc:
+            raise Invalid(f"'auto' or {exc}") from None
+
+    return check
+
+
+def gibibytes(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 1024:
+        raise Invalid("a number of GiB from 1 to 1024 (memory of one GPU, e.g. 8 for an RTX 4060, 80 for an H100)")
+    return float(value)
+
+
+def free_text(value):
+    if not isinstance(value, str) or not value.strip():
+        raise Invalid("a non-empty string")
+    return value
+
+
+def check_names(value):
+    from vllm_fleet.preflight import CHECKS
+
+    if not isinstance(value, (list, tuple)) or not all(v in CHECKS for v in value):
+        raise Invalid("a list of pre-flight check names from " + ", ".join(CHECKS))
+    return tuple(value)
+
+
 def fraction(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
         raise Invalid("a number greater than 0 and at most 1 (a fraction of each GPU's memory)")
@@ -124,8 +158,10 @@ def text(value):
 
 
 def model_id(value):
+    if value == "auto":
+        return value
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?|/[\w./\-]+", value):
-        raise Invalid("a Hugging Face model id such as 'org/name', or an absolute path on the host")
+        raise Invalid("'auto' (sizing chooses), a Hugging Face model id such as 'org/name', or an absolute path")
     return value
 
 
@@ -206,13 +242,28 @@ SCHEMA: Mapping[str, Setting] = _settings(
     Setting(
         "gpu_count",
         None,
-        "How many GPUs the host has; when set, the verify suite checks that exactly this many are visible.",
+        "How many GPUs the host has; sizing uses it without contacting the host, and the verify suite "
+        "checks that exactly this many are visible.",
         optional(integer(1, 64)),
     ),
     Setting(
+        "gpu_memory_gib",
+        None,
+        "Memory of one GPU in GiB, for sizing without contacting the host.",
+        optional(gibibytes),
+    ),
+    Setting(
+        "gpu_name",
+        None,
+        "GPU model name (e.g. 'NVIDIA GeForce RTX 4060'), shown by plan; with accelerator auto it tells "
+        "plan the vendor without contacting the host.",
+        optional(free_text),
+    ),
+    Setting(
         "vllm_model",
-        "Qwen/Qwen2.5-7B-Instruct",
-        "Model to serve (Hugging Face id or a path inside the HF cache volume).",
+        "auto",
+        "Model to serve (Hugging Face id or a path inside the HF cache volume); auto: sizing picks the "
+        "best model of the phase that fits the GPUs (vllm_fleet/data/models.toml).",
         model_id,
     ),
     Setting("vllm_served_model_name", None, "Name clients use in the API; None: the model id.", optional(text)),
@@ -235,7 +286,13 @@ SCHEMA: Mapping[str, Setting] = _settings(
         fraction,
     ),
     Setting("vllm_max_num_seqs", 256, "Most sequences batched at once.", integer(1, 4096)),
-    Setting("vllm_tensor_parallel_size", 1, "GPUs one model is split across on the host.", integer(1, 64)),
+    Setting(
+        "vllm_tensor_parallel_size",
+        "auto",
+        "GPUs one model is split across on the host; auto: 1 when the model fits one GPU, else the fewest "
+        "of the host's GPUs it fits on.",
+        integer_or_auto(1, 64),
+    ),
     Setting("vllm_port", 8000, "TCP port of the OpenAI-compatible endpoint on the host.", integer(1, 65535)),
     Setting(
         "vllm_bind_address",
@@ -291,6 +348,12 @@ SCHEMA: Mapping[str, Setting] = _settings(
         absolute_path,
     ),
     Setting(
+        "preflight_warn_only",
+        (),
+        "Pre-flight checks whose failure only warns (they still run): names from vllm_fleet/preflight.py.",
+        check_names,
+    ),
+    Setting(
         "docker_source",
         "distro",
         "Where the Docker engine comes from: the distribution's "
@@ -328,6 +391,9 @@ class Settings:
             return self.__dict__["values"][name]
         except KeyError:
             raise AttributeError(name) from None
+
+    def replace(self, **changes: Any) -> Settings:
+        return Settings(self.host, MappingProxyType({**self.values, **changes}))
 
     @property
     def served_model_name(self) -> str:

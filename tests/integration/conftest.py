@@ -93,6 +93,7 @@ def write_inventory(tmp_path: Path, overrides: dict[str, dict]) -> str:
 class Fleet:
     hosts: list[dict]
     api_key: str
+    model: str  # what sizing serves on the sandbox's CPU hosts
 
     @property
     def names(self) -> list[str]:
@@ -110,6 +111,10 @@ def fleet() -> Fleet:
     assert up.rc == 0, up.output
     print(f"sandbox up in {time.monotonic() - started:.0f}s")
     state = json.loads((STATE / "hosts.json").read_text())
-    yield Fleet(state["hosts"], Path(state["api_key_file"]).read_text().strip())
+    plan = run([sys.executable, "-m", "vllm_fleet", "plan", SANDBOX_INVENTORY, "--format", "json"])
+    assert plan.rc == 0, plan.output
+    models = {h["settings"]["vllm_model"]["value"] for h in json.loads(plan.stdout)["hosts"].values()}
+    assert len(models) == 1, models
+    yield Fleet(state["hosts"], Path(state["api_key_file"]).read_text().strip(), models.pop())
     if not os.environ.get("VLLM_FLEET_KEEP_SANDBOX"):
         run([*sandbox, "down"])

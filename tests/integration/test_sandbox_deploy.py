@@ -54,7 +54,7 @@ def test_fresh_hosts_converge(fleet, converged):
 def test_endpoint_answers_from_the_runner(fleet, converged):
     for host in fleet.hosts:
         cards = models(fleet, host)["data"]
-        assert [card["id"] for card in cards] == ["Qwen/Qwen2.5-7B-Instruct"]
+        assert [card["id"] for card in cards] == [fleet.model]
 
 
 def test_verify_suite_passes(fleet, converged, tmp_path):
@@ -162,13 +162,13 @@ def test_service_that_does_not_come_up_fails_with_host_and_journal(fleet, conver
 
     assert result.rc != 0
     assert outcomes["vLLM service | Wait for the endpoint to list the model"][first] == "error"
-    assert f"vLLM on {first} did not list Qwen/Qwen2.5-7B-Instruct" in result.output
+    assert f"vLLM on {first} did not list {fleet.model}" in result.output
     assert "unrecognized arguments: --no-such-flag" in result.output, "journalctl lines missing"
     assert changed(outcomes, second) == [], "a failure on one host changed another"
 
     back, _ = deploy_json(SANDBOX_INVENTORY)
     assert back.rc == 0, back.output[-4000:]
-    assert models(fleet, fleet.hosts[0])["data"][0]["id"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert models(fleet, fleet.hosts[0])["data"][0]["id"] == fleet.model
 
 
 def test_daemon_json_is_merged_and_the_engine_restarted_only_then(fleet, converged, tmp_path):
@@ -188,7 +188,7 @@ def test_daemon_json_is_merged_and_the_engine_restarted_only_then(fleet, converg
     assert runtimes["nvidia"]["path"] == "nvidia-container-runtime", "the engine lost the other tool's runtime"
     # The engine's restart stopped the container: vLLM was restarted and waited for.
     assert outcomes["vLLM service | Wait for the endpoint to list the model"][first] == "success"
-    assert models(fleet, fleet.hosts[0])["data"][0]["id"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert models(fleet, fleet.hosts[0])["data"][0]["id"] == fleet.model
     assert changed(outcomes, second) == []
 
     engine_after = on_host(first, "systemctl show -p InvocationID --value docker.service")
@@ -203,7 +203,9 @@ def test_unparseable_daemon_json_stops_the_run_and_is_left_alone(fleet, converge
     try:
         result, _ = deploy_json(SANDBOX_INVENTORY)
         assert result.rc != 0
-        assert f"host {second}: /etc/docker/daemon.json exists but it does not parse as JSON" in result.output
+        assert "pre-flight refused: daemon_json: /etc/docker/daemon.json exists but it does not parse as JSON" in (
+            result.output
+        )
         assert "Traceback" not in result.output
         assert on_host(second, "cat /etc/docker/daemon.json") == '{"log-driver":'
     finally:

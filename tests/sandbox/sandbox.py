@@ -207,6 +207,10 @@ def start_host(index: int, image: str, pubkey: str) -> dict:
                 "/run",
                 "--tmpfs",
                 "/run/lock",
+                # A real host's /dev/shm is half its RAM; Docker's default is 64 MB. vLLM's
+                # container shares it (--ipc=host) and pre-flight checks its size.
+                "--shm-size",
+                "8g",
                 "-v",
                 "/sys/fs/cgroup:/sys/fs/cgroup:rw",
                 "--cgroupns=host",

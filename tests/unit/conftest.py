@@ -2,7 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from vllm_fleet.plan import plan_host
 from vllm_fleet.settings import validate
+from vllm_fleet.sizing import CATALOGUE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -16,11 +18,13 @@ def load_group_data(name: str) -> dict:
 
 @pytest.fixture
 def settings_for():
-    """Settings of a host in a phase group, with host data on top of the profile."""
+    """Resolved settings of a host in a phase group (host data on top of the profile),
+    sized for the phase's reference GPUs unless `gpus` is given."""
 
-    def make(phase: str = "single_gpu", **host_data):
+    def make(phase: str = "single_gpu", gpus=None, accelerator="nvidia", **host_data):
         data = {**load_group_data(phase), **host_data}
-        return validate("gpu-01", data, groups=[phase])
+        settings = validate("gpu-01", data, groups=[phase])
+        return plan_host(settings, {}, accelerator, gpus or CATALOGUE.reference_gpus(phase)).settings
 
     return make
 

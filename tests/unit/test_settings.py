@@ -47,7 +47,10 @@ def test_every_knob_the_issue_names_is_in_the_schema():
         ({"vllm_tensor_parallel_size": 0}, "vllm_tensor_parallel_size = 0 is not allowed"),
         ({"vllm_quantization": "int3"}, "vllm_quantization = 'int3' is not allowed: one of awq"),
         ({"vllm_bind_address": "localhost"}, "vllm_bind_address = 'localhost' is not allowed: an IP address"),
-        ({"vllm_model": "has space/x"}, "vllm_model = 'has space/x' is not allowed: a Hugging Face model id"),
+        (
+            {"vllm_model": "has space/x"},
+            "vllm_model = 'has space/x' is not allowed: 'auto' (sizing chooses), a Hugging Face model id",
+        ),
         (
             {"vllm_image": "vllm/vllm-openai"},
             "vllm_image = 'vllm/vllm-openai' is not allowed: an image reference pinned",

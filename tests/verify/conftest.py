@@ -22,6 +22,8 @@ import testinfra
 
 from vllm_fleet import launch
 from vllm_fleet.facts import GpuVendors, parse_pci_classes, resolve_accelerator
+from vllm_fleet.gpus import AmdGpus, NvidiaGpus, gpus_from_data, gpus_from_facts, parse_nvidia_smi, parse_rocm_smi
+from vllm_fleet.plan import plan_host
 from vllm_fleet.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +44,7 @@ class Target:
     name: str
     hostspec: str
     connection: dict
-    settings: Settings
+    inventory_settings: Settings  # as validated, before sizing
 
     @cached_property
     def host(self):
@@ -51,7 +53,18 @@ class Target:
     @cached_property
     def accelerator(self) -> str:
         out = self.host.run(GpuVendors().command()).stdout.splitlines()
-        return resolve_accelerator(self.settings.accelerator, parse_pci_classes(out))
+        return resolve_accelerator(self.inventory_settings.accelerator, parse_pci_classes(out))
+
+    @cached_property
+    def settings(self) -> Settings:
+        """What the deploy resolved for this host: sized from the GPUs the host itself reports."""
+        listed = []
+        if self.accelerator == "nvidia":
+            listed = parse_nvidia_smi(self.host.run(NvidiaGpus().command()).stdout.splitlines())
+        elif self.accelerator == "amd":
+            listed = parse_rocm_smi(self.host.run(AmdGpus().command()).stdout)
+        gpus = gpus_from_facts(listed) or gpus_from_data(self.inventory_settings)
+        return plan_host(self.inventory_settings, {}, self.accelerator, gpus).settings
 
     def api(self, path: str, body: str | None = None, with_key: bool = True):
         """curl on the host; the key goes from the root-only env file to curl's stdin."""

@@ -1,0 +1,51 @@
+"""Pre-flight: refuse a host that would fail, before anything is installed on it (also in --dry)."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import FunctionCommand, operation
+from pyinfra.api.deploy import deploy
+
+from vllm_fleet import launch
+from vllm_fleet.plan import HostPlan
+from vllm_fleet.preflight import Context, HostProbe, run_checks
+
+
+@operation(is_idempotent=False)
+def refuse(reasons: list[str]):
+    """Fails the host with the reasons pre-flight found; nothing else runs on it."""
+
+    def report(state, host):
+        for reason in reasons:
+            host.log_styled(f"pre-flight: {reason}", fg="red")
+        return False
+
+    yield FunctionCommand(report, (), {})
+
+
+@deploy("Pre-flight checks")
+def preflight(plan: HostPlan, vendors: list[str]) -> bool:
+    """Runs every check that applies; returns whether the host may be deployed."""
+    s = plan.settings
+    probe = host.get_fact(
+        HostProbe, port=s.vllm_port, hf_cache_dir=s.hf_cache_dir, model_dir="models--" + s.vllm_model.replace("/", "--")
+    )
+    context = Context(probe, vendors, s, plan.accelerator, plan.sizing, launch.image(s, plan.accelerator))
+    failures = []
+    for finding in run_checks(context):
+        if finding.ok:
+            continue
+        if finding.check in s.preflight_warn_only:
+            host.log_styled(
+                f"pre-flight warning ({finding.check}, in preflight_warn_only): {finding.message}", fg="yellow"
+            )
+        else:
+            failures.append(f"{finding.check}: {finding.message}")
+    for warning in plan.warnings:
+        host.log_styled(f"sizing: {warning}", fg="yellow")
+    if failures:
+        for failure in failures:
+            host.log_styled(f"pre-flight refused: {failure}", fg="red")
+        refuse(name="Refuse the host: pre-flight checks failed", reasons=failures)
+        return False
+    return True

@@ -1,0 +1,95 @@
+"""A host's GPUs, for sizing: from facts when the driver answers, else from host data."""
+
+from __future__ import annotations
+
+import json
+
+from pyinfra.api import FactBase
+
+from vllm_fleet.sizing import Gpus
+
+NVIDIA_QUERY = "name,memory.total,driver_version,compute_cap"
+
+
+class NvidiaGpus(FactBase):
+    """GPUs as nvidia-smi lists them; [] when the driver or nvidia-smi is absent.
+
+    Each: {"name", "memory_mib", "driver_version", "compute_capability"}.
+    """
+
+    default = list
+
+    def command(self) -> str:
+        return (
+            f"command -v nvidia-smi >/dev/null 2>&1 && "
+            f"nvidia-smi --query-gpu={NVIDIA_QUERY} --format=csv,noheader,nounits 2>/dev/null || true"
+        )
+
+    def process(self, output: list[str]) -> list[dict]:
+        return parse_nvidia_smi(output)
+
+
+def parse_nvidia_smi(lines: list[str]) -> list[dict]:
+    gpus = []
+    for line in lines:
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 4 or not parts[1].isdigit():
+            continue
+        gpus.append(
+            {"name": parts[0], "memory_mib": int(parts[1]), "driver_version": parts[2], "compute_capability": parts[3]}
+        )
+    return gpus
+
+
+class AmdGpus(FactBase):
+    """GPUs as rocm-smi lists them (JSON); [] when ROCm is absent. Each: {"name", "memory_mib"}."""
+
+    default = list
+
+    def command(self) -> str:
+        return (
+            "command -v rocm-smi >/dev/null 2>&1 && "
+            "rocm-smi --showproductname --showmeminfo vram --json 2>/dev/null || true"
+        )
+
+    def process(self, output: list[str]) -> list[dict]:
+        return parse_rocm_smi("\n".join(output))
+
+
+def parse_rocm_smi(text: str) -> list[dict]:
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError:
+        return []
+    gpus = []
+    for key, card in sorted(data.items()):
+        if not key.startswith("card"):
+            continue
+        total = card.get("VRAM Total Memory (B)")
+        name = card.get("Card Series") or card.get("Card series") or card.get("Card model") or key
+        if total and str(total).isdigit():
+            gpus.append({"name": name, "memory_mib": int(total) // 2**20})
+    return gpus
+
+
+def gpus_from_facts(listed: list[dict]) -> Gpus | None:
+    if not listed:
+        return None
+    smallest = min(g["memory_mib"] for g in listed)
+    return Gpus(len(listed), round(smallest / 1024, 1), listed[0]["name"], "facts")
+
+
+def gpus_from_data(settings) -> Gpus | None:
+    if settings.gpu_count and settings.gpu_memory_gib:
+        return Gpus(settings.gpu_count, settings.gpu_memory_gib, settings.gpu_name or "GPU", "host data")
+    return None
+
+
+def vendor_from_name(name: str | None) -> str | None:
+    """The vendor a GPU model name implies, for planning without reading the PCI bus."""
+    lowered = (name or "").lower()
+    if any(word in lowered for word in ("nvidia", "geforce", "rtx", "tesla", "quadro", "h100", "a100", "l40")):
+        return "nvidia"
+    if any(word in lowered for word in ("amd", "radeon", "instinct", "mi300", "mi250")):
+        return "amd"
+    return None

@@ -1,0 +1,72 @@
+"""One host's plan: resolved settings (with where each came from), arguments, memory, warnings.
+
+deploy.py and `python -m vllm_fleet plan` both build it, so what plan shows is what
+the deploy does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vllm_fleet import launch
+from vllm_fleet.gpus import vendor_from_name
+from vllm_fleet.settings import SCHEMA, Settings
+from vllm_fleet.sizing import Gpus, Sizing, size
+
+
+@dataclass
+class HostPlan:
+    name: str
+    settings: Settings  # resolved: no 'auto' left in model or tensor-parallel size
+    accelerator: str
+    sizing: Sizing
+    sources: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def refusal(self) -> str | None:
+        return self.sizing.refusal
+
+    def as_dict(self) -> dict:
+        s = self.settings
+        resolved = {}
+        for name, value in s.values.items():
+            if SCHEMA[name].secret:
+                value = "<set>" if value else None
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif hasattr(value, "items"):
+                value = dict(value)
+            resolved[name] = {"value": value, "source": self.sources.get(name, "default")}
+        return {
+            "phase": s.phase,
+            "accelerator": self.accelerator,
+            "serving_method": s.serving_method,
+            "vllm_args": launch.vllm_args(s),
+            "container_args": launch.container_args(s, self.accelerator),
+            "image": launch.image(s, self.accelerator),
+            "memory": self.sizing.estimate.as_dict() if self.sizing.estimate else None,
+            "warnings": self.warnings,
+            "refused": self.refusal,
+            "settings": resolved,
+        }
+
+
+def plan_host(settings: Settings, sources: dict[str, str], accelerator: str, gpus: Gpus | None) -> HostPlan:
+    sizing = size(settings, accelerator, gpus)
+    resolved = settings.replace(
+        vllm_model=sizing.model,
+        vllm_quantization=sizing.quantization,
+        vllm_tensor_parallel_size=sizing.tensor_parallel_size,
+    )
+    return HostPlan(settings.host, resolved, accelerator, sizing, {**sources, **sizing.sources}, list(sizing.warnings))
+
+
+def offline_accelerator(settings: Settings) -> tuple[str, list[str]]:
+    """The accelerator when the PCI bus cannot be read: the setting, else gpu_name's vendor."""
+    if settings.accelerator != "auto":
+        return settings.accelerator, []
+    vendor = vendor_from_name(settings.gpu_name)
+    if vendor:
+        return vendor, []
+    return "nvidia", ["accelerator auto and no gpu_name: assumed nvidia (plan with --facts to read the PCI bus)"]

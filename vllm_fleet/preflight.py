@@ -1,0 +1,296 @@
+"""Pre-flight checks: what goes wrong in the field, caught before anything is installed.
+
+One fact (HostProbe) reads everything in a single round trip; each check is a pure
+function of that probe, the host's settings and its sizing, so each is tested on
+recorded outputs. A check applies to some accelerators and methods; a failed check
+refuses the host unless its name is in preflight_warn_only (then it warns).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyinfra.api import FactBase
+
+from vllm_fleet.facts import parse_daemon_json
+
+SUPPORTED_OS = {("debian", "12"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}
+# The CUDA release each default vLLM image is built against needs at least this driver
+# (NVIDIA's CUDA compatibility table: CUDA 12.8 needs 570.26 on Linux).
+MIN_NVIDIA_DRIVER = {"vllm/vllm-openai:v0.11.0": (570, 26)}
+# Image size on disk, GiB, by accelerator (CUDA and ROCm images are large; pulled plus unpacked).
+IMAGE_DISK_GIB = {"nvidia": 25.0, "amd": 40.0, "cpu": 10.0}
+# gfx targets the default ROCm image ships kernels for (AMD's vLLM docker guide).
+ROCM_IMAGE_GFX = {"gfx90a", "gfx942", "gfx950", "gfx1100", "gfx1101", "gfx1200", "gfx1201"}
+KIB_PER_GIB = 1024 * 1024
+
+
+class HostProbe(FactBase):
+    """key=value lines describing what pre-flight needs; see probe_script()."""
+
+    def command(self, port: int, hf_cache_dir: str, model_dir: str) -> str:
+        return probe_script(port, hf_cache_dir, model_dir)
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        return parse_probe(output)
+
+
+def probe_script(port: int, hf_cache_dir: str, model_dir: str) -> str:
+    cache, model = shlex.quote(hf_cache_dir), shlex.quote(model_dir)
+    return f"""
+. /etc/os-release 2>/dev/null; echo "os_id=$ID"; echo "os_version=$VERSION_ID"
+k=$(uname -r); echo "kernel=$k"
+[ -e /lib/modules/$k/build ] && echo headers=yes || echo headers=no
+echo "secure_boot=$(mokutil --sb-state 2>/dev/null | head -n1)"
+[ -d /sys/module/nouveau ] && echo nouveau=yes || echo nouveau=no
+echo "nvidia_driver=$(cat /sys/module/nvidia/version 2>/dev/null)"
+command -v nvidia-container-runtime-hook nvidia-ctk >/dev/null 2>&1 && echo toolkit=yes || echo toolkit=no
+command -v docker >/dev/null 2>&1 && echo docker=yes || echo docker=no
+command -v snap >/dev/null 2>&1 && snap list docker >/dev/null 2>&1 && echo docker_snap=yes || echo docker_snap=no
+echo "docker_runtimes=$(docker info --format '{{{{range $k, $v := .Runtimes}}}}{{{{$k}}}},{{{{end}}}}' 2>/dev/null)"
+echo "daemon_json=$(cat /etc/docker/daemon.json 2>/dev/null | tr -d '\\n')"
+[ -e /dev/kfd ] && echo kfd=yes || echo kfd=no
+getent group render >/dev/null && echo render_group=yes || echo render_group=no
+echo "gfx=$(rocminfo 2>/dev/null | awk '/Name: *gfx/ {{print $2}}' | sort -u | tr '\\n' ',')"
+echo "shm_kib=$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {{print $2}}')"
+free_kib() {{ p=$1; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; df -Pk "$p" | awk 'NR==2 {{print $4}}'; }}
+echo "docker_root_free_kib=$(free_kib /var/lib/docker)"
+echo "hf_cache_free_kib=$(free_kib {cache})"
+[ -d {cache}/hub/{model} ] && echo hf_cache_has_model=yes || echo hf_cache_has_model=no
+echo "port_listeners=$(ss -Hltnp "sport = :{port}" 2>/dev/null | grep -o 'users:(("[^"]*"' | sort -u | tr '\\n' ' ')"
+echo "vllm_container_port=$(docker port vllm 8000/tcp 2>/dev/null | head -n1)"
+"""
+
+
+def parse_probe(lines: list[str]) -> dict[str, str]:
+    probe = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and key.isidentifier():
+            probe[key] = value.strip()
+    return probe
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a check reads: the probe, the GPU vendors on the bus, settings, sizing."""
+
+    probe: dict[str, str]
+    vendors: list[str]
+    settings: object
+    accelerator: str
+    sizing: object
+    image: str
+
+
+Check = Callable[[Context], "str | None"]  # None: passed; a string: what is wrong and what to do
+CHECKS: dict[str, Check] = {}
+APPLIES: dict[str, tuple[str, ...]] = {}
+
+
+def check(name: str, accelerators: tuple[str, ...] = ("nvidia", "amd", "cpu")):
+    def register(func: Check) -> Check:
+        CHECKS[name] = func
+        APPLIES[name] = accelerators
+        return func
+
+    return register
+
+
+def _gib(kib: str) -> float:
+    return int(kib) / KIB_PER_GIB if kib.isdigit() else 0.0
+
+
+@check("os")
+def _os(c: Context):
+    osid, version = c.probe.get("os_id", ""), c.probe.get("os_version", "")
+    if (osid, version) not in SUPPORTED_OS:
+        supported = ", ".join(f"{i.capitalize()} {v}" for i, v in sorted(SUPPORTED_OS))
+        return f"{osid or 'unknown'} {version} is not supported (supported: {supported})"
+    return None
+
+
+@check("gpu_present", ("nvidia", "amd"))
+def _gpu_present(c: Context):
+    if c.accelerator not in c.vendors:
+        seen = ", ".join(c.vendors) or "none"
+        return (
+            f"accelerator is {c.accelerator} but the PCI bus shows no {c.accelerator.upper()} GPU "
+            f"(GPU vendors seen: {seen}); check the host, or set accelerator to match it"
+        )
+    return None
+
+
+@check("secure_boot", ("nvidia",))
+def _secure_boot(c: Context):
+    if not c.probe.get("nvidia_driver") and "enabled" in c.probe.get("secure_boot", "").lower():
+        return (
+            "Secure Boot is on and no NVIDIA module is loaded: an unsigned driver module will not load; "
+            "enrol a Machine Owner Key (MOK) for DKMS-signed modules, or use your distribution's signed driver packages"
+        )
+    return None
+
+
+@check("nouveau", ("nvidia",))
+def _nouveau(c: Context):
+    if c.probe.get("nouveau") == "yes":
+        return (
+            "the nouveau module is loaded and holds the GPU: blacklist it (modprobe.d), rebuild the initramfs, reboot"
+        )
+    return None
+
+
+@check("nvidia_driver", ("nvidia",))
+def _nvidia_driver(c: Context):
+    version = c.probe.get("nvidia_driver", "")
+    if not version:
+        headers = "" if c.probe.get("headers") == "yes" else f" (and linux-headers-{c.probe.get('kernel')} for DKMS)"
+        return f"no NVIDIA driver is loaded: install the driver{headers} and reboot before deploying vLLM"
+    wanted = MIN_NVIDIA_DRIVER.get(c.image)
+    have = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if wanted and have < wanted:
+        return (
+            f"NVIDIA driver {version} is older than {wanted[0]}.{wanted[1]}, which {c.image}'s CUDA needs "
+            "(CUDA error 803/804 at start): upgrade the driver"
+        )
+    return None
+
+
+@check("container_toolkit", ("nvidia",))
+def _toolkit(c: Context):
+    runtimes = c.probe.get("docker_runtimes", "").split(",")
+    if c.probe.get("toolkit") != "yes" and "nvidia" not in runtimes:
+        return (
+            "the NVIDIA container toolkit is missing, so `docker run --gpus all` fails with "
+            '"could not select device driver": install nvidia-container-toolkit'
+        )
+    return None
+
+
+@check("docker_snap")
+def _docker_snap(c: Context):
+    if c.probe.get("docker_snap") == "yes":
+        return "Docker is installed from snap, which confines GPU devices and config paths: `snap remove docker`"
+    return None
+
+
+@check("daemon_json")
+def _daemon_json(c: Context):
+    parsed = parse_daemon_json(c.probe.get("daemon_json", ""))
+    if not isinstance(parsed, dict):
+        return f"/etc/docker/daemon.json exists but {parsed}: fix or remove it (it is merged into, never overwritten)"
+    return None
+
+
+@check("shared_memory")
+def _shm(c: Context):
+    # --ipc=host shares the host's /dev/shm with the container.
+    size = _gib(c.probe.get("shm_kib", ""))
+    wanted = _size_gib(c.settings.vllm_container_shm_size)
+    if size and size < wanted:
+        return (
+            f"/dev/shm is {size:.1f} GiB, below the {c.settings.vllm_container_shm_size} vLLM's workers share "
+            "(NCCL ncclShmOpen errors): enlarge the /dev/shm mount"
+        )
+    return None
+
+
+@check("model_fits")
+def _model_fits(c: Context):
+    return c.sizing.refusal
+
+
+@check("disk")
+def _disk(c: Context):
+    from vllm_fleet.sizing import CATALOGUE
+
+    problems = []
+    model = CATALOGUE.get(c.sizing.model)
+    if model and c.probe.get("hf_cache_has_model") != "yes":
+        free = _gib(c.probe.get("hf_cache_free_kib", ""))
+        if free < model.disk_gib * 1.1:
+            problems.append(
+                f"{c.settings.hf_cache_dir} has {free:.1f} GiB free, {model.id} needs {model.disk_gib * 1.1:.1f} GiB"
+            )
+    free = _gib(c.probe.get("docker_root_free_kib", ""))
+    need = IMAGE_DISK_GIB[c.accelerator]
+    if c.settings.vllm_image_archive:
+        import os
+
+        need = 2.2 * os.path.getsize(c.settings.vllm_image_archive) / 2**30  # shipped copy + loaded layers
+    if free < need:
+        problems.append(f"/var/lib/docker has {free:.1f} GiB free, the image needs about {need:.1f} GiB")
+    return "; ".join(problems) + ": free some space or point hf_cache_dir elsewhere" if problems else None
+
+
+@check("gated_model")
+def _gated(c: Context):
+    from vllm_fleet.sizing import CATALOGUE
+
+    model = CATALOGUE.get(c.sizing.model)
+    if model and model.gated and not c.settings.hf_token:
+        return f"{model.id} is gated on Hugging Face: accept its licence there and export HF_TOKEN"
+    return None
+
+
+@check("port")
+def _port(c: Context):
+    listeners = c.probe.get("port_listeners", "").split()
+    others = [name for name in listeners if '"docker-proxy"' not in name]
+    ours = c.probe.get("vllm_container_port", "")
+    if others or (listeners and not ours):
+        names = ", ".join(n.removeprefix('users:(("').rstrip('"') for n in (others or listeners))
+        return f"port {c.settings.vllm_port} is already taken by {names}: stop it or choose another vllm_port"
+    return None
+
+
+@check("amd_devices", ("amd",))
+def _amd_devices(c: Context):
+    missing = [
+        what for what, key in (("/dev/kfd", "kfd"), ("the render group", "render_group")) if c.probe.get(key) != "yes"
+    ]
+    if missing:
+        return f"{' and '.join(missing)} missing: install amdgpu (amdgpu-install --usecase=rocm) and reboot"
+    return None
+
+
+@check("gfx_target", ("amd",))
+def _gfx(c: Context):
+    targets = {t for t in c.probe.get("gfx", "").split(",") if t}
+    if not targets:
+        return "rocminfo lists no gfx target: install ROCm (rocminfo) so the image's targets can be checked"
+    unsupported = sorted(targets - ROCM_IMAGE_GFX)
+    if unsupported and not c.settings.vllm_image:
+        return (
+            f"this host's GPU target(s) {', '.join(unsupported)} are not among the default ROCm image's "
+            f"({', '.join(sorted(ROCM_IMAGE_GFX))}): set vllm_image to an image built for them"
+        )
+    return None
+
+
+def _size_gib(text: str) -> float:
+    units = {"k": 1 / KIB_PER_GIB, "m": 1 / 1024, "g": 1.0}
+    number, unit = text[:-1], text[-1:].lower()
+    try:
+        return float(number) * units[unit] if unit in units else float(text) / 2**30
+    except ValueError:
+        return 0.0
+
+
+def run_checks(c: Context) -> list[Finding]:
+    findings = []
+    for name, func in CHECKS.items():
+        if c.accelerator not in APPLIES[name]:
+            continue
+        problem = func(c)
+        findings.append(Finding(name, problem is None, problem or "ok"))
+    return findings

@@ -1,0 +1,358 @@
+"""Sizing: from a host's GPUs to a model and flags that fit, with the arithmetic shown.
+
+Per GPU, vLLM may use  budget = gpu_memory_utilization x VRAM.  Out of it come
+
+    weights   = the checkpoint's weight size / tensor_parallel_size
+    overhead  = 0.5 GiB + 0.02 GiB per billion parameters / tensor_parallel_size
+                (CUDA context, activations of the profiling run, CUDA graphs: an estimate)
+    KV cache  = what is left, holding  2 (K and V) x layers x kv_heads x head_dim x 2 bytes
+                per token, split across the tensor-parallel GPUs.
+
+vLLM refuses to start when its KV cache cannot hold one sequence of max_model_len
+tokens ("max seq len ... is larger than the maximum number of tokens that can be
+stored in KV cache"): that is the fit rule here. Sequences beyond what the cache holds
+at full length still run (vLLM pages and preempts), so max_num_seqs x max_model_len
+above the cache is a warning with the numbers, not a refusal.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+
+GIB = 1024**3
+OVERHEAD_BASE_GIB = 0.5
+OVERHEAD_PER_BILLION_GIB = 0.02
+KV_DTYPE_BYTES = 2  # fp16/bf16 KV cache, vLLM's default
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    params_b: float
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    context: int
+    quantization: str
+    weight_gib: float
+    disk_gib: float
+    accelerators: tuple[str, ...]
+    gated: bool
+
+    @property
+    def kv_gib_per_token(self) -> float:
+        return 2 * self.layers * self.kv_heads * self.head_dim * KV_DTYPE_BYTES / GIB
+
+    def same_architecture(self, other: Model) -> bool:
+        keys = ("params_b", "layers", "heads", "kv_heads", "head_dim")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+
+@dataclass(frozen=True)
+class Gpus:
+    count: int
+    memory_gib: float
+    name: str
+    source: str  # "host data", "facts" or "assumed (...)"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    model: Model
+    tensor_parallel_size: int
+    gpus: Gpus
+    utilization: float
+    max_model_len: int
+    max_num_seqs: int
+
+    @property
+    def budget_per_gpu_gib(self) -> float:
+        return self.utilization * self.gpus.memory_gib
+
+    @property
+    def weights_per_gpu_gib(self) -> float:
+        return self.model.weight_gib / self.tensor_parallel_size
+
+    @property
+    def overhead_per_gpu_gib(self) -> float:
+        return OVERHEAD_BASE_GIB + OVERHEAD_PER_BILLION_GIB * self.model.params_b / self.tensor_parallel_size
+
+    @property
+    def kv_cache_gib(self) -> float:
+        """KV cache across all tensor-parallel GPUs (can be negative: weights do not fit)."""
+        per_gpu = self.budget_per_gpu_gib - self.weights_per_gpu_gib - self.overhead_per_gpu_gib
+        return per_gpu * self.tensor_parallel_size
+
+    @property
+    def kv_per_sequence_gib(self) -> float:
+        return self.model.kv_gib_per_token * self.max_model_len
+
+    @property
+    def full_length_sequences(self) -> float:
+        return max(self.kv_cache_gib, 0.0) / self.kv_per_sequence_gib
+
+    @property
+    def fits(self) -> bool:
+        return self.full_length_sequences >= 1 and self.max_model_len <= self.model.context
+
+    @property
+    def minimum_per_gpu_gib(self) -> float:
+        """Weights, overhead and one full-length sequence: what vLLM needs to start."""
+        return (
+            self.weights_per_gpu_gib + self.overhead_per_gpu_gib + self.kv_per_sequence_gib / self.tensor_parallel_size
+        )
+
+    @property
+    def all_sequences_per_gpu_gib(self) -> float:
+        kv = self.kv_per_sequence_gib * self.max_num_seqs / self.tensor_parallel_size
+        return self.weights_per_gpu_gib + self.overhead_per_gpu_gib + kv
+
+    def longest_window(self) -> int:
+        """The longest max_model_len (a multiple of 256) whose one sequence fits the KV cache."""
+        tokens = max(self.kv_cache_gib, 0.0) / self.model.kv_gib_per_token
+        return min(int(tokens // 256 * 256), self.model.context)
+
+    def as_dict(self) -> dict:
+        r = round
+        return {
+            "model": self.model.id,
+            "gpus": {
+                "count": self.gpus.count,
+                "memory_gib": self.gpus.memory_gib,
+                "name": self.gpus.name,
+                "source": self.gpus.source,
+            },
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "budget_per_gpu_gib": r(self.budget_per_gpu_gib, 2),
+            "weights_per_gpu_gib": r(self.weights_per_gpu_gib, 2),
+            "overhead_per_gpu_gib": r(self.overhead_per_gpu_gib, 2),
+            "kv_cache_gib": r(self.kv_cache_gib, 2),
+            "kv_per_token_mib": r(self.model.kv_gib_per_token * 1024, 4),
+            "kv_per_sequence_gib": r(self.kv_per_sequence_gib, 3),
+            "minimum_per_gpu_gib": r(self.minimum_per_gpu_gib, 2),
+            "all_sequences_per_gpu_gib": r(self.all_sequences_per_gpu_gib, 2),
+            "full_length_sequences": r(self.full_length_sequences, 1),
+            "fits": self.fits,
+        }
+
+    def arithmetic(self) -> str:
+        return (
+            f"{self.model.id} on {self.tensor_parallel_size} x {self.gpus.memory_gib:g} GiB: needs "
+            f"{self.weights_per_gpu_gib:.2f} GiB weights + {self.overhead_per_gpu_gib:.2f} GiB overhead + "
+            f"{self.kv_per_sequence_gib / self.tensor_parallel_size:.2f} GiB KV for one {self.max_model_len}-token "
+            f"sequence = {self.minimum_per_gpu_gib:.2f} GiB per GPU, budget {self.utilization:g} x "
+            f"{self.gpus.memory_gib:g} = {self.budget_per_gpu_gib:.2f} GiB"
+        )
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    models: dict[str, Model]
+    phases: dict[str, dict]
+
+    def get(self, model_id: str) -> Model | None:
+        return self.models.get(model_id)
+
+    def variants(self, model: Model) -> list[Model]:
+        """Checkpoints of the same architecture (a quantized variant, or the full one), smallest first."""
+        same = [m for m in self.models.values() if m.id != model.id and model.same_architecture(m)]
+        return sorted(same, key=lambda m: m.weight_gib)
+
+    def reference_gpus(self, phase: str) -> Gpus:
+        ref = self.phases[phase]["reference_gpu"]
+        return Gpus(ref["count"], ref["memory_gib"], ref["name"], f"assumed: the {phase} reference GPU")
+
+
+def load_catalogue(text: str | None = None) -> Catalogue:
+    if text is None:
+        text = resources.files("vllm_fleet").joinpath("data/models.toml").read_text()
+    data = tomllib.loads(text)
+    models = {}
+    for entry in data["model"]:
+        entry = {**entry, "accelerators": tuple(entry["accelerators"])}
+        models[entry["id"]] = Model(**entry)
+    for phase, choice in data["phase"].items():
+        for model_id in choice["prefer"]:
+            if model_id not in models:
+                raise ValueError(f"phase {phase} prefers {model_id}, which the catalogue does not list")
+    return Catalogue(models, data["phase"])
+
+
+CATALOGUE = load_catalogue()
+
+
+def tp_candidates(model: Model, gpus: Gpus) -> list[int]:
+    """Tensor-parallel sizes the host can run: powers of two up to its GPU count, dividing the heads."""
+    sizes = [2**i for i in range(int(math.log2(max(gpus.count, 1))) + 1)]
+    return [tp for tp in sizes if model.heads % tp == 0] or [1]
+
+
+def estimate(model: Model, gpus: Gpus, tp: int, s) -> Estimate:
+    max_len = s.vllm_max_model_len or model.context
+    return Estimate(model, tp, gpus, s.vllm_gpu_memory_utilization, max_len, s.vllm_max_num_seqs)
+
+
+def best_tp(model: Model, gpus: Gpus, s, min_sequences: float = 1) -> Estimate:
+    """The smallest tensor-parallel size with room for min_sequences; else the largest."""
+    estimates = [estimate(model, gpus, tp, s) for tp in tp_candidates(model, gpus)]
+    for e in estimates:
+        if e.fits and e.full_length_sequences >= min_sequences:
+            return e
+    for e in estimates:
+        if e.fits:
+            return e
+    return estimates[-1]
+
+
+@dataclass
+class Sizing:
+    """What sizing decided for one host."""
+
+    model: str
+    quantization: str | None
+    tensor_parallel_size: int
+    estimate: Estimate | None
+    sources: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    refusal: str | None = None
+
+
+def size(s, accelerator: str, gpus: Gpus | None, catalogue: Catalogue = CATALOGUE) -> Sizing:
+    """Choose the model (vllm_model = auto) and tensor-parallel size (auto), and check the fit."""
+    sources: dict[str, str] = {}
+    warnings: list[str] = []
+    if accelerator == "cpu":
+        return _size_cpu(s, catalogue)
+    if gpus is None:
+        gpus = catalogue.reference_gpus(s.phase)
+        warnings.append(
+            f"no GPU details for this host: sized for {gpus.count} x {gpus.memory_gib:g} GiB ({gpus.name}); "
+            "set gpu_count and gpu_memory_gib, or plan with --facts"
+        )
+    phase = catalogue.phases[s.phase]
+    if s.vllm_model == "auto":
+        chosen = _choose(s, accelerator, gpus, catalogue, phase)
+        sources.update(vllm_model="sizing", vllm_quantization="sizing")
+    else:
+        model = catalogue.get(s.vllm_model)
+        if model is None:
+            warnings.append(
+                f"{s.vllm_model} is not in the model catalogue: no memory estimate "
+                "(add it to vllm_fleet/data/models.toml)"
+            )
+            tp = 1 if s.vllm_tensor_parallel_size == "auto" else s.vllm_tensor_parallel_size
+            if s.vllm_tensor_parallel_size == "auto":
+                sources["vllm_tensor_parallel_size"] = "sizing"
+            return Sizing(s.vllm_model, s.vllm_quantization, tp, None, sources, warnings)
+        chosen = _fit(model, gpus, s, phase.get("min_full_sequences", 1))
+        sources["vllm_quantization"] = "sizing"
+    if s.vllm_tensor_parallel_size == "auto":
+        sources["vllm_tensor_parallel_size"] = "sizing"
+    quantization = s.vllm_quantization
+    if not quantization and phase.get("pass_quantization") and chosen.model.quantization:
+        quantization = chosen.model.quantization
+    else:
+        sources.pop("vllm_quantization", None)
+    result = Sizing(chosen.model.id, quantization, chosen.tensor_parallel_size, chosen, sources, warnings)
+    _check(result, s, accelerator, gpus, catalogue)
+    return result
+
+
+def _fit(model: Model, gpus: Gpus, s, min_sequences: float) -> Estimate:
+    if s.vllm_tensor_parallel_size == "auto":
+        return best_tp(model, gpus, s, min_sequences)
+    return estimate(model, gpus, s.vllm_tensor_parallel_size, s)
+
+
+def _choose(s, accelerator: str, gpus: Gpus, catalogue: Catalogue, phase: dict) -> Estimate:
+    minimum = phase.get("min_full_sequences", 1)
+    candidates = [catalogue.models[m] for m in phase["prefer"] if accelerator in catalogue.models[m].accelerators]
+    for model in candidates:
+        e = _fit(model, gpus, s, minimum)
+        if e.fits and e.full_length_sequences >= minimum:
+            return e
+    for model in candidates:
+        e = _fit(model, gpus, s, 1)
+        if e.fits:
+            return e
+    return _fit(candidates[-1], gpus, s, 1)
+
+
+def _size_cpu(s, catalogue: Catalogue) -> Sizing:
+    sources = {}
+    model_id = s.vllm_model
+    if model_id == "auto":
+        model_id = catalogue.phases["cpu"]["prefer"][0]
+        sources.update(vllm_model="sizing")
+    if s.vllm_tensor_parallel_size == "auto":
+        sources["vllm_tensor_parallel_size"] = "sizing"
+    tp = 1 if s.vllm_tensor_parallel_size == "auto" else s.vllm_tensor_parallel_size
+    model = catalogue.get(model_id)
+    warnings = []
+    refusal = None
+    if model and "cpu" not in model.accelerators:
+        refusal = f"{model_id} does not run on vLLM's CPU backend (its {model.quantization} kernels are GPU-only)"
+    return Sizing(model_id, s.vllm_quantization, tp, None, sources, warnings, refusal)
+
+
+def _check(result: Sizing, s, accelerator: str, gpus: Gpus, catalogue: Catalogue) -> None:
+    e = result.estimate
+    model = e.model
+    if accelerator not in model.accelerators:
+        result.refusal = (
+            f"{model.id} does not run on {accelerator} GPUs with vLLM (runs on: {', '.join(model.accelerators)})"
+        )
+        return
+    if s.vllm_tensor_parallel_size != "auto":
+        tp = s.vllm_tensor_parallel_size
+        if tp > gpus.count:
+            result.refusal = f"vllm_tensor_parallel_size = {tp} is above the host's {gpus.count} GPU(s)"
+            return
+        if model.heads % tp:
+            result.refusal = (
+                f"vllm_tensor_parallel_size = {tp} does not divide {model.id}'s {model.heads} attention heads"
+            )
+            return
+    if e.max_model_len > model.context:
+        result.refusal = (
+            f"vllm_max_model_len = {e.max_model_len} is above {model.id}'s context of {model.context} tokens; "
+            f"nearest that fits: vllm_max_model_len = {min(model.context, max(e.longest_window(), 256))}"
+        )
+        return
+    if not e.fits:
+        result.refusal = (
+            f"the model does not fit: {e.arithmetic()}; nearest that fits: {_nearest(e, s, gpus, catalogue)}"
+        )
+        return
+    if e.full_length_sequences < s.vllm_max_num_seqs:
+        result.warnings.append(
+            f"KV cache holds {e.full_length_sequences:.1f} sequences of {e.max_model_len} tokens; "
+            f"vllm_max_num_seqs = {s.vllm_max_num_seqs} at full length would need "
+            f"{e.all_sequences_per_gpu_gib:.1f} GiB per GPU: longer requests will queue "
+            f"(vllm_max_num_seqs <= {max(int(e.full_length_sequences), 1)} keeps them all at full length)"
+        )
+
+
+def _nearest(e: Estimate, s, gpus: Gpus, catalogue: Catalogue) -> str:
+    options = []
+    window = e.longest_window()
+    if window >= 512:
+        options.append(f"vllm_max_model_len = {window}")
+    for variant in catalogue.variants(e.model):
+        v = best_tp(variant, gpus, s)
+        if v.fits and variant.weight_gib < e.model.weight_gib:
+            options.append(f"vllm_model = {variant.id!r} (quantization {variant.quantization or 'none'})")
+            break
+    for tp in tp_candidates(e.model, gpus):
+        if tp > e.tensor_parallel_size and estimate(e.model, gpus, tp, s).fits:
+            options.append(f"vllm_tensor_parallel_size = {tp}")
+            break
+    if e.utilization < 0.95:
+        higher = Estimate(e.model, e.tensor_parallel_size, gpus, 0.95, e.max_model_len, e.max_num_seqs)
+        if higher.fits:
+            options.append("vllm_gpu_memory_utilization = 0.95")
+    return ", or ".join(options) if options else "a larger GPU or more GPUs"
