@@ -8,7 +8,7 @@ from pyinfra.api.deploy import deploy
 
 from vllm_fleet import launch
 from vllm_fleet.plan import HostPlan
-from vllm_fleet.preflight import Context, HostProbe, run_checks
+from vllm_fleet.preflight import Context, HostProbe, run_checks, verdict
 
 
 @operation(is_idempotent=False)
@@ -31,16 +31,9 @@ def preflight(plan: HostPlan, vendors: list[str]) -> bool:
         HostProbe, port=s.vllm_port, hf_cache_dir=s.hf_cache_dir, model_dir="models--" + s.vllm_model.replace("/", "--")
     )
     context = Context(probe, vendors, s, plan.accelerator, plan.sizing, launch.image(s, plan.accelerator))
-    failures = []
-    for finding in run_checks(context):
-        if finding.ok:
-            continue
-        if finding.check in s.preflight_warn_only:
-            host.log_styled(
-                f"pre-flight warning ({finding.check}, in preflight_warn_only): {finding.message}", fg="yellow"
-            )
-        else:
-            failures.append(f"{finding.check}: {finding.message}")
+    failures, warnings = verdict(run_checks(context), s.preflight_warn_only)
+    for warning in warnings:
+        host.log_styled(f"pre-flight warning (in preflight_warn_only): {warning}", fg="yellow")
     for warning in plan.warnings:
         host.log_styled(f"sizing: {warning}", fg="yellow")
     if failures:

@@ -294,3 +294,12 @@ def run_checks(c: Context) -> list[Finding]:
         problem = func(c)
         findings.append(Finding(name, problem is None, problem or "ok"))
     return findings
+
+
+def verdict(findings: list[Finding], warn_only: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(failures, warnings): a failed check refuses the host unless warn_only names it."""
+    failures, warnings = [], []
+    for finding in findings:
+        if not finding.ok:
+            (warnings if finding.check in warn_only else failures).append(f"{finding.check}: {finding.message}")
+    return failures, warnings

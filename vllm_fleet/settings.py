@@ -52,6 +52,9 @@ OWNED_FLAGS = {
 }
 
 
+SECRET_FLAGS = ("--api-key", "--hf-token")
+
+
 class SettingsError(ValueError):
     """A host's data breaks the schema. The message is one clean line."""
 
@@ -75,7 +78,23 @@ class Setting:
     def show(self, value: Any) -> str:
         if self.secret and value not in (None, ""):
             return f"<secret, {len(str(value))} characters>"
+        if isinstance(value, (list, tuple)):
+            return repr(redact_args(value))
         return repr(value)
+
+
+def redact_args(args) -> list:
+    """Command-line arguments with the value of any secret-bearing flag hidden."""
+    shown, hide_next = [], False
+    for arg in args:
+        if hide_next:
+            shown.append("<secret>")
+        elif isinstance(arg, str) and arg.startswith(SECRET_FLAGS) and "=" in arg:
+            shown.append(arg.split("=", 1)[0] + "=<secret>")
+        else:
+            shown.append(arg)
+        hide_next = isinstance(arg, str) and arg in SECRET_FLAGS
+    return shown
 
 
 # --- checks: each returns the normalised value or raises Invalid(allowed) ---

@@ -1,0 +1,164 @@
+"""Each pre-flight check on recorded host probes.
+
+probe-debian12-sandbox-serving.txt is the real HostProbe output of a sandbox host
+(Debian 12, no GPU, our container serving on port 8000). The GPU hosts below are
+that recording with the lines a GPU host differs in, taken from the tools' documented
+outputs: /sys/module/nvidia/version, `mokutil --sb-state` ("SecureBoot enabled"),
+`rocminfo` agent names (gfx942 on MI300X), `ss -ltnp` users:(("name",pid=..,fd=..)).
+"""
+
+from pathlib import Path
+
+import pytest
+
+from vllm_fleet.preflight import CHECKS, Context, Finding, parse_probe, run_checks, verdict
+from vllm_fleet.sizing import Gpus
+
+RECORDED = parse_probe(
+    (Path(__file__).parent / "fixtures" / "probe-debian12-sandbox-serving.txt").read_text().splitlines()
+)
+H100 = Gpus(1, 80, "NVIDIA H100 80GB HBM3", "facts")
+NVIDIA_READY = {
+    **RECORDED,
+    "os_id": "ubuntu",
+    "os_version": "22.04",
+    "headers": "yes",
+    "secure_boot": "SecureBoot enabled",
+    "nvidia_driver": "570.133.20",
+    "toolkit": "yes",
+    "docker_runtimes": "io.containerd.runc.v2,nvidia,runc,",
+    "daemon_json": '{"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}}',
+    "port_listeners": "",
+    "vllm_container_port": "",
+}
+AMD_READY = {
+    **RECORDED,
+    "kfd": "yes",
+    "render_group": "yes",
+    "gfx": "gfx942,",
+    "port_listeners": "",
+    "vllm_container_port": "",
+}
+
+
+def findings(probe, accelerator="nvidia", vendors=None, gpus=H100, phase="single_gpu", **data):
+    from tests.unit.conftest import load_group_data
+    from vllm_fleet import launch
+    from vllm_fleet.plan import plan_host
+    from vllm_fleet.settings import validate
+
+    s = validate("gpu-01", {**load_group_data(phase), **data}, groups=[phase])
+    p = plan_host(s, {}, accelerator, gpus)
+    vendors = [accelerator] if vendors is None and accelerator != "cpu" else (vendors or [])
+    context = Context(probe, vendors, p.settings, accelerator, p.sizing, launch.image(p.settings, accelerator))
+    return {f.check: f for f in run_checks(context)}
+
+
+def failed(result: dict[str, Finding]) -> dict[str, str]:
+    return {name: f.message for name, f in result.items() if not f.ok}
+
+
+def test_recorded_sandbox_host_passes_every_cpu_check():
+    result = findings(RECORDED, accelerator="cpu", gpus=None)
+    assert failed(result) == {}
+    assert "nvidia_driver" not in result and "gfx_target" not in result  # not for the CPU
+
+
+def test_ready_nvidia_host_passes():
+    assert failed(findings(NVIDIA_READY)) == {}
+
+
+def test_bare_nvidia_host_with_secure_boot_and_nouveau():
+    bare = {
+        **NVIDIA_READY,
+        "nvidia_driver": "",
+        "toolkit": "no",
+        "nouveau": "yes",
+        "headers": "no",
+        "docker_runtimes": "runc,",
+        "kernel": "6.8.0-45-generic",
+    }
+    problems = failed(findings(bare))
+    assert set(problems) == {"secure_boot", "nouveau", "nvidia_driver", "container_toolkit"}
+    assert "enrol a Machine Owner Key" in problems["secure_boot"]
+    assert "linux-headers-6.8.0-45-generic" in problems["nvidia_driver"]
+    assert "could not select device driver" in problems["container_toolkit"]
+
+
+def test_driver_too_old_for_the_images_cuda():
+    problems = failed(findings({**NVIDIA_READY, "nvidia_driver": "535.183.01"}))
+    assert problems == {
+        "nvidia_driver": "NVIDIA driver 535.183.01 is older than 570.26, which "
+        "vllm/vllm-openai:v0.11.0's CUDA needs (CUDA error 803/804 at start): upgrade the driver"
+    }
+
+
+def test_gpu_claimed_but_absent_from_the_pci_bus():
+    problems = failed(findings(RECORDED, vendors=[]))
+    assert problems["gpu_present"].startswith("accelerator is nvidia but the PCI bus shows no NVIDIA GPU")
+
+
+@pytest.mark.parametrize(
+    "change, check, words",
+    [
+        ({"os_id": "centos", "os_version": "7"}, "os", "centos 7 is not supported"),
+        ({"docker_snap": "yes"}, "docker_snap", "snap remove docker"),
+        ({"daemon_json": '{"runtimes": '}, "daemon_json", "does not parse as JSON"),
+        ({"shm_kib": "65536"}, "shared_memory", "/dev/shm is 0.1 GiB, below the 4g"),
+        ({"port_listeners": 'users:(("python3"'}, "port", "port 8000 is already taken by python3"),
+        ({"port_listeners": 'users:(("docker-proxy"'}, "port", "taken by docker-proxy"),
+        ({"hf_cache_free_kib": "1048576"}, "disk", "has 1.0 GiB free, Qwen/Qwen2.5-32B-Instruct needs 67.7 GiB"),
+        ({"docker_root_free_kib": "1048576"}, "disk", "/var/lib/docker has 1.0 GiB free, the image needs about 25.0"),
+    ],
+)
+def test_each_field_problem_is_caught(change, check, words):
+    problems = failed(findings({**NVIDIA_READY, **change}))
+    assert list(problems) == [check]
+    assert words in problems[check]
+
+
+def test_model_already_cached_needs_no_cache_space():
+    probe = {**NVIDIA_READY, "hf_cache_free_kib": "1048576", "hf_cache_has_model": "yes"}
+    assert failed(findings(probe)) == {}
+
+
+def test_gated_model_needs_hf_token():
+    problems = failed(findings(NVIDIA_READY, vllm_model="meta-llama/Llama-3.1-8B-Instruct"))
+    assert problems == {
+        "gated_model": "meta-llama/Llama-3.1-8B-Instruct is gated on Hugging Face: "
+        "accept its licence there and export HF_TOKEN"
+    }
+    assert (
+        failed(findings(NVIDIA_READY, vllm_model="meta-llama/Llama-3.1-8B-Instruct", hf_token="hf_" + "x" * 30)) == {}
+    )
+
+
+def test_model_that_does_not_fit_fails_model_fits():
+    problems = failed(findings(NVIDIA_READY, gpus=Gpus(1, 24, "L4", "facts"), vllm_model="Qwen/Qwen2.5-32B-Instruct"))
+    assert list(problems) == ["model_fits"] and "does not fit" in problems["model_fits"]
+
+
+def test_amd_checks():
+    mi300x = Gpus(8, 192, "AMD Instinct MI300X", "facts")
+    assert failed(findings(AMD_READY, accelerator="amd", gpus=mi300x)) == {}
+    problems = failed(
+        findings({**AMD_READY, "kfd": "no", "render_group": "no", "gfx": ""}, accelerator="amd", gpus=mi300x)
+    )
+    assert problems["amd_devices"].startswith("/dev/kfd and the render group missing")
+    assert "rocminfo lists no gfx target" in problems["gfx_target"]
+    problems = failed(findings({**AMD_READY, "gfx": "gfx1030,"}, accelerator="amd", gpus=mi300x))
+    assert problems["gfx_target"].startswith("this host's GPU target(s) gfx1030 are not among the default ROCm image's")
+
+
+def test_every_check_is_exercised_by_these_tests():
+    import inspect
+    import sys
+
+    source = inspect.getsource(sys.modules[__name__])
+    assert all(f'"{name}"' in source for name in CHECKS)
+
+
+def test_warn_only_turns_a_failure_into_a_warning_and_nothing_is_skipped():
+    found = [Finding("port", False, "taken"), Finding("disk", False, "full"), Finding("os", True, "ok")]
+    assert verdict(found, ()) == (["port: taken", "disk: full"], [])
+    assert verdict(found, ("port",)) == (["disk: full"], ["port: taken"])

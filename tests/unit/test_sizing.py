@@ -1,0 +1,137 @@
+"""Sizing arithmetic, checked against the seed's figures and vLLM's documented behaviour."""
+
+import pytest
+
+from vllm_fleet.sizing import CATALOGUE, GIB, Gpus, estimate, load_catalogue
+
+RTX_4060 = Gpus(1, 8.0, "NVIDIA GeForce RTX 4060 Laptop GPU", "host data")
+SEED_MODEL = "TheBloke/deepseek-coder-6.7B-instruct-AWQ"
+
+
+def test_kv_cache_per_token_follows_the_architecture():
+    # deepseek-coder-6.7B: 32 layers x 32 KV heads x 128 dims x K and V x 2 bytes = 0.5 MiB per token.
+    assert CATALOGUE.get(SEED_MODEL).kv_gib_per_token * GIB == 2 * 32 * 32 * 128 * 2 == 512 * 1024
+    # Qwen2.5-7B uses grouped-query attention (4 KV heads): 56 KiB per token.
+    assert CATALOGUE.get("Qwen/Qwen2.5-7B-Instruct").kv_gib_per_token * GIB == 2 * 28 * 4 * 128 * 2
+
+
+def test_seed_figure_about_4_gb_for_the_awq_model_at_2048_tokens(settings_for):
+    """The seed reports about 4 GB of VRAM for the 6.7B AWQ model at 2048 tokens on an RTX 4060."""
+    s = settings_for("laptop", gpus=RTX_4060)
+    e = estimate(CATALOGUE.get(SEED_MODEL), RTX_4060, 1, s)
+    weights_gb = e.weights_per_gpu_gib * GIB / 1e9
+    assert 3.5 <= weights_gb <= 4.5
+    # Weights, overhead and one 2048-token sequence (1 GiB of KV) fit in 0.85 x 8 GiB ...
+    assert e.kv_per_sequence_gib == pytest.approx(1.0)
+    assert e.fits and e.minimum_per_gpu_gib < e.budget_per_gpu_gib == pytest.approx(6.8)
+    # ... while 16 concurrent full-length sequences would not: vLLM queues the rest.
+    assert 2 <= e.full_length_sequences < 16
+
+
+@pytest.mark.parametrize(
+    "phase, gpus, model, tp",
+    [
+        ("laptop", RTX_4060, SEED_MODEL, 1),
+        ("laptop", Gpus(1, 16, "RTX 4080", "d"), "Qwen/Qwen2.5-Coder-14B-Instruct-AWQ", 1),
+        ("laptop", Gpus(1, 4, "RTX 3050", "d"), "Qwen/Qwen2.5-1.5B-Instruct", 1),
+        ("single_gpu", Gpus(1, 24, "L4", "d"), "Qwen/Qwen2.5-7B-Instruct", 1),
+        ("single_gpu", Gpus(1, 80, "H100", "d"), "Qwen/Qwen2.5-32B-Instruct", 1),
+        ("enterprise", Gpus(2, 80, "H100", "d"), "Qwen/Qwen2.5-72B-Instruct-AWQ", 2),
+        ("enterprise", Gpus(4, 80, "H100", "d"), "Qwen/Qwen2.5-72B-Instruct", 4),
+        ("enterprise", Gpus(8, 192, "MI300X", "d"), "Qwen/Qwen2.5-72B-Instruct", 2),
+    ],
+)
+def test_decision_tree_from_hardware_to_model(settings_for, phase, gpus, model, tp):
+    s = settings_for(phase, gpus=gpus, vllm_api_key="k" * 20)
+    assert (s.vllm_model, s.vllm_tensor_parallel_size) == (model, tp)
+
+
+def test_laptop_passes_the_awq_flag_servers_let_vllm_pick_marlin(settings_for):
+    assert settings_for("laptop", gpus=RTX_4060).vllm_quantization == "awq"
+    assert settings_for("enterprise", gpus=Gpus(2, 80, "H100", "d"), vllm_api_key="k" * 20).vllm_quantization is None
+
+
+L4 = Gpus(1, 24, "NVIDIA L4", "host data")
+
+
+def plan(phase="single_gpu", gpus=L4, accelerator="nvidia", **data):
+    from tests.unit.conftest import load_group_data
+    from vllm_fleet.plan import plan_host
+    from vllm_fleet.settings import validate
+
+    s = validate("gpu-01", {**load_group_data(phase), **data}, groups=[phase])
+    return plan_host(s, {}, accelerator, gpus)
+
+
+def test_a_model_that_cannot_fit_is_refused_with_the_numbers_and_the_nearest_fit():
+    p = plan(vllm_model="Qwen/Qwen2.5-32B-Instruct")
+    assert p.refusal.startswith(
+        "the model does not fit: Qwen/Qwen2.5-32B-Instruct on 1 x 24 GiB: needs 61.00 GiB weights"
+    )
+    assert "budget 0.9 x 24 = 21.60 GiB" in p.refusal
+    assert "nearest that fits: vllm_model = 'Qwen/Qwen2.5-32B-Instruct-AWQ' (quantization awq)" in p.refusal
+
+
+def test_window_too_long_for_the_kv_cache_suggests_a_shorter_one():
+    p = plan(vllm_model="Qwen/Qwen2.5-32B-Instruct-AWQ", vllm_max_model_len=32768)
+    assert "does not fit" in p.refusal
+    window = int(p.refusal.split("vllm_max_model_len = ")[1].split(",")[0].split(" ")[0])
+    assert 512 <= window < 32768 and window % 256 == 0
+    assert plan(vllm_model="Qwen/Qwen2.5-32B-Instruct-AWQ", vllm_max_model_len=window).refusal is None
+
+
+def test_tensor_parallel_rules():
+    two = Gpus(2, 24, "L4", "d")
+    assert "above the host's 2 GPU(s)" in plan(gpus=two, vllm_tensor_parallel_size=4).refusal
+    three = Gpus(4, 24, "L4", "d")
+    refusal = plan(gpus=three, vllm_model="Qwen/Qwen2.5-7B-Instruct", vllm_tensor_parallel_size=3).refusal
+    assert refusal == "vllm_tensor_parallel_size = 3 does not divide Qwen/Qwen2.5-7B-Instruct's 28 attention heads"
+    fits_on_two = plan(gpus=two, vllm_model="Qwen/Qwen2.5-14B-Instruct")
+    assert fits_on_two.settings.vllm_tensor_parallel_size == 2 and fits_on_two.refusal is None
+
+
+def test_window_beyond_the_models_context_is_refused():
+    p = plan(vllm_model="Qwen/Qwen2.5-7B-Instruct", vllm_max_model_len=65536)
+    assert p.refusal.startswith(
+        "vllm_max_model_len = 65536 is above Qwen/Qwen2.5-7B-Instruct's context of 32768 tokens"
+    )
+
+
+def test_unknown_model_gets_a_warning_not_a_guess():
+    p = plan(vllm_model="my-org/private-model")
+    assert p.refusal is None and p.sizing.estimate is None
+    assert "not in the model catalogue" in p.warnings[0]
+
+
+def test_cpu_host_gets_a_cpu_model_and_gpu_only_quantization_is_refused():
+    assert plan(accelerator="cpu", gpus=None).settings.vllm_model == "Qwen/Qwen2.5-0.5B-Instruct"
+    refusal = plan(accelerator="cpu", gpus=None, vllm_model=SEED_MODEL).refusal
+    assert "does not run on vLLM's CPU backend" in refusal
+
+
+def test_no_gpu_details_size_for_the_phase_reference_and_say_so():
+    p = plan(phase="laptop", gpus=None)
+    assert p.settings.vllm_model == SEED_MODEL
+    assert "no GPU details for this host: sized for 1 x 8 GiB" in p.warnings[0]
+
+
+def test_catalogue_refuses_a_preference_it_does_not_list():
+    text = """
+[[model]]
+id = "a/b"
+params_b = 1.0
+layers = 2
+heads = 2
+kv_heads = 2
+head_dim = 64
+context = 2048
+quantization = ""
+weight_gib = 1.0
+disk_gib = 1.0
+accelerators = ["cpu"]
+gated = false
+[phase.laptop]
+prefer = ["a/c"]
+"""
+    with pytest.raises(ValueError, match="phase laptop prefers a/c, which the catalogue does not list"):
+        load_catalogue(text)
