@@ -83,6 +83,8 @@ def cmd_plan(args) -> int:
         else:
             accelerator, warnings = offline_accelerator(settings)
             gpus = gpus_from_data(settings)
+            if args.facts:
+                warnings.insert(0, "facts could not be read from this host (unreachable?): planned from host data")
         plan = plan_host(settings, sources(host), accelerator, gpus)
         plans[host.name] = plan.as_dict()
         plans[host.name]["warnings"] = warnings + plan.warnings
@@ -106,18 +108,21 @@ def read_facts(inventory: str, names: list[str]) -> dict[str, tuple[list[str], o
     pyinfra = str(Path(sys.executable).parent / "pyinfra")
     facts = ["vllm_fleet.facts.GpuVendors", "vllm_fleet.gpus.NvidiaGpus", "vllm_fleet.gpus.AmdGpus"]
     result = subprocess.run(
-        [pyinfra, "--json", "--limit", ",".join(names), inventory, "fact", *facts],
+        [pyinfra, "--json", *(arg for name in names for arg in ("--limit", name)), inventory, "fact", *facts],
         cwd=REPO,
         capture_output=True,
         text=True,
     )
     if result.returncode != 0:
         raise SystemExit(f"vllm_fleet: reading facts failed: {result.stderr.strip()[-2000:]}")
+    by_fact = json.loads(result.stdout)  # {fact: {host: value}}
     read = {}
-    for name, host_facts in json.loads(result.stdout).items():
-        vendors = host_facts.get("vllm_fleet.facts.GpuVendors") or []
+    for name in names:
+        vendors = by_fact.get(facts[0], {}).get(name)
+        if vendors is None:
+            continue  # not reached: planned from host data, like the others without --facts
         vendor = resolve_accelerator("auto", vendors)
-        listed = host_facts.get(f"vllm_fleet.gpus.{'Amd' if vendor == 'amd' else 'Nvidia'}Gpus") or []
+        listed = by_fact.get(facts[2] if vendor == "amd" else facts[1], {}).get(name) or []
         read[name] = (vendors, gpus_from_facts(listed))
     return read
 

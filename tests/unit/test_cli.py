@@ -44,3 +44,85 @@ def test_settings_reference_lists_every_knob():
 
     out = vllm_fleet("settings").stdout
     assert all(f"{name}\n" in out for name in SCHEMA)
+
+
+SEED_VLLM_ARGS = [
+    "--model",
+    "TheBloke/deepseek-coder-6.7B-instruct-AWQ",
+    "--quantization",
+    "awq",
+    "--gpu-memory-utilization",
+    "0.85",
+    "--max-model-len",
+    "2048",
+    "--max-num-seqs",
+    "16",
+    "--disable-log-stats",
+]
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "inv.py"
+    path.write_text(text)
+    return str(path)
+
+
+def test_plan_reproduces_the_seed_laptop_command_for_an_rtx_4060_with_no_model(tmp_path):
+    inventory = write(
+        tmp_path,
+        "laptop = [('lap', {'gpu_name': 'NVIDIA GeForce RTX 4060 Laptop GPU', 'gpu_count': 1, 'gpu_memory_gib': 8})]\n",
+    )
+    result = vllm_fleet("plan", inventory, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)["hosts"]["lap"]
+    assert plan["vllm_args"] == SEED_VLLM_ARGS
+    assert (plan["phase"], plan["accelerator"], plan["serving_method"]) == ("laptop", "nvidia", "docker")
+    container = " ".join(plan["container_args"])
+    for flag in (
+        "--gpus all",
+        "--ipc=host",
+        "--shm-size=4g",
+        "-p 127.0.0.1:8000:8000",
+        "/var/lib/vllm-fleet/huggingface:/root/.cache/huggingface",
+    ):
+        assert flag in container
+    assert plan["settings"]["vllm_model"] == {"value": "TheBloke/deepseek-coder-6.7B-instruct-AWQ", "source": "sizing"}
+    assert plan["settings"]["vllm_max_model_len"] == {"value": 2048, "source": "group laptop"}
+    assert plan["settings"]["gpu_memory_gib"]["source"] == "host"
+    assert plan["memory"]["fits"] and plan["memory"]["gpus"]["source"] == "host data"
+    assert plan["refused"] is None
+    assert any("KV cache holds 2.5 sequences of 2048 tokens" in w for w in plan["warnings"])
+
+
+def test_plan_table_shows_sources_arithmetic_and_warnings(tmp_path):
+    inventory = write(
+        tmp_path, "laptop = [('lap', {'gpu_name': 'NVIDIA GeForce RTX 4060', 'gpu_count': 1, 'gpu_memory_gib': 8})]\n"
+    )
+    out = vllm_fleet("plan", inventory).stdout
+    assert "vllm serve --model TheBloke/deepseek-coder-6.7B-instruct-AWQ --quantization awq" in out
+    assert "memory:    5.25 GiB of 6.8 GiB per GPU" in out
+    assert "warning:   KV cache holds" in out
+
+
+def test_plan_one_host_and_exit_status(tmp_path):
+    inventory = write(
+        tmp_path,
+        "single_gpu = [('ok', {'gpu_count': 1, 'gpu_memory_gib': 24}), "
+        "('big', {'gpu_count': 1, 'gpu_memory_gib': 24, 'vllm_model': 'Qwen/Qwen2.5-32B-Instruct'})]\n",
+    )
+    both = vllm_fleet("plan", inventory, "--format", "json")
+    assert both.returncode == 1
+    hosts = json.loads(both.stdout)["hosts"]
+    assert hosts["ok"]["refused"] is None and "does not fit" in hosts["big"]["refused"]
+    one = vllm_fleet("plan", inventory, "--host", "ok", "--format", "json")
+    assert one.returncode == 0 and list(json.loads(one.stdout)["hosts"]) == ["ok"]
+    missing = vllm_fleet("plan", inventory, "--host", "nope")
+    assert missing.returncode == 2 and "no host 'nope'" in missing.stderr
+
+
+def test_plan_without_gpu_details_says_what_it_assumed(tmp_path):
+    inventory = write(tmp_path, "enterprise = [('e1', {'vllm_api_key': 'k' * 20})]\n")
+    plan = json.loads(vllm_fleet("plan", inventory, "--format", "json").stdout)["hosts"]["e1"]
+    assert plan["warnings"][0].startswith("accelerator auto and no gpu_name: assumed nvidia")
+    assert any("no GPU details for this host: sized for 2 x 80 GiB" in w for w in plan["warnings"])
+    assert plan["settings"]["vllm_tensor_parallel_size"] == {"value": 2, "source": "sizing"}

@@ -1,0 +1,124 @@
+"""Pre-flight on real sandbox hosts: a host that would fail is refused before anything
+changes on it, with what is wrong and what to do; the other hosts go on."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from conftest import PYINFRA, SANDBOX_INVENTORY, changed, deploy_json, on_host, run, write_inventory
+
+pytestmark = pytest.mark.sandbox
+
+STATE_FILES = "/etc/systemd/system/vllm.service /etc/vllm-fleet/vllm.env"
+
+
+@pytest.fixture(scope="module")
+def converged(fleet):
+    result, _ = deploy_json(SANDBOX_INVENTORY)
+    assert result.rc == 0, result.output[-4000:]
+
+
+def snapshot(host: str) -> str:
+    """What a deploy would change: the unit, the env file, the service's run."""
+    return on_host(host, f"sha256sum {STATE_FILES}; systemctl show -p InvocationID --value vllm.service")
+
+
+def refused(fleet, tmp_path, overrides: dict, expected: str) -> str:
+    """Deploy with the first host changed; assert it is refused untouched and the second is fine."""
+    first, second = fleet.names
+    before = {host: snapshot(host) for host in fleet.names}
+    result, outcomes = deploy_json(write_inventory(tmp_path, {first: overrides}))
+    assert result.rc != 0
+    assert f"pre-flight refused: {expected}" in result.output, result.output[-3000:]
+    assert [n for n in outcomes if outcomes[n].get(first)] == [
+        "Pre-flight checks | Refuse the host: pre-flight checks failed"
+    ]
+    assert snapshot(first) == before[first], f"{first} was changed although refused"
+    assert changed(outcomes, second) == [] and outcomes["Docker engine | Install Docker engine"][second] == "no_change"
+    assert snapshot(second) == before[second]
+    return result.output
+
+
+def test_gpu_absent_is_refused_before_anything_is_installed(fleet, converged, tmp_path):
+    out = refused(
+        fleet,
+        tmp_path,
+        {"accelerator": "nvidia"},
+        "gpu_present: accelerator is nvidia but the PCI bus shows no NVIDIA GPU (GPU vendors seen: none)",
+    )
+    assert "pre-flight refused: nvidia_driver: no NVIDIA driver is loaded" in out
+
+
+def test_port_taken_by_another_program_is_refused(fleet, converged, tmp_path):
+    first, _ = fleet.names
+    on_host(first, "systemd-run --unit=squatter python3 -m http.server 8001 && sleep 1")
+    try:
+        refused(
+            fleet,
+            tmp_path,
+            {"vllm_port": 8001},
+            "port: port 8001 is already taken by python3: stop it or choose another vllm_port",
+        )
+    finally:
+        on_host(first, "systemctl stop squatter")
+
+
+def test_disk_nearly_full_is_refused(fleet, converged, tmp_path):
+    first, _ = fleet.names
+    on_host(first, "mkdir -p /mnt/tiny && mount -t tmpfs -o size=50m tiny /mnt/tiny")
+    try:
+        refused(
+            fleet,
+            tmp_path,
+            {"hf_cache_dir": "/mnt/tiny/hf"},
+            f"disk: /mnt/tiny/hf has 0.0 GiB free, {fleet.model} needs 1.1 GiB",
+        )
+        assert on_host(first, "ls /mnt/tiny") == "", "the refused host got its cache directory"
+    finally:
+        on_host(first, "umount /mnt/tiny")
+
+
+def test_dry_run_shows_the_refusal(fleet, converged, tmp_path):
+    first, _ = fleet.names
+    before = snapshot(first)
+    result = run([PYINFRA, "--dry", write_inventory(tmp_path, {first: {"accelerator": "amd"}}), "deploy.py"])
+    assert f"[{first}] pre-flight refused: gpu_present: accelerator is amd but the PCI bus shows no AMD GPU" in (
+        result.output
+    )
+    assert "pre-flight refused: amd_devices: /dev/kfd and the render group missing" in result.output
+    assert snapshot(first) == before
+
+
+def test_warn_only_warns_and_goes_on(fleet, converged, tmp_path):
+    first, _ = fleet.names
+    on_host(first, "systemd-run --unit=squatter python3 -m http.server 8001 && sleep 1")
+    try:
+        inventory = write_inventory(
+            tmp_path, {first: {"vllm_port": 8001, "preflight_warn_only": ["port"], "vllm_ready_timeout": 10}}
+        )
+        result, outcomes = deploy_json(inventory)
+        assert "pre-flight warning (in preflight_warn_only): port: port 8001 is already taken by python3" in (
+            result.output
+        )
+        # Not skipped, not refused: the deploy went on, and the port clash then failed the start.
+        assert outcomes["vLLM service | Write vllm.service"][first] == "success"
+        assert outcomes["vLLM service | Wait for the endpoint to list the model"][first] == "error"
+    finally:
+        on_host(first, "systemctl stop squatter")
+        back, _ = deploy_json(SANDBOX_INVENTORY)
+        assert back.rc == 0, back.output[-3000:]
+
+
+def test_plan_with_facts_reads_the_pci_bus(fleet, converged, tmp_path):
+    first, _ = fleet.names
+    inventory = write_inventory(tmp_path, {first: {"accelerator": "auto"}})
+    offline = json.loads(run([sys.executable, "-m", "vllm_fleet", "plan", inventory, "--format", "json"]).stdout)
+    assert offline["hosts"][first]["accelerator"] == "nvidia"
+    assert offline["hosts"][first]["warnings"][0].startswith("accelerator auto and no gpu_name: assumed nvidia")
+    result = run([sys.executable, "-m", "vllm_fleet", "plan", inventory, "--facts", "--format", "json"])
+    assert result.rc == 0, result.output[-2000:]
+    facts = json.loads(result.stdout)["hosts"][first]
+    assert facts["accelerator"] == "cpu" and facts["warnings"] == []
+    assert facts["settings"]["vllm_model"] == {"value": fleet.model, "source": "sizing"}
