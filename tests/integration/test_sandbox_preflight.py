@@ -20,6 +20,15 @@ def converged(fleet):
     assert result.rc == 0, result.output[-4000:]
 
 
+@pytest.fixture
+def squatter(fleet):
+    """Another program listening on port 8001 of the first host."""
+    first = fleet.names[0]
+    on_host(first, "systemd-run --unit=squatter python3 -m http.server 8001 && sleep 1")
+    yield first
+    on_host(first, "systemctl stop squatter")
+
+
 def snapshot(host: str) -> str:
     """What a deploy would change: the unit, the env file, the service's run."""
     return on_host(host, f"sha256sum {STATE_FILES}; systemctl show -p InvocationID --value vllm.service")
@@ -51,18 +60,9 @@ def test_gpu_absent_is_refused_before_anything_is_installed(fleet, converged, tm
     assert "pre-flight refused: nvidia_driver: no NVIDIA driver is loaded" in out
 
 
-def test_port_taken_by_another_program_is_refused(fleet, converged, tmp_path):
-    first, _ = fleet.names
-    on_host(first, "systemd-run --unit=squatter python3 -m http.server 8001 && sleep 1")
-    try:
-        refused(
-            fleet,
-            tmp_path,
-            {"vllm_port": 8001},
-            "port: port 8001 is already taken by python3: stop it or choose another vllm_port",
-        )
-    finally:
-        on_host(first, "systemctl stop squatter")
+def test_port_taken_by_another_program_is_refused(fleet, converged, squatter, tmp_path):
+    expected = "port: port 8001 is already taken by python3: stop it or choose another vllm_port"
+    refused(fleet, tmp_path, {"vllm_port": 8001}, expected)
 
 
 def test_disk_nearly_full_is_refused(fleet, converged, tmp_path):
@@ -91,9 +91,8 @@ def test_dry_run_shows_the_refusal(fleet, converged, tmp_path):
     assert snapshot(first) == before
 
 
-def test_warn_only_warns_and_goes_on(fleet, converged, tmp_path):
-    first, _ = fleet.names
-    on_host(first, "systemd-run --unit=squatter python3 -m http.server 8001 && sleep 1")
+def test_warn_only_warns_and_goes_on(fleet, converged, squatter, tmp_path):
+    first = squatter
     try:
         inventory = write_inventory(
             tmp_path, {first: {"vllm_port": 8001, "preflight_warn_only": ["port"], "vllm_ready_timeout": 10}}
@@ -106,7 +105,6 @@ def test_warn_only_warns_and_goes_on(fleet, converged, tmp_path):
         assert outcomes["vLLM service | Write vllm.service"][first] == "success"
         assert outcomes["vLLM service | Wait for the endpoint to list the model"][first] == "error"
     finally:
-        on_host(first, "systemctl stop squatter")
         back, _ = deploy_json(SANDBOX_INVENTORY)
         assert back.rc == 0, back.output[-3000:]
 

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.seed import SEED_VLLM_ARGS
+
 REPO = Path(__file__).resolve().parents[2]
 KEY = "cli-test-key-0123456789"
 
@@ -44,21 +46,6 @@ def test_settings_reference_lists_every_knob():
 
     out = vllm_fleet("settings").stdout
     assert all(f"{name}\n" in out for name in SCHEMA)
-
-
-SEED_VLLM_ARGS = [
-    "--model",
-    "TheBloke/deepseek-coder-6.7B-instruct-AWQ",
-    "--quantization",
-    "awq",
-    "--gpu-memory-utilization",
-    "0.85",
-    "--max-model-len",
-    "2048",
-    "--max-num-seqs",
-    "16",
-    "--disable-log-stats",
-]
 
 
 def write(tmp_path, text: str) -> str:

@@ -8,23 +8,10 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from tests.seed import SEED, SEED_VLLM_ARGS
 from vllm_fleet import launch
 
 REPO = Path(__file__).resolve().parents[2]
-SEED = REPO.parent / "shared" / "seeds" / "003_7cfecfcdaa3aa62f.txt"
-SEED_VLLM_ARGS = [
-    "--model",
-    "TheBloke/deepseek-coder-6.7B-instruct-AWQ",
-    "--quantization",
-    "awq",
-    "--gpu-memory-utilization",
-    "0.85",
-    "--max-model-len",
-    "2048",
-    "--max-num-seqs",
-    "16",
-    "--disable-log-stats",
-]
 
 
 def render_unit(settings, accelerator):
