@@ -4,15 +4,22 @@
 
 Every host's settings are validated before anything is planned: one bad host
 stops the run and no host is touched. Then, per host: read the GPUs, size the
-model, run the pre-flight checks (a host that fails them is refused and left
-as it was, the others go on), and deploy.
+model, run the pre-flight checks (a host that fails them is refused and left as
+it was, the others go on), install the GPU stack (rebooting as reboot_policy
+allows), the Docker engine and the vLLM service.
 """
 
 from pyinfra import host
+from pyinfra.facts.server import LinuxDistribution
 
+from tasks.amd_rocm import amd_rocm
 from tasks.docker_engine import docker_engine
+from tasks.gpu_reboot import gpu_reboot
+from tasks.nvidia_container_toolkit import nvidia_container_toolkit
+from tasks.nvidia_driver import nvidia_driver
 from tasks.preflight import preflight
 from tasks.vllm_service import vllm_service
+from vllm_fleet.distro import supported_distro
 from vllm_fleet.facts import GpuVendors, resolve_accelerator
 from vllm_fleet.gpus import AmdGpus, NvidiaGpus, gpus_from_data, gpus_from_facts
 from vllm_fleet.inventory import settings_for, sources
@@ -24,7 +31,15 @@ accelerator = resolve_accelerator(settings.accelerator, vendors)
 detected = {"nvidia": NvidiaGpus, "amd": AmdGpus}.get(accelerator)
 gpus = (detected and gpus_from_facts(host.get_fact(detected))) or gpus_from_data(settings)
 plan = plan_host(settings, sources(host), accelerator, gpus)
+distro = supported_distro(host.get_fact(LinuxDistribution))
+probe = preflight(plan, vendors, distro)
 
-if preflight(plan, vendors):
-    engine_restarts = docker_engine(plan.settings)
+if probe is not None:
+    gpu_stack = settings.manage_gpu_stack and accelerator in ("nvidia", "amd")
+    if gpu_stack:
+        driver = nvidia_driver if accelerator == "nvidia" else amd_rocm
+        gpu_reboot(settings, probe, accelerator, driver(settings, distro, probe))
+    engine_restarts = docker_engine(settings, distro)
+    if gpu_stack and accelerator == "nvidia":
+        engine_restarts += nvidia_container_toolkit(settings, distro)
     vllm_service(plan.settings, accelerator, engine_restarts)

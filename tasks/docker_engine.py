@@ -9,9 +9,10 @@ from pyinfra import host
 from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.server import LinuxDistribution
-from pyinfra.operations import apt, files, systemd
+from pyinfra.operations import apt, dnf, files, systemd
 
 from vllm_fleet import docker_repo
+from vllm_fleet.distro import Distro
 from vllm_fleet.facts import DaemonJsonError, DockerDaemonConfig
 from vllm_fleet.settings import Settings
 
@@ -24,26 +25,24 @@ def merged_daemon_config(current: dict, wanted: dict) -> dict:
 
 
 @deploy("Docker engine")
-def docker_engine(settings: Settings) -> list:
+def docker_engine(settings: Settings, distro: Distro) -> list:
     """Returns the operations that restart the engine (which stops its containers)."""
-    distro = host.get_fact(LinuxDistribution)
-    if distro.get("name") not in docker_repo.APT_DISTROS:
-        raise PyinfraError(
-            f"host {host.name}: the Docker engine task supports {', '.join(docker_repo.APT_DISTROS)}; "
-            f"this host runs {distro.get('name')} {distro.get('release_meta', {}).get('VERSION_ID', '')}"
+    if distro.family == "dnf":
+        # RHEL and Rocky ship no Docker engine of their own: Docker's repository it is.
+        files.put(
+            name="Add Docker's rpm repository",
+            src=StringIO(docker_repo.dnf_repo()),
+            dest="/etc/yum.repos.d/docker-ce.repo",
+            mode="644",
         )
-    if settings.docker_source == "docker":
-        _add_docker_repository(distro, settings)
-        packages = docker_repo.packages(settings.docker_version)
+        dnf.packages(name="Install Docker engine", packages=docker_repo.packages(settings.docker_version, "-"))
     else:
-        packages = ["docker.io"]
-
-    apt.packages(
-        name="Install Docker engine",
-        packages=packages,
-        update=True,
-        cache_time=24 * 3600,
-    )
+        if settings.docker_source == "docker":
+            _add_docker_repository(host.get_fact(LinuxDistribution), settings)
+            packages = docker_repo.packages(settings.docker_version)
+        else:
+            packages = ["docker.io"]
+        apt.packages(name="Install Docker engine", packages=packages, update=True, cache_time=24 * 3600)
 
     current = host.get_fact(DockerDaemonConfig)
     if isinstance(current, DaemonJsonError):

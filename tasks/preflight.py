@@ -7,6 +7,7 @@ from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.deploy import deploy
 
 from vllm_fleet import launch
+from vllm_fleet.distro import Distro
 from vllm_fleet.plan import HostPlan
 from vllm_fleet.preflight import Context, HostProbe, run_checks, verdict
 
@@ -24,13 +25,13 @@ def refuse(reasons: list[str]):
 
 
 @deploy("Pre-flight checks")
-def preflight(plan: HostPlan, vendors: list[str]) -> bool:
-    """Runs every check that applies; returns whether the host may be deployed."""
+def preflight(plan: HostPlan, vendors: list[str], distro: Distro | None) -> dict | None:
+    """Runs every check that applies; returns the host probe when the host may be deployed, else None."""
     s = plan.settings
     probe = host.get_fact(
         HostProbe, port=s.vllm_port, hf_cache_dir=s.hf_cache_dir, model_dir="models--" + s.vllm_model.replace("/", "--")
     )
-    context = Context(probe, vendors, s, plan.accelerator, plan.sizing, launch.image(s, plan.accelerator))
+    context = Context(probe, vendors, s, plan.accelerator, plan.sizing, launch.image(s, plan.accelerator), distro)
     failures, warnings = verdict(run_checks(context), s.preflight_warn_only)
     for warning in warnings:
         host.log_styled(f"pre-flight warning (in preflight_warn_only): {warning}", fg="yellow")
@@ -40,5 +41,5 @@ def preflight(plan: HostPlan, vendors: list[str]) -> bool:
         for failure in failures:
             host.log_styled(f"pre-flight refused: {failure}", fg="red")
         refuse(name="Refuse the host: pre-flight checks failed", reasons=failures)
-        return False
-    return True
+        return None
+    return probe

@@ -52,11 +52,24 @@ def apt_source(distro: dict) -> AptSource:
     return AptSource(distro=distro["name"].lower(), codename=codename)
 
 
-def packages(version: str | None) -> list[str]:
-    """Engine packages; the engine and CLI pinned to `version` when given."""
+def packages(version: str | None, joiner: str = "=") -> list[str]:
+    """Engine packages; the engine and CLI pinned to `version` when given ('=' for apt, '-' for dnf)."""
     if not version:
         return list(DOCKER_PACKAGES)
-    return [f"docker-ce={version}", f"docker-ce-cli={version}", *DOCKER_PACKAGES[2:]]
+    return [f"docker-ce{joiner}{version}", f"docker-ce-cli{joiner}{version}", *DOCKER_PACKAGES[2:]]
+
+
+def dnf_repo() -> str:
+    """Docker's rpm repository; Rocky uses the RHEL one, as Docker's docs say."""
+    return (
+        "# Managed by vllm-fleet\n"
+        "[docker-ce-stable]\n"
+        "name=Docker CE Stable - $basearch\n"
+        "baseurl=https://download.docker.com/linux/rhel/$releasever/$basearch/stable\n"
+        "enabled=1\n"
+        "gpgcheck=1\n"
+        "gpgkey=https://download.docker.com/linux/rhel/gpg\n"
+    )
 
 
 def apt_pin(version: str) -> str:

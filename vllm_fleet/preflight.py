@@ -16,7 +16,7 @@ from pyinfra.api import FactBase
 
 from vllm_fleet.facts import parse_daemon_json
 
-SUPPORTED_OS = {("debian", "12"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}
+SUPPORTED_OS = {("debian", "12"), ("ubuntu", "22.04"), ("ubuntu", "24.04"), ("rocky", "9"), ("rhel", "9")}
 # The CUDA release each default vLLM image is built against needs at least this driver
 # (NVIDIA's CUDA compatibility table: CUDA 12.8 needs 570.26 on Linux).
 MIN_NVIDIA_DRIVER = {"vllm/vllm-openai:v0.11.0": (570, 26)}
@@ -43,6 +43,11 @@ def probe_script(port: int, hf_cache_dir: str, model_dir: str) -> str:
 . /etc/os-release 2>/dev/null; echo "os_id=$ID"; echo "os_version=$VERSION_ID"
 k=$(uname -r); echo "kernel=$k"
 [ -e /lib/modules/$k/build ] && echo headers=yes || echo headers=no
+[ -e /var/run/reboot-required ] && echo reboot_required=yes
+command -v needs-restarting >/dev/null 2>&1 && {{ needs-restarting -r >/dev/null 2>&1 || echo reboot_required=yes; }}
+echo "held=$(apt-mark showhold 2>/dev/null | tr '\\n' ',')"
+rpm -q nvidia-driver >/dev/null 2>&1 && echo "nvidia_rpm=$(rpm -q --qf '%{{VERSION}}' nvidia-driver)"
+echo "rocm_installed=$(cat /opt/rocm/.info/version 2>/dev/null)"
 echo "secure_boot=$(mokutil --sb-state 2>/dev/null | head -n1)"
 [ -d /sys/module/nouveau ] && echo nouveau=yes || echo nouveau=no
 echo "nvidia_driver=$(cat /sys/module/nvidia/version 2>/dev/null)"
@@ -90,6 +95,12 @@ class Context:
     accelerator: str
     sizing: object
     image: str
+    distro: object = None  # vllm_fleet.distro.Distro, None when unsupported
+
+    @property
+    def managed(self) -> bool:
+        """The GPU stack is installed by this run (so its absence is no failure)."""
+        return self.settings.manage_gpu_stack
 
 
 Check = Callable[[Context], "str | None"]  # None: passed; a string: what is wrong and what to do
@@ -113,9 +124,30 @@ def _gib(kib: str) -> float:
 @check("os")
 def _os(c: Context):
     osid, version = c.probe.get("os_id", ""), c.probe.get("os_version", "")
+    if osid in ("rocky", "rhel"):
+        version = version.split(".")[0]
     if (osid, version) not in SUPPORTED_OS:
         supported = ", ".join(f"{i.capitalize()} {v}" for i, v in sorted(SUPPORTED_OS))
         return f"{osid or 'unknown'} {version} is not supported (supported: {supported})"
+    return None
+
+
+@check("gpu_stack", ("nvidia", "amd"))
+def _gpu_stack(c: Context):
+    from vllm_fleet import gpu_packages
+
+    if not c.managed or c.distro is None:
+        return None
+    try:
+        if c.accelerator == "nvidia":
+            gpu_packages.nvidia_driver(c.distro, c.settings, c.probe.get("kernel", ""))
+        elif c.distro.id == "debian":
+            return (
+                "AMD's amdgpu-install supports Ubuntu and RHEL, not Debian: "
+                "install ROCm yourself and set manage_gpu_stack = False"
+            )
+    except gpu_packages.DriverUnavailable as exc:
+        return str(exc)
     return None
 
 
@@ -132,7 +164,26 @@ def _gpu_present(c: Context):
 
 @check("secure_boot", ("nvidia",))
 def _secure_boot(c: Context):
-    if not c.probe.get("nvidia_driver") and "enabled" in c.probe.get("secure_boot", "").lower():
+    if "enabled" not in c.probe.get("secure_boot", "").lower():
+        return None
+    if c.managed:
+        from vllm_fleet import gpu_packages
+
+        # A module already loaded under Secure Boot is signed by an enrolled key.
+        if c.distro is None or c.settings.nvidia_secure_boot_unsigned_ok or c.probe.get("nvidia_driver"):
+            return None
+        try:
+            dkms = gpu_packages.nvidia_driver(c.distro, c.settings, c.probe.get("kernel", "")).dkms
+        except gpu_packages.DriverUnavailable:
+            return None  # gpu_stack says why
+        if dkms:
+            return (
+                "Secure Boot is on and this driver's modules are built by DKMS, unsigned: enrol a Machine Owner Key "
+                "(MOK) for DKMS and set nvidia_secure_boot_unsigned_ok = True, or use signed packages (Ubuntu's "
+                "prebuilt modules: nvidia_driver_source = 'distro')"
+            )
+        return None
+    if not c.probe.get("nvidia_driver"):
         return (
             "Secure Boot is on and no NVIDIA module is loaded: an unsigned driver module will not load; "
             "enrol a Machine Owner Key (MOK) for DKMS-signed modules, or use your distribution's signed driver packages"
@@ -142,7 +193,7 @@ def _secure_boot(c: Context):
 
 @check("nouveau", ("nvidia",))
 def _nouveau(c: Context):
-    if c.probe.get("nouveau") == "yes":
+    if c.probe.get("nouveau") == "yes" and not c.managed:
         return (
             "the nouveau module is loaded and holds the GPU: blacklist it (modprobe.d), rebuild the initramfs, reboot"
         )
@@ -152,6 +203,8 @@ def _nouveau(c: Context):
 @check("nvidia_driver", ("nvidia",))
 def _nvidia_driver(c: Context):
     version = c.probe.get("nvidia_driver", "")
+    if c.managed:
+        return None  # installed, or replaced by the pinned branch, by this run
     if not version:
         headers = "" if c.probe.get("headers") == "yes" else f" (and linux-headers-{c.probe.get('kernel')} for DKMS)"
         return f"no NVIDIA driver is loaded: install the driver{headers} and reboot before deploying vLLM"
@@ -168,7 +221,7 @@ def _nvidia_driver(c: Context):
 @check("container_toolkit", ("nvidia",))
 def _toolkit(c: Context):
     runtimes = c.probe.get("docker_runtimes", "").split(",")
-    if c.probe.get("toolkit") != "yes" and "nvidia" not in runtimes:
+    if not c.managed and c.probe.get("toolkit") != "yes" and "nvidia" not in runtimes:
         return (
             "the NVIDIA container toolkit is missing, so `docker run --gpus all` fails with "
             '"could not select device driver": install nvidia-container-toolkit'
@@ -255,6 +308,8 @@ def _port(c: Context):
 
 @check("amd_devices", ("amd",))
 def _amd_devices(c: Context):
+    if c.managed:
+        return None  # amdgpu-install provides them
     missing = [
         what for what, key in (("/dev/kfd", "kfd"), ("the render group", "render_group")) if c.probe.get(key) != "yes"
     ]
@@ -266,6 +321,8 @@ def _amd_devices(c: Context):
 @check("gfx_target", ("amd",))
 def _gfx(c: Context):
     targets = {t for t in c.probe.get("gfx", "").split(",") if t}
+    if not targets and c.managed:
+        return None  # rocminfo arrives with ROCm in this run; the next run checks the targets
     if not targets:
         return "rocminfo lists no gfx target: install ROCm (rocminfo) so the image's targets can be checked"
     unsupported = sorted(targets - ROCM_IMAGE_GFX)

@@ -35,6 +35,9 @@ QUANTIZATIONS = (
     "modelopt",
 )
 DOCKER_SOURCES = ("distro", "docker")
+DRIVER_SOURCES = ("distro", "cuda")
+REBOOT_POLICIES = ("never", "if_needed", "always")
+ROCM_USECASES = ("rocm", "dkms")
 
 # Flags a knob owns: passing them through vllm_extra_args would fight the knob
 # (or, for --api-key, put a secret on a command line).
@@ -161,6 +164,32 @@ def check_names(value):
 
     if not isinstance(value, (list, tuple)) or not all(v in CHECKS for v in value):
         raise Invalid("a list of pre-flight check names from " + ", ".join(CHECKS))
+    return tuple(value)
+
+
+def boolean(value):
+    if not isinstance(value, bool):
+        raise Invalid("True or False")
+    return value
+
+
+def driver_branch(value):
+    if not isinstance(value, str) or not value.isdigit() or len(value) != 3:
+        raise Invalid("an NVIDIA driver branch as a string of three digits, such as '570'")
+    return value
+
+
+def version_text(value):
+    if not isinstance(value, str) or not re.fullmatch(r"\d+\.\d+(\.\d+)?", value):
+        raise Invalid("a version such as '6.4.1'")
+    return value
+
+
+def user_list(value):
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(v, str) and re.fullmatch(r"[a-z_][a-z0-9_-]*", v) for v in value
+    ):
+        raise Invalid("a list of user names")
     return tuple(value)
 
 
@@ -372,6 +401,60 @@ SCHEMA: Mapping[str, Setting] = _settings(
         "Pre-flight checks whose failure only warns (they still run): names from vllm_fleet/preflight.py.",
         check_names,
     ),
+    Setting(
+        "manage_gpu_stack",
+        True,
+        "Install and keep the GPU driver and container runtime (NVIDIA driver and container toolkit, or "
+        "AMD's amdgpu/ROCm); False: they are the host's own business and pre-flight only checks them.",
+        boolean,
+    ),
+    Setting(
+        "nvidia_driver_branch",
+        "570",
+        "NVIDIA driver branch, pinned and held against upgrades (Debian 12's own packages are branch 535).",
+        driver_branch,
+    ),
+    Setting(
+        "nvidia_driver_source",
+        "distro",
+        "distro: the distribution's packages (Ubuntu's Canonical-signed modules, Debian non-free, Rocky's "
+        "CUDA-repository module); cuda: NVIDIA's CUDA repository.",
+        one_of(*DRIVER_SOURCES),
+    ),
+    Setting(
+        "nvidia_open_kernel_modules",
+        False,
+        "Use NVIDIA's open kernel modules (required from Blackwell on, fine from Turing on).",
+        boolean,
+    ),
+    Setting(
+        "nvidia_secure_boot_unsigned_ok",
+        False,
+        "Install DKMS-built (unsigned) modules although Secure Boot is on, because you enrol a MOK yourself.",
+        boolean,
+    ),
+    Setting(
+        "nvidia_container_toolkit_version",
+        None,
+        "nvidia-container-toolkit version to pin (e.g. '1.17.8-1'); None: newest.",
+        optional(text),
+    ),
+    Setting(
+        "reboot_policy",
+        "if_needed",
+        "never: a host that needs a reboot stops with a message; if_needed: reboot when the new driver cannot "
+        "be loaded live or the OS asks for it; always: reboot whenever the GPU stack changed.",
+        one_of(*REBOOT_POLICIES),
+    ),
+    Setting("rocm_version", "6.4.1", "ROCm release amdgpu-install comes from (repo.radeon.com).", version_text),
+    Setting(
+        "rocm_usecase",
+        "rocm",
+        "amdgpu-install use case: rocm (driver and ROCm tools, rocm-smi for the verify suite) or dkms "
+        "(driver only: the vLLM image carries ROCm).",
+        one_of(*ROCM_USECASES),
+    ),
+    Setting("rocm_users", (), "Users added to the render and video groups (GPU access outside containers).", user_list),
     Setting(
         "docker_source",
         "distro",

@@ -11,8 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from vllm_fleet.distro import Distro
 from vllm_fleet.preflight import CHECKS, Context, Finding, parse_probe, run_checks, verdict
 from vllm_fleet.sizing import Gpus
+
+UBUNTU_2204 = Distro("ubuntu", "apt", "22.04", "jammy")
+DEBIAN_12 = Distro("debian", "apt", "12", "bookworm")
 
 RECORDED = parse_probe(
     (Path(__file__).parent / "fixtures" / "probe-debian12-sandbox-serving.txt").read_text().splitlines()
@@ -41,7 +45,7 @@ AMD_READY = {
 }
 
 
-def findings(probe, accelerator="nvidia", vendors=None, gpus=H100, phase="single_gpu", **data):
+def findings(probe, accelerator="nvidia", vendors=None, gpus=H100, phase="single_gpu", distro=UBUNTU_2204, **data):
     from tests.unit.conftest import load_group_data
     from vllm_fleet import launch
     from vllm_fleet.plan import plan_host
@@ -50,7 +54,7 @@ def findings(probe, accelerator="nvidia", vendors=None, gpus=H100, phase="single
     s = validate("gpu-01", {**load_group_data(phase), **data}, groups=[phase])
     p = plan_host(s, {}, accelerator, gpus)
     vendors = [accelerator] if vendors is None and accelerator != "cpu" else (vendors or [])
-    context = Context(probe, vendors, p.settings, accelerator, p.sizing, launch.image(p.settings, accelerator))
+    context = Context(probe, vendors, p.settings, accelerator, p.sizing, launch.image(p.settings, accelerator), distro)
     return {f.check: f for f in run_checks(context)}
 
 
@@ -68,17 +72,19 @@ def test_ready_nvidia_host_passes():
     assert failed(findings(NVIDIA_READY)) == {}
 
 
-def test_bare_nvidia_host_with_secure_boot_and_nouveau():
-    bare = {
-        **NVIDIA_READY,
-        "nvidia_driver": "",
-        "toolkit": "no",
-        "nouveau": "yes",
-        "headers": "no",
-        "docker_runtimes": "runc,",
-        "kernel": "6.8.0-45-generic",
-    }
-    problems = failed(findings(bare))
+BARE_NVIDIA = {
+    **NVIDIA_READY,
+    "nvidia_driver": "",
+    "toolkit": "no",
+    "nouveau": "yes",
+    "headers": "no",
+    "docker_runtimes": "runc,",
+    "kernel": "6.8.0-45-generic",
+}
+
+
+def test_bare_nvidia_host_with_secure_boot_and_nouveau_unmanaged():
+    problems = failed(findings(BARE_NVIDIA, manage_gpu_stack=False))
     assert set(problems) == {"secure_boot", "nouveau", "nvidia_driver", "container_toolkit"}
     assert "enrol a Machine Owner Key" in problems["secure_boot"]
     assert "linux-headers-6.8.0-45-generic" in problems["nvidia_driver"]
@@ -86,7 +92,7 @@ def test_bare_nvidia_host_with_secure_boot_and_nouveau():
 
 
 def test_driver_too_old_for_the_images_cuda():
-    problems = failed(findings({**NVIDIA_READY, "nvidia_driver": "535.183.01"}))
+    problems = failed(findings({**NVIDIA_READY, "nvidia_driver": "535.183.01"}, manage_gpu_stack=False))
     assert problems == {
         "nvidia_driver": "NVIDIA driver 535.183.01 is older than 570.26, which "
         "vllm/vllm-openai:v0.11.0's CUDA needs (CUDA error 803/804 at start): upgrade the driver"
@@ -142,12 +148,53 @@ def test_amd_checks():
     mi300x = Gpus(8, 192, "AMD Instinct MI300X", "facts")
     assert failed(findings(AMD_READY, accelerator="amd", gpus=mi300x)) == {}
     problems = failed(
-        findings({**AMD_READY, "kfd": "no", "render_group": "no", "gfx": ""}, accelerator="amd", gpus=mi300x)
+        findings(
+            {**AMD_READY, "kfd": "no", "render_group": "no", "gfx": ""},
+            accelerator="amd",
+            gpus=mi300x,
+            manage_gpu_stack=False,
+        )
     )
     assert problems["amd_devices"].startswith("/dev/kfd and the render group missing")
     assert "rocminfo lists no gfx target" in problems["gfx_target"]
     problems = failed(findings({**AMD_READY, "gfx": "gfx1030,"}, accelerator="amd", gpus=mi300x))
     assert problems["gfx_target"].startswith("this host's GPU target(s) gfx1030 are not among the default ROCm image's")
+
+
+def test_managed_bare_ubuntu_host_passes_with_canonical_signed_modules():
+    assert failed(findings(BARE_NVIDIA)) == {}
+
+
+def test_managed_debian_host_under_secure_boot_needs_a_mok_or_the_opt_in():
+    debian = {**BARE_NVIDIA, "os_id": "debian", "os_version": "12", "kernel": "6.1.0-28-amd64"}
+    problems = failed(findings(debian, distro=DEBIAN_12, nvidia_driver_branch="535"))
+    assert list(problems) == ["secure_boot"] and "enrol a Machine Owner Key (MOK) for DKMS" in problems["secure_boot"]
+    assert (
+        failed(findings(debian, distro=DEBIAN_12, nvidia_driver_branch="535", nvidia_secure_boot_unsigned_ok=True))
+        == {}
+    )
+
+
+def test_gpu_stack_refuses_what_the_distribution_does_not_have():
+    debian = {**NVIDIA_READY, "os_id": "debian", "os_version": "12"}
+    problems = failed(findings(debian, distro=DEBIAN_12))
+    assert problems == {
+        "gpu_stack": "Debian 12's non-free archive has NVIDIA branch 535 only, not 570: "
+        "set nvidia_driver_branch = '535', or nvidia_driver_source = 'cuda'"
+    }
+    assert failed(findings(debian, distro=DEBIAN_12, nvidia_driver_source="cuda")) == {}
+    amd = failed(
+        findings(
+            {**AMD_READY, "os_id": "debian"}, accelerator="amd", distro=DEBIAN_12, gpus=Gpus(1, 192, "MI300X", "facts")
+        )
+    )
+    assert amd["gpu_stack"].startswith("AMD's amdgpu-install supports Ubuntu and RHEL, not Debian")
+
+
+def test_rocky_9_minor_releases_are_supported():
+    assert "os" not in failed(
+        findings({**NVIDIA_READY, "os_id": "rocky", "os_version": "9.4"}, distro=Distro("rocky", "dnf", "9.4", ""))
+    )
 
 
 def test_every_check_is_exercised_by_these_tests():

@@ -1,0 +1,33 @@
+"""AMD ROCm: amdgpu-install from AMD's repository, pinned by rocm_version; users in render and video."""
+
+from __future__ import annotations
+
+from pyinfra.api.deploy import deploy
+from pyinfra.operations import apt, dnf, server
+
+from vllm_fleet import gpu_packages
+from vllm_fleet.distro import Distro
+from vllm_fleet.settings import Settings
+
+
+@deploy("AMD ROCm")
+def amd_rocm(settings: Settings, distro: Distro, probe: dict) -> list:
+    """Returns the operations whose change needs a reboot to load amdgpu."""
+    url = gpu_packages.amdgpu_install_url(distro, settings.rocm_version)
+    if distro.family == "apt":
+        installer = apt.deb(name=f"Add AMD's repositories for ROCm {settings.rocm_version} (amdgpu-install)", src=url)
+    else:
+        installer = dnf.rpm(name=f"Add AMD's repositories for ROCm {settings.rocm_version} (amdgpu-install)", src=url)
+    changes = [installer]
+    if not probe.get("rocm_installed", "").startswith(settings.rocm_version):
+        changes.append(
+            server.shell(
+                name=f"Install the amdgpu driver and ROCm {settings.rocm_version} (use case {settings.rocm_usecase})",
+                commands=[f"amdgpu-install -y --usecase={settings.rocm_usecase}"],
+            )
+        )
+    for user in settings.rocm_users:
+        server.user(
+            name=f"Add {user} to the render and video groups", user=user, groups=["render", "video"], append=True
+        )
+    return changes

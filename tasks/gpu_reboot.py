@@ -1,0 +1,45 @@
+"""Reboot after a GPU driver change, as reboot_policy allows; or stop this host with the reason."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api.deploy import deploy
+from pyinfra.operations import server
+
+from tasks.preflight import refuse
+from vllm_fleet.settings import Settings
+
+
+def live_load_possible(probe: dict, accelerator: str) -> bool:
+    """A new NVIDIA module loads without a reboot only when nouveau and no other nvidia module hold the GPU."""
+    if accelerator != "nvidia":
+        return False  # amdgpu-install replaces a loaded amdgpu: reboot
+    return probe.get("nouveau") != "yes" and not probe.get("nvidia_driver")
+
+
+@deploy("Reboot for the GPU driver")
+def gpu_reboot(settings: Settings, probe: dict, accelerator: str, changes: list) -> None:
+    pending = probe.get("reboot_required") == "yes"
+    live = live_load_possible(probe, accelerator)
+
+    def changed() -> bool:
+        return any(op.did_change() for op in changes)
+
+    def needed() -> bool:
+        return pending or (changed() and (settings.reboot_policy == "always" or not live))
+
+    if settings.reboot_policy == "never":
+        refuse(
+            name="Stop: a reboot is needed and reboot_policy is never",
+            reasons=[
+                f"{host.name} needs a reboot to load the new GPU driver (reboot_policy is never): "
+                "reboot it, then run the deploy again; the other hosts go on"
+            ],
+            _if=needed,
+        )
+    else:
+        server.reboot(name="Reboot to load the GPU driver", delay=10, reboot_timeout=900, _if=needed)
+    if live and accelerator == "nvidia":
+        server.shell(
+            name="Load the NVIDIA module", commands=["modprobe nvidia"], _if=lambda: changed() and not needed()
+        )

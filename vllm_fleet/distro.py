@@ -1,0 +1,53 @@
+"""The host's distribution, as the GPU stack and Docker tasks need it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# (pyinfra's LinuxDistribution name, major version) -> our id, package family
+SUPPORTED = {
+    ("Ubuntu", 22): ("ubuntu", "apt"),
+    ("Ubuntu", 24): ("ubuntu", "apt"),
+    ("Debian", 12): ("debian", "apt"),
+    ("Rocky Linux", 9): ("rocky", "dnf"),
+    ("RedHat", 9): ("rhel", "dnf"),
+}
+
+
+@dataclass(frozen=True)
+class Distro:
+    id: str  # ubuntu, debian, rocky, rhel
+    family: str  # apt or dnf
+    version: str  # 22.04, 12, 9
+    codename: str  # jammy, noble, bookworm; '' on EL
+
+    @property
+    def cuda_repo(self) -> str:
+        """The directory name of NVIDIA's CUDA repository for this release."""
+        if self.family == "dnf":
+            return f"rhel{self.version.split('.')[0]}"
+        return f"{self.id}{self.version.replace('.', '')}"
+
+
+class UnsupportedDistro(ValueError):
+    pass
+
+
+def from_fact(fact: dict) -> Distro:
+    """From pyinfra's LinuxDistribution fact; UnsupportedDistro names what is supported."""
+    key = (fact.get("name"), fact.get("major"))
+    if key not in SUPPORTED:
+        shown = " ".join(str(p) for p in key if p)
+        supported = ", ".join(f"{n} {m}" for n, m in SUPPORTED)
+        raise UnsupportedDistro(f"{shown or 'an unknown distribution'} is not supported (supported: {supported})")
+    distro_id, family = SUPPORTED[key]
+    meta = fact.get("release_meta", {})
+    return Distro(distro_id, family, meta.get("VERSION_ID", str(fact["major"])), meta.get("VERSION_CODENAME", ""))
+
+
+def supported_distro(fact: dict) -> Distro | None:
+    """The Distro, or None when unsupported (pre-flight's os check then refuses the host)."""
+    try:
+        return from_fact(fact)
+    except UnsupportedDistro:
+        return None
