@@ -9,7 +9,7 @@ JOBS ?= 4
 REPORTS := reports
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup demo test test-unit test-integration lint verify sandbox-up sandbox-down clean
+.PHONY: setup demo test test-unit test-planning test-integration lint verify sandbox-up sandbox-down clean
 
 # The virtual environment, rebuilt when the pinned dependencies change.
 $(VENV)/.installed: pyproject.toml
@@ -45,6 +45,10 @@ lint: setup
 test-unit: setup
 	$(BIN)/pytest tests/unit -q
 
+# Deploys planned against recorded facts of GPU hosts (pyinfra's @fake connector): no hosts, no Docker.
+test-planning: setup
+	$(BIN)/pytest tests/planning
+
 # Sandbox integration tests only (starts Docker and two sandbox hosts).
 test-integration: setup
 	$(BIN)/pytest tests/integration
@@ -52,7 +56,7 @@ test-integration: setup
 # Everything: lint, unit tests, and the sandbox integration tests (starts Docker if needed).
 test: lint
 	@mkdir -p $(REPORTS)
-	$(BIN)/pytest tests/unit tests/integration --junit-xml $(REPORTS)/tests.xml
+	$(BIN)/pytest tests/unit tests/planning tests/integration --junit-xml $(REPORTS)/tests.xml
 
 clean: sandbox-down
 	rm -rf $(VENV) $(REPORTS) tests/sandbox/.state tests/sandbox/.state-test

@@ -1,0 +1,244 @@
+"""The GPU stack planned for each distribution x vendor x state, against recorded facts.
+
+One pyinfra run plans every "before" host (pyinfra's @fake connector: nothing runs
+anywhere); assertions read the commands each operation would run. A --dry run from
+the "after" facts of an installed host plans no change to the GPU stack.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.planning.harness import H100_SMI, FakeHost, changes, plan, plan_each, write_inventory
+from vllm_fleet import gpu_packages
+
+GPU80 = {"gpu_count": 1, "gpu_memory_gib": 80}
+UBUNTU_570 = [
+    "linux-modules-nvidia-570-server-generic",
+    "nvidia-headless-no-dkms-570-server",
+    "nvidia-utils-570-server",
+]
+STACK_GROUPS = ("NVIDIA driver |", "NVIDIA container toolkit |", "AMD ROCm |", "Reboot for the GPU driver |")
+
+BEFORE = [
+    FakeHost("ubuntu22-bare", "ubuntu22", probe={"nouveau": "yes"}, data=GPU80),
+    FakeHost("ubuntu24-bare-live", "ubuntu24", data=GPU80),
+    FakeHost(
+        "debian12-bare",
+        "debian12",
+        probe={"kernel": "6.1.0-28-amd64", "nouveau": "yes"},
+        data={**GPU80, "nvidia_driver_branch": "535"},
+    ),
+    FakeHost("debian12-570", "debian12", data=GPU80),
+    FakeHost("rocky9-bare", "rocky9", probe={"kernel": "5.14.0-427.13.1.el9_4.x86_64"}, data=GPU80),
+    FakeHost("ubuntu22-cuda", "ubuntu22", data={**GPU80, "nvidia_driver_source": "cuda"}),
+    FakeHost(
+        "ubuntu22-wrong-branch",
+        "ubuntu22",
+        nvidia_smi=["NVIDIA H100 80GB HBM3, 81559, 535.183.01, 9.0"],
+        probe={"nvidia_driver": "535.183.01", "held": "nvidia-headless-no-dkms-535-server,nvidia-utils-535-server,"},
+    ),
+    FakeHost("ubuntu22-secure-boot", "ubuntu22", probe={"secure_boot": "SecureBoot enabled"}, data=GPU80),
+    FakeHost(
+        "debian12-secure-boot",
+        "debian12",
+        probe={"secure_boot": "SecureBoot enabled"},
+        data={**GPU80, "nvidia_driver_branch": "535"},
+    ),
+    FakeHost("ubuntu22-reboot-pending", "ubuntu22", probe={"reboot_required": "yes"}, data=GPU80),
+    FakeHost("ubuntu22-never-reboot", "ubuntu22", probe={"nouveau": "yes"}, data={**GPU80, "reboot_policy": "never"}),
+    FakeHost("ubuntu22-amd-bare", "ubuntu22", pci="mi300x", data={"gpu_count": 8, "gpu_memory_gib": 192}),
+    FakeHost("debian12-amd", "debian12", pci="mi300x", data={"gpu_count": 8, "gpu_memory_gib": 192}),
+    FakeHost("ubuntu22-no-gpu-claims-nvidia", "ubuntu22", pci="none", data={**GPU80, "accelerator": "nvidia"}),
+]
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    return plan_each(tmp_path_factory.mktemp("plans"), BEFORE)
+
+
+def commands(planned, host: str, operation: str) -> list[str]:
+    return planned.ops.get(operation, {}).get(f"@fake/{host}", [])
+
+
+def ran(planned, host: str, operation: str) -> bool:
+    """The operation changed the host (or failed on it)."""
+    return planned.status.get(operation, {}).get(f"@fake/{host}") in ("Success", "Error")
+
+
+def installs(planned, host: str, operation: str) -> str:
+    found = [c for c in commands(planned, host, operation) if " install " in f" {c} "]
+    assert found, f"{operation} installs nothing on {host}"
+    return found[-1]
+
+
+def test_ubuntu_bare_host_gets_canonical_signed_modules_held_and_a_reboot(planned):
+    host = "ubuntu22-bare"
+    assert installs(planned, host, "NVIDIA driver | Install NVIDIA driver 570").endswith(" ".join(UBUNTU_570))
+    assert commands(planned, host, "NVIDIA driver | Rebuild the initramfs without nouveau") == ["update-initramfs -u"]
+    hold = commands(planned, host, "NVIDIA driver | Hold the NVIDIA driver packages against upgrades")
+    assert hold == [f"apt-mark hold {' '.join(UBUNTU_570)}"]
+    assert not ran(planned, host, "NVIDIA driver | Install kernel headers for DKMS")  # prebuilt modules
+    # nouveau held the GPU: the new module cannot load live.
+    assert ran(planned, host, "Reboot for the GPU driver | Reboot to load the GPU driver")
+    assert not ran(planned, host, "Reboot for the GPU driver | Load the NVIDIA module")
+
+
+def test_without_nouveau_the_new_module_loads_live(planned):
+    host = "ubuntu24-bare-live"
+    assert commands(planned, host, "Reboot for the GPU driver | Load the NVIDIA module") == ["modprobe nvidia"]
+    assert not ran(planned, host, "Reboot for the GPU driver | Reboot to load the GPU driver")
+
+
+def test_container_toolkit_from_nvidias_repository_and_the_runtime_registered_once(planned):
+    host = "ubuntu22-bare"
+    assert installs(planned, host, "NVIDIA container toolkit | Install the NVIDIA container toolkit").endswith(
+        " nvidia-container-toolkit"
+    )
+    assert "nvidia-ctk runtime configure --runtime=docker" in commands(
+        planned, host, "NVIDIA container toolkit | Register the NVIDIA runtime with Docker"
+    )
+    assert "nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml" in commands(
+        planned, host, "NVIDIA container toolkit | Generate the CDI spec for Podman"
+    )
+    restart = commands(planned, host, "NVIDIA container toolkit | Restart Docker engine for the NVIDIA runtime")
+    assert any(
+        c.startswith("systemctl restart docker.service") or c == "systemctl start docker.service" for c in restart
+    )
+
+
+def test_debian_adds_non_free_and_builds_535_with_dkms(planned):
+    host = "debian12-bare"
+    assert ran(planned, host, "NVIDIA driver | Add Debian's contrib, non-free and non-free-firmware components")
+    assert commands(planned, host, "NVIDIA driver | Refresh apt lists for the new sources") == ["apt-get update"]
+    assert installs(planned, host, "NVIDIA driver | Install kernel headers for DKMS").endswith(" linux-headers-amd64")
+    assert installs(planned, host, "NVIDIA driver | Install NVIDIA driver 535").endswith(
+        " nvidia-driver nvidia-smi firmware-misc-nonfree"
+    )
+    assert ran(planned, host, "Reboot for the GPU driver | Reboot to load the GPU driver")
+
+
+def test_debian_refuses_a_branch_it_does_not_ship(planned):
+    assert "pre-flight refused: gpu_stack: Debian 12's non-free archive has NVIDIA branch 535 only, not 570" in (
+        planned.output
+    )
+    assert planned.names("debian12-570") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
+
+
+def test_rocky_uses_the_cuda_repository_module_stream_and_dockers_rpm_repository(planned):
+    host = "rocky9-bare"
+    assert ran(planned, host, "NVIDIA driver | Install EPEL (DKMS lives there)")
+    download = " ".join(commands(planned, host, "NVIDIA driver | Add NVIDIA's CUDA repository"))
+    assert gpu_packages.CUDA_REPO + "/rhel9/x86_64/cuda-rhel9.repo" in download
+    headers = installs(planned, host, "NVIDIA driver | Install kernel headers for DKMS")
+    assert "kernel-devel-5.14.0-427.13.1.el9_4.x86_64" in headers
+    assert commands(planned, host, "NVIDIA driver | Install NVIDIA driver module stream nvidia-driver:570-dkms") == [
+        "dnf module reset -y nvidia-driver && dnf module install -y nvidia-driver:570-dkms"
+    ]
+    assert commands(planned, host, "NVIDIA driver | Rebuild the initramfs without nouveau") == ["dracut --force"]
+    assert ran(planned, host, "Docker engine | Add Docker's rpm repository")
+    assert ran(planned, host, "NVIDIA container toolkit | Add the NVIDIA container toolkit repository")
+
+
+def test_cuda_source_on_ubuntu_installs_the_keyring_and_cuda_drivers(planned):
+    host = "ubuntu22-cuda"
+    keyring = " ".join(commands(planned, host, "NVIDIA driver | Add NVIDIA's CUDA repository (cuda-keyring)"))
+    assert gpu_packages.CUDA_REPO + "/ubuntu2204/x86_64/cuda-keyring_1.1-1_all.deb" in keyring
+    assert installs(planned, host, "NVIDIA driver | Install NVIDIA driver 570").endswith(" cuda-drivers-570")
+
+
+def test_wrong_branch_is_released_replaced_held_and_rebooted(planned):
+    host = "ubuntu22-wrong-branch"
+    released = (
+        "NVIDIA driver | Release holds on other NVIDIA packages "
+        "(nvidia-headless-no-dkms-535-server, nvidia-utils-535-server)"
+    )
+    assert commands(planned, host, released) == [
+        "apt-mark unhold nvidia-headless-no-dkms-535-server nvidia-utils-535-server"
+    ]
+    assert installs(planned, host, "NVIDIA driver | Install NVIDIA driver 570").endswith(" ".join(UBUNTU_570))
+    # A 535 module is loaded: 570 needs a reboot.
+    assert ran(planned, host, "Reboot for the GPU driver | Reboot to load the GPU driver")
+
+
+def test_secure_boot_signed_modules_go_on_dkms_is_refused(planned):
+    assert ran(planned, "ubuntu22-secure-boot", "NVIDIA driver | Install NVIDIA driver 570")
+    assert planned.names("debian12-secure-boot") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
+    assert (
+        "[@fake/debian12-secure-boot] pre-flight refused: secure_boot: Secure Boot is on and this driver's modules"
+        in (planned.output)
+    )
+
+
+def test_pending_reboot_is_taken_when_allowed(planned):
+    assert ran(planned, "ubuntu22-reboot-pending", "Reboot for the GPU driver | Reboot to load the GPU driver")
+
+
+def test_reboot_policy_never_stops_that_host_with_the_reason(planned):
+    host = "ubuntu22-never-reboot"
+    assert ran(planned, host, "Reboot for the GPU driver | Stop: a reboot is needed and reboot_policy is never")
+    assert (
+        "needs a reboot to load the new GPU driver (reboot_policy is never): reboot it, then run the deploy again"
+        in (planned.output)
+    )
+    assert not ran(planned, host, "Docker engine | Install Docker engine")
+    # ... and the rest of the fleet went on.
+    assert ran(planned, "ubuntu22-bare", "vLLM service | Write vllm.service")
+
+
+def test_amd_on_ubuntu_installs_amdgpu_install_and_rocm(planned):
+    host = "ubuntu22-amd-bare"
+    deb = " ".join(commands(planned, host, "AMD ROCm | Add AMD's repositories for ROCm 6.4.1 (amdgpu-install)"))
+    assert "https://repo.radeon.com/amdgpu-install/6.4.1/ubuntu/jammy/amdgpu-install_6.4.60401-1_all.deb" in deb
+    assert commands(planned, host, "AMD ROCm | Install the amdgpu driver and ROCm 6.4.1 (use case rocm)") == [
+        "amdgpu-install -y --usecase=rocm"
+    ]
+    assert ran(planned, host, "Reboot for the GPU driver | Reboot to load the GPU driver")
+    assert not any(name.startswith("NVIDIA") for name in planned.names(host))
+
+
+def test_amd_on_debian_and_missing_gpus_are_refused(planned):
+    assert planned.names("debian12-amd") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
+    assert "pre-flight refused: gpu_stack: AMD's amdgpu-install supports Ubuntu and RHEL, not Debian" in planned.output
+    assert planned.names("ubuntu22-no-gpu-claims-nvidia") == [
+        "Pre-flight checks | Refuse the host: pre-flight checks failed"
+    ]
+
+
+INSTALLED_UBUNTU = FakeHost(
+    "ubuntu22-installed",
+    "ubuntu22",
+    nvidia_smi=H100_SMI,
+    probe={
+        "nvidia_driver": "570.133.20",
+        "toolkit": "yes",
+        "docker": "yes",
+        "docker_runtimes": "nvidia,runc,",
+        "held": ",".join(UBUNTU_570) + ",",
+    },
+    packages={
+        **{p: "570.133.20-0ubuntu0.22.04.1" for p in UBUNTU_570},
+        "docker.io": "24.0.7",
+        "curl": "7.81",
+        "nvidia-container-toolkit": "1.17.8-1",
+    },
+    files={
+        gpu_packages.NOUVEAU_BLACKLIST: gpu_packages.NOUVEAU_BLACKLIST_TEXT,
+        "/etc/apt/keyrings/nvidia-container-toolkit.asc": "-----BEGIN PGP PUBLIC KEY BLOCK-----",
+        "/etc/apt/sources.list.d/nvidia-container-toolkit.sources": gpu_packages.toolkit_apt_source(),
+        "/etc/cdi/nvidia.yaml": "cdiVersion: 0.5.0",
+        "/etc/docker/daemon.json": '{"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}}',
+    },
+    dirs=["/etc/apt/keyrings", "/etc/modprobe.d", "/etc/apt/sources.list.d"],
+)
+
+
+def test_a_second_plan_from_the_after_facts_changes_no_part_of_the_gpu_stack(tmp_path):
+    inventory = write_inventory(tmp_path, [INSTALLED_UBUNTU])
+    certain = changes(inventory)
+    assert {name: hosts for name, hosts in certain.items() if name.startswith(STACK_GROUPS)} == {}
+    # Executed (on @fake), no conditional step fires either: nothing to rebuild, refresh or reboot.
+    executed = plan(inventory)
+    assert [name for name in executed.names("ubuntu22-installed") if name.startswith(STACK_GROUPS)] == []
+    assert ran(executed, "ubuntu22-installed", "vLLM service | Write vllm.service")  # the run did reach the end
