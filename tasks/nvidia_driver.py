@@ -19,7 +19,7 @@ APT_CACHE_SECONDS = 24 * 3600
 def nvidia_driver(settings: Settings, distro: Distro, probe: dict) -> list:
     """Returns the operations whose change means the running kernel needs the new driver."""
     plan = gpu_packages.nvidia_driver(distro, settings, probe.get("kernel", ""))
-    sources = _add_sources(plan, distro)
+    sources = add_driver_sources(plan, distro)
 
     if plan.headers:
         _install(distro, "Install kernel headers for DKMS", list(plan.headers), sources)
@@ -56,7 +56,7 @@ def nvidia_driver(settings: Settings, distro: Distro, probe: dict) -> list:
     return [blacklist, installed]
 
 
-def _add_sources(plan, distro: Distro) -> list:
+def add_driver_sources(plan, distro: Distro) -> list:
     added = []
     if plan.debian_nonfree:
         added.append(
