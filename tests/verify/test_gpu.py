@@ -2,6 +2,8 @@
 
 import pytest
 
+from vllm_fleet import launch
+
 
 def test_gpu_visible(target):
     if target.accelerator == "cpu":
@@ -20,3 +22,44 @@ def test_gpu_visible(target):
         assert len(gpus) == target.settings.gpu_count, (
             f"{target.name}: gpu_count says {target.settings.gpu_count}, the host shows {len(gpus)}: {gpus}"
         )
+
+
+def _gpu_only(target, vendor: str):
+    if target.accelerator != vendor:
+        pytest.skip(f"{target.name} is not an {vendor.upper()} host")
+
+
+def test_nvidia_smi_inside_a_container_proves_the_toolkit(target):
+    _gpu_only(target, "nvidia")
+    image = launch.image(target.settings, "nvidia")
+    result = target.host.run(f"docker run --rm --gpus all --entrypoint nvidia-smi {image} -L")
+    assert result.rc == 0, (
+        f"the NVIDIA runtime cannot hand GPUs to containers on {target.name}: {result.stderr.strip()}"
+    )
+    assert result.stdout.startswith("GPU 0:")
+
+
+def test_nvidia_driver_branch_as_pinned(target):
+    _gpu_only(target, "nvidia")
+    if not target.settings.manage_gpu_stack:
+        pytest.skip(f"{target.name} manages its own driver (manage_gpu_stack is False)")
+    versions = target.host.check_output("nvidia-smi --query-gpu=driver_version --format=csv,noheader").split()
+    branch = target.settings.nvidia_driver_branch
+    assert versions and all(v.startswith(f"{branch}.") for v in versions), f"driver {versions}, pinned {branch}"
+
+
+def test_rocm_smi_inside_a_container(target):
+    _gpu_only(target, "amd")
+    image = launch.image(target.settings, "amd")
+    devices = "--device /dev/kfd --device /dev/dri --group-add video --security-opt seccomp=unconfined"
+    result = target.host.run(f"docker run --rm {devices} --entrypoint rocm-smi {image}")
+    assert result.rc == 0, f"ROCm cannot reach the GPUs from a container on {target.name}: {result.stderr.strip()}"
+
+
+def test_rocm_users_are_in_render_and_video(target):
+    _gpu_only(target, "amd")
+    if not target.settings.rocm_users:
+        pytest.skip(f"{target.name} names no rocm_users")
+    for user in target.settings.rocm_users:
+        groups = target.host.check_output(f"id -nG {user}").split()
+        assert {"render", "video"} <= set(groups), f"{user} on {target.name} is in {groups}"
