@@ -15,10 +15,11 @@ def amd_rocm(settings: Settings, distro: Distro, probe: dict) -> list:
     """Returns the operations whose change needs a reboot to load amdgpu."""
     url = gpu_packages.amdgpu_install_url(distro, settings.rocm_version)
     if distro.family == "apt":
-        installer = apt.deb(name=f"Add AMD's repositories for ROCm {settings.rocm_version} (amdgpu-install)", src=url)
+        apt.deb(name=f"Add AMD's repositories for ROCm {settings.rocm_version} (amdgpu-install)", src=url)
     else:
-        installer = dnf.rpm(name=f"Add AMD's repositories for ROCm {settings.rocm_version} (amdgpu-install)", src=url)
-    changes = [installer]
+        dnf.rpm(name=f"Add AMD's repositories for ROCm {settings.rocm_version} (amdgpu-install)", src=url)
+    # Adding AMD's repositories changes no driver: only the install below asks for a reboot.
+    changes = []
     if not probe.get("rocm_installed", "").startswith(settings.rocm_version):
         changes.append(
             server.shell(

@@ -51,13 +51,11 @@ def refused(fleet, tmp_path, overrides: dict, expected: str) -> str:
 
 
 def test_gpu_absent_is_refused_before_anything_is_installed(fleet, converged, tmp_path):
-    out = refused(
-        fleet,
-        tmp_path,
-        {"accelerator": "nvidia"},
-        "gpu_present: accelerator is nvidia but the PCI bus shows no NVIDIA GPU (GPU vendors seen: none)",
-    )
-    assert "pre-flight refused: nvidia_driver: no NVIDIA driver is loaded" in out
+    expected = "gpu_present: accelerator is nvidia but the PCI bus shows no NVIDIA GPU (GPU vendors seen: none)"
+    out = refused(fleet, tmp_path, {"accelerator": "nvidia"}, expected)
+    assert "pre-flight refused: nvidia_driver" not in out  # a managed stack installs the driver
+    unmanaged = refused(fleet, tmp_path, {"accelerator": "nvidia", "manage_gpu_stack": False}, expected)
+    assert "pre-flight refused: nvidia_driver: no NVIDIA driver is loaded" in unmanaged
 
 
 def test_port_taken_by_another_program_is_refused(fleet, converged, squatter, tmp_path):
@@ -87,7 +85,7 @@ def test_dry_run_shows_the_refusal(fleet, converged, tmp_path):
     assert f"[{first}] pre-flight refused: gpu_present: accelerator is amd but the PCI bus shows no AMD GPU" in (
         result.output
     )
-    assert "pre-flight refused: amd_devices: /dev/kfd and the render group missing" in result.output
+    assert "pre-flight refused: gpu_stack: AMD's amdgpu-install supports Ubuntu and RHEL, not Debian" in result.output
     assert snapshot(first) == before
 
 

@@ -50,6 +50,21 @@ BEFORE = [
     FakeHost("ubuntu22-amd-bare", "ubuntu22", pci="mi300x", data={"gpu_count": 8, "gpu_memory_gib": 192}),
     FakeHost("debian12-amd", "debian12", pci="mi300x", data={"gpu_count": 8, "gpu_memory_gib": 192}),
     FakeHost("ubuntu22-no-gpu-claims-nvidia", "ubuntu22", pci="none", data={**GPU80, "accelerator": "nvidia"}),
+    FakeHost("rocky9-secure-boot", "rocky9", probe={"secure_boot": "SecureBoot enabled"}, data=GPU80),
+    FakeHost("rocky9-amd-bare", "rocky9", pci="mi300x", data={"gpu_count": 8, "gpu_memory_gib": 192}),
+    FakeHost(
+        "ubuntu24-secure-boot-open",
+        "ubuntu24",
+        probe={"secure_boot": "SecureBoot enabled"},
+        data={**GPU80, "nvidia_open_kernel_modules": True},
+    ),
+    FakeHost(
+        "ubuntu22-amd-installed",
+        "ubuntu22",
+        pci="mi300x",
+        probe={"rocm_installed": "6.4.1-89", "kfd": "yes", "render_group": "yes", "gfx": "gfx942,"},
+        data={"gpu_count": 8, "gpu_memory_gib": 192},
+    ),
 ]
 
 
@@ -242,3 +257,27 @@ def test_a_second_plan_from_the_after_facts_changes_no_part_of_the_gpu_stack(tmp
     executed = plan(inventory)
     assert [name for name in executed.names("ubuntu22-installed") if name.startswith(STACK_GROUPS)] == []
     assert ran(executed, "ubuntu22-installed", "vLLM service | Write vllm.service")  # the run did reach the end
+
+
+def test_rocky_under_secure_boot_refuses_dkms_modules(planned):
+    assert planned.names("rocky9-secure-boot") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
+
+
+def test_amd_on_rocky_installs_the_rpm(planned):
+    rpm = " ".join(
+        commands(planned, "rocky9-amd-bare", "AMD ROCm | Add AMD's repositories for ROCm 6.4.1 (amdgpu-install)")
+    )
+    assert "https://repo.radeon.com/amdgpu-install/6.4.1/rhel/9.4/amdgpu-install-6.4.60401-1.el9.noarch.rpm" in rpm
+
+
+def test_open_modules_under_secure_boot_come_signed_from_canonical(planned):
+    install = installs(planned, "ubuntu24-secure-boot-open", "NVIDIA driver | Install NVIDIA driver 570")
+    assert install.endswith(
+        "linux-modules-nvidia-570-server-open-generic nvidia-headless-no-dkms-570-server-open nvidia-utils-570-server"
+    )
+
+
+def test_rocm_already_at_the_pinned_release_is_not_reinstalled(planned):
+    host = "ubuntu22-amd-installed"
+    assert not ran(planned, host, "AMD ROCm | Install the amdgpu driver and ROCm 6.4.1 (use case rocm)")
+    assert not ran(planned, host, "Reboot for the GPU driver | Reboot to load the GPU driver")

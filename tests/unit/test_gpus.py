@@ -1,0 +1,59 @@
+"""GPU facts parsed from the tools' recorded outputs.
+
+nvidia-smi: `--query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader,nounits`
+as NVIDIA documents it (memory in MiB). rocm-smi: `--showproductname --showmeminfo vram --json`,
+keyed by card, as ROCm 6.x prints it.
+"""
+
+from vllm_fleet.gpus import gpus_from_data, gpus_from_facts, parse_nvidia_smi, parse_rocm_smi, vendor_from_name
+from vllm_fleet.sizing import Gpus
+
+NVIDIA_SMI_2X_H100 = [
+    "NVIDIA H100 80GB HBM3, 81559, 570.133.20, 9.0",
+    "NVIDIA H100 80GB HBM3, 81559, 570.133.20, 9.0",
+]
+NVIDIA_SMI_RTX_4060_LAPTOP = ["NVIDIA GeForce RTX 4060 Laptop GPU, 8188, 550.120, 8.9"]
+NVIDIA_SMI_FAILED = ["NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."]
+_CARD = """{"VRAM Total Memory (B)": "206141652992", "VRAM Total Used Memory (B)": "296960000",
+  "Card Series": "AMD Instinct MI300X OAM", "Card Model": "0x74a1",
+  "Card Vendor": "Advanced Micro Devices, Inc. [AMD/ATI]"}"""
+ROCM_SMI_MI300X = f'{{"card0": {_CARD}, "card1": {_CARD}}}'
+
+
+def test_nvidia_smi_two_h100s():
+    gpus = parse_nvidia_smi(NVIDIA_SMI_2X_H100)
+    assert gpus[0] == {
+        "name": "NVIDIA H100 80GB HBM3",
+        "memory_mib": 81559,
+        "driver_version": "570.133.20",
+        "compute_capability": "9.0",
+    }
+    assert gpus_from_facts(gpus) == Gpus(2, 79.6, "NVIDIA H100 80GB HBM3", "facts")
+
+
+def test_nvidia_smi_laptop_and_a_driver_that_does_not_answer():
+    assert gpus_from_facts(parse_nvidia_smi(NVIDIA_SMI_RTX_4060_LAPTOP)) == Gpus(
+        1, 8.0, "NVIDIA GeForce RTX 4060 Laptop GPU", "facts"
+    )
+    assert parse_nvidia_smi(NVIDIA_SMI_FAILED) == [] and gpus_from_facts([]) is None
+
+
+def test_rocm_smi_json():
+    gpus = parse_rocm_smi(ROCM_SMI_MI300X)
+    assert gpus == [{"name": "AMD Instinct MI300X OAM", "memory_mib": 196592}] * 2
+    assert gpus_from_facts(gpus) == Gpus(2, 192.0, "AMD Instinct MI300X OAM", "facts")
+    assert parse_rocm_smi("") == [] and parse_rocm_smi("ERROR: not json") == []
+
+
+def test_vendor_from_gpu_names():
+    assert vendor_from_name("NVIDIA GeForce RTX 4060") == "nvidia"
+    assert vendor_from_name("AMD Instinct MI300X") == "amd"
+    assert vendor_from_name("Radeon RX 7900 XTX") == "amd"
+    assert vendor_from_name("Intel Arc A770") is None and vendor_from_name(None) is None
+
+
+def test_gpus_from_host_data_needs_count_and_memory(settings_for):
+    assert gpus_from_data(settings_for("single_gpu", gpu_count=2, gpu_memory_gib=48)) == Gpus(
+        2, 48.0, "GPU", "host data"
+    )
+    assert gpus_from_data(settings_for("single_gpu", gpu_count=2)) is None
