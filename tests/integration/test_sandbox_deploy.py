@@ -213,3 +213,12 @@ def test_unparseable_daemon_json_stops_the_run_and_is_left_alone(fleet, converge
         assert on_host(second, "cat /etc/docker/daemon.json") == '{"log-driver":'
     finally:
         on_host(second, "rm -f /etc/docker/daemon.json")
+
+
+def test_demo_endpoint_line_works(fleet, converged):
+    """The last step of `make demo`: print the endpoint and a curl line, and run that line."""
+    result = run([sys.executable, "-m", "tests.sandbox.sandbox", "endpoint"])
+    assert result.rc == 0, result.output[-2000:]
+    assert result.output.count("It answered: {") == len(fleet.names)
+    assert f'"model": "{fleet.model}"' in result.stdout and '"choices"' in result.stdout
+    assert fleet.api_key not in result.output, "the demo printed the API key"

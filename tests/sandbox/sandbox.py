@@ -321,17 +321,19 @@ def down() -> None:
 def endpoint() -> None:
     """Print each host's endpoint and a curl line, then run that line to show it works."""
     state = json.loads((STATE / "hosts.json").read_text())
-    hosts = json.loads(
+    # The plan resolves what sizing chose (vllm_model "auto"), as the deploy did.
+    plans = json.loads(
         run(
-            [sys.executable, "-m", "vllm_fleet", "hosts", "inventories/sandbox.py"], cwd=REPO, capture_output=True
+            [sys.executable, "-m", "vllm_fleet", "plan", "inventories/sandbox.py", "--format", "json"],
+            cwd=REPO,
+            capture_output=True,
         ).stdout
     )["hosts"]
     key_file = os.path.relpath(state["api_key_file"], Path.cwd())
     for host in state["hosts"]:
         url = f"http://127.0.0.1:{host['http_port']}"
-        model = (
-            hosts[host["name"]]["settings"]["vllm_served_model_name"] or hosts[host["name"]]["settings"]["vllm_model"]
-        )
+        settings = plans[host["name"]]["settings"]
+        model = settings["vllm_served_model_name"]["value"] or settings["vllm_model"]["value"]
         body = json.dumps({"model": model, "prompt": "def fibonacci(n):", "max_tokens": 16})
         line = (
             f"curl -s {url}/v1/completions -H 'Content-Type: application/json' "
