@@ -19,27 +19,27 @@ from tasks.nvidia_container_toolkit import nvidia_container_toolkit
 from tasks.nvidia_driver import nvidia_driver
 from tasks.preflight import preflight
 from tasks.vllm_service import vllm_service
-from vllm_fleet.distro import supported_distro
+from vllm_fleet.distro import read_distro
 from vllm_fleet.facts import GpuVendors, resolve_accelerator
-from vllm_fleet.gpus import AmdGpus, NvidiaGpus, gpus_from_data, gpus_from_facts
+from vllm_fleet.gpus import GPU_FACTS, gpus_from_data, gpus_from_facts
 from vllm_fleet.inventory import settings_for, sources
 from vllm_fleet.plan import plan_host
 
 settings = settings_for(host)
 vendors = host.get_fact(GpuVendors)
 accelerator = resolve_accelerator(settings.accelerator, vendors)
-detected = {"nvidia": NvidiaGpus, "amd": AmdGpus}.get(accelerator)
-gpus = (detected and gpus_from_facts(host.get_fact(detected))) or gpus_from_data(settings)
+gpu_fact = GPU_FACTS.get(accelerator)
+gpus = (gpu_fact and gpus_from_facts(host.get_fact(gpu_fact))) or gpus_from_data(settings)
 plan = plan_host(settings, sources(host), accelerator, gpus)
-distro = supported_distro(host.get_fact(LinuxDistribution))
-probe = preflight(plan, vendors, distro)
+distro, unsupported_os = read_distro(host.get_fact(LinuxDistribution))
+probe = preflight(plan, vendors, distro, unsupported_os)
 
 if probe is not None:
     gpu_stack = settings.manage_gpu_stack and accelerator in ("nvidia", "amd")
     if gpu_stack:
         driver = nvidia_driver if accelerator == "nvidia" else amd_rocm
         gpu_reboot(settings, probe, accelerator, driver(settings, distro, probe))
-    engine_restarts = docker_engine(settings, distro)
+    engine_restarts = docker_engine(settings, distro, probe)
     if gpu_stack and accelerator == "nvidia":
-        engine_restarts += nvidia_container_toolkit(settings, distro)
-    vllm_service(plan.settings, accelerator, engine_restarts)
+        engine_restarts += nvidia_container_toolkit(settings, distro, probe)
+    vllm_service(plan.settings, accelerator, probe, engine_restarts)

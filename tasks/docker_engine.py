@@ -8,12 +8,11 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import PyinfraError
-from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt, dnf, files, systemd
 
 from vllm_fleet import docker_repo
-from vllm_fleet.distro import Distro
-from vllm_fleet.facts import DaemonJsonError, DockerDaemonConfig
+from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
+from vllm_fleet.facts import DaemonJsonError, parse_daemon_json
 from vllm_fleet.settings import Settings
 
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -25,8 +24,11 @@ def merged_daemon_config(current: dict, wanted: dict) -> dict:
 
 
 @deploy("Docker engine")
-def docker_engine(settings: Settings, distro: Distro) -> list:
-    """Returns the operations that restart the engine (which stops its containers)."""
+def docker_engine(settings: Settings, distro: Distro, probe: dict) -> list:
+    """Returns the operations that restart the engine (which stops its containers).
+
+    probe: pre-flight's HostProbe, whose daemon_json is the file as it stands.
+    """
     if distro.family == "dnf":
         # RHEL and Rocky ship no Docker engine of their own: Docker's repository it is.
         files.put(
@@ -38,14 +40,14 @@ def docker_engine(settings: Settings, distro: Distro) -> list:
         dnf.packages(name="Install Docker engine", packages=docker_repo.packages(settings.docker_version, "-"))
     else:
         if settings.docker_source == "docker":
-            _add_docker_repository(host.get_fact(LinuxDistribution), settings)
+            _add_docker_repository(distro, settings)
             packages = docker_repo.packages(settings.docker_version)
         else:
             packages = ["docker.io"]
-        apt.packages(name="Install Docker engine", packages=packages, update=True, cache_time=24 * 3600)
+        apt.packages(name="Install Docker engine", packages=packages, update=True, cache_time=APT_CACHE_SECONDS)
 
-    current = host.get_fact(DockerDaemonConfig)
-    if isinstance(current, DaemonJsonError):
+    current = parse_daemon_json(probe.get("daemon_json", ""))
+    if isinstance(current, DaemonJsonError):  # only reached when daemon_json is in preflight_warn_only
         raise PyinfraError(
             f"host {host.name}: {DAEMON_JSON} exists but {current}; fix or remove it by hand "
             "(vllm-fleet merges into it and will not overwrite a file it cannot read)"
@@ -70,16 +72,19 @@ def docker_engine(settings: Settings, distro: Distro) -> list:
     )
     if config_changed is None:
         return []
-    restarted = systemd.service(
-        name="Restart Docker engine for its new daemon.json",
-        service="docker.service",
-        restarted=True,
-        _if=config_changed.did_change,
-    )
-    return [restarted]
+    return restart_engine("its new daemon.json", after=config_changed)
 
 
-def _add_docker_repository(distro: dict, settings: Settings) -> None:
+def restart_engine(reason: str, after) -> list:
+    """Restart the engine when `after` changed something; returns the restart for those who wait on it."""
+    return [
+        systemd.service(
+            name=f"Restart Docker engine for {reason}", service="docker.service", restarted=True, _if=after.did_change
+        )
+    ]
+
+
+def _add_docker_repository(distro: Distro, settings: Settings) -> None:
     source = docker_repo.apt_source(distro)
     files.directory(name="Create /etc/apt/keyrings", path="/etc/apt/keyrings", mode="755")
     files.download(

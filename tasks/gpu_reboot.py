@@ -6,7 +6,7 @@ from pyinfra import host
 from pyinfra.api.deploy import deploy
 from pyinfra.operations import server
 
-from tasks.preflight import refuse
+from vllm_fleet.operations import stop_host
 from vllm_fleet.settings import Settings
 
 
@@ -29,7 +29,7 @@ def gpu_reboot(settings: Settings, probe: dict, accelerator: str, changes: list)
         return pending or (changed() and (settings.reboot_policy == "always" or not live))
 
     if settings.reboot_policy == "never":
-        refuse(
+        stop_host(
             name="Stop: a reboot is needed and reboot_policy is never",
             reasons=[
                 f"{host.name} needs a reboot to load the new GPU driver (reboot_policy is never): "
@@ -39,7 +39,7 @@ def gpu_reboot(settings: Settings, probe: dict, accelerator: str, changes: list)
         )
     else:
         server.reboot(name="Reboot to load the GPU driver", delay=10, reboot_timeout=900, _if=needed)
-    if live and accelerator == "nvidia":
+    if live:
         server.shell(
             name="Load the NVIDIA module", commands=["modprobe nvidia"], _if=lambda: changed() and not needed()
         )

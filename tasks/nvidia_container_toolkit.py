@@ -7,18 +7,19 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api.deploy import deploy
 from pyinfra.facts.files import File
-from pyinfra.operations import apt, dnf, files, server, systemd
+from pyinfra.operations import apt, dnf, files, server
 
+from tasks.docker_engine import restart_engine
 from vllm_fleet import gpu_packages
-from vllm_fleet.distro import Distro
-from vllm_fleet.facts import DockerDaemonConfig
+from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
+from vllm_fleet.facts import parse_daemon_json
 from vllm_fleet.settings import Settings
 
 CDI_SPEC = "/etc/cdi/nvidia.yaml"
 
 
 @deploy("NVIDIA container toolkit")
-def nvidia_container_toolkit(settings: Settings, distro: Distro) -> list:
+def nvidia_container_toolkit(settings: Settings, distro: Distro, probe: dict) -> list:
     """Returns the operations that restart the Docker engine."""
     packages = gpu_packages.toolkit_packages(distro, settings.nvidia_container_toolkit_version)
     if distro.family == "apt":
@@ -36,7 +37,9 @@ def nvidia_container_toolkit(settings: Settings, distro: Distro) -> list:
             mode="644",
         )
         apt.update(name="Refresh apt lists for the toolkit repository", _if=source.did_change)
-        apt.packages(name="Install the NVIDIA container toolkit", packages=packages, update=True, cache_time=24 * 3600)
+        apt.packages(
+            name="Install the NVIDIA container toolkit", packages=packages, update=True, cache_time=APT_CACHE_SECONDS
+        )
     else:
         files.put(
             name="Add the NVIDIA container toolkit repository",
@@ -50,16 +53,10 @@ def nvidia_container_toolkit(settings: Settings, distro: Distro) -> list:
         server.shell(name="Generate the CDI spec for Podman", commands=[f"nvidia-ctk cdi generate --output={CDI_SPEC}"])
 
     # nvidia-ctk rewrites daemon.json: only when the runtime is missing, so a second run changes nothing.
-    config = host.get_fact(DockerDaemonConfig)
+    config = parse_daemon_json(probe.get("daemon_json", ""))
     if isinstance(config, dict) and "nvidia" in config.get("runtimes", {}):
         return []
     configured = server.shell(
         name="Register the NVIDIA runtime with Docker", commands=["nvidia-ctk runtime configure --runtime=docker"]
     )
-    restarted = systemd.service(
-        name="Restart Docker engine for the NVIDIA runtime",
-        service="docker.service",
-        restarted=True,
-        _if=configured.did_change,
-    )
-    return [restarted]
+    return restart_engine("the NVIDIA runtime", after=configured)

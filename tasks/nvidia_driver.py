@@ -8,21 +8,20 @@ from pyinfra.api.deploy import deploy
 from pyinfra.operations import apt, dnf, files, server
 
 from vllm_fleet import gpu_packages
-from vllm_fleet.distro import Distro
+from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
 from vllm_fleet.settings import Settings
 
 NONFREE_SOURCE = "/etc/apt/sources.list.d/vllm-fleet-nonfree.sources"
-APT_CACHE_SECONDS = 24 * 3600
 
 
 @deploy("NVIDIA driver")
 def nvidia_driver(settings: Settings, distro: Distro, probe: dict) -> list:
     """Returns the operations whose change means the running kernel needs the new driver."""
     plan = gpu_packages.nvidia_driver(distro, settings, probe.get("kernel", ""))
-    sources = add_driver_sources(plan, distro)
+    add_driver_sources(plan, distro)
 
     if plan.headers:
-        _install(distro, "Install kernel headers for DKMS", list(plan.headers), sources)
+        _install(distro, "Install kernel headers for DKMS", list(plan.headers))
 
     blacklist = files.put(
         name="Blacklist nouveau",
@@ -34,7 +33,8 @@ def nvidia_driver(settings: Settings, distro: Distro, probe: dict) -> list:
     server.shell(name="Rebuild the initramfs without nouveau", commands=[initramfs], _if=blacklist.did_change)
 
     held = [p for p in probe.get("held", "").split(",") if p]
-    stale = [p for p in held if "nvidia" in p and p not in plan.packages]
+    # Another branch's driver packages; a held container-toolkit package is not ours to release.
+    stale = [p for p in held if "nvidia" in p and "container" not in p and p not in plan.packages]
     if stale:
         server.shell(
             name=f"Release holds on other NVIDIA packages ({', '.join(stale)})",
@@ -44,15 +44,12 @@ def nvidia_driver(settings: Settings, distro: Distro, probe: dict) -> list:
     if plan.dnf_module:
         installed = _dnf_module(plan, settings, probe)
         return [blacklist] + ([installed] if installed else [])
-    else:
-        installed = _install(
-            distro, f"Install NVIDIA driver {settings.nvidia_driver_branch}", list(plan.packages), sources
+    installed = _install(distro, f"Install NVIDIA driver {settings.nvidia_driver_branch}", list(plan.packages))
+    unheld = [p for p in plan.packages if p not in held]
+    if unheld:
+        server.shell(
+            name="Hold the NVIDIA driver packages against upgrades", commands=[f"apt-mark hold {' '.join(unheld)}"]
         )
-        unheld = [p for p in plan.packages if p not in held]
-        if unheld:
-            server.shell(
-                name="Hold the NVIDIA driver packages against upgrades", commands=[f"apt-mark hold {' '.join(unheld)}"]
-            )
     return [blacklist, installed]
 
 
@@ -85,7 +82,7 @@ def add_driver_sources(plan, distro: Distro) -> list:
     return added
 
 
-def _install(distro: Distro, name: str, packages: list[str], sources: list):
+def _install(distro: Distro, name: str, packages: list[str]):
     if distro.family == "dnf":
         return dnf.packages(name=name, packages=packages)
     return apt.packages(name=name, packages=packages, update=True, cache_time=APT_CACHE_SECONDS)

@@ -3,35 +3,25 @@
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import FunctionCommand, operation
 from pyinfra.api.deploy import deploy
 
 from vllm_fleet import launch
 from vllm_fleet.distro import Distro
+from vllm_fleet.operations import stop_host
 from vllm_fleet.plan import HostPlan
 from vllm_fleet.preflight import Context, HostProbe, run_checks, verdict
 
 
-@operation(is_idempotent=False)
-def refuse(reasons: list[str]):
-    """Fails the host with the reasons pre-flight found; nothing else runs on it."""
-
-    def report(state, host):
-        for reason in reasons:
-            host.log_styled(f"pre-flight: {reason}", fg="red")
-        return False
-
-    yield FunctionCommand(report, (), {})
-
-
 @deploy("Pre-flight checks")
-def preflight(plan: HostPlan, vendors: list[str], distro: Distro | None) -> dict | None:
+def preflight(plan: HostPlan, vendors: list[str], distro: Distro | None, unsupported_os: str | None) -> dict | None:
     """Runs every check that applies; returns the host probe when the host may be deployed, else None."""
     s = plan.settings
     probe = host.get_fact(
         HostProbe, port=s.vllm_port, hf_cache_dir=s.hf_cache_dir, model_dir="models--" + s.vllm_model.replace("/", "--")
     )
-    context = Context(probe, vendors, s, plan.accelerator, plan.sizing, launch.image(s, plan.accelerator), distro)
+    context = Context(
+        probe, vendors, s, plan.accelerator, plan.sizing, launch.image(s, plan.accelerator), distro, unsupported_os
+    )
     failures, warnings = verdict(run_checks(context), s.preflight_warn_only)
     for warning in warnings:
         host.log_styled(f"pre-flight warning (in preflight_warn_only): {warning}", fg="yellow")
@@ -40,6 +30,6 @@ def preflight(plan: HostPlan, vendors: list[str], distro: Distro | None) -> dict
     if failures:
         for failure in failures:
             host.log_styled(f"pre-flight refused: {failure}", fg="red")
-        refuse(name="Refuse the host: pre-flight checks failed", reasons=failures)
+        stop_host(name="Refuse the host: pre-flight checks failed", reasons=failures)
         return None
     return probe

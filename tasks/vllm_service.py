@@ -8,7 +8,6 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api.deploy import deploy
-from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -21,9 +20,10 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 @deploy("vLLM service")
-def vllm_service(settings: Settings, accelerator: str, engine_restarts: list = ()) -> None:
-    """engine_restarts: operations that restart the Docker engine; vLLM is restarted
-    and waited for after them too, as the engine's restart stopped its container."""
+def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_restarts: list = ()) -> None:
+    """probe: pre-flight's HostProbe. engine_restarts: operations that restart the Docker
+    engine; vLLM is restarted and waited for after them too, as the engine's restart
+    stopped its container."""
     files.directory(
         name=f"Create root-only config directory {launch.CONFIG_DIR}",
         path=launch.CONFIG_DIR,
@@ -36,7 +36,7 @@ def vllm_service(settings: Settings, accelerator: str, engine_restarts: list = (
         path=settings.hf_cache_dir,
         mode="755",
     )
-    if not host.get_fact(Which, command="curl"):
+    if probe.get("curl") != "yes":
         server.packages(name="Install curl for the readiness check", packages=["curl"])
 
     image_ops = _install_image(settings, accelerator)

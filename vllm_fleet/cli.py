@@ -1,5 +1,6 @@
 """python -m vllm_fleet: the command line.
 
+python -m vllm_fleet plan INVENTORY [--host NAME] [--format table|json] [--facts]
 python -m vllm_fleet settings            every knob, its default and meaning
 python -m vllm_fleet hosts INVENTORY     hosts, connections and validated settings (JSON)
 """
@@ -9,26 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def redacted(settings) -> dict:
-    """Settings as JSON-able data, each secret replaced by whether it is set."""
-    from vllm_fleet.settings import SCHEMA
-
-    out = {}
-    for name, value in settings.values.items():
-        if SCHEMA[name].secret:
-            value = "<set>" if value else None
-        elif isinstance(value, Mapping):
-            value = dict(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[name] = value
-    return out
 
 
 def connection(host) -> dict:
@@ -41,6 +25,7 @@ def cmd_hosts(args) -> int:
     from pyinfra.api.exceptions import PyinfraError
 
     from vllm_fleet.inventory import load_inventory, validate_inventory
+    from vllm_fleet.settings import public_values
 
     inventory = load_inventory(args.inventory, REPO)
     try:
@@ -49,7 +34,8 @@ def cmd_hosts(args) -> int:
         print(f"vllm_fleet: {exc}", file=sys.stderr)
         return 2
     hosts = {
-        host.name: {"connection": connection(host), "settings": redacted(settings[host.name])} for host in inventory
+        host.name: {"connection": connection(host), "settings": public_values(settings[host.name])}
+        for host in inventory
     }
     json.dump({"hosts": hosts}, sys.stdout, indent=2)
     print()
@@ -102,11 +88,14 @@ def read_facts(inventory: str, names: list[str]) -> dict[str, tuple[list[str], o
     """GPU vendors and GPUs of each host, read over SSH by pyinfra's own `fact` command."""
     import subprocess
 
-    from vllm_fleet.facts import resolve_accelerator
-    from vllm_fleet.gpus import gpus_from_facts
+    from vllm_fleet.facts import GpuVendors, resolve_accelerator
+    from vllm_fleet.gpus import GPU_FACTS, gpus_from_facts
+
+    def path(fact) -> str:
+        return f"{fact.__module__}.{fact.__name__}"
 
     pyinfra = str(Path(sys.executable).parent / "pyinfra")
-    facts = ["vllm_fleet.facts.GpuVendors", "vllm_fleet.gpus.NvidiaGpus", "vllm_fleet.gpus.AmdGpus"]
+    facts = [path(GpuVendors), *(path(fact) for fact in GPU_FACTS.values())]
     result = subprocess.run(
         [pyinfra, "--json", *(arg for name in names for arg in ("--limit", name)), inventory, "fact", *facts],
         cwd=REPO,
@@ -121,8 +110,8 @@ def read_facts(inventory: str, names: list[str]) -> dict[str, tuple[list[str], o
         vendors = by_fact.get(facts[0], {}).get(name)
         if vendors is None:
             continue  # not reached: planned from host data, like the others without --facts
-        vendor = resolve_accelerator("auto", vendors)
-        listed = by_fact.get(facts[2] if vendor == "amd" else facts[1], {}).get(name) or []
+        gpu_fact = GPU_FACTS.get(resolve_accelerator("auto", vendors))
+        listed = (by_fact.get(path(gpu_fact), {}).get(name) or []) if gpu_fact else []
         read[name] = (vendors, gpus_from_facts(listed))
     return read
 

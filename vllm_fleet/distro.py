@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# pyinfra's apt facts read the update stamp: lists younger than this are not refreshed.
+APT_CACHE_SECONDS = 24 * 3600
+
 # (pyinfra's LinuxDistribution name, major version) -> our id, package family
 SUPPORTED = {
     ("Ubuntu", 22): ("ubuntu", "apt"),
@@ -42,12 +45,13 @@ def from_fact(fact: dict) -> Distro:
         raise UnsupportedDistro(f"{shown or 'an unknown distribution'} is not supported (supported: {supported})")
     distro_id, family = SUPPORTED[key]
     meta = fact.get("release_meta", {})
-    return Distro(distro_id, family, meta.get("VERSION_ID", str(fact["major"])), meta.get("VERSION_CODENAME", ""))
+    codename = meta.get("VERSION_CODENAME") or meta.get("UBUNTU_CODENAME") or ""
+    return Distro(distro_id, family, meta.get("VERSION_ID", str(fact["major"])), codename)
 
 
-def supported_distro(fact: dict) -> Distro | None:
-    """The Distro, or None when unsupported (pre-flight's os check then refuses the host)."""
+def read_distro(fact: dict) -> tuple[Distro | None, str | None]:
+    """(Distro, None), or (None, why it is unsupported) for pre-flight's os check to report."""
     try:
-        return from_fact(fact)
-    except UnsupportedDistro:
-        return None
+        return from_fact(fact), None
+    except UnsupportedDistro as exc:
+        return None, str(exc)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-APT_DISTROS = ("Debian", "Ubuntu")
+from vllm_fleet.distro import Distro
+
 DOCKER_PACKAGES = ("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin")
 
 
@@ -43,13 +44,11 @@ class AptSource:
         )
 
 
-def apt_source(distro: dict) -> AptSource:
-    """The source for a host, from pyinfra's LinuxDistribution fact."""
-    meta = distro.get("release_meta", {})
-    codename = meta.get("VERSION_CODENAME") or meta.get("UBUNTU_CODENAME")
-    if not codename:
-        raise ValueError(f"cannot tell the release codename of {distro.get('name')}")
-    return AptSource(distro=distro["name"].lower(), codename=codename)
+def apt_source(distro: Distro) -> AptSource:
+    """Docker's source for a Debian or Ubuntu release."""
+    if not distro.codename:
+        raise ValueError(f"cannot tell the release codename of {distro.id} {distro.version}")
+    return AptSource(distro=distro.id, codename=distro.codename)
 
 
 def packages(version: str | None, joiner: str = "=") -> list[str]:

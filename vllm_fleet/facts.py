@@ -72,23 +72,7 @@ class DockerImageId(FactBase):
 
 
 class DaemonJsonError(ValueError):
-    pass
-
-
-class DockerDaemonConfig(FactBase):
-    """The parsed /etc/docker/daemon.json: a dict, {} when absent.
-
-    A file that does not parse comes back as DaemonJsonError (not raised), so the
-    deploy can refuse to touch it with a message instead of overwriting it.
-    """
-
-    default = dict
-
-    def command(self) -> str:
-        return "cat /etc/docker/daemon.json 2>/dev/null || true"
-
-    def process(self, output: list[str]) -> dict[str, Any] | DaemonJsonError:
-        return parse_daemon_json("\n".join(output))
+    """/etc/docker/daemon.json exists but cannot be read as a JSON object (returned, not raised)."""
 
 
 def parse_daemon_json(content: str) -> dict[str, Any] | DaemonJsonError:

@@ -72,6 +72,10 @@ def parse_rocm_smi(text: str) -> list[dict]:
     return gpus
 
 
+# The fact that lists each vendor's GPUs (deploy.py, plan --facts and the verify suite read it).
+GPU_FACTS: dict[str, type[FactBase]] = {"nvidia": NvidiaGpus, "amd": AmdGpus}
+
+
 def gpus_from_facts(listed: list[dict]) -> Gpus | None:
     if not listed:
         return None

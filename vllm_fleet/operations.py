@@ -7,8 +7,20 @@ import posixpath
 from io import BytesIO
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
+
+
+@operation(is_idempotent=False)
+def stop_host(reasons: list[str]):
+    """Fails the host with the reasons given; pyinfra runs nothing more on it, the others go on."""
+
+    def report(state, host):
+        for reason in reasons:
+            host.log_styled(f"stopped: {reason}", fg="red")
+        return False
+
+    yield FunctionCommand(report, (), {})
 
 
 @operation()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from vllm_fleet import launch
 from vllm_fleet.gpus import vendor_from_name
-from vllm_fleet.settings import SCHEMA, Settings
+from vllm_fleet.settings import Settings, public_values
 from vllm_fleet.sizing import Gpus, Sizing, size
 
 
@@ -29,15 +29,10 @@ class HostPlan:
 
     def as_dict(self) -> dict:
         s = self.settings
-        resolved = {}
-        for name, value in s.values.items():
-            if SCHEMA[name].secret:
-                value = "<set>" if value else None
-            elif isinstance(value, tuple):
-                value = list(value)
-            elif hasattr(value, "items"):
-                value = dict(value)
-            resolved[name] = {"value": value, "source": self.sources.get(name, "default")}
+        resolved = {
+            name: {"value": value, "source": self.sources.get(name, "default")}
+            for name, value in public_values(s).items()
+        }
         return {
             "phase": s.phase,
             "accelerator": self.accelerator,
@@ -54,12 +49,15 @@ class HostPlan:
 
 def plan_host(settings: Settings, sources: dict[str, str], accelerator: str, gpus: Gpus | None) -> HostPlan:
     sizing = size(settings, accelerator, gpus)
-    resolved = settings.replace(
-        vllm_model=sizing.model,
-        vllm_quantization=sizing.quantization,
-        vllm_tensor_parallel_size=sizing.tensor_parallel_size,
-    )
-    return HostPlan(settings.host, resolved, accelerator, sizing, {**sources, **sizing.sources}, list(sizing.warnings))
+    chosen = {
+        "vllm_model": sizing.model,
+        "vllm_quantization": sizing.quantization,
+        "vllm_tensor_parallel_size": sizing.tensor_parallel_size,
+    }
+    # A value sizing changed came from sizing; one it kept keeps its source.
+    sized = {name: "sizing" for name, value in chosen.items() if value != settings.values[name]}
+    resolved = settings.replace(**chosen)
+    return HostPlan(settings.host, resolved, accelerator, sizing, {**sources, **sized}, list(sizing.warnings))
 
 
 def offline_accelerator(settings: Settings) -> tuple[str, list[str]]:

@@ -8,15 +8,18 @@ refuses the host unless its name is in preflight_warn_only (then it warns).
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyinfra.api import FactBase
 
+from vllm_fleet import gpu_packages
+from vllm_fleet.distro import Distro
 from vllm_fleet.facts import parse_daemon_json
+from vllm_fleet.sizing import CATALOGUE
 
-SUPPORTED_OS = {("debian", "12"), ("ubuntu", "22.04"), ("ubuntu", "24.04"), ("rocky", "9"), ("rhel", "9")}
 # The CUDA release each default vLLM image is built against needs at least this driver
 # (NVIDIA's CUDA compatibility table: CUDA 12.8 needs 570.26 on Linux).
 MIN_NVIDIA_DRIVER = {"vllm/vllm-openai:v0.11.0": (570, 26)}
@@ -40,7 +43,6 @@ class HostProbe(FactBase):
 def probe_script(port: int, hf_cache_dir: str, model_dir: str) -> str:
     cache, model = shlex.quote(hf_cache_dir), shlex.quote(model_dir)
     return f"""
-. /etc/os-release 2>/dev/null; echo "os_id=$ID"; echo "os_version=$VERSION_ID"
 k=$(uname -r); echo "kernel=$k"
 [ -e /lib/modules/$k/build ] && echo headers=yes || echo headers=no
 [ -e /var/run/reboot-required ] && echo reboot_required=yes
@@ -53,6 +55,7 @@ echo "secure_boot=$(mokutil --sb-state 2>/dev/null | head -n1)"
 echo "nvidia_driver=$(cat /sys/module/nvidia/version 2>/dev/null)"
 command -v nvidia-container-runtime-hook nvidia-ctk >/dev/null 2>&1 && echo toolkit=yes || echo toolkit=no
 command -v docker >/dev/null 2>&1 && echo docker=yes || echo docker=no
+command -v curl >/dev/null 2>&1 && echo curl=yes || echo curl=no
 command -v snap >/dev/null 2>&1 && snap list docker >/dev/null 2>&1 && echo docker_snap=yes || echo docker_snap=no
 echo "docker_runtimes=$(docker info --format '{{{{range $k, $v := .Runtimes}}}}{{{{$k}}}},{{{{end}}}}' 2>/dev/null)"
 echo "daemon_json=$(cat /etc/docker/daemon.json 2>/dev/null | tr -d '\\n')"
@@ -95,7 +98,8 @@ class Context:
     accelerator: str
     sizing: object
     image: str
-    distro: object = None  # vllm_fleet.distro.Distro, None when unsupported
+    distro: Distro | None = None  # None when unsupported
+    unsupported_os: str | None = None  # why, from vllm_fleet.distro
 
     @property
     def managed(self) -> bool:
@@ -123,19 +127,11 @@ def _gib(kib: str) -> float:
 
 @check("os")
 def _os(c: Context):
-    osid, version = c.probe.get("os_id", ""), c.probe.get("os_version", "")
-    if osid in ("rocky", "rhel"):
-        version = version.split(".")[0]
-    if (osid, version) not in SUPPORTED_OS:
-        supported = ", ".join(f"{i.capitalize()} {v}" for i, v in sorted(SUPPORTED_OS))
-        return f"{osid or 'unknown'} {version} is not supported (supported: {supported})"
-    return None
+    return c.unsupported_os
 
 
 @check("gpu_stack", ("nvidia", "amd"))
 def _gpu_stack(c: Context):
-    from vllm_fleet import gpu_packages
-
     if not c.managed or c.distro is None:
         return None
     try:
@@ -167,8 +163,6 @@ def _secure_boot(c: Context):
     if "enabled" not in c.probe.get("secure_boot", "").lower():
         return None
     if c.managed:
-        from vllm_fleet import gpu_packages
-
         # A module already loaded under Secure Boot is signed by an enrolled key.
         if c.distro is None or c.settings.nvidia_secure_boot_unsigned_ok or c.probe.get("nvidia_driver"):
             return None
@@ -264,8 +258,6 @@ def _model_fits(c: Context):
 
 @check("disk")
 def _disk(c: Context):
-    from vllm_fleet.sizing import CATALOGUE
-
     problems = []
     model = CATALOGUE.get(c.sizing.model)
     if model and c.probe.get("hf_cache_has_model") != "yes":
@@ -277,8 +269,6 @@ def _disk(c: Context):
     free = _gib(c.probe.get("docker_root_free_kib", ""))
     need = IMAGE_DISK_GIB[c.accelerator]
     if c.settings.vllm_image_archive:
-        import os
-
         need = 2.2 * os.path.getsize(c.settings.vllm_image_archive) / 2**30  # shipped copy + loaded layers
     if free < need:
         problems.append(f"/var/lib/docker has {free:.1f} GiB free, the image needs about {need:.1f} GiB")
@@ -287,8 +277,6 @@ def _disk(c: Context):
 
 @check("gated_model")
 def _gated(c: Context):
-    from vllm_fleet.sizing import CATALOGUE
-
     model = CATALOGUE.get(c.sizing.model)
     if model and model.gated and not c.settings.hf_token:
         return f"{model.id} is gated on Hugging Face: accept its licence there and export HF_TOKEN"

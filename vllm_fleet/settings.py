@@ -112,16 +112,22 @@ def one_of(*choices: str) -> Callable[[Any], str]:
     return check
 
 
-def optional(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def accepting(extra: Any, inner: Callable[[Any], Any], allowed: str) -> Callable[[Any], Any]:
+    """inner's check, with `extra` allowed too; `allowed` words the message around inner's ({})."""
+
     def check(value):
-        if value is None:
-            return None
+        if value == extra:
+            return value
         try:
             return inner(value)
         except Invalid as exc:
-            raise Invalid(f"{exc} (or None)") from None
+            raise Invalid(allowed.format(exc)) from None
 
     return check
+
+
+def optional(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return accepting(None, inner, "{} (or None)")
 
 
 def integer(low: int, high: int) -> Callable[[Any], int]:
@@ -134,17 +140,7 @@ def integer(low: int, high: int) -> Callable[[Any], int]:
 
 
 def integer_or_auto(low: int, high: int) -> Callable[[Any], int | str]:
-    inner = integer(low, high)
-
-    def check(value):
-        if value == "auto":
-            return value
-        try:
-            return inner(value)
-        except Invalid as exc:
-            raise Invalid(f"'auto' or {exc}") from None
-
-    return check
+    return accepting("auto", integer(low, high), "'auto' or {}")
 
 
 def gibibytes(value):
@@ -596,6 +592,20 @@ def _check_rules(s: Settings, data: Mapping[str, Any], groups: set[str]) -> None
                 repr(s.vllm_image_archive),
                 f"an archive holding vllm_image {s.vllm_image!r}; it holds {sorted(tags)}",
             )
+
+
+def public_values(s: Settings) -> dict[str, Any]:
+    """Settings as JSON-able data, each secret replaced by whether it is set."""
+    out = {}
+    for name, value in s.values.items():
+        if SCHEMA[name].secret:
+            value = "<set>" if value else None
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[name] = value
+    return out
 
 
 def reference() -> str:

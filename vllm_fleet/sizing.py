@@ -216,14 +216,12 @@ class Sizing:
     quantization: str | None
     tensor_parallel_size: int
     estimate: Estimate | None
-    sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     refusal: str | None = None
 
 
 def size(s, accelerator: str, gpus: Gpus | None, catalogue: Catalogue = CATALOGUE) -> Sizing:
     """Choose the model (vllm_model = auto) and tensor-parallel size (auto), and check the fit."""
-    sources: dict[str, str] = {}
     warnings: list[str] = []
     if accelerator == "cpu":
         return _size_cpu(s, catalogue)
@@ -236,7 +234,6 @@ def size(s, accelerator: str, gpus: Gpus | None, catalogue: Catalogue = CATALOGU
     phase = catalogue.phases[s.phase]
     if s.vllm_model == "auto":
         chosen = _choose(s, accelerator, gpus, catalogue, phase)
-        sources.update(vllm_model="sizing", vllm_quantization="sizing")
     else:
         model = catalogue.get(s.vllm_model)
         if model is None:
@@ -244,20 +241,12 @@ def size(s, accelerator: str, gpus: Gpus | None, catalogue: Catalogue = CATALOGU
                 f"{s.vllm_model} is not in the model catalogue: no memory estimate "
                 "(add it to vllm_fleet/data/models.toml)"
             )
-            tp = 1 if s.vllm_tensor_parallel_size == "auto" else s.vllm_tensor_parallel_size
-            if s.vllm_tensor_parallel_size == "auto":
-                sources["vllm_tensor_parallel_size"] = "sizing"
-            return Sizing(s.vllm_model, s.vllm_quantization, tp, None, sources, warnings)
+            return Sizing(s.vllm_model, s.vllm_quantization, _fixed_tp(s), None, warnings)
         chosen = _fit(model, gpus, s, phase.get("min_full_sequences", 1))
-        sources["vllm_quantization"] = "sizing"
-    if s.vllm_tensor_parallel_size == "auto":
-        sources["vllm_tensor_parallel_size"] = "sizing"
     quantization = s.vllm_quantization
-    if not quantization and phase.get("pass_quantization") and chosen.model.quantization:
-        quantization = chosen.model.quantization
-    else:
-        sources.pop("vllm_quantization", None)
-    result = Sizing(chosen.model.id, quantization, chosen.tensor_parallel_size, chosen, sources, warnings)
+    if not quantization and phase.get("pass_quantization"):
+        quantization = chosen.model.quantization or None
+    result = Sizing(chosen.model.id, quantization, chosen.tensor_parallel_size, chosen, warnings)
     _check(result, s, accelerator, gpus, catalogue)
     return result
 
@@ -282,21 +271,18 @@ def _choose(s, accelerator: str, gpus: Gpus, catalogue: Catalogue, phase: dict) 
     return _fit(candidates[-1], gpus, s, 1)
 
 
+def _fixed_tp(s) -> int:
+    """The tensor-parallel size when sizing cannot choose one: the setting, 1 for auto."""
+    return 1 if s.vllm_tensor_parallel_size == "auto" else s.vllm_tensor_parallel_size
+
+
 def _size_cpu(s, catalogue: Catalogue) -> Sizing:
-    sources = {}
-    model_id = s.vllm_model
-    if model_id == "auto":
-        model_id = catalogue.phases["cpu"]["prefer"][0]
-        sources.update(vllm_model="sizing")
-    if s.vllm_tensor_parallel_size == "auto":
-        sources["vllm_tensor_parallel_size"] = "sizing"
-    tp = 1 if s.vllm_tensor_parallel_size == "auto" else s.vllm_tensor_parallel_size
+    model_id = catalogue.phases["cpu"]["prefer"][0] if s.vllm_model == "auto" else s.vllm_model
     model = catalogue.get(model_id)
-    warnings = []
     refusal = None
     if model and "cpu" not in model.accelerators:
         refusal = f"{model_id} does not run on vLLM's CPU backend (its {model.quantization} kernels are GPU-only)"
-    return Sizing(model_id, s.vllm_quantization, tp, None, sources, warnings, refusal)
+    return Sizing(model_id, s.vllm_quantization, _fixed_tp(s), None, [], refusal)
 
 
 def _check(result: Sizing, s, accelerator: str, gpus: Gpus, catalogue: Catalogue) -> None:

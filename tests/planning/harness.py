@@ -30,12 +30,6 @@ OS_RELEASE = {
     "rocky9": 'NAME="Rocky Linux"\nVERSION="9.4 (Blue Onyx)"\nID="rocky"\nID_LIKE="rhel centos fedora"\n'
     'VERSION_ID="9.4"\nPLATFORM_ID="platform:el9"',
 }
-PROBE_OS = {
-    "ubuntu22": ("ubuntu", "22.04"),
-    "ubuntu24": ("ubuntu", "24.04"),
-    "debian12": ("debian", "12"),
-    "rocky9": ("rocky", "9.4"),
-}
 # /sys/bus/pci/devices/*/{class,vendor}, as the GpuVendors fact prints them.
 PCI = {
     "h100": ["0x060000 0x8086", "0x030000 0x1a03", "0x030200 0x10de"],
@@ -58,10 +52,7 @@ class FakeHost:
     data: dict = field(default_factory=dict)  # host data (settings)
 
     def full_probe(self) -> list[str]:
-        osid, version = PROBE_OS[self.os]
         probe = {
-            "os_id": osid,
-            "os_version": version,
             "kernel": "6.8.0-45-generic",
             "headers": "yes",
             "secure_boot": "SecureBoot disabled",
@@ -71,7 +62,8 @@ class FakeHost:
             "docker": "no",
             "docker_snap": "no",
             "docker_runtimes": "",
-            "daemon_json": "",
+            "daemon_json": self.files.get("/etc/docker/daemon.json", "").replace("\n", ""),
+            "curl": "yes" if "curl" in self.packages else "no",
             "kfd": "no",
             "render_group": "no",
             "gfx": "",
@@ -100,12 +92,11 @@ class FakeHost:
             r[f"test -e {path} ||"] = [
                 f"user=root group=root mode=drwxr-xr-x atime={now} mtime={now} ctime={now} size=4096 '{path}'"
             ]
-        r['echo "os_id='] = self.full_probe()
+        r['echo "kernel=$k"'] = self.full_probe()
         r["ls -pdL *-release"] = ["/etc/os-release", *OS_RELEASE[self.os].splitlines(), "---"]
         r["/sys/bus/pci/devices"] = PCI[self.pci]
         r["nvidia-smi --query-gpu"] = self.nvidia_smi
         r["dpkg -l"] = [f"ii  {name}  {version}  amd64  recorded" for name, version in self.packages.items()]
-        r["cat /etc/docker/daemon.json"] = self.files.get("/etc/docker/daemon.json", "").splitlines()
         # server.reboot compares uptime before and after: a steady value reads as "rebooted".
         r["/proc/uptime"] = ["1000"]
         manager = "dnf" if self.os.startswith("rocky") else "apt"

@@ -4,6 +4,7 @@ import pytest
 
 from tasks.docker_engine import merged_daemon_config
 from vllm_fleet import docker_repo
+from vllm_fleet.distro import from_fact
 
 BOOKWORM = {"name": "Debian", "major": 12, "release_meta": {"VERSION_CODENAME": "bookworm", "ID": "debian"}}
 NOBLE = {"name": "Ubuntu", "major": 24, "release_meta": {"VERSION_CODENAME": "noble", "ID": "ubuntu"}}
@@ -25,7 +26,7 @@ def test_merge_keeps_another_tools_runtime():
     ],
 )
 def test_deb822_source_is_signed_by_its_own_keyring(distro, url, suite):
-    text = docker_repo.apt_source(distro).deb822()
+    text = docker_repo.apt_source(from_fact(distro)).deb822()
     assert f"URIs: {url}\n" in text and f"Suites: {suite}\n" in text
     assert "Signed-By: /etc/apt/keyrings/docker.asc\n" in text
     assert "apt-key" not in text
@@ -40,4 +41,4 @@ def test_version_pin():
 
 def test_unknown_codename_is_refused():
     with pytest.raises(ValueError, match="codename"):
-        docker_repo.apt_source({"name": "Debian", "release_meta": {}})
+        docker_repo.apt_source(from_fact({"name": "Debian", "major": 12, "release_meta": {}}))

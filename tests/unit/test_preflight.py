@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_fleet.distro import Distro
+from vllm_fleet.distro import Distro, read_distro
 from vllm_fleet.preflight import CHECKS, Context, Finding, parse_probe, run_checks, verdict
 from vllm_fleet.sizing import Gpus
 
@@ -24,8 +24,6 @@ RECORDED = parse_probe(
 H100 = Gpus(1, 80, "NVIDIA H100 80GB HBM3", "facts")
 NVIDIA_READY = {
     **RECORDED,
-    "os_id": "ubuntu",
-    "os_version": "22.04",
     "headers": "yes",
     "secure_boot": "SecureBoot enabled",
     "nvidia_driver": "570.133.20",
@@ -45,7 +43,16 @@ AMD_READY = {
 }
 
 
-def findings(probe, accelerator="nvidia", vendors=None, gpus=H100, phase="single_gpu", distro=UBUNTU_2204, **data):
+def findings(
+    probe,
+    accelerator="nvidia",
+    vendors=None,
+    gpus=H100,
+    phase="single_gpu",
+    distro=UBUNTU_2204,
+    unsupported_os=None,
+    **data,
+):
     from tests.unit.conftest import load_group_data
     from vllm_fleet import launch
     from vllm_fleet.plan import plan_host
@@ -54,7 +61,8 @@ def findings(probe, accelerator="nvidia", vendors=None, gpus=H100, phase="single
     s = validate("gpu-01", {**load_group_data(phase), **data}, groups=[phase])
     p = plan_host(s, {}, accelerator, gpus)
     vendors = [accelerator] if vendors is None and accelerator != "cpu" else (vendors or [])
-    context = Context(probe, vendors, p.settings, accelerator, p.sizing, launch.image(p.settings, accelerator), distro)
+    image = launch.image(p.settings, accelerator)
+    context = Context(probe, vendors, p.settings, accelerator, p.sizing, image, distro, unsupported_os)
     return {f.check: f for f in run_checks(context)}
 
 
@@ -107,7 +115,6 @@ def test_gpu_claimed_but_absent_from_the_pci_bus():
 @pytest.mark.parametrize(
     "change, check, words",
     [
-        ({"os_id": "centos", "os_version": "7"}, "os", "centos 7 is not supported"),
         ({"docker_snap": "yes"}, "docker_snap", "snap remove docker"),
         ({"daemon_json": '{"runtimes": '}, "daemon_json", "does not parse as JSON"),
         ({"shm_kib": "65536"}, "shared_memory", "/dev/shm is 0.1 GiB, below the 4g"),
@@ -166,7 +173,7 @@ def test_managed_bare_ubuntu_host_passes_with_canonical_signed_modules():
 
 
 def test_managed_debian_host_under_secure_boot_needs_a_mok_or_the_opt_in():
-    debian = {**BARE_NVIDIA, "os_id": "debian", "os_version": "12", "kernel": "6.1.0-28-amd64"}
+    debian = {**BARE_NVIDIA, "kernel": "6.1.0-28-amd64"}
     problems = failed(findings(debian, distro=DEBIAN_12, nvidia_driver_branch="535"))
     assert list(problems) == ["secure_boot"] and "enrol a Machine Owner Key (MOK) for DKMS" in problems["secure_boot"]
     assert (
@@ -176,25 +183,27 @@ def test_managed_debian_host_under_secure_boot_needs_a_mok_or_the_opt_in():
 
 
 def test_gpu_stack_refuses_what_the_distribution_does_not_have():
-    debian = {**NVIDIA_READY, "os_id": "debian", "os_version": "12"}
-    problems = failed(findings(debian, distro=DEBIAN_12))
+    problems = failed(findings(NVIDIA_READY, distro=DEBIAN_12))
     assert problems == {
         "gpu_stack": "Debian 12's non-free archive has NVIDIA branch 535 only, not 570: "
         "set nvidia_driver_branch = '535', or nvidia_driver_source = 'cuda'"
     }
-    assert failed(findings(debian, distro=DEBIAN_12, nvidia_driver_source="cuda")) == {}
-    amd = failed(
-        findings(
-            {**AMD_READY, "os_id": "debian"}, accelerator="amd", distro=DEBIAN_12, gpus=Gpus(1, 192, "MI300X", "facts")
-        )
-    )
+    assert failed(findings(NVIDIA_READY, distro=DEBIAN_12, nvidia_driver_source="cuda")) == {}
+    amd = failed(findings(AMD_READY, accelerator="amd", distro=DEBIAN_12, gpus=Gpus(1, 192, "MI300X", "facts")))
     assert amd["gpu_stack"].startswith("AMD's amdgpu-install supports Ubuntu and RHEL, not Debian")
 
 
-def test_rocky_9_minor_releases_are_supported():
-    assert "os" not in failed(
-        findings({**NVIDIA_READY, "os_id": "rocky", "os_version": "9.4"}, distro=Distro("rocky", "dnf", "9.4", ""))
-    )
+ROCKY_94 = {"name": "Rocky Linux", "major": 9, "minor": 4, "release_meta": {"ID": "rocky", "VERSION_ID": "9.4"}}
+CENTOS_7 = {"name": "CentOS", "major": 7, "minor": 9, "release_meta": {"ID": "centos", "VERSION_ID": "7"}}
+
+
+def test_os_check_reports_what_the_distribution_module_says():
+    rocky, reason = read_distro(ROCKY_94)
+    assert rocky == Distro("rocky", "dnf", "9.4", "") and reason is None
+    assert "os" not in failed(findings(NVIDIA_READY, distro=rocky))
+    none, reason = read_distro(CENTOS_7)
+    assert none is None and reason.startswith("CentOS 7 is not supported (supported: Ubuntu 22, Ubuntu 24, Debian 12")
+    assert failed(findings(NVIDIA_READY, distro=None, unsupported_os=reason))["os"] == reason
 
 
 def test_every_check_is_exercised_by_these_tests():

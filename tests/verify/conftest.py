@@ -21,8 +21,8 @@ import pytest
 import testinfra
 
 from vllm_fleet import launch
-from vllm_fleet.facts import GpuVendors, parse_pci_classes, resolve_accelerator
-from vllm_fleet.gpus import AmdGpus, NvidiaGpus, gpus_from_data, gpus_from_facts, parse_nvidia_smi, parse_rocm_smi
+from vllm_fleet.facts import GpuVendors, resolve_accelerator
+from vllm_fleet.gpus import GPU_FACTS, gpus_from_data, gpus_from_facts
 from vllm_fleet.plan import plan_host
 from vllm_fleet.settings import Settings
 
@@ -53,16 +53,14 @@ class Target:
     @cached_property
     def accelerator(self) -> str:
         out = self.host.run(GpuVendors().command()).stdout.splitlines()
-        return resolve_accelerator(self.inventory_settings.accelerator, parse_pci_classes(out))
+        return resolve_accelerator(self.inventory_settings.accelerator, GpuVendors().process(out))
 
     @cached_property
     def settings(self) -> Settings:
         """What the deploy resolved for this host: sized from the GPUs the host itself reports."""
         listed = []
-        if self.accelerator == "nvidia":
-            listed = parse_nvidia_smi(self.host.run(NvidiaGpus().command()).stdout.splitlines())
-        elif self.accelerator == "amd":
-            listed = parse_rocm_smi(self.host.run(AmdGpus().command()).stdout)
+        if fact := GPU_FACTS.get(self.accelerator):
+            listed = fact().process(self.host.run(fact().command()).stdout.splitlines())
         gpus = gpus_from_facts(listed) or gpus_from_data(self.inventory_settings)
         return plan_host(self.inventory_settings, {}, self.accelerator, gpus).settings
 
