@@ -206,12 +206,40 @@ def test_os_check_reports_what_the_distribution_module_says():
     assert failed(findings(NVIDIA_READY, distro=None, unsupported_os=reason))["os"] == reason
 
 
-def test_every_check_is_exercised_by_these_tests():
-    import inspect
-    import sys
+MI300X = Gpus(8, 192, "AMD Instinct MI300X", "facts")
+# For every check, a host on which it (and only it, where that can be arranged) fails.
+FAILS = {
+    "os": dict(probe=NVIDIA_READY, distro=None, unsupported_os="CentOS 7 is not supported"),
+    "gpu_stack": dict(probe=NVIDIA_READY, distro=DEBIAN_12),
+    "gpu_present": dict(probe=NVIDIA_READY, vendors=[]),
+    "secure_boot": dict(probe={**BARE_NVIDIA, "nouveau": "no"}, distro=DEBIAN_12, nvidia_driver_branch="535"),
+    "nouveau": dict(probe={**NVIDIA_READY, "nouveau": "yes"}, manage_gpu_stack=False),
+    "nvidia_driver": dict(probe={**NVIDIA_READY, "nvidia_driver": ""}, manage_gpu_stack=False),
+    "container_toolkit": dict(
+        probe={**NVIDIA_READY, "toolkit": "no", "docker_runtimes": "runc,"}, manage_gpu_stack=False
+    ),
+    "docker_snap": dict(probe={**NVIDIA_READY, "docker_snap": "yes"}),
+    "daemon_json": dict(probe={**NVIDIA_READY, "daemon_json": "{"}),
+    "shared_memory": dict(probe={**NVIDIA_READY, "shm_kib": "65536"}),
+    "model_fits": dict(probe=NVIDIA_READY, gpus=Gpus(1, 24, "L4", "facts"), vllm_model="Qwen/Qwen2.5-32B-Instruct"),
+    "disk": dict(probe={**NVIDIA_READY, "hf_cache_free_kib": "1"}),
+    "gated_model": dict(probe=NVIDIA_READY, vllm_model="meta-llama/Llama-3.1-8B-Instruct"),
+    "port": dict(probe={**NVIDIA_READY, "port_listeners": 'users:(("nginx"'}),
+    "amd_devices": dict(probe={**AMD_READY, "kfd": "no"}, accelerator="amd", gpus=MI300X, manage_gpu_stack=False),
+    "gfx_target": dict(probe={**AMD_READY, "gfx": "gfx1030,"}, accelerator="amd", gpus=MI300X),
+}
 
-    source = inspect.getsource(sys.modules[__name__])
-    assert all(f'"{name}"' in source for name in CHECKS)
+
+def test_every_registered_check_has_a_failing_case():
+    assert set(FAILS) == set(CHECKS)
+
+
+@pytest.mark.parametrize("check", list(FAILS))
+def test_each_check_fails_on_the_host_made_for_it(check):
+    case = dict(FAILS[check])
+    problems = failed(findings(case.pop("probe"), **case))
+    assert check in problems, problems
+    assert problems[check], "a failure must say what is wrong"
 
 
 def test_warn_only_turns_a_failure_into_a_warning_and_nothing_is_skipped():
