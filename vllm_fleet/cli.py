@@ -45,9 +45,9 @@ def cmd_hosts(args) -> int:
 def cmd_plan(args) -> int:
     from vllm_fleet.facts import resolve_accelerator
     from vllm_fleet.gpus import gpus_from_data
-    from vllm_fleet.inventory import host_data, load_inventory, sources
+    from vllm_fleet.inventory import host_data, load_inventory, sources, validated
     from vllm_fleet.plan import offline_accelerator, plan_host
-    from vllm_fleet.settings import SettingsError, validate
+    from vllm_fleet.settings import SettingsError, check_builder, validate
 
     inventory = load_inventory(args.inventory, REPO)
     hosts = [h for h in inventory if args.host in (None, h.name)]
@@ -59,6 +59,7 @@ def cmd_plan(args) -> int:
     for host in hosts:
         try:
             settings = validate(host.name, host_data(host), host.groups)
+            check_builder(settings, validated(inventory, settings.nix_builder))
         except SettingsError as exc:
             plans[host.name] = {"refused": str(exc)}
             continue

@@ -85,3 +85,46 @@ def parse_daemon_json(content: str) -> dict[str, Any] | DaemonJsonError:
     if not isinstance(value, dict):
         return DaemonJsonError("it is JSON but not an object")
     return value
+
+
+class ServingState(FactBase):
+    """How vLLM is served now and what the Nix way has built, for the accelerators asked:
+
+    {"unit_method": "docker"|"nix"|"", "nix": "yes"|"no", "machine": uname -m,
+     "nix_links": [out-links present], "builds": {accelerator: (out-link target, flake hash)},
+     "driver_libs": [NVIDIA libraries ldconfig knows], "linked_driver_libs": [those linked for Nix]}
+    """
+
+    def command(self, accelerators: str) -> str:
+        from vllm_fleet import launch, nix
+
+        unit = launch.UNIT_PATH
+        lines = [
+            f"if [ -f {unit} ]; then grep -q '/usr/bin/docker run' {unit} && echo unit_method=docker "
+            "|| echo unit_method=nix; fi",
+            f"{{ command -v nix || ls {nix.NIX}; }} >/dev/null 2>&1 && echo nix=yes || echo nix=no",
+            'echo "machine=$(uname -m)"',
+            f'echo "nix_links=$(ls -d {nix.NIX_DIR}/vllm-server-* 2>/dev/null | grep -v flake-sha256 | tr "\\n" ,)"',
+            "echo \"driver_libs=$(ldconfig -p 2>/dev/null | awk '/(libcuda|libnvidia-ml|libnvidia-ptxjitcompiler"
+            "|libnvidia-nvvm)\\.so/ {print $1}' | sort -u | tr '\\n' ,)\"",
+            f'echo "linked_driver_libs=$(ls {nix.DRIVER_LINKS_DIR}/lib 2>/dev/null | sort -u | tr "\\n" ,)"',
+        ]
+        for accelerator in accelerators.split(","):
+            lines.append(
+                f'echo "build_{accelerator}=$(readlink {nix.out_link(accelerator)} 2>/dev/null)'
+                f' $(cat {nix.stamp(accelerator)} 2>/dev/null)"'
+            )
+        return "\n".join(lines)
+
+    def process(self, output: list[str]) -> dict:
+        state: dict = {"unit_method": "", "nix": "no", "machine": "", "builds": {}}
+        for line in output:
+            key, _, value = line.partition("=")
+            if key.startswith("build_"):
+                target, _, stamp = value.strip().partition(" ")
+                state["builds"][key.removeprefix("build_")] = (target, stamp.strip())
+            elif key in ("nix_links", "driver_libs", "linked_driver_libs"):
+                state[key] = [v for v in value.split(",") if v]
+            elif key in ("unit_method", "nix", "machine"):
+                state[key] = value.strip()
+        return state

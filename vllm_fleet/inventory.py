@@ -9,7 +9,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_state
 from pyinfra_cli.inventory import make_inventory
 
-from vllm_fleet.settings import SCHEMA, Settings, SettingsError, validate
+from vllm_fleet.settings import SCHEMA, Settings, SettingsError, check_builder, validate
 
 
 def load_inventory(path: str, repo: Path) -> Inventory:
@@ -20,6 +20,15 @@ def load_inventory(path: str, repo: Path) -> Inventory:
 
 def host_data(host) -> dict:
     return host.data.dict()
+
+
+def validated(inventory: Inventory, name: str | None) -> Settings | None:
+    """One host's settings, or None when the inventory has no such valid host."""
+    host = next((h for h in inventory if h.name == name), None)
+    try:
+        return validate(host.name, host_data(host), host.groups) if host else None
+    except SettingsError:
+        return None
 
 
 def sources(host) -> dict[str, str]:
@@ -50,6 +59,11 @@ def validate_inventory(inventory: Inventory) -> dict[str, Settings]:
     for host in inventory:
         try:
             result[host.name] = validate(host.name, host_data(host), host.groups)
+        except SettingsError as exc:
+            errors.append(str(exc))
+    for settings in result.values():
+        try:
+            check_builder(settings, result.get(settings.nix_builder))
         except SettingsError as exc:
             errors.append(str(exc))
     if errors:

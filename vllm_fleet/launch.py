@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from vllm_fleet import nix
 from vllm_fleet.images import default_image
 from vllm_fleet.settings import Settings
 
@@ -98,21 +99,41 @@ def docker_run_argv(s: Settings, accelerator: str) -> list[str]:
     return ["/usr/bin/docker", "run", *container_args(s, accelerator), image(s, accelerator), *vllm_args(s)]
 
 
+def nix_server_argv(s: Settings, accelerator: str) -> list[str]:
+    """The Nix-built server listens on the host itself, so it takes the address and port
+    Docker would have published."""
+    return [
+        nix.server_program(accelerator),
+        *vllm_args(s),
+        "--host",
+        s.vllm_bind_address,
+        "--port",
+        str(s.vllm_port),
+    ]
+
+
 def unit_context(s: Settings, accelerator: str) -> dict:
     """The variables templates/vllm.service.j2 is rendered with."""
-    ref = image(s, accelerator)
-    return {
+    context = {
+        "method": s.serving_method,
         "model": s.vllm_model,
         "served_model_name": s.served_model_name,
         "bind_address": s.vllm_bind_address,
         "port": s.vllm_port,
         "container_name": CONTAINER_NAME,
-        "exec_start": exec_line(docker_run_argv(s, accelerator), own_line=(ref,)),
+        "env_file": ENV_FILE,
+        "hf_cache_dir": s.hf_cache_dir,
     }
+    if s.serving_method == "nix":
+        context["exec_start"] = exec_line(nix_server_argv(s, accelerator))
+    else:
+        context["exec_start"] = exec_line(docker_run_argv(s, accelerator), own_line=(image(s, accelerator),))
+    return context
 
 
 def env_file_content(s: Settings) -> str:
-    """The env file read by `docker run --env-file`: KEY=value, taken literally."""
+    """The env file read by `docker run --env-file` (KEY=value, taken literally), or by
+    systemd's EnvironmentFile= (settings refuse the characters it would read otherwise)."""
     lines = ["# Managed by vllm-fleet. Root-only: holds secrets."]
     if s.hf_token:
         lines.append(f"HF_TOKEN={s.hf_token}")

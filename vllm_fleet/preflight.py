@@ -65,9 +65,12 @@ echo "gfx=$(rocminfo 2>/dev/null | awk '/Name: *gfx/ {{print $2}}' | sort -u | t
 echo "shm_kib=$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {{print $2}}')"
 free_kib() {{ p=$1; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; df -Pk "$p" | awk 'NR==2 {{print $4}}'; }}
 echo "docker_root_free_kib=$(free_kib /var/lib/docker)"
+echo "nix_store_free_kib=$(free_kib /nix/store)"
 echo "hf_cache_free_kib=$(free_kib {cache})"
 [ -d {cache}/hub/{model} ] && echo hf_cache_has_model=yes || echo hf_cache_has_model=no
-echo "port_listeners=$(ss -Hltnp "sport = :{port}" 2>/dev/null | grep -o 'users:(("[^"]*"' | sort -u | tr '\\n' ' ')"
+listeners=$(ss -Hltnp "sport = :{port}" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | sort -u)
+echo "port_listeners=$(echo "$listeners" | tr '\\n' ' ')"
+echo "vllm_main_pid=$(systemctl show -p MainPID --value vllm.service 2>/dev/null)"
 echo "vllm_container_port=$(docker port vllm 8000/tcp 2>/dev/null | head -n1)"
 """
 
@@ -110,12 +113,16 @@ class Context:
 Check = Callable[[Context], "str | None"]  # None: passed; a string: what is wrong and what to do
 CHECKS: dict[str, Check] = {}
 APPLIES: dict[str, tuple[str, ...]] = {}
+METHODS: dict[str, tuple[str, ...]] = {}
 
 
-def check(name: str, accelerators: tuple[str, ...] = ("nvidia", "amd", "cpu")):
+def check(
+    name: str, accelerators: tuple[str, ...] = ("nvidia", "amd", "cpu"), methods: tuple[str, ...] = ("docker", "nix")
+):
     def register(func: Check) -> Check:
         CHECKS[name] = func
         APPLIES[name] = accelerators
+        METHODS[name] = methods
         return func
 
     return register
@@ -212,7 +219,7 @@ def _nvidia_driver(c: Context):
     return None
 
 
-@check("container_toolkit", ("nvidia",))
+@check("container_toolkit", ("nvidia",), ("docker",))
 def _toolkit(c: Context):
     runtimes = c.probe.get("docker_runtimes", "").split(",")
     if not c.managed and c.probe.get("toolkit") != "yes" and "nvidia" not in runtimes:
@@ -223,14 +230,14 @@ def _toolkit(c: Context):
     return None
 
 
-@check("docker_snap")
+@check("docker_snap", methods=("docker",))
 def _docker_snap(c: Context):
     if c.probe.get("docker_snap") == "yes":
         return "Docker is installed from snap, which confines GPU devices and config paths: `snap remove docker`"
     return None
 
 
-@check("daemon_json")
+@check("daemon_json", methods=("docker",))
 def _daemon_json(c: Context):
     parsed = parse_daemon_json(c.probe.get("daemon_json", ""))
     if not isinstance(parsed, dict):
@@ -266,12 +273,14 @@ def _disk(c: Context):
             problems.append(
                 f"{c.settings.hf_cache_dir} has {free:.1f} GiB free, {model.id} needs {model.disk_gib * 1.1:.1f} GiB"
             )
-    free = _gib(c.probe.get("docker_root_free_kib", ""))
+    # The Nix closure of vLLM is about the size of its image (the same CUDA or ROCm libraries).
+    where = "/nix/store" if c.settings.serving_method == "nix" else "/var/lib/docker"
+    free = _gib(c.probe.get("nix_store_free_kib" if where == "/nix/store" else "docker_root_free_kib", ""))
     need = IMAGE_DISK_GIB[c.accelerator]
-    if c.settings.vllm_image_archive:
+    if c.settings.vllm_image_archive and where == "/var/lib/docker":
         need = 2.2 * os.path.getsize(c.settings.vllm_image_archive) / 2**30  # shipped copy + loaded layers
     if free < need:
-        problems.append(f"/var/lib/docker has {free:.1f} GiB free, the image needs about {need:.1f} GiB")
+        problems.append(f"{where} has {free:.1f} GiB free, vLLM needs about {need:.1f} GiB there")
     return "; ".join(problems) + ": free some space or point hf_cache_dir elsewhere" if problems else None
 
 
@@ -285,13 +294,22 @@ def _gated(c: Context):
 
 @check("port")
 def _port(c: Context):
-    listeners = c.probe.get("port_listeners", "").split()
-    others = [name for name in listeners if '"docker-proxy"' not in name]
-    ours = c.probe.get("vllm_container_port", "")
-    if others or (listeners and not ours):
-        names = ", ".join(n.removeprefix('users:(("').rstrip('"') for n in (others or listeners))
+    listeners = [_listener(item) for item in c.probe.get("port_listeners", "").split()]
+    main_pid = c.probe.get("vllm_main_pid", "").strip("0") and c.probe["vllm_main_pid"]  # "0": not running
+    # Our own server: Docker's proxy for our container, or vllm.service's main process (Nix).
+    ours = [(name, pid) for name, pid in listeners if pid == main_pid or name == "docker-proxy"]
+    others = [name for name, pid in listeners if (name, pid) not in ours]
+    serving = c.probe.get("vllm_container_port") or any(pid == main_pid for _, pid in ours)
+    if others or (ours and not serving):
+        names = ", ".join(others or [name for name, _ in ours])
         return f"port {c.settings.vllm_port} is already taken by {names}: stop it or choose another vllm_port"
     return None
+
+
+def _listener(item: str) -> tuple[str, str]:
+    """(process name, pid) from one of ss's users:(("name",pid=N entries."""
+    name, _, pid = item.removeprefix('users:(("').partition(",pid=")
+    return name.rstrip('"'), pid
 
 
 @check("amd_devices", ("amd",))
@@ -334,7 +352,7 @@ def _size_gib(text: str) -> float:
 def run_checks(c: Context) -> list[Finding]:
     findings = []
     for name, func in CHECKS.items():
-        if c.accelerator not in APPLIES[name]:
+        if c.accelerator not in APPLIES[name] or c.settings.serving_method not in METHODS[name]:
             continue
         problem = func(c)
         findings.append(Finding(name, problem is None, problem or "ok"))

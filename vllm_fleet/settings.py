@@ -253,6 +253,28 @@ def string_list(value):
     return list(value)
 
 
+def flake_directory(value):
+    if not isinstance(value, str) or not (Path(value) / "flake.nix").is_file():
+        raise Invalid("a directory holding flake.nix on the machine running pyinfra")
+    return value
+
+
+def url_list(value):
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(v, str) and re.fullmatch(r"(https?|file|ssh|ssh-ng|s3)://\S+", v) for v in value
+    ):
+        raise Invalid("a list of binary cache URLs such as 'https://cache.nixos.org'")
+    return tuple(value)
+
+
+def cache_keys(value):
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(v, str) and re.fullmatch(r"[\w.\-]+:[A-Za-z0-9+/]+=*", v) for v in value
+    ):
+        raise Invalid("a list of Nix public keys such as 'cache.nixos.org-1:6NCHdD59X431o0gW...='")
+    return tuple(value)
+
+
 def mapping(value):
     if not isinstance(value, Mapping):
         raise Invalid("a mapping of daemon.json keys to values")
@@ -390,6 +412,42 @@ SCHEMA: Mapping[str, Setting] = _settings(
         "/var/lib/vllm-fleet/huggingface",
         "Host directory mounted as the container's Hugging Face cache, so weights survive restarts.",
         absolute_path,
+    ),
+    Setting(
+        "nix_flake",
+        None,
+        "With serving_method nix: a flake directory on the machine running pyinfra exporting "
+        "packages.<system>.vllm-server-<accelerator>; None: nix/ of this repository.",
+        optional(flake_directory),
+    ),
+    Setting(
+        "nix_substituters",
+        ("https://cache.nixos.org", "https://cache.nixos-cuda.org", "https://cuda-maintainers.cachix.org"),
+        "Binary caches Nix substitutes from (the CUDA builds of vLLM come from the community CUDA caches).",
+        url_list,
+    ),
+    Setting(
+        "nix_trusted_public_keys",
+        (
+            "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=",
+            "cache.nixos-cuda.org:74DUi4Ye579gUqzH4ziL9IyiJBlDpMRn9MBN8oNan9M=",
+            "cuda-maintainers.cachix.org-1:0dq3bujKpuEPMCX6U4WylrUDZ9JyUG0VpVZa7CNfq5E=",
+        ),
+        "Public keys of the binary caches in nix_substituters.",
+        cache_keys,
+    ),
+    Setting(
+        "nix_builder",
+        None,
+        "Inventory host that builds the server; this host copies the build from it (nix copy over SSH as root, "
+        "so this host needs a root SSH key the builder accepts) instead of building. None: build here.",
+        optional(text),
+    ),
+    Setting(
+        "nix_build_timeout",
+        10800,
+        "Seconds a Nix build may take before it is stopped (a CUDA build missing from the caches takes hours).",
+        integer(60, 86400),
     ),
     Setting(
         "preflight_warn_only",
@@ -563,12 +621,7 @@ def _check_rules(s: Settings, data: Mapping[str, Any], groups: set[str]) -> None
             "before running pyinfra), or 127.0.0.1",
         )
     if s.serving_method == "nix":
-        raise SettingsError(
-            s.host,
-            "serving_method",
-            "'nix'",
-            "docker: this release deploys vLLM with Docker only; the Nix path is not built yet",
-        )
+        _check_nix_rules(s)
     if s.docker_version and s.docker_source != "docker":
         raise SettingsError(
             s.host,
@@ -592,6 +645,47 @@ def _check_rules(s: Settings, data: Mapping[str, Any], groups: set[str]) -> None
                 repr(s.vllm_image_archive),
                 f"an archive holding vllm_image {s.vllm_image!r}; it holds {sorted(tags)}",
             )
+
+
+# Characters systemd's EnvironmentFile= would read as quoting or escapes, so the value
+# vLLM saw would differ from the one Docker's --env-file passes literally.
+_ENV_FILE_SPECIAL = set("'\"\\`$")
+
+
+def _check_nix_rules(s: Settings) -> None:
+    for name in ("vllm_api_key", "hf_token"):
+        value = getattr(s, name)
+        if value and _ENV_FILE_SPECIAL & set(value):
+            raise SettingsError(
+                s.host,
+                name,
+                SCHEMA[name].show(value),
+                "with serving_method = 'nix', a secret without quotes, backslashes, backticks or $ "
+                "(systemd's EnvironmentFile would change it)",
+            )
+    if s.nix_builder and s.accelerator == "auto":
+        raise SettingsError(
+            s.host,
+            "accelerator",
+            "'auto'",
+            "nvidia, amd or cpu when nix_builder is set, so the builder knows which build this host takes",
+        )
+    if s.nix_builder == s.host:
+        raise SettingsError(s.host, "nix_builder", repr(s.nix_builder), "another host (a builder builds for itself)")
+
+
+def check_builder(s: Settings, builder: Settings | None) -> None:
+    """A rule across hosts: nix_builder names a host of the inventory (builder: its settings,
+    None when there is no such valid host) that serves with Nix and builds for itself."""
+    if s.serving_method != "nix" or not s.nix_builder:
+        return
+    if builder is None or builder.serving_method != "nix" or builder.nix_builder:
+        raise SettingsError(
+            s.host,
+            "nix_builder",
+            repr(s.nix_builder),
+            "the name of a host in this inventory with serving_method = 'nix' and no nix_builder of its own",
+        )
 
 
 def public_values(s: Settings) -> dict[str, Any]:

@@ -39,7 +39,16 @@ SCHEMA_CASES = [
         {"serving_method": "podman"},
         H + "serving_method = 'podman' is not allowed: one of docker, nix",
     ),
-    ("nix-not-built-yet", {"serving_method": "nix"}, H + "serving_method = 'nix' is not allowed: docker"),
+    (
+        "nix-builder-not-in-inventory",
+        {"serving_method": "nix", "nix_builder": "builder-9"},
+        H + "nix_builder = 'builder-9' is not allowed: the name of a host in this inventory with serving_method",
+    ),
+    (
+        "nix-secret-systemd-would-change",
+        {"serving_method": "nix", "vllm_api_key": "hunter2'hunter2hunter2"},
+        H + "vllm_api_key = <secret, 22 characters> is not allowed: with serving_method = 'nix', a secret without",
+    ),
     ("port-too-high", {"vllm_port": 70000}, H + "vllm_port = 70000 is not allowed: an integer from 1 to 65535"),
     ("port-as-string", {"vllm_port": "8000"}, H + "vllm_port = '8000' is not allowed: an integer from 1 to 65535"),
     ("port-as-bool", {"vllm_port": True}, H + "vllm_port = True is not allowed: an integer from 1 to 65535"),

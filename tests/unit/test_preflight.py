@@ -118,10 +118,16 @@ def test_gpu_claimed_but_absent_from_the_pci_bus():
         ({"docker_snap": "yes"}, "docker_snap", "snap remove docker"),
         ({"daemon_json": '{"runtimes": '}, "daemon_json", "does not parse as JSON"),
         ({"shm_kib": "65536"}, "shared_memory", "/dev/shm is 0.1 GiB, below the 4g"),
-        ({"port_listeners": 'users:(("python3"'}, "port", "port 8000 is already taken by python3"),
-        ({"port_listeners": 'users:(("docker-proxy"'}, "port", "taken by docker-proxy"),
+        ({"port_listeners": 'users:(("python3",pid=812'}, "port", "port 8000 is already taken by python3"),
+        ({"port_listeners": 'users:(("docker-proxy",pid=90'}, "port", "taken by docker-proxy"),
+        # vllm.service runs, but another process holds the port.
+        (
+            {"port_listeners": 'users:(("python3",pid=812', "vllm_main_pid": "77"},
+            "port",
+            "port 8000 is already taken by python3",
+        ),
         ({"hf_cache_free_kib": "1048576"}, "disk", "has 1.0 GiB free, Qwen/Qwen2.5-32B-Instruct needs 67.7 GiB"),
-        ({"docker_root_free_kib": "1048576"}, "disk", "/var/lib/docker has 1.0 GiB free, the image needs about 25.0"),
+        ({"docker_root_free_kib": "1048576"}, "disk", "/var/lib/docker has 1.0 GiB free, vLLM needs about 25.0"),
     ],
 )
 def test_each_field_problem_is_caught(change, check, words):
@@ -224,7 +230,7 @@ FAILS = {
     "model_fits": dict(probe=NVIDIA_READY, gpus=Gpus(1, 24, "L4", "facts"), vllm_model="Qwen/Qwen2.5-32B-Instruct"),
     "disk": dict(probe={**NVIDIA_READY, "hf_cache_free_kib": "1"}),
     "gated_model": dict(probe=NVIDIA_READY, vllm_model="meta-llama/Llama-3.1-8B-Instruct"),
-    "port": dict(probe={**NVIDIA_READY, "port_listeners": 'users:(("nginx"'}),
+    "port": dict(probe={**NVIDIA_READY, "port_listeners": 'users:(("nginx",pid=5'}),
     "amd_devices": dict(probe={**AMD_READY, "kfd": "no"}, accelerator="amd", gpus=MI300X, manage_gpu_stack=False),
     "gfx_target": dict(probe={**AMD_READY, "gfx": "gfx1030,"}, accelerator="amd", gpus=MI300X),
 }
@@ -246,3 +252,26 @@ def test_warn_only_turns_a_failure_into_a_warning_and_nothing_is_skipped():
     found = [Finding("port", False, "taken"), Finding("disk", False, "full"), Finding("os", True, "ok")]
     assert verdict(found, ()) == (["port: taken", "disk: full"], [])
     assert verdict(found, ("port",)) == (["disk: full"], ["port: taken"])
+
+
+def test_nix_hosts_skip_the_docker_checks_and_need_room_in_the_nix_store():
+    broken_docker = {
+        **NVIDIA_READY,
+        **{"docker_snap": "yes", "daemon_json": "{", "toolkit": "no", "docker_runtimes": ""},
+        "nix_store_free_kib": RECORDED["docker_root_free_kib"],
+    }
+    result = findings(broken_docker, serving_method="nix", manage_gpu_stack=False)
+    assert {"container_toolkit", "docker_snap", "daemon_json"}.isdisjoint(result)
+    assert failed(result) == {}
+    small_store = {**NVIDIA_READY, "nix_store_free_kib": "1048576", "docker_root_free_kib": "1048576"}
+    assert (
+        "/nix/store has 1.0 GiB free, vLLM needs about 25.0 GiB"
+        in failed(findings(small_store, serving_method="nix"))["disk"]
+    )
+
+
+def test_the_nix_served_vllm_holding_its_own_port_passes():
+    serving = {**NVIDIA_READY, "port_listeners": 'users:(("python3",pid=812', "vllm_main_pid": "812"}
+    assert "port" not in failed(findings(serving, serving_method="nix"))
+    stopped = {**serving, "vllm_main_pid": "0"}
+    assert "port 8000 is already taken by python3" in failed(findings(stopped, serving_method="nix"))["port"]

@@ -68,7 +68,24 @@ def test_every_knob_the_issue_names_is_in_the_schema():
         ({"vllm_max_model_length": 4096}, "vllm_max_model_length is not a setting; did you mean vllm_max_model_len?"),
         ({"acelerator": "nvidia"}, "acelerator is not a setting; did you mean accelerator?"),
         ({"vllm_bind_address": "0.0.0.0"}, "vllm_bind_address = '0.0.0.0' is not allowed: a non-loopback address only"),
-        ({"serving_method": "nix"}, "serving_method = 'nix' is not allowed: docker"),
+        (
+            {"serving_method": "nix", "vllm_api_key": "a'quoted\\key-long-enough"},
+            "vllm_api_key = <secret, 24 characters> is not allowed: with serving_method = 'nix', a secret",
+        ),
+        (
+            {"serving_method": "nix", "nix_builder": "builder-01"},
+            "accelerator = 'auto' is not allowed: nvidia, amd or cpu when nix_builder is set",
+        ),
+        (
+            {"serving_method": "nix", "accelerator": "cpu", "nix_builder": "gpu-01"},
+            "nix_builder = 'gpu-01' is not allowed: another host",
+        ),
+        (
+            {"nix_substituters": ["cache.nixos.org"]},
+            "nix_substituters = ['cache.nixos.org'] is not allowed: a list of binary",
+        ),
+        ({"nix_trusted_public_keys": ["no key"]}, "is not allowed: a list of Nix public keys"),
+        ({"nix_flake": "/nonexistent"}, "nix_flake = '/nonexistent' is not allowed: a directory holding flake.nix"),
     ],
 )
 def test_bad_values_are_refused_with_host_key_value_and_allowed(data, expected):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from vllm_fleet import launch
+from vllm_fleet import launch, nix
 
 
 def test_gpu_visible(target):
@@ -24,13 +24,15 @@ def test_gpu_visible(target):
         )
 
 
-def _gpu_only(target, vendor: str):
+def _gpu_only(target, vendor: str, method: str | None = None):
     if target.accelerator != vendor:
         pytest.skip(f"{target.name} is not an {vendor.upper()} host")
+    if method and target.settings.serving_method != method:
+        pytest.skip(f"{target.name} serves vLLM with {target.settings.serving_method}, not {method}")
 
 
 def test_nvidia_smi_inside_a_container_proves_the_toolkit(target):
-    _gpu_only(target, "nvidia")
+    _gpu_only(target, "nvidia", "docker")
     image = launch.image(target.settings, "nvidia")
     result = target.host.run(f"docker run --rm --gpus all --entrypoint nvidia-smi {image} -L")
     assert result.rc == 0, (
@@ -49,7 +51,7 @@ def test_nvidia_driver_branch_as_pinned(target):
 
 
 def test_rocm_smi_inside_a_container(target):
-    _gpu_only(target, "amd")
+    _gpu_only(target, "amd", "docker")
     image = launch.image(target.settings, "amd")
     devices = "--device /dev/kfd --device /dev/dri --group-add video --security-opt seccomp=unconfined"
     result = target.host.run(f"docker run --rm {devices} --entrypoint rocm-smi {image}")
@@ -63,3 +65,13 @@ def test_rocm_users_are_in_render_and_video(target):
     for user in target.settings.rocm_users:
         groups = target.host.check_output(f"id -nG {user}").split()
         assert {"render", "video"} <= set(groups), f"{user} on {target.name} is in {groups}"
+
+
+def test_nix_built_server_finds_the_host_driver(target):
+    """Nix-built CUDA programs load libcuda from /run/opengl-driver, linked to the host's driver."""
+    _gpu_only(target, "nvidia", "nix")
+    lib = f"{nix.OPENGL_DRIVER}/lib/libcuda.so.1"
+    result = target.host.run(f"readlink -e {lib}")
+    assert result.rc == 0, f"{lib} does not resolve on {target.name}: the Nix-built vLLM cannot reach the GPU"
+    smi = target.host.run("nvidia-smi --query-gpu=driver_version --format=csv,noheader").stdout.split()
+    assert smi and smi[0] in result.stdout, f"{lib} is {result.stdout.strip()}, the loaded driver is {smi}"

@@ -19,6 +19,7 @@ def test_secrets_not_in_process_arguments(target):
     if not values:
         pytest.skip(f"{target.name} has no secret set")
     args = target.host.check_output("ps -eo args")
-    assert "docker run" in args, f"the vLLM container's process is missing from ps on {target.name}"
+    # `docker run ... --model` or the Nix-built server's `... --model`: the process that would carry them.
+    assert f"--model {target.settings.vllm_model}" in args, f"the vLLM process is missing from ps on {target.name}"
     for value in values:
         assert value not in args, f"a secret appears in a process's arguments on {target.name}"

@@ -1,6 +1,8 @@
-"""vllm.service is enabled, active, and runs the configured image."""
+"""vllm.service is enabled, active, and runs the configured image or Nix build."""
 
-from vllm_fleet import launch
+import pytest
+
+from vllm_fleet import launch, nix
 
 
 def test_service_enabled_and_active(target):
@@ -10,6 +12,8 @@ def test_service_enabled_and_active(target):
 
 
 def test_container_runs_configured_image(target):
+    if target.settings.serving_method != "docker":
+        pytest.skip(f"{target.name} serves vLLM with {target.settings.serving_method}")
     result = target.host.run(
         f"docker inspect --format '{{{{.State.Running}}}} {{{{.Config.Image}}}}' {launch.CONTAINER_NAME}"
     )
@@ -17,3 +21,14 @@ def test_container_runs_configured_image(target):
     running, image = result.stdout.split()
     assert running == "true"
     assert image == launch.image(target.settings, target.accelerator)
+
+
+def test_service_runs_the_nix_build(target):
+    if target.settings.serving_method != "nix":
+        pytest.skip(f"{target.name} serves vLLM with {target.settings.serving_method}")
+    link = nix.out_link(target.accelerator)
+    built = target.host.run(f"readlink {link}")
+    assert built.rc == 0 and built.stdout.startswith("/nix/store/"), f"{link} is not a Nix build on {target.name}"
+    pid = target.host.check_output(f"systemctl show -p MainPID --value {launch.SERVICE}")
+    command = target.host.check_output(f"tr '\\0' ' ' < /proc/{pid}/cmdline")
+    assert built.stdout.strip() in command, f"{launch.SERVICE} on {target.name} runs {command!r}, not {built.stdout}"

@@ -1,0 +1,86 @@
+"""Nix: installed (the distribution's package, else the official installer pinned by
+checksum), configured with flakes and the binary caches, its daemon running."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api.deploy import deploy
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from vllm_fleet import nix
+from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
+from vllm_fleet.settings import Settings
+
+INSTALLER_DIR = "/var/lib/vllm-fleet/nix-installer"
+
+
+@deploy("Nix")
+def nix_setup(settings: Settings, distro: Distro, state: dict) -> None:
+    """state: the ServingState fact."""
+    if state["nix"] != "yes":
+        if nix.install_plan(distro) == "package":
+            apt.packages(
+                name=f"Install Nix ({nix.DISTRO_PACKAGE[distro.id]})",
+                packages=[nix.DISTRO_PACKAGE[distro.id]],
+                update=True,
+                cache_time=APT_CACHE_SECONDS,
+            )
+        else:
+            _run_official_installer(state["machine"])
+
+    ours = files.put(
+        name="Write vllm-fleet's Nix settings (flakes, binary caches)",
+        src=StringIO(nix.nix_conf(settings.nix_substituters, settings.nix_trusted_public_keys)),
+        dest=nix.OUR_NIX_CONF,
+        mode="644",
+        create_remote_dir=True,
+    )
+    # Included rather than written over: the host's own nix.conf (Debian's sandbox = false,
+    # the installer's build-users-group) stays as it is.
+    included = files.line(
+        name=f"Include them from {nix.NIX_CONF}",
+        path=nix.NIX_CONF,
+        line=f"!include {nix.OUR_NIX_CONF.rsplit('/', 1)[1]}",
+    )
+    systemd.service(
+        name="Start the Nix daemon and enable it at boot",
+        service="nix-daemon.service",
+        running=True,
+        enabled=True,
+    )
+    systemd.service(
+        name="Restart the Nix daemon for its new settings",
+        service="nix-daemon.service",
+        restarted=True,
+        _if=any_changed(ours, included),
+    )
+
+
+def _run_official_installer(machine: str) -> None:
+    sha256 = nix.INSTALLER.sha256.get(machine)
+    if sha256 is None:
+        raise PyinfraError(
+            f"host {host.name}: no pinned Nix installer for {machine or 'this machine'} "
+            f"(pinned: {', '.join(nix.INSTALLER.sha256)}): install Nix {nix.INSTALLER.version} yourself"
+        )
+    files.directory(name=f"Create {INSTALLER_DIR}", path=INSTALLER_DIR, mode="700")
+    tarball = f"{INSTALLER_DIR}/nix-{nix.INSTALLER.version}-{machine}-linux.tar.xz"
+    files.download(
+        name=f"Download Nix {nix.INSTALLER.version} (checksum pinned)",
+        src=nix.INSTALLER.url(machine),
+        dest=tarball,
+        sha256sum=sha256,
+        mode="600",
+    )
+    server.shell(
+        name=f"Install Nix {nix.INSTALLER.version} (multi-user, official installer)",
+        commands=[
+            f"cd {INSTALLER_DIR} && tar -xJf {tarball} "
+            f"&& ./nix-{nix.INSTALLER.version}-{machine}-linux/install --daemon --yes --no-channel-add "
+            f"&& rm -rf ./nix-{nix.INSTALLER.version}-{machine}-linux"
+        ],
+    )
