@@ -9,7 +9,7 @@ JOBS ?= 4
 REPORTS := reports
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup demo test test-unit test-planning test-integration lint verify sandbox-up sandbox-down clean
+.PHONY: setup nix-tools demo test test-unit test-planning test-integration lint verify sandbox-up sandbox-down clean
 
 # The virtual environment, rebuilt when the pinned dependencies change.
 $(VENV)/.installed: pyproject.toml
@@ -20,6 +20,11 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 setup: $(VENV)/.installed
+
+# Debian's Nix, for the tests that parse and evaluate the flake (nix/ and the stand-in's).
+nix-tools:
+	@command -v nix-instantiate >/dev/null || { echo "installing Debian's nix-bin"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nix-bin; }
 
 sandbox-up: setup
 	$(BIN)/python -m tests.sandbox.sandbox up --hosts $(HOSTS)
@@ -42,7 +47,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 # Unit tests only: no Docker, no hosts, a few seconds.
-test-unit: setup
+test-unit: setup nix-tools
 	$(BIN)/pytest tests/unit -q
 
 # Deploys planned against recorded facts of GPU hosts (pyinfra's @fake connector): no hosts, no Docker.
@@ -54,7 +59,7 @@ test-integration: setup
 	$(BIN)/pytest tests/integration
 
 # Everything: lint, unit tests, and the sandbox integration tests (starts Docker if needed).
-test: lint
+test: lint nix-tools
 	@mkdir -p $(REPORTS)
 	$(BIN)/pytest tests/unit tests/planning tests/integration --junit-xml $(REPORTS)/tests.xml
 

@@ -14,7 +14,7 @@ from pyinfra.operations.util import any_changed
 
 from vllm_fleet import images, launch, nix
 from vllm_fleet.facts import DockerImageId
-from vllm_fleet.operations import secret_file
+from vllm_fleet.operations import barrier, secret_file
 from vllm_fleet.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -185,8 +185,10 @@ def _install_nix_server(settings: Settings, accelerator: str, serving: dict) -> 
             done[wanted] = server.shell(
                 name=f"Build {attribute} with Nix", commands=[shlex.join([NIX_INSTALL_SCRIPT, *command])]
             )
-    # Copies come after builds in pyinfra's order of operations, so a builder has built
-    # before the hosts that copy from it start.
+    if any(other.data.get("nix_builder") for other in host.inventory):
+        # pyinfra orders each host's operations, not hosts against each other: this step,
+        # shared by builders and the hosts that copy from them, puts every build first.
+        barrier(name="Wait for the builder hosts' Nix builds")
     for wanted, digest in due.items() if settings.nix_builder else ():
         link, stamp = nix.out_link(wanted), nix.stamp(wanted)
         command = ["copy", host.name, builder_address(settings.nix_builder), link, stamp, digest, timeout]

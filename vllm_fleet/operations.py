@@ -24,6 +24,13 @@ def stop_host(reasons: list[str]):
 
 
 @operation()
+def barrier():
+    """Does nothing on the host. Called from the same line for several hosts, it is one step
+    in pyinfra's order of operations that every later step of theirs waits for."""
+    yield from ()
+
+
+@operation()
 def secret_file(dest: str, content: str):
     """A root-only (0600) file holding secrets.
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,19 @@ def on_host(host: str, command: str) -> str:
     return subprocess.run(
         ["docker", "exec", host, "sh", "-c", command], capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+def models(fleet: Fleet, host: dict) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{host['http_port']}/v1/models",
+        headers={"Authorization": f"Bearer {fleet.api_key}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def invocation(host: str) -> str:
+    return on_host(host, "systemctl show -p InvocationID --value vllm.service")
 
 
 def write_inventory(tmp_path: Path, overrides: dict[str, dict]) -> str:

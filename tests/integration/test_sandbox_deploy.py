@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-import urllib.request
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import PYINFRA, SANDBOX_INVENTORY, changed, deploy_json, on_host, run, write_inventory
+from conftest import PYINFRA, SANDBOX_INVENTORY, changed, deploy_json, invocation, models, on_host, run, write_inventory
 
 pytestmark = pytest.mark.sandbox
 
@@ -24,19 +23,6 @@ def converged(fleet):
     print(f"first deploy of {len(fleet.names)} hosts in {time.monotonic() - started:.0f}s")
     assert result.rc == 0, result.output[-4000:]
     return result, outcomes
-
-
-def models(fleet, host: dict) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{host['http_port']}/v1/models",
-        headers={"Authorization": f"Bearer {fleet.api_key}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
-
-
-def invocation(host: str) -> str:
-    return on_host(host, "systemctl show -p InvocationID --value vllm.service")
 
 
 def test_fresh_hosts_converge(fleet, converged):

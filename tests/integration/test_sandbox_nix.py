@@ -1,0 +1,112 @@
+"""serving_method nix on a real Debian 12 sandbox host: Nix from Debian, the daemon, the
+flake built by the deploy (the stand-in's flake: nixpkgs cannot be fetched here), the same
+vLLM arguments and env file as Docker, the verify suite, idempotence, the shipped flake's
+build failing clearly, and switching Docker -> Nix -> Docker."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+from conftest import REPO, SANDBOX_INVENTORY, changed, deploy_json, invocation, models, on_host, run, write_inventory
+
+from vllm_fleet import nix
+
+pytestmark = pytest.mark.sandbox
+
+UNIT = "/etc/systemd/system/vllm.service"
+STANDIN_FLAKE = {"serving_method": "nix", "nix_flake": str(REPO / "tests" / "standin")}
+
+
+@pytest.fixture(scope="module")
+def switched(fleet, tmp_path_factory):
+    """The first host switched from Docker (as the rest of the suite leaves it) to Nix."""
+    first, _ = fleet.names
+    before, _ = deploy_json(SANDBOX_INVENTORY)
+    assert before.rc == 0, before.output[-3000:]
+    assert on_host(first, "docker ps --format '{{.Names}}'") == "vllm"
+    inventory = write_inventory(tmp_path_factory.mktemp("nix"), {first: STANDIN_FLAKE})
+    started = time.monotonic()
+    result, outcomes = deploy_json(inventory)
+    print(f"Docker -> Nix switch in {time.monotonic() - started:.0f}s")
+    assert result.rc == 0, result.output[-4000:]
+    return inventory, result, outcomes
+
+
+def test_docker_host_switches_to_nix_installed_from_debian(fleet, switched):
+    first, second = fleet.names
+    _, result, outcomes = switched
+    done = changed(outcomes, first)
+    for step in (
+        "Nix | Install Nix (nix-setup-systemd)",
+        "vLLM service | Build vllm-server-cpu with Nix",
+        "vLLM service | Stop and remove the Docker-served vLLM (switching to Nix)",
+        "vLLM service | Wait for the endpoint to list the model",
+    ):
+        assert step in done, f"{step} did not run on {first}"
+    assert on_host(first, "dpkg-query -W -f '${Status}' nix-setup-systemd") == "install ok installed"
+    assert on_host(first, "systemctl is-active nix-daemon.service") == "active"
+    assert on_host(first, "nix show-config | sed -n 's/^experimental-features = //p'") == "flakes nix-command"
+    assert "https://cache.nixos-cuda.org" in on_host(first, "nix show-config | grep '^substituters'")
+    # Debian's own setting is kept: ours is included, not written over it.
+    assert "sandbox = false" in on_host(first, "cat /etc/nix/nix.conf")
+    assert on_host(first, f"ls {nix.FLAKE_DIR}").split() == ["flake.nix", "server.py"]
+    assert on_host(first, f"readlink {nix.out_link('cpu')}").startswith("/nix/store/")
+    assert on_host(first, "docker ps -a --format '{{.Names}}'") == "", "the Docker container was left behind"
+    assert changed(outcomes, second) == []
+    assert fleet.api_key not in result.output
+
+
+def test_unit_runs_the_nix_build_with_the_docker_paths_arguments(fleet, switched):
+    first, _ = fleet.names
+    unit = on_host(first, f"cat {UNIT}")
+    assert f"ExecStart={nix.server_program('cpu')} \\" in unit
+    for line in (f"--model {fleet.model} \\", "--max-model-len 8192 \\", "--host 0.0.0.0 \\", "--port 8000"):
+        assert f"    {line}" in unit.splitlines(), line
+    assert "EnvironmentFile=/etc/vllm-fleet/vllm.env" in unit and "docker" not in unit.split("[Service]")[1]
+    assert [card["id"] for card in models(fleet, fleet.hosts[0])["data"]] == [fleet.model]
+
+
+def test_verify_suite_passes_unchanged_on_the_nix_host(fleet, switched):
+    inventory, _, _ = switched
+    result = run([sys.executable, "-m", "pytest", "tests/verify", "--inventory", inventory, "-p", "no:cacheprovider"])
+    assert result.rc == 0, result.output[-4000:]
+    assert "test_service_runs_the_nix_build[" in result.output or " passed" in result.output
+
+
+def test_second_nix_run_changes_nothing(fleet, switched):
+    inventory, _, _ = switched
+    first, _ = fleet.names
+    before = invocation(first)
+    result, outcomes = deploy_json(inventory)
+    assert result.rc == 0, result.output[-3000:]
+    assert changed(outcomes, first) == []
+    assert invocation(first) == before
+
+
+def test_shipped_flake_fails_clearly_when_nixpkgs_cannot_be_fetched_and_keeps_serving(fleet, switched, tmp_path):
+    first, _ = fleet.names
+    inventory = write_inventory(tmp_path, {first: {"serving_method": "nix", "nix_build_timeout": 300}})
+    unit, before = on_host(first, f"sha256sum {UNIT}"), invocation(first)
+    started = time.monotonic()
+    result, outcomes = deploy_json(inventory)
+    took = time.monotonic() - started
+    assert result.rc != 0
+    assert outcomes["vLLM service | Build vllm-server-cpu with Nix"][first] == "error"
+    assert f"nix build of vllm-server-cpu on {first} failed" in result.output
+    assert f"{first} cannot reach what the build fetches" in result.output
+    assert took < 240, f"the failing build took {took:.0f}s: it should fail fast, not hang"
+    # The last good build keeps serving: unit, link and process untouched.
+    assert on_host(first, f"sha256sum {UNIT}") == unit and invocation(first) == before
+    assert [card["id"] for card in models(fleet, fleet.hosts[0])["data"]] == [fleet.model]
+
+
+def test_switching_back_to_docker_releases_the_nix_build(fleet, switched):
+    first, _ = fleet.names
+    result, outcomes = deploy_json(SANDBOX_INVENTORY)
+    assert result.rc == 0, result.output[-3000:]
+    assert "vLLM service | Release the Nix-built vLLM server (switched to Docker)" in changed(outcomes, first)
+    assert on_host(first, "docker ps --format '{{.Names}}'") == "vllm"
+    assert on_host(first, f"ls {nix.NIX_DIR}") == ""
+    assert [card["id"] for card in models(fleet, fleet.hosts[0])["data"]] == [fleet.model]

@@ -1,0 +1,108 @@
+"""The Nix way planned for connected GPU hosts against recorded facts (@fake): Nix from the
+distribution's package or the pinned official installer, nix.conf with the caches, the flake
+shipped and built, the driver libraries linked for Nix-built CUDA, no Docker at all; a
+builder host building once for the hosts that copy from it; and nothing to do once built."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.planning.harness import REPO, FakeHost, changes, plan, plan_each, write_inventory
+from vllm_fleet import nix
+
+GPU80 = {"gpu_count": 1, "gpu_memory_gib": 80, "serving_method": "nix"}
+AMD = {"gpu_count": 8, "gpu_memory_gib": 192, "serving_method": "nix", "accelerator": "amd"}
+LIBS = "libcuda.so.1,libnvidia-ml.so.1,"
+
+HOSTS = [
+    FakeHost("ubuntu22-nix", "ubuntu22", data=GPU80),
+    FakeHost("rocky9-nix", "rocky9", probe={"kernel": "5.14.0-427.13.1.el9_4.x86_64"}, data=GPU80),
+    FakeHost("rocky9-nix-arm", "rocky9", data=GPU80, serving={"machine": "aarch64"}),
+]
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    return plan_each(tmp_path_factory.mktemp("nix-plans"), HOSTS)
+
+
+def commands(planned, host: str, operation: str) -> list[str]:
+    return planned.ops.get(operation, {}).get(f"@fake/{host}", [])
+
+
+def test_ubuntu_gets_nix_from_its_package_and_builds_the_cuda_server(planned):
+    host = "ubuntu22-nix"
+    names = planned.names(host)
+    install = commands(planned, host, "Nix | Install Nix (nix-setup-systemd)")
+    assert any(c.endswith(" nix-setup-systemd") for c in install), install
+    assert "Nix | Include them from /etc/nix/nix.conf" in names
+    build = commands(planned, host, "vLLM service | Build vllm-server-nvidia with Nix")
+    digest = nix.flake_hash(REPO / "nix", "vllm-server-nvidia")
+    assert build == [
+        f"/usr/local/lib/vllm-fleet/vllm-nix-install build @fake/{host} /var/lib/vllm-fleet/nix/flake "
+        f"vllm-server-nvidia /var/lib/vllm-fleet/nix/vllm-server-nvidia "
+        f"/var/lib/vllm-fleet/nix/vllm-server-nvidia.flake-sha256 {digest} 10800"
+    ]
+    assert "vLLM service | Ship the flake nix/ to /var/lib/vllm-fleet/nix/flake" in names
+    # The GPU stack still comes first; Docker and the container toolkit are not needed.
+    assert any(name.startswith("NVIDIA driver |") for name in names)
+    assert not [n for n in names if n.startswith(("Docker engine |", "NVIDIA container toolkit |"))]
+    link = commands(planned, host, "vLLM service | Link the host's NVIDIA driver libraries into /run/opengl-driver/lib")
+    assert link and "test -e /run/opengl-driver/lib/libcuda.so.1" in link[0]
+    assert "vLLM service | Keep /run/opengl-driver at boot (systemd-tmpfiles)" in names
+    order = list(planned.ops)
+    build_at = order.index("vLLM service | Build vllm-server-nvidia with Nix")
+    assert build_at < order.index("vLLM service | Write vllm.service")
+
+
+def test_el_gets_the_official_installer_pinned_by_checksum(planned):
+    host = "rocky9-nix"
+    download = commands(planned, host, "Nix | Download Nix 2.24.9 (checksum pinned)")
+    assert any(nix.INSTALLER.url("x86_64") in c for c in download), download
+    assert any(nix.INSTALLER.sha256["x86_64"] in c for c in download), download
+    install = commands(planned, host, "Nix | Install Nix 2.24.9 (multi-user, official installer)")
+    assert install and "install --daemon --yes" in install[0]
+
+
+def test_a_machine_without_a_pinned_installer_is_refused_by_name(planned):
+    assert "host @fake/rocky9-nix-arm: no pinned Nix installer for aarch64" in planned.output
+    assert not commands(planned, "rocky9-nix-arm", "Nix | Install Nix 2.24.9 (multi-user, official installer)")
+
+
+def test_a_builder_builds_once_for_the_hosts_that_copy_from_it(tmp_path):
+    builder = FakeHost("gpu-builder", "ubuntu22", data={**GPU80, "accelerator": "nvidia", "ssh_hostname": "10.0.0.5"})
+    client = FakeHost("gpu-amd", "ubuntu22", pci="mi300x", data={**AMD, "nix_builder": "@fake/gpu-builder"})
+    planned = plan(write_inventory(tmp_path, [builder, client]))
+    built = planned.names("gpu-builder")
+    assert "vLLM service | Build vllm-server-nvidia with Nix" in built
+    assert "vLLM service | Build vllm-server-amd with Nix" in built
+    copy = "vLLM service | Copy the Nix-built vllm-server-amd from @fake/gpu-builder"
+    assert commands(planned, "gpu-amd", copy)[0].startswith(
+        "/usr/local/lib/vllm-fleet/vllm-nix-install copy @fake/gpu-amd 10.0.0.5 "
+        "/var/lib/vllm-fleet/nix/vllm-server-amd "
+    )
+    assert not [n for n in planned.names("gpu-amd") if "Build vllm-server" in n or "Ship the flake" in n]
+    order = list(planned.ops)
+    assert order.index("vLLM service | Build vllm-server-amd with Nix") < order.index(copy)
+
+
+def test_a_host_built_from_this_flake_plans_no_build(tmp_path):
+    digest = nix.flake_hash(REPO / "nix", "vllm-server-nvidia")
+    built = FakeHost(
+        "ubuntu22-nix-built",
+        "ubuntu22",
+        nvidia_smi=["NVIDIA H100 80GB HBM3, 81559, 570.133.20, 9.0"],
+        probe={"nvidia_driver": "570.133.20"},
+        data=GPU80,
+        serving={
+            "unit_method": "nix",
+            "nix": "yes",
+            "driver_libs": LIBS,
+            "linked_driver_libs": LIBS,
+            "build_nvidia": f"/nix/store/0123-vllm-server {digest}",
+        },
+    )
+    would_change = changes(write_inventory(tmp_path, [built]))
+    # Configuration files are not recorded here, so only the costly steps are asserted.
+    costly = ("Install Nix", "Build vllm-server", "Ship the flake", "driver libraries", "Restart vLLM")
+    assert not [name for name in would_change if any(step in name for step in costly)], would_change

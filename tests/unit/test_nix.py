@@ -1,0 +1,115 @@
+"""The Nix files (parsed and evaluated as far as builtins go, with Debian's Nix) and the
+deploy's side of them: attribute names, flake hashes, nix.conf, the server's arguments."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vllm_fleet import launch, nix
+from vllm_fleet.settings import validate
+
+REPO = Path(__file__).resolve().parents[2]
+NIX_FILES = sorted((REPO / "nix").glob("*.nix")) + [REPO / "tests" / "standin" / "flake.nix"]
+ACCELERATORS = ("nvidia", "amd", "cpu")
+# Just enough of nixpkgs for the flake's outputs to list their names: nothing is built or fetched.
+STUB_NIXPKGS = (
+    "{ lib.genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names); "
+    'outPath = throw "nixpkgs is not available here"; }'
+)
+
+
+def nix_eval(expression: str):
+    if not shutil.which("nix-instantiate"):
+        pytest.fail("nix-instantiate is missing: `make nix-tools` installs Debian's nix-bin")
+    done = subprocess.run(
+        ["nix-instantiate", "--eval", "--strict", "--json", "-E", expression],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("path", NIX_FILES, ids=[str(p.relative_to(REPO)) for p in NIX_FILES])
+def test_nix_file_parses(path):
+    done = subprocess.run(["nix-instantiate", "--parse", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_flake_lock_pins_the_nixpkgs_the_flake_asks_for():
+    url = nix_eval("(import ./nix/flake.nix).inputs.nixpkgs.url")
+    owner, repo, ref = re.fullmatch(r"github:([^/]+)/([^/]+)/(.+)", url).groups()
+    lock = json.loads((REPO / "nix" / "flake.lock").read_text())
+    node = lock["nodes"][lock["nodes"]["root"]["inputs"]["nixpkgs"]]
+    assert (node["original"]["owner"], node["original"]["repo"], node["original"]["ref"]) == (owner, repo, ref)
+    assert re.fullmatch(r"[0-9a-f]{40}", node["locked"]["rev"])
+    assert node["locked"]["narHash"].startswith("sha256-")
+    assert lock["version"] == 7
+
+
+def test_flake_exports_what_the_deploy_builds_and_the_rest_the_issue_asks_for():
+    outputs = nix_eval(
+        f"let f = import ./nix/flake.nix; o = f.outputs {{ self = o; nixpkgs = {STUB_NIXPKGS}; }}; in {{"
+        " packages = builtins.attrNames o.packages.x86_64-linux;"
+        " shells = builtins.attrNames o.devShells.x86_64-linux;"
+        " modules = builtins.attrNames o.nixosModules;"
+        " args = builtins.attrNames (builtins.functionArgs f.outputs); }"
+    )
+    servers = {nix.attribute(a) for a in ACCELERATORS}
+    assert servers | {"vllm-server", "vllm-health", "default"} <= set(outputs["packages"])
+    assert {f"vllm-image-{a}" for a in ACCELERATORS} <= set(outputs["packages"])
+    assert "default" in outputs["shells"] and "vllm" in outputs["modules"]
+    assert outputs["args"] == ["nixpkgs", "self"]
+
+
+def test_standin_flake_exports_the_same_server_attributes_and_needs_no_input():
+    outputs = nix_eval(
+        "let f = import ./tests/standin/flake.nix; in {"
+        " inputs = f.inputs or {};"
+        " packages = builtins.attrNames (f.outputs { self = {}; }).packages.x86_64-linux; }"
+    )
+    assert outputs["inputs"] == {}
+    assert set(outputs["packages"]) == {nix.attribute(a) for a in ACCELERATORS}
+
+
+def test_module_is_a_nixos_module_taking_the_flake():
+    args = nix_eval("builtins.attrNames (builtins.functionArgs (import ./nix/module.nix { self = {}; }))")
+    assert {"config", "lib", "pkgs"} <= set(args)
+
+
+def test_flake_hash_follows_content_and_attribute_only(tmp_path):
+    (tmp_path / "flake.nix").write_text("{ outputs = _: { }; }")
+    first = nix.flake_hash(tmp_path, "vllm-server-cpu")
+    assert nix.flake_hash(tmp_path, "vllm-server-nvidia") != first
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    assert nix.flake_hash(tmp_path, "vllm-server-cpu") == first
+    (tmp_path / "flake.nix").write_text("{ outputs = _: { x = 1; }; }")
+    assert nix.flake_hash(tmp_path, "vllm-server-cpu") != first
+
+
+def test_nix_conf_enables_flakes_and_names_the_caches_with_short_timeouts():
+    s = validate("h", {"phase": "laptop", "serving_method": "nix"}, ["laptop"])
+    conf = nix.nix_conf(s.nix_substituters, s.nix_trusted_public_keys)
+    assert "experimental-features = nix-command flakes\n" in conf
+    assert "substituters = https://cache.nixos.org https://cache.nixos-cuda.org" in conf
+    assert all(key in conf for key in s.nix_trusted_public_keys)
+    assert "connect-timeout = 10\n" in conf
+
+
+def test_nix_server_takes_the_docker_image_arguments_plus_address_and_port():
+    data = {"phase": "laptop", "vllm_model": "org/model", "vllm_extra_args": ["--enforce-eager"]}
+    docker = validate("h", data, ["laptop"])
+    served = validate("h", {**data, "serving_method": "nix", "vllm_port": 8123}, ["laptop"])
+    argv = launch.nix_server_argv(served, "amd")
+    assert argv[0] == "/var/lib/vllm-fleet/nix/vllm-server-amd/bin/vllm-server"
+    assert argv[1:-4] == launch.vllm_args(docker)
+    assert argv[-4:] == ["--host", "127.0.0.1", "--port", "8123"]
+    assert "--env-file" not in argv and "docker" not in " ".join(argv)
