@@ -181,12 +181,25 @@ def version_text(value):
     return value
 
 
-def user_list(value):
-    if not isinstance(value, (list, tuple)) or not all(
-        isinstance(v, str) and re.fullmatch(r"[a-z_][a-z0-9_-]*", v) for v in value
-    ):
-        raise Invalid("a list of user names")
-    return tuple(value)
+def pattern_list(pattern: str, allowed: str) -> Callable[[Any], tuple[str, ...]]:
+    """A list of strings, each matching pattern."""
+
+    def check(value):
+        items = value if isinstance(value, (list, tuple)) else [None]
+        if not all(isinstance(v, str) and re.fullmatch(pattern, v) for v in items):
+            raise Invalid(allowed)
+        return tuple(value)
+
+    return check
+
+
+user_list = pattern_list(r"[a-z_][a-z0-9_-]*", "a list of user names")
+url_list = pattern_list(
+    r"(https?|file|ssh|ssh-ng|s3)://\S+", "a list of binary cache URLs such as 'https://cache.nixos.org'"
+)
+cache_keys = pattern_list(
+    r"[\w.\-]+:[A-Za-z0-9+/]+=*", "a list of Nix public keys such as 'cache.nixos.org-1:6NCHdD59X431o0gW...='"
+)
 
 
 def fraction(value):
@@ -257,22 +270,6 @@ def flake_directory(value):
     if not isinstance(value, str) or not (Path(value) / "flake.nix").is_file():
         raise Invalid("a directory holding flake.nix on the machine running pyinfra")
     return value
-
-
-def url_list(value):
-    if not isinstance(value, (list, tuple)) or not all(
-        isinstance(v, str) and re.fullmatch(r"(https?|file|ssh|ssh-ng|s3)://\S+", v) for v in value
-    ):
-        raise Invalid("a list of binary cache URLs such as 'https://cache.nixos.org'")
-    return tuple(value)
-
-
-def cache_keys(value):
-    if not isinstance(value, (list, tuple)) or not all(
-        isinstance(v, str) and re.fullmatch(r"[\w.\-]+:[A-Za-z0-9+/]+=*", v) for v in value
-    ):
-        raise Invalid("a list of Nix public keys such as 'cache.nixos.org-1:6NCHdD59X431o0gW...='")
-    return tuple(value)
 
 
 def mapping(value):
