@@ -27,8 +27,6 @@ NIX_CONF = "/etc/nix/nix.conf"
 OUR_NIX_CONF = "/etc/nix/vllm-fleet.conf"
 NIX = "/nix/var/nix/profiles/default/bin/nix"  # the official installer's; Debian's is /usr/bin/nix
 NIX_FLAGS = ["--extra-experimental-features", "nix-command flakes"]
-# Library name patterns of the NVIDIA userspace driver that CUDA programs dlopen.
-NVIDIA_DRIVER_LIBS = ("libcuda.so*", "libnvidia-ml.so*", "libnvidia-ptxjitcompiler.so*", "libnvidia-nvvm.so*")
 
 # Distributions whose own package gives a multi-user Nix with its daemon under systemd.
 DISTRO_PACKAGE = {"debian": "nix-setup-systemd", "ubuntu": "nix-setup-systemd"}
