@@ -19,9 +19,9 @@ from tasks.nix import nix_setup
 from tasks.nvidia_container_toolkit import nvidia_container_toolkit
 from tasks.nvidia_driver import nvidia_driver
 from tasks.preflight import preflight
-from tasks.vllm_service import nix_builds_for, vllm_service
+from tasks.vllm_service import vllm_service
 from vllm_fleet.distro import read_distro
-from vllm_fleet.facts import GpuVendors, ServingState, resolve_accelerator
+from vllm_fleet.facts import GpuVendors, resolve_accelerator
 from vllm_fleet.gpus import GPU_FACTS, gpus_from_data, gpus_from_facts
 from vllm_fleet.inventory import settings_for, sources
 from vllm_fleet.plan import plan_host
@@ -40,12 +40,11 @@ if probe is not None:
     if gpu_stack:
         driver = nvidia_driver if accelerator == "nvidia" else amd_rocm
         gpu_reboot(settings, probe, accelerator, driver(settings, distro, probe))
-    serving = host.get_fact(ServingState, accelerators=",".join(nix_builds_for(settings, accelerator)))
     engine_restarts = []
     if settings.serving_method == "docker":
         engine_restarts = docker_engine(settings, distro, probe)
         if gpu_stack and accelerator == "nvidia":
             engine_restarts += nvidia_container_toolkit(settings, distro, probe)
     else:
-        nix_setup(settings, distro, serving)
-    vllm_service(plan.settings, accelerator, probe, engine_restarts, serving)
+        nix_setup(settings, distro, probe)
+    vllm_service(plan.settings, accelerator, probe, engine_restarts)

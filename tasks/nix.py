@@ -19,16 +19,13 @@ INSTALLER_DIR = "/var/lib/vllm-fleet/nix-installer"
 
 
 @deploy("Nix")
-def nix_setup(settings: Settings, distro: Distro, state: dict) -> None:
-    """state: the ServingState fact."""
+def nix_setup(settings: Settings, distro: Distro, probe: dict) -> None:
+    """probe: pre-flight's HostProbe, which says whether Nix is there."""
+    state = nix.serving_state(probe)
+    package = nix.DISTRO_PACKAGE.get(distro.id)
     if state["nix"] != "yes":
-        if nix.install_plan(distro) == "package":
-            apt.packages(
-                name=f"Install Nix ({nix.DISTRO_PACKAGE[distro.id]})",
-                packages=[nix.DISTRO_PACKAGE[distro.id]],
-                update=True,
-                cache_time=APT_CACHE_SECONDS,
-            )
+        if package:
+            apt.packages(name=f"Install Nix ({package})", packages=[package], update=True, cache_time=APT_CACHE_SECONDS)
         else:
             _run_official_installer(state["machine"])
 

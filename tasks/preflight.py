@@ -5,8 +5,9 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api.deploy import deploy
 
-from vllm_fleet import launch
+from vllm_fleet import launch, nix
 from vllm_fleet.distro import Distro
+from vllm_fleet.inventory import fleet_settings
 from vllm_fleet.operations import stop_host
 from vllm_fleet.plan import HostPlan
 from vllm_fleet.preflight import Context, HostProbe, run_checks, verdict
@@ -17,7 +18,11 @@ def preflight(plan: HostPlan, vendors: list[str], distro: Distro | None, unsuppo
     """Runs every check that applies; returns the host probe when the host may be deployed, else None."""
     s = plan.settings
     probe = host.get_fact(
-        HostProbe, port=s.vllm_port, hf_cache_dir=s.hf_cache_dir, model_dir="models--" + s.vllm_model.replace("/", "--")
+        HostProbe,
+        port=s.vllm_port,
+        hf_cache_dir=s.hf_cache_dir,
+        model_dir="models--" + s.vllm_model.replace("/", "--"),
+        accelerators=",".join(nix.builds_for(s, plan.accelerator, fleet_settings(host))),
     )
     context = Context(
         probe, vendors, s, plan.accelerator, plan.sizing, launch.image(s, plan.accelerator), distro, unsupported_os

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 from io import StringIO
 from pathlib import Path
@@ -14,6 +13,7 @@ from pyinfra.operations.util import any_changed
 
 from vllm_fleet import images, launch, nix
 from vllm_fleet.facts import DockerImageId
+from vllm_fleet.inventory import fleet_settings
 from vllm_fleet.operations import barrier, secret_file
 from vllm_fleet.settings import Settings
 
@@ -22,13 +22,11 @@ NIX_INSTALL_SCRIPT = f"{launch.HELPER_DIR}/vllm-nix-install"
 
 
 @deploy("vLLM service")
-def vllm_service(
-    settings: Settings, accelerator: str, probe: dict, engine_restarts: list = (), serving: dict | None = None
-) -> None:
-    """probe: pre-flight's HostProbe. engine_restarts: operations that restart the Docker
-    engine; vLLM is restarted and waited for after them too, as the engine's restart
-    stopped its container. serving: the ServingState fact (how vLLM is served now)."""
-    serving = serving or {}
+def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_restarts: list = ()) -> None:
+    """probe: pre-flight's HostProbe, which also says how vLLM is served now. engine_restarts:
+    operations that restart the Docker engine; vLLM is restarted and waited for after them
+    too, as the engine's restart stopped its container."""
+    serving = nix.serving_state(probe)
     files.directory(
         name=f"Create root-only config directory {launch.CONFIG_DIR}",
         path=launch.CONFIG_DIR,
@@ -96,7 +94,7 @@ def vllm_service(
                 [
                     launch.READY_SCRIPT,
                     host.name,
-                    local_url(settings),
+                    launch.local_url(settings),
                     settings.served_model_name,
                     str(settings.vllm_ready_timeout),
                 ]
@@ -110,15 +108,6 @@ def vllm_service(
             name="Release the Nix-built vLLM server (switched to Docker)",
             commands=[f"rm -rf {nix.NIX_DIR}/vllm-server-* {nix.FLAKE_DIR}"],
         )
-
-
-def local_url(settings: Settings) -> str:
-    """The endpoint as seen from the host itself."""
-    address = ipaddress.ip_address(settings.vllm_bind_address)
-    if address.is_unspecified:
-        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
-    shown = f"[{address}]" if address.version == 6 else str(address)
-    return f"http://{shown}:{settings.vllm_port}"
 
 
 def _install_image(settings: Settings, accelerator: str) -> list:
@@ -163,7 +152,7 @@ def _install_nix_server(settings: Settings, accelerator: str, serving: dict) -> 
         _link_driver_libraries(serving)
     flake = nix.flake_dir(settings.nix_flake)
     due = {}  # accelerator -> hash of the flake it is to be built from
-    for wanted in nix_builds_for(settings, accelerator):
+    for wanted in nix.builds_for(settings, accelerator, fleet_settings(host)):
         digest = nix.flake_hash(flake, nix.attribute(wanted))
         target, built_from = serving.get("builds", {}).get(wanted, ("", ""))
         if not target or built_from != digest:
@@ -199,17 +188,6 @@ def _install_nix_server(settings: Settings, accelerator: str, serving: dict) -> 
     return [done[accelerator]] if accelerator in done else []
 
 
-def nix_builds_for(settings: Settings, accelerator: str) -> list[str]:
-    """Accelerators whose server this host builds: its own, and, on a builder, its clients'."""
-    wanted = [accelerator]
-    if not settings.nix_builder:
-        for other in host.inventory:
-            data = other.data.dict()
-            if data.get("nix_builder") == host.name and data.get("accelerator") not in wanted:
-                wanted.append(data.get("accelerator"))
-    return wanted
-
-
 def builder_address(name: str) -> str:
     """How other hosts reach a builder: its ssh_hostname, else its inventory name."""
     return next(h for h in host.inventory if h.name == name).data.get("ssh_hostname") or name
@@ -235,9 +213,8 @@ def _link_driver_libraries(serving: dict) -> None:
             name=f"Link the host's NVIDIA driver libraries into {nix.OPENGL_DRIVER}/lib",
             commands=[
                 f"mkdir -p {nix.DRIVER_LINKS_DIR}/lib && rm -f {nix.DRIVER_LINKS_DIR}/lib/* && "
-                "for lib in $(ldconfig -p | awk '/(libcuda|libnvidia-ml|libnvidia-ptxjitcompiler|libnvidia-nvvm)"
-                '\\.so/ {print $NF}\'); do ln -s "$lib" '
-                f"{nix.DRIVER_LINKS_DIR}/lib/; done && "
+                f"for lib in $(ldconfig -p | awk '{nix.NVIDIA_LIBS} {{print $NF}}'); do "
+                f'ln -s "$lib" {nix.DRIVER_LINKS_DIR}/lib/; done && '
                 f"test -e {nix.OPENGL_DRIVER}/lib/libcuda.so.1 || "
                 f"{{ echo 'ldconfig knows no libcuda.so.1: is the NVIDIA driver installed?' >&2; exit 1; }}"
             ],

@@ -7,13 +7,16 @@ from pathlib import Path
 from pyinfra.api import Inventory, State
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_state
-from pyinfra_cli.inventory import make_inventory
 
 from vllm_fleet.settings import SCHEMA, Settings, SettingsError, check_builder, validate
 
 
 def load_inventory(path: str, repo: Path) -> Inventory:
     """An inventory file loaded as the pyinfra CLI would, group_data included."""
+    # Imported here: pyinfra_cli patches the process with gevent on import, which the verify
+    # suite's workers (which import this module through the tasks' helpers) do not survive.
+    from pyinfra_cli.inventory import make_inventory
+
     with ctx_state.use(State()):
         return make_inventory(path, cwd=str(repo))
 
@@ -74,10 +77,15 @@ def validate_inventory(inventory: Inventory) -> dict[str, Settings]:
 _cache: dict[int, dict[str, Settings]] = {}
 
 
-def settings_for(host) -> Settings:
-    """This host's settings, validating the whole inventory on first use."""
+def fleet_settings(host) -> dict[str, Settings]:
+    """Every host's settings in this host's inventory, validated once per inventory."""
     inventory = host.inventory
     key = id(inventory)
     if key not in _cache:
         _cache[key] = validate_inventory(inventory)
-    return _cache[key][host.name]
+    return _cache[key]
+
+
+def settings_for(host) -> Settings:
+    """This host's settings, validating the whole inventory on first use."""
+    return fleet_settings(host)[host.name]

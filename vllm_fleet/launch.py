@@ -131,6 +131,15 @@ def unit_context(s: Settings, accelerator: str) -> dict:
     return context
 
 
+def local_url(settings: Settings) -> str:
+    """The endpoint as seen from the host itself."""
+    address = ipaddress.ip_address(settings.vllm_bind_address)
+    if address.is_unspecified:
+        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    shown = f"[{address}]" if address.version == 6 else str(address)
+    return f"http://{shown}:{settings.vllm_port}"
+
+
 def env_file_content(s: Settings) -> str:
     """The env file read by `docker run --env-file` (KEY=value, taken literally), or by
     systemd's EnvironmentFile= (settings refuse the characters it would read otherwise)."""

@@ -10,10 +10,11 @@ is due, and --dry tells the truth.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllm_fleet.distro import Distro
+from vllm_fleet.settings import Settings
 
 REPO_FLAKE = Path(__file__).resolve().parent.parent / "nix"
 NIX_DIR = "/var/lib/vllm-fleet/nix"
@@ -26,7 +27,8 @@ TMPFILES_CONF = "/etc/tmpfiles.d/vllm-fleet-opengl-driver.conf"
 NIX_CONF = "/etc/nix/nix.conf"
 OUR_NIX_CONF = "/etc/nix/vllm-fleet.conf"
 NIX = "/nix/var/nix/profiles/default/bin/nix"  # the official installer's; Debian's is /usr/bin/nix
-NIX_FLAGS = ["--extra-experimental-features", "nix-command flakes"]
+# The NVIDIA userspace libraries CUDA programs load, as an awk pattern over `ldconfig -p`.
+NVIDIA_LIBS = r"/(libcuda|libnvidia-ml|libnvidia-ptxjitcompiler|libnvidia-nvvm)\.so/"
 
 # Distributions whose own package gives a multi-user Nix with its daemon under systemd.
 DISTRO_PACKAGE = {"debian": "nix-setup-systemd", "ubuntu": "nix-setup-systemd"}
@@ -44,11 +46,6 @@ class Installer:
 
 
 INSTALLER = Installer("2.24.9", {"x86_64": "3c0779e4878d1289cf3fbb158ec5ea9bdf61dfb9b4efac6b3b0b6bec5ba4cf13"})
-
-
-def install_plan(distro: Distro) -> str:
-    """'package' or 'installer': how Nix gets onto a host of this distribution."""
-    return "package" if distro.id in DISTRO_PACKAGE else "installer"
 
 
 def flake_dir(setting: str | None) -> Path:
@@ -106,3 +103,56 @@ def tmpfiles_conf() -> str:
         "# Managed by vllm-fleet: Nix-built CUDA programs find the host's driver here.\n"
         f"L+ {OPENGL_DRIVER} - - - - {DRIVER_LINKS_DIR}\n"
     )
+
+
+def builds_for(settings: Settings, accelerator: str, fleet: Mapping[str, Settings]) -> list[str]:
+    """Accelerators whose server a host builds: its own, and, on a builder, those of the
+    hosts naming it as nix_builder (fleet: every host's settings)."""
+    wanted = [accelerator]
+    if settings.serving_method == "nix" and not settings.nix_builder:
+        for other in fleet.values():
+            if other.nix_builder == settings.host and other.accelerator not in wanted:
+                wanted.append(other.accelerator)
+    return wanted
+
+
+def probe_lines(unit_path: str, accelerators: list[str]) -> str:
+    """Lines of pre-flight's host probe: how vLLM is served now and what the Nix way has built."""
+    lines = [
+        f"if [ -f {unit_path} ]; then grep -q '/usr/bin/docker run' {unit_path} && echo unit_method=docker "
+        "|| echo unit_method=nix; fi",
+        f"{{ command -v nix || ls {NIX}; }} >/dev/null 2>&1 && echo nix=yes || echo nix=no",
+        'echo "machine=$(uname -m)"',
+        f'echo "nix_links=$(ls -d {NIX_DIR}/vllm-server-* 2>/dev/null | grep -v flake-sha256 | tr "\\n" ,)"',
+        f"echo \"driver_libs=$(ldconfig -p 2>/dev/null | awk '{NVIDIA_LIBS} {{print $1}}' | sort -u | tr '\\n' ,)\"",
+        f'echo "linked_driver_libs=$(ls {DRIVER_LINKS_DIR}/lib 2>/dev/null | sort -u | tr "\\n" ,)"',
+    ]
+    for accelerator in accelerators:
+        lines.append(
+            f'echo "nix_build_{accelerator}=$(readlink {out_link(accelerator)} 2>/dev/null)'
+            f' $(cat {stamp(accelerator)} 2>/dev/null)"'
+        )
+    return "\n".join(lines) + "\n"
+
+
+def serving_state(probe: Mapping[str, str]) -> dict:
+    """The probe's serving lines as data: unit_method ('docker', 'nix' or ''), nix ('yes'/'no'),
+    machine, nix_links, driver_libs, linked_driver_libs (lists), builds {accelerator: (target, hash)}."""
+
+    def listed(key: str) -> list[str]:
+        return [v for v in probe.get(key, "").split(",") if v]
+
+    builds = {}
+    for key, value in probe.items():
+        if key.startswith("nix_build_"):
+            target, _, digest = value.partition(" ")
+            builds[key.removeprefix("nix_build_")] = (target.strip(), digest.strip())
+    return {
+        "unit_method": probe.get("unit_method", ""),
+        "nix": probe.get("nix", "no"),
+        "machine": probe.get("machine", ""),
+        "nix_links": listed("nix_links"),
+        "driver_libs": listed("driver_libs"),
+        "linked_driver_libs": listed("linked_driver_libs"),
+        "builds": builds,
+    }

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from pyinfra.api import FactBase
 
-from vllm_fleet import gpu_packages
+from vllm_fleet import gpu_packages, nix
 from vllm_fleet.distro import Distro
 from vllm_fleet.facts import parse_daemon_json
+from vllm_fleet.launch import UNIT_PATH
 from vllm_fleet.sizing import CATALOGUE
 
 # The CUDA release each default vLLM image is built against needs at least this driver
@@ -33,8 +34,8 @@ KIB_PER_GIB = 1024 * 1024
 class HostProbe(FactBase):
     """key=value lines describing what pre-flight needs; see probe_script()."""
 
-    def command(self, port: int, hf_cache_dir: str, model_dir: str) -> str:
-        return probe_script(port, hf_cache_dir, model_dir)
+    def command(self, port: int, hf_cache_dir: str, model_dir: str, accelerators: str) -> str:
+        return probe_script(port, hf_cache_dir, model_dir) + nix.probe_lines(UNIT_PATH, accelerators.split(","))
 
     def process(self, output: list[str]) -> dict[str, str]:
         return parse_probe(output)

@@ -50,7 +50,6 @@ class FakeHost:
     files: dict[str, str] = field(default_factory=dict)  # present files -> content
     dirs: list[str] = field(default_factory=list)  # present directories
     data: dict = field(default_factory=dict)  # host data (settings)
-    serving: dict[str, str] = field(default_factory=dict)  # ServingState lines (key -> value)
 
     def full_probe(self) -> list[str]:
         probe = {
@@ -76,6 +75,8 @@ class FakeHost:
             "port_listeners": "",
             "vllm_container_port": "",
             "held": "",
+            "nix": "no",
+            "machine": "x86_64",
             **self.probe,
         }
         return [f"{k}={v}" for k, v in probe.items()]
@@ -95,8 +96,6 @@ class FakeHost:
                 f"user=root group=root mode=drwxr-xr-x atime={now} mtime={now} ctime={now} size=4096 '{path}'"
             ]
         r['echo "kernel=$k"'] = self.full_probe()
-        serving = {"nix": "no", "machine": "x86_64", **self.serving}
-        r["nix_links="] = [f"{k}={v}" for k, v in serving.items()]
         r["ls -pdL *-release"] = ["/etc/os-release", *OS_RELEASE[self.os].splitlines(), "---"]
         r["/sys/bus/pci/devices"] = PCI[self.pci]
         r["nvidia-smi --query-gpu"] = self.nvidia_smi

@@ -17,7 +17,7 @@ LIBS = "libcuda.so.1,libnvidia-ml.so.1,"
 HOSTS = [
     FakeHost("ubuntu22-nix", "ubuntu22", data=GPU80),
     FakeHost("rocky9-nix", "rocky9", probe={"kernel": "5.14.0-427.13.1.el9_4.x86_64"}, data=GPU80),
-    FakeHost("rocky9-nix-arm", "rocky9", data=GPU80, serving={"machine": "aarch64"}),
+    FakeHost("rocky9-nix-arm", "rocky9", data=GPU80, probe={"machine": "aarch64"}),
 ]
 
 
@@ -92,14 +92,14 @@ def test_a_host_built_from_this_flake_plans_no_build(tmp_path):
         "ubuntu22-nix-built",
         "ubuntu22",
         nvidia_smi=["NVIDIA H100 80GB HBM3, 81559, 570.133.20, 9.0"],
-        probe={"nvidia_driver": "570.133.20"},
         data=GPU80,
-        serving={
+        probe={
+            "nvidia_driver": "570.133.20",
             "unit_method": "nix",
             "nix": "yes",
             "driver_libs": LIBS,
             "linked_driver_libs": LIBS,
-            "build_nvidia": f"/nix/store/0123-vllm-server {digest}",
+            "nix_build_nvidia": f"/nix/store/0123-vllm-server {digest}",
         },
     )
     would_change = changes(write_inventory(tmp_path, [built]))

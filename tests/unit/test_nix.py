@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from vllm_fleet import launch, nix
+from vllm_fleet.preflight import parse_probe
 from vllm_fleet.settings import validate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,3 +114,40 @@ def test_nix_server_takes_the_docker_image_arguments_plus_address_and_port():
     assert argv[1:-4] == launch.vllm_args(docker)
     assert argv[-4:] == ["--host", "127.0.0.1", "--port", "8123"]
     assert "--env-file" not in argv and "docker" not in " ".join(argv)
+
+
+def test_serving_state_reads_the_probe_lines_of_a_real_host():
+    # Recorded from a sandbox host serving the stand-in through Nix.
+    probe = parse_probe(
+        [
+            "unit_method=nix",
+            "nix=yes",
+            "machine=x86_64",
+            "nix_links=/var/lib/vllm-fleet/nix/vllm-server-cpu,",
+            "driver_libs=",
+            "linked_driver_libs=",
+            "nix_build_cpu=/nix/store/s2gk45rf-vllm-server-standin-cpu ab39eb34",
+            "nix_build_nvidia= ",
+        ]
+    )
+    state = nix.serving_state(probe)
+    assert (state["unit_method"], state["nix"], state["machine"]) == ("nix", "yes", "x86_64")
+    assert state["nix_links"] == ["/var/lib/vllm-fleet/nix/vllm-server-cpu"] and state["driver_libs"] == []
+    assert state["builds"] == {"cpu": ("/nix/store/s2gk45rf-vllm-server-standin-cpu", "ab39eb34"), "nvidia": ("", "")}
+    assert nix.serving_state({})["nix"] == "no"
+
+
+def test_a_builder_builds_for_itself_and_the_hosts_naming_it():
+    def host(name, **data):
+        return validate(name, {"phase": "enterprise", "serving_method": "nix", **data}, ["enterprise"])
+
+    fleet = {
+        "b": host("b", accelerator="nvidia"),
+        "c1": host("c1", accelerator="amd", nix_builder="b"),
+        "c2": host("c2", accelerator="nvidia", nix_builder="b"),
+        "other": host("other", accelerator="cpu"),
+        "docker": validate("docker", {"phase": "enterprise", "accelerator": "cpu"}, ["enterprise"]),
+    }
+    assert nix.builds_for(fleet["b"], "nvidia", fleet) == ["nvidia", "amd"]
+    assert nix.builds_for(fleet["c1"], "amd", fleet) == ["amd"]
+    assert nix.builds_for(fleet["other"], "cpu", fleet) == ["cpu"]

@@ -68,18 +68,12 @@ class Target:
         """curl on the host; the key goes from the root-only env file to curl's stdin."""
         header = f"sed -n 's/^VLLM_API_KEY=/Authorization: Bearer /p' {launch.ENV_FILE}" if with_key else "true"
         data = f"-H 'Content-Type: application/json' --data-binary {_sh(body)}" if body else ""
-        url = _local_url(self.settings) + path
+        url = launch.local_url(self.settings) + path
         return self.host.run(f"{header} | curl -sS --max-time 30 -w '\\n%{{http_code}}' -H @- {data} {_sh(url)}")
 
 
 def _sh(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"
-
-
-def _local_url(settings: Settings) -> str:
-    from tasks.vllm_service import local_url
-
-    return local_url(settings)
 
 
 def _hostspec(name: str, data: dict) -> tuple[str, dict]:
