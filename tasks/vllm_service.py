@@ -163,7 +163,9 @@ def _install_nix_server(settings: Settings, accelerator: str, serving: dict) -> 
             src=str(flake),
             dest=nix.FLAKE_DIR,
             delete=True,
-            exclude=["*.pyc", "__pycache__", "result*"],
+            exclude=list(nix.SKIPPED),
+            # exclude_dir matches paths relative to the flake, so at any depth too.
+            exclude_dir=[*nix.SKIPPED, *(f"*/{s}" for s in nix.SKIPPED)],
         )
     timeout = str(settings.nix_build_timeout)
     done = {}

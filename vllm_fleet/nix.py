@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 from vllm_fleet.settings import Settings
@@ -52,9 +53,18 @@ def flake_dir(setting: str | None) -> Path:
     return Path(setting) if setting else REPO_FLAKE
 
 
+# Left out of the shipped flake, and so of its hash, wherever they stand: Python caches
+# and `nix build` result links.
+SKIPPED = ("*.pyc", "__pycache__", "result", "result-*")
+
+
 def flake_files(directory: Path) -> list[Path]:
-    """The files that make up the flake (what is shipped and hashed), sorted."""
-    return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in (".nix", ".lock", ".py"))
+    """The files shipped to a host as the flake (what its hash covers), sorted."""
+    return sorted(
+        path
+        for path in directory.rglob("*")
+        if path.is_file() and not any(fnmatch(part, s) for part in path.relative_to(directory).parts for s in SKIPPED)
+    )
 
 
 def flake_hash(directory: Path, attribute: str) -> str:

@@ -92,6 +92,14 @@ def test_flake_hash_follows_content_and_attribute_only(tmp_path):
     (tmp_path / "__pycache__").mkdir()
     (tmp_path / "__pycache__" / "x.pyc").write_bytes(b"\0")
     assert nix.flake_hash(tmp_path, "vllm-server-cpu") == first
+    (tmp_path / "result").symlink_to(tmp_path / "__pycache__")
+    assert nix.flake_hash(tmp_path, "vllm-server-cpu") == first
+    # Every shipped file counts, whatever its kind: a patch the flake applies changes the build.
+    (tmp_path / "fix.patch").write_text("--- a\n")
+    with_patch = nix.flake_hash(tmp_path, "vllm-server-cpu")
+    assert with_patch != first
+    (tmp_path / "fix.patch").write_text("--- b\n")
+    assert nix.flake_hash(tmp_path, "vllm-server-cpu") != with_patch
     (tmp_path / "flake.nix").write_text("{ outputs = _: { x = 1; }; }")
     assert nix.flake_hash(tmp_path, "vllm-server-cpu") != first
 
