@@ -26,6 +26,8 @@ from vllm_fleet.sizing import CATALOGUE
 MIN_NVIDIA_DRIVER = {"vllm/vllm-openai:v0.11.0": (570, 26)}
 # Image size on disk, GiB, by accelerator (CUDA and ROCm images are large; pulled plus unpacked).
 IMAGE_DISK_GIB = {"nvidia": 25.0, "amd": 40.0, "cpu": 10.0}
+# Where each serving method keeps the server, and the probe's key for its free space.
+SERVER_STORE = {"docker": ("/var/lib/docker", "docker_root_free_kib"), "nix": ("/nix/store", "nix_store_free_kib")}
 # gfx targets the default ROCm image ships kernels for (AMD's vLLM docker guide).
 ROCM_IMAGE_GFX = {"gfx90a", "gfx942", "gfx950", "gfx1100", "gfx1101", "gfx1200", "gfx1201"}
 KIB_PER_GIB = 1024 * 1024
@@ -275,10 +277,10 @@ def _disk(c: Context):
                 f"{c.settings.hf_cache_dir} has {free:.1f} GiB free, {model.id} needs {model.disk_gib * 1.1:.1f} GiB"
             )
     # The Nix closure of vLLM is about the size of its image (the same CUDA or ROCm libraries).
-    where = "/nix/store" if c.settings.serving_method == "nix" else "/var/lib/docker"
-    free = _gib(c.probe.get("nix_store_free_kib" if where == "/nix/store" else "docker_root_free_kib", ""))
+    where, key = SERVER_STORE[c.settings.serving_method]
+    free = _gib(c.probe.get(key, ""))
     need = IMAGE_DISK_GIB[c.accelerator]
-    if c.settings.vllm_image_archive and where == "/var/lib/docker":
+    if c.settings.vllm_image_archive and c.settings.serving_method == "docker":
         need = 2.2 * os.path.getsize(c.settings.vllm_image_archive) / 2**30  # shipped copy + loaded layers
     if free < need:
         problems.append(f"{where} has {free:.1f} GiB free, vLLM needs about {need:.1f} GiB there")
@@ -296,14 +298,15 @@ def _gated(c: Context):
 @check("port")
 def _port(c: Context):
     listeners = [_listener(item) for item in c.probe.get("port_listeners", "").split()]
-    main_pid = c.probe.get("vllm_main_pid", "").strip("0") and c.probe["vllm_main_pid"]  # "0": not running
-    # Our own server: Docker's proxy for our container, or vllm.service's main process (Nix).
-    ours = [(name, pid) for name, pid in listeners if pid == main_pid or name == "docker-proxy"]
-    others = [name for name, pid in listeners if (name, pid) not in ours]
-    serving = c.probe.get("vllm_container_port") or any(pid == main_pid for _, pid in ours)
-    if others or (ours and not serving):
-        names = ", ".join(others or [name for name, _ in ours])
-        return f"port {c.settings.vllm_port} is already taken by {names}: stop it or choose another vllm_port"
+    main_pid = c.probe.get("vllm_main_pid", "")  # systemd says 0 when vllm.service is not running
+    # Ours: vllm.service's own process (Nix), or Docker's proxy while our container is up.
+    ours_up = bool(c.probe.get("vllm_container_port"))
+    others = [
+        name for name, pid in listeners if not (pid and pid == main_pid) and not (name == "docker-proxy" and ours_up)
+    ]
+    if others:
+        taken = ", ".join(others)
+        return f"port {c.settings.vllm_port} is already taken by {taken}: stop it or choose another vllm_port"
     return None
 
 
