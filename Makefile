@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INVENTORY ?= inventories/sandbox.py
 HOSTS ?= 1
+GATEWAYS ?= 0
 JOBS ?= 4
 REPORTS := reports
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -27,7 +28,7 @@ nix-tools:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nix-bin; }
 
 sandbox-up: setup
-	$(BIN)/python -m tests.sandbox.sandbox up --hosts $(HOSTS)
+	$(BIN)/python -m tests.sandbox.sandbox up --hosts $(HOSTS) --gateways $(GATEWAYS)
 
 sandbox-down: setup
 	$(BIN)/python -m tests.sandbox.sandbox down

@@ -22,21 +22,35 @@ if not _state_file.exists():
     raise _PyinfraError(f"the sandbox is not up ({_state_file} is missing): run `make sandbox-up` first")
 _state = _json.loads(_state_file.read_text())
 
-_common = {
+_connection = {
     "ssh_hostname": "127.0.0.1",
     "ssh_user": "root",
     "ssh_key": _state["ssh_key"],
     # Sandbox hosts are rebuilt often and share one image's host keys.
     "ssh_strict_host_key_checking": "off",
     "ssh_known_hosts_file": "/dev/null",
+}
+_common = {
+    **_connection,
     "accelerator": "cpu",
     "vllm_image": _state["vllm_image"],
     "vllm_image_archive": _state["vllm_image_archive"],
     "vllm_bind_address": "0.0.0.0",
     "vllm_api_key": _Path(_state["api_key_file"]).read_text().strip(),
     "vllm_ready_timeout": 120,
+    # The machine running the tests reaches the hosts from the sandbox network's own address;
+    # it stands in for a monitoring host in the firewall.
+    "vllm_allowed_sources": [_state["runner_address"]],
 }
 
-single_gpu = [
-    (h["name"], {**_common, "ssh_port": h["ssh_port"], "sandbox_http_port": h["http_port"]}) for h in _state["hosts"]
+
+def _at(h: dict) -> dict:
+    return {"ssh_port": h["ssh_port"], "fleet_address": h["address"], "sandbox_http_port": h["http_port"]}
+
+
+single_gpu = [(h["name"], {**_common, **_at(h)}) for h in _state["hosts"]]
+# HAProxy in front of every sandbox vLLM host (make sandbox-up GATEWAYS=1).
+gateway = [
+    (g["name"], {**_connection, **_at(g), "gateway_backends": [h["name"] for h in _state["hosts"]]})
+    for g in _state.get("gateways", [])
 ]

@@ -1,4 +1,5 @@
-"""vLLM service: image in place, secrets and unit written, restarted only on change."""
+"""vLLM service: image in place, then a release (unit, secrets, readiness) activated only on change,
+and rolled back on the host when it does not come up."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api.deploy import deploy
+from pyinfra.api.util import get_template
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from vllm_fleet import images, launch, nix
+from vllm_fleet import images, launch, nix, releases
 from vllm_fleet.facts import DockerImageId
 from vllm_fleet.inventory import fleet_settings
 from vllm_fleet.operations import barrier, secret_file
@@ -19,6 +21,9 @@ from vllm_fleet.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 NIX_INSTALL_SCRIPT = f"{launch.HELPER_DIR}/vllm-nix-install"
+ACTIVATE_NEW = (
+    "Activate the new release: restart vLLM, wait for the model, go back to the previous release if it does not come up"
+)
 
 
 @deploy("vLLM service")
@@ -30,6 +35,13 @@ def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_resta
     files.directory(
         name=f"Create root-only config directory {launch.CONFIG_DIR}",
         path=launch.CONFIG_DIR,
+        user="root",
+        group="root",
+        mode="700",
+    )
+    files.directory(
+        name=f"Create root-only release directory {launch.RELEASES_DIR}",
+        path=launch.RELEASES_DIR,
         user="root",
         group="root",
         mode="700",
@@ -47,60 +59,32 @@ def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_resta
     else:
         server_ops = _install_image(settings, accelerator)
 
-    env = secret_file(
-        name=f"Write secrets to root-only {launch.ENV_FILE}",
-        dest=launch.ENV_FILE,
-        content=launch.env_file_content(settings),
-    )
-    files.put(
-        name="Install the readiness check",
-        src=str(TEMPLATES / "vllm-ready.sh"),
-        dest=launch.READY_SCRIPT,
-        mode="755",
-        create_remote_dir=True,
-    )
-    unit = files.template(
-        name=f"Write {launch.SERVICE}",
-        src=str(TEMPLATES / "vllm.service.j2"),
-        dest=launch.UNIT_PATH,
-        mode="644",
-        **launch.unit_context(settings, accelerator),
-    )
+    for script, dest in (("vllm-ready.sh", launch.READY_SCRIPT), ("vllm-activate.sh", launch.ACTIVATE_SCRIPT)):
+        files.put(name=f"Install {Path(dest).name}", src=str(TEMPLATES / script), dest=dest, mode="755")
+    release = _stage_release(settings, accelerator, probe)
 
-    changed = any_changed(*server_ops, env, unit, *engine_restarts)
     if settings.serving_method == "nix" and serving.get("unit_method") == "docker":
         server.shell(
             name="Stop and remove the Docker-served vLLM (switching to Nix)",
             commands=[f"systemctl stop {launch.SERVICE}; docker rm -f {launch.CONTAINER_NAME} >/dev/null 2>&1 || true"],
         )
-    systemd.service(
-        name="Restart vLLM for its new image or configuration",
-        service=launch.SERVICE,
-        running=True,
-        restarted=True,
-        daemon_reload=True,
-        _if=changed,
-    )
+    # A new image or Nix build under the same release, or an engine restart that stopped the
+    # container, restarts the current release, with the same wait and fallback.
+    restarts = [*server_ops, *engine_restarts]
+    if release:
+        server.shell(name=ACTIVATE_NEW, commands=[launch.activate_command(host.name, release)])
+    elif restarts:
+        server.shell(
+            name="Restart the current release: wait for the model, go back to the previous release if it does not "
+            "come up",
+            commands=[launch.activate_command(host.name, "current")],
+            _if=any_changed(*restarts),
+        )
     systemd.service(
         name="Keep vLLM running and enabled at boot",
         service=launch.SERVICE,
         running=True,
         enabled=True,
-    )
-    server.shell(
-        name="Wait for the endpoint to list the model",
-        commands=[
-            shlex.join(
-                [
-                    launch.READY_SCRIPT,
-                    host.name,
-                    launch.local_url(settings),
-                    settings.served_model_name,
-                    str(settings.vllm_ready_timeout),
-                ]
-            )
-        ],
-        _if=changed,
     )
     if settings.serving_method == "docker" and serving.get("nix_links"):
         # Only the GC roots go: the store paths stay until nix-collect-garbage.
@@ -108,6 +92,43 @@ def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_resta
             name="Release the Nix-built vLLM server (switched to Docker)",
             commands=[f"rm -rf {nix.NIX_DIR}/vllm-server-* {nix.FLAKE_DIR}"],
         )
+
+
+def _stage_release(settings: Settings, accelerator: str, probe: dict) -> str | None:
+    """Write a new release beside the serving one when the unit, env file or readiness parameters
+    differ from the current release's; returns its name, or None when the current one is wanted."""
+    contents = {
+        "vllm.service": get_template(str(TEMPLATES / "vllm.service.j2")).render(
+            launch.unit_context(settings, accelerator)
+        ),
+        "vllm.env": launch.env_file_content(settings),
+        "release.conf": launch.release_conf(settings),
+    }
+    if releases.is_current(probe, contents):
+        return None
+    release = releases.new_release_id()
+    directory = f"{launch.RELEASES_DIR}/{release}"
+    files.directory(
+        name="Create the new release's root-only directory", path=directory, user="root", group="root", mode="700"
+    )
+    files.put(
+        name=f"Write {launch.SERVICE} of the new release",
+        src=StringIO(contents["vllm.service"]),
+        dest=f"{directory}/vllm.service",
+        mode="644",
+    )
+    secret_file(
+        name="Write secrets to root-only vllm.env of the new release",
+        dest=f"{directory}/vllm.env",
+        content=contents["vllm.env"],
+    )
+    files.put(
+        name="Write readiness parameters of the new release",
+        src=StringIO(contents["release.conf"]),
+        dest=f"{directory}/release.conf",
+        mode="644",
+    )
+    return release
 
 
 def _install_image(settings: Settings, accelerator: str) -> list:

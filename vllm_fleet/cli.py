@@ -34,7 +34,11 @@ def cmd_hosts(args) -> int:
         print(f"vllm_fleet: {exc}", file=sys.stderr)
         return 2
     hosts = {
-        host.name: {"connection": connection(host), "settings": public_values(settings[host.name])}
+        host.name: {
+            "connection": connection(host),
+            "role": settings[host.name].role,
+            "settings": public_values(settings[host.name]),
+        }
         for host in inventory
     }
     json.dump({"hosts": hosts}, sys.stdout, indent=2)
@@ -45,9 +49,9 @@ def cmd_hosts(args) -> int:
 def cmd_plan(args) -> int:
     from vllm_fleet.facts import resolve_accelerator
     from vllm_fleet.gpus import gpus_from_data
-    from vllm_fleet.inventory import host_data, load_inventory, sources, validated
-    from vllm_fleet.plan import offline_accelerator, plan_host
-    from vllm_fleet.settings import SettingsError, check_builder, validate
+    from vllm_fleet.inventory import host_data, load_inventory, sources
+    from vllm_fleet.plan import gateway_plan, offline_accelerator, plan_host
+    from vllm_fleet.settings import SettingsError, check_builder, check_gateway, validate
 
     inventory = load_inventory(args.inventory, REPO)
     hosts = [h for h in inventory if args.host in (None, h.name)]
@@ -55,13 +59,26 @@ def cmd_plan(args) -> int:
         print(f"vllm_fleet: no host {args.host!r} in {args.inventory}", file=sys.stderr)
         return 2
     facts = read_facts(args.inventory, [h.name for h in hosts]) if args.facts else {}
+    valid = {}
+    for host in inventory:
+        try:
+            valid[host.name] = validate(host.name, host_data(host), host.groups)
+        except SettingsError as exc:
+            valid[host.name] = exc
+    fleet = {name: v for name, v in valid.items() if not isinstance(v, SettingsError)}
     plans: dict[str, dict] = {}
     for host in hosts:
+        settings = valid[host.name]
         try:
-            settings = validate(host.name, host_data(host), host.groups)
-            check_builder(settings, validated(inventory, settings.nix_builder))
+            if isinstance(settings, SettingsError):
+                raise settings
+            check_builder(settings, fleet.get(settings.nix_builder))
+            check_gateway(settings, fleet)
         except SettingsError as exc:
             plans[host.name] = {"refused": str(exc)}
+            continue
+        if settings.role == "gateway":
+            plans[host.name] = gateway_plan(settings, fleet)
             continue
         if host.name in facts:
             vendors, gpus = facts[host.name]

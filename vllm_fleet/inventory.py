@@ -8,7 +8,7 @@ from pyinfra.api import Inventory, State
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_state
 
-from vllm_fleet.settings import SCHEMA, Settings, SettingsError, check_builder, validate
+from vllm_fleet.settings import SCHEMA, Settings, SettingsError, check_builder, check_gateway, validate
 
 
 def load_inventory(path: str, repo: Path) -> Inventory:
@@ -67,6 +67,7 @@ def validate_inventory(inventory: Inventory) -> dict[str, Settings]:
     for settings in result.values():
         try:
             check_builder(settings, result.get(settings.nix_builder))
+            check_gateway(settings, result)
         except SettingsError as exc:
             errors.append(str(exc))
     if errors:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 
 from vllm_fleet import nix
 from vllm_fleet.images import default_image
@@ -16,11 +17,18 @@ from vllm_fleet.settings import Settings
 CONTAINER_NAME = "vllm"
 SERVICE = "vllm.service"
 CONFIG_DIR = "/etc/vllm-fleet"
+# Each deploy's unit, env file and readiness parameters form a release; current and previous
+# are links in RELEASES_DIR, and ENV_FILE links to the current release's env file.
+RELEASES_DIR = f"{CONFIG_DIR}/releases"
 ENV_FILE = f"{CONFIG_DIR}/vllm.env"
+RELEASE_FILES = ("vllm.service", "vllm.env", "release.conf")
 STATE_DIR = "/var/lib/vllm-fleet"
 IMAGE_DIR = f"{STATE_DIR}/images"
 HELPER_DIR = "/usr/local/lib/vllm-fleet"
 READY_SCRIPT = f"{HELPER_DIR}/vllm-ready"
+ACTIVATE_SCRIPT = f"{HELPER_DIR}/vllm-activate"
+ACTIVATE_UNIT = "vllm-fleet-activate"
+ACTIVATE_LOG = f"{STATE_DIR}/activate.log"
 UNIT_PATH = f"/etc/systemd/system/{SERVICE}"
 # vLLM's own default port inside the container; the host port is vllm_port.
 CONTAINER_PORT = 8000
@@ -138,6 +146,33 @@ def local_url(settings: Settings) -> str:
         address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
     shown = f"[{address}]" if address.version == 6 else str(address)
     return f"http://{shown}:{settings.vllm_port}"
+
+
+def release_conf(s: Settings) -> str:
+    """What the activation needs to tell that a release serves (sourced by templates/vllm-activate.sh)."""
+    model, url = shlex.quote(s.served_model_name), shlex.quote(local_url(s))
+    return f"MODEL={model}\nURL={url}\nTIMEOUT={s.vllm_ready_timeout}\n"
+
+
+def activate_command(host_label: str, release: str) -> str:
+    """Runs the activation as a transient systemd unit, so that a dropped SSH connection cannot
+    stop it halfway; prints its log and exits with its status."""
+    run = shlex.join(
+        [
+            "systemd-run",
+            f"--unit={ACTIVATE_UNIT}",
+            "--service-type=oneshot",
+            "--collect",
+            "--wait",
+            "--quiet",
+            "--property",
+            f"StandardOutput=truncate:{ACTIVATE_LOG}",
+            ACTIVATE_SCRIPT,
+            host_label,
+            release,
+        ]
+    )
+    return f"{run}; status=$?; cat {ACTIVATE_LOG} >&2; exit $status"
 
 
 def env_file_content(s: Settings) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from vllm_fleet import launch
 from vllm_fleet.gpus import vendor_from_name
-from vllm_fleet.settings import Settings, public_values
+from vllm_fleet.settings import Settings, gateway_backends, public_values
 from vllm_fleet.sizing import Gpus, Sizing, size
 
 
@@ -68,3 +68,16 @@ def offline_accelerator(settings: Settings) -> tuple[str, list[str]]:
     if vendor:
         return vendor, []
     return "nvidia", ["accelerator auto and no gpu_name: assumed nvidia (plan with --facts to read the PCI bus)"]
+
+
+def gateway_plan(settings: Settings, fleet: dict[str, Settings]) -> dict:
+    """What a gateway host serves: HAProxy on gateway_port in front of its backends."""
+    return {
+        "role": "gateway",
+        "listen": f"{'https' if settings.gateway_tls_certificate else 'http'}://{settings.fleet_address}:"
+        f"{settings.gateway_port}",
+        "auth": settings.gateway_auth,
+        "backends": {b.host: f"{b.fleet_address}:{b.vllm_port}" for b in gateway_backends(settings, fleet)},
+        "warnings": [],
+        "refused": None,
+    }

@@ -8,6 +8,11 @@ import shlex
 def render(plans: dict[str, dict]) -> str:
     blocks = []
     for name, plan in plans.items():
+        if plan.get("role") == "gateway":
+            backends = ", ".join(f"{host} ({address})" for host, address in plan["backends"].items())
+            heading = f"{name}  (gateway: HAProxy on {plan['listen']}, auth {plan['auth']})"
+            blocks.append(f"{heading}\n  backends:  {backends}")
+            continue
         if "settings" not in plan:
             blocks.append(f"{name}\n  REFUSED: {plan['refused']}")
             continue

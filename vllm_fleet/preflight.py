@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pyinfra.api import FactBase
 
-from vllm_fleet import gpu_packages, nix
+from vllm_fleet import gpu_packages, nix, releases
 from vllm_fleet.distro import Distro
 from vllm_fleet.facts import parse_daemon_json
 from vllm_fleet.launch import UNIT_PATH
@@ -37,7 +37,11 @@ class HostProbe(FactBase):
     """key=value lines describing what pre-flight needs; see probe_script()."""
 
     def command(self, port: int, hf_cache_dir: str, model_dir: str, accelerators: str) -> str:
-        return probe_script(port, hf_cache_dir, model_dir) + nix.probe_lines(UNIT_PATH, accelerators.split(","))
+        return (
+            probe_script(port, hf_cache_dir, model_dir)
+            + nix.probe_lines(UNIT_PATH, accelerators.split(","))
+            + releases.probe_lines()
+        )
 
     def process(self, output: list[str]) -> dict[str, str]:
         return parse_probe(output)
@@ -75,6 +79,7 @@ listeners=$(ss -Hltnp "sport = :{port}" 2>/dev/null | grep -o 'users:(("[^"]*",p
 echo "port_listeners=$(echo "$listeners" | tr '\\n' ' ')"
 echo "vllm_main_pid=$(systemctl show -p MainPID --value vllm.service 2>/dev/null)"
 echo "vllm_container_port=$(docker port vllm 8000/tcp 2>/dev/null | head -n1)"
+systemctl is-active --quiet vllm-fleet-firewall.service && echo firewall=yes || echo firewall=no
 """
 
 

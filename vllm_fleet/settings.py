@@ -37,6 +37,9 @@ QUANTIZATIONS = (
 DOCKER_SOURCES = ("distro", "docker")
 DRIVER_SOURCES = ("distro", "cuda")
 REBOOT_POLICIES = ("never", "if_needed", "always")
+GATEWAY_AUTH = ("passthrough", "gateway")
+# Inventory groups that give a host a role other than serving vLLM.
+GATEWAY_GROUP = "gateway"
 ROCM_USECASES = ("rocm", "dkms")
 
 # Flags a knob owns: passing them through vllm_extra_args would fight the knob
@@ -202,6 +205,32 @@ cache_keys = pattern_list(
 )
 
 
+def host_address(value):
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]*|[0-9a-fA-F:.]+", value):
+        raise Invalid("an IP address or a DNS name such as 'gpu-01.example.internal'")
+    return value
+
+
+def networks(value):
+    items = value if isinstance(value, (list, tuple)) else [None]
+    try:
+        return tuple(str(ipaddress.ip_network(v, strict=False)) for v in items)
+    except (ValueError, TypeError):
+        raise Invalid("a list of IP addresses or networks such as '10.20.0.0/16'") from None
+
+
+def host_names(value):
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise Invalid("a list of inventory host names")
+    return tuple(value)
+
+
+def local_file(value):
+    if not isinstance(value, str) or not Path(value).is_file():
+        raise Invalid("the path of an existing file on the machine running pyinfra")
+    return value
+
+
 def fraction(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
         raise Invalid("a number greater than 0 and at most 1 (a fraction of each GPU's memory)")
@@ -288,7 +317,7 @@ SCHEMA: Mapping[str, Setting] = _settings(
         None,
         "Deployment profile; set by putting the host in the inventory group of the "
         "same name, whose group_data/<phase>.py holds the profile.",
-        one_of(*PHASES),
+        optional(one_of(*PHASES)),
     ),
     Setting(
         "accelerator",
@@ -388,6 +417,65 @@ SCHEMA: Mapping[str, Setting] = _settings(
         900,
         "Seconds to wait after a (re)start for /v1/models to list the model (first starts download weights).",
         integer(10, 7200),
+    ),
+    Setting(
+        "vllm_firewall",
+        True,
+        "single_gpu and enterprise hosts: the vLLM port accepts connections only from loopback, the inventory's "
+        "gateway hosts and vllm_allowed_sources (an nftables table of our own; SSH and other ports are left alone). "
+        "Laptops bind to loopback instead.",
+        boolean,
+    ),
+    Setting(
+        "vllm_allowed_sources",
+        (),
+        "Addresses or networks besides the gateways allowed to reach the vLLM port: monitoring hosts "
+        "(Prometheus scraping /metrics), or a team's LAN for a single_gpu host without a gateway.",
+        networks,
+    ),
+    Setting(
+        "fleet_address",
+        None,
+        "The address the other hosts of the fleet reach this host at, and see its connections come from "
+        "(gateway backends, the vLLM hosts' firewall); None: ssh_hostname, else the inventory name.",
+        optional(host_address),
+    ),
+    Setting(
+        "gateway_backends",
+        None,
+        "Gateway hosts: the vLLM hosts HAProxy sends requests to; None: every enterprise host of the inventory.",
+        optional(host_names),
+    ),
+    Setting("gateway_port", 8000, "Gateway hosts: the port clients connect to.", integer(1, 65535)),
+    Setting("gateway_bind_address", "0.0.0.0", "Gateway hosts: the address clients connect to.", ip_address),
+    Setting(
+        "gateway_auth",
+        "passthrough",
+        "Gateway hosts: passthrough: the vLLM hosts check the client's key (vllm_api_key); gateway: HAProxy "
+        "checks gateway_api_key and sends requests on with the vLLM hosts' key, which clients never see.",
+        one_of(*GATEWAY_AUTH),
+    ),
+    Setting(
+        "gateway_api_key",
+        None,
+        "Gateway hosts with gateway_auth = gateway: the key clients send; read from the environment "
+        "(GATEWAY_API_KEY) in group_data/all.py, never committed.",
+        optional(secret_value),
+        secret=True,
+    ),
+    Setting(
+        "gateway_tls_certificate",
+        None,
+        "Gateway hosts: a PEM file (certificate chain, then private key) on the machine running pyinfra; set, "
+        "the gateway serves HTTPS only. None: plain HTTP.",
+        optional(local_file),
+    ),
+    Setting(
+        "gateway_drain_timeout",
+        120,
+        "Gateway hosts: seconds a rollout waits for a drained vLLM host's requests in flight to finish "
+        "before it restarts the host anyway.",
+        integer(5, 3600),
     ),
     Setting(
         "vllm_api_key",
@@ -538,6 +626,7 @@ class Settings:
 
     host: str
     values: Mapping[str, Any] = field(repr=False)
+    role: str = "vllm"  # or "gateway": a host of the gateway group
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -546,7 +635,7 @@ class Settings:
             raise AttributeError(name) from None
 
     def replace(self, **changes: Any) -> Settings:
-        return Settings(self.host, MappingProxyType({**self.values, **changes}))
+        return Settings(self.host, MappingProxyType({**self.values, **changes}), self.role)
 
     @property
     def served_model_name(self) -> str:
@@ -583,9 +672,33 @@ def validate(host: str, data: Mapping[str, Any], groups: Iterable[str] = ()) -> 
             values[name] = setting.check(raw)
         except Invalid as exc:
             raise SettingsError(host, name, setting.show(raw), str(exc)) from None
-    settings = Settings(host, MappingProxyType(values))
-    _check_rules(settings, data, set(groups))
+    values["fleet_address"] = values["fleet_address"] or data.get("ssh_hostname") or host
+    groups = set(groups)
+    settings = Settings(host, MappingProxyType(values), "gateway" if GATEWAY_GROUP in groups else "vllm")
+    if settings.role == "gateway":
+        _check_gateway_rules(settings, groups)
+    else:
+        _check_rules(settings, data, groups)
     return settings
+
+
+def _check_gateway_rules(s: Settings, groups: set[str]) -> None:
+    phase_groups = sorted(groups & set(PHASES))
+    if phase_groups:
+        raise SettingsError(
+            s.host,
+            "phase",
+            repr(phase_groups[0]),
+            f"a host of the {GATEWAY_GROUP} group runs HAProxy, not vLLM: put it in no phase group",
+        )
+    if s.gateway_auth == "gateway" and not s.gateway_api_key:
+        raise SettingsError(
+            s.host,
+            "gateway_api_key",
+            "None",
+            "a key of at least 16 characters with gateway_auth = 'gateway' (export GATEWAY_API_KEY before running "
+            "pyinfra)",
+        )
 
 
 def _check_rules(s: Settings, data: Mapping[str, Any], groups: set[str]) -> None:
@@ -608,6 +721,13 @@ def _check_rules(s: Settings, data: Mapping[str, Any], groups: set[str]) -> None
             repr(s.phase),
             f"the host must be in exactly one phase group, "
             f"the one named by phase, so that group_data/{s.phase}.py applies; it is in {where}",
+        )
+    if s.phase == "laptop" and not s.is_loopback:
+        raise SettingsError(
+            s.host,
+            "vllm_bind_address",
+            repr(s.vllm_bind_address),
+            "a loopback address on a laptop (phase laptop serves its own user only); use single_gpu to serve others",
         )
     if not s.is_loopback and not s.vllm_api_key:
         raise SettingsError(
@@ -683,6 +803,55 @@ def check_builder(s: Settings, builder: Settings | None) -> None:
             repr(s.nix_builder),
             "the name of a host in this inventory with serving_method = 'nix' and no nix_builder of its own",
         )
+
+
+def gateway_backends(gateway: Settings, fleet: Mapping[str, Settings]) -> list[Settings]:
+    """The vLLM hosts a gateway fronts: gateway_backends, or every enterprise host."""
+    if gateway.gateway_backends is None:
+        return [s for s in fleet.values() if s.role == "vllm" and s.phase == "enterprise"]
+    return [fleet[name] for name in gateway.gateway_backends if name in fleet]
+
+
+def check_gateway(gateway: Settings, fleet: Mapping[str, Settings]) -> None:
+    """Rules across hosts for a gateway: real backends it can reach, one key for all of them, and
+    an address the backends' firewall can admit."""
+    if gateway.role != "gateway":
+        return
+    allowed = "the names of vLLM hosts of this inventory"
+    missing = [n for n in gateway.gateway_backends or () if n not in fleet or fleet[n].role != "vllm"]
+    if missing:
+        raise SettingsError(gateway.host, "gateway_backends", repr(list(gateway.gateway_backends)), allowed)
+    backends = gateway_backends(gateway, fleet)
+    shown = repr(None if gateway.gateway_backends is None else list(gateway.gateway_backends))
+    if not backends:
+        raise SettingsError(
+            gateway.host, "gateway_backends", shown, f"{allowed} (None: the enterprise hosts, and there are none)"
+        )
+    local = [b.host for b in backends if b.is_loopback]
+    if local:
+        raise SettingsError(
+            gateway.host,
+            "gateway_backends",
+            shown,
+            f"hosts the gateway can reach: {', '.join(local)} bind(s) vLLM to loopback (set vllm_bind_address)",
+        )
+    if len({b.vllm_api_key for b in backends}) > 1:
+        raise SettingsError(
+            gateway.host,
+            "gateway_backends",
+            shown,
+            "vLLM hosts sharing one vllm_api_key (the gateway checks and forwards one key)",
+        )
+    if any(b.vllm_firewall for b in backends):
+        try:
+            ipaddress.ip_address(gateway.fleet_address)
+        except ValueError:
+            raise SettingsError(
+                gateway.host,
+                "fleet_address",
+                repr(gateway.fleet_address),
+                "the gateway's IP address as its backends see it (their nftables firewall admits it by address)",
+            ) from None
 
 
 def public_values(s: Settings) -> dict[str, Any]:

@@ -5,7 +5,7 @@ is the same deploy a user runs against a server. Also builds the stand-in image
 that takes vLLM's place (no GPU, no model downloads here) and saves it as a
 `docker save` archive, which the deploy ships through `vllm_image_archive`.
 
-    python -m tests.sandbox.sandbox up [--hosts N]
+    python -m tests.sandbox.sandbox up [--hosts N] [--gateways M]
     python -m tests.sandbox.sandbox down
     python -m tests.sandbox.sandbox status
 
@@ -37,6 +37,10 @@ PREFIX = os.environ.get("VLLM_FLEET_SANDBOX_PREFIX", "vllm-fleet-sandbox")
 IMAGE_PREFIX = "vllm-fleet-sandbox"
 SSH_PORT_BASE = int(os.environ.get("VLLM_FLEET_SANDBOX_SSH_PORT", "2220"))
 HTTP_PORT_BASE = int(os.environ.get("VLLM_FLEET_SANDBOX_HTTP_PORT", "18000"))
+# The hosts' own network, so they reach each other at fixed addresses (gateway backends, firewall
+# sources); the runner reaches them through ports published on 127.0.0.1 and is the network's .1.
+SUBNET = os.environ.get("VLLM_FLEET_SANDBOX_SUBNET", "172.30.1")
+NETWORK = f"{PREFIX}-net"
 MIRROR = os.environ.get("VLLM_FLEET_SANDBOX_MIRROR", "http://deb.debian.org/debian")
 HOST_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,sudo,ca-certificates,iproute2,curl"
 # The port vLLM listens on inside each sandbox host (vllm_port's default).
@@ -135,9 +139,15 @@ def standin_image_tag() -> str:
     return f"{IMAGE_PREFIX}/vllm-standin:{digest.hexdigest()[:12]}"
 
 
-def build_standin_image(base: str) -> tuple[str, Path]:
-    """Build the stand-in image and save it as an archive; returns (tag, archive)."""
+# Variants of the stand-in image for the rollout tests, tagged beside it in the same archive:
+# a release whose server never starts, and one that takes a while to start.
+VARIANTS = {"broken": "ENV STANDIN_FAIL_START=1", "slow": "ENV STANDIN_STARTUP_DELAY=12"}
+
+
+def build_standin_image(base: str) -> tuple[str, dict[str, str], Path]:
+    """Build the stand-in image and its variants, saved in one archive; returns (tag, variants, archive)."""
     tag = standin_image_tag()
+    variants = {name: f"{tag}-{name}" for name in VARIANTS}
     archive = STATE / f"vllm-standin-{tag.rsplit(':', 1)[1]}.tar"
     if not image_exists(tag):
         log(f"building stand-in image {tag}")
@@ -150,11 +160,18 @@ def build_standin_image(base: str) -> tuple[str, Path]:
                 'ENTRYPOINT ["python3", "/opt/vllm-standin/server.py"]\n'
             )
             run(["docker", "build", "-q", "-t", tag, ctx], stdout=subprocess.DEVNULL)
+    for name, variant in variants.items():
+        if not image_exists(variant):
+            run(
+                ["docker", "build", "-q", "-t", variant, "-"],
+                input=f"FROM {tag}\n{VARIANTS[name]}\n",
+                stdout=subprocess.DEVNULL,
+            )
     if not archive.exists():
         for old in STATE.glob("vllm-standin-*.tar"):
             old.unlink()
-        run(["docker", "save", "-o", str(archive), tag])
-    return tag, archive
+        run(["docker", "save", "-o", str(archive), tag, *variants.values()])
+    return tag, variants, archive
 
 
 # --- hosts -------------------------------------------------------------------
@@ -162,6 +179,19 @@ def build_standin_image(base: str) -> tuple[str, Path]:
 
 def container_name(index: int) -> str:
     return f"{PREFIX}-{index}"
+
+
+def gateway_name(index: int) -> str:
+    return f"{PREFIX}-gw{index}"
+
+
+def ensure_network() -> None:
+    if not quiet(["docker", "network", "inspect", NETWORK]):
+        log(f"creating network {NETWORK} ({SUBNET}.0/24)")
+        run(
+            ["docker", "network", "create", "--subnet", f"{SUBNET}.0/24", "--gateway", f"{SUBNET}.1", NETWORK],
+            stdout=subprocess.DEVNULL,
+        )
 
 
 def ensure_keys() -> tuple[Path, Path]:
@@ -181,9 +211,18 @@ def ensure_keys() -> tuple[Path, Path]:
     return key, api_key
 
 
-def start_host(index: int, image: str, pubkey: str) -> dict:
-    name = container_name(index)
+def start_host(name: str, index: int, image: str, pubkey: str) -> dict:
+    """index: the host's ports (SSH_PORT_BASE + index, HTTP_PORT_BASE + index) and address (SUBNET.10 + index)."""
     ssh_port, http_port = SSH_PORT_BASE + index, HTTP_PORT_BASE + index
+    address = f"{SUBNET}.{10 + index}"
+    attached = subprocess.run(
+        ["docker", "container", "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", name],
+        capture_output=True,
+        text=True,
+    )
+    if attached.returncode == 0 and NETWORK not in attached.stdout.split():
+        log(f"{name} predates the sandbox network: replacing it")
+        run(["docker", "rm", "-f", "-v", name], stdout=subprocess.DEVNULL)
     if not quiet(["docker", "container", "inspect", name]):
         log(f"starting host {name} (ssh 127.0.0.1:{ssh_port}, http 127.0.0.1:{http_port})")
         run(
@@ -195,6 +234,10 @@ def start_host(index: int, image: str, pubkey: str) -> dict:
                 name,
                 "--hostname",
                 name,
+                "--network",
+                NETWORK,
+                "--ip",
+                address,
                 "--cap-add",
                 "ALL",
                 "--cap-drop",
@@ -250,7 +293,7 @@ def start_host(index: int, image: str, pubkey: str) -> dict:
         ],
         input=pubkey,
     )
-    return {"name": name, "ssh_port": ssh_port, "http_port": http_port}
+    return {"name": name, "ssh_port": ssh_port, "http_port": http_port, "address": address}
 
 
 def wait_for_ssh(host: dict, key: Path) -> None:
@@ -279,24 +322,30 @@ def wait_for_ssh(host: dict, key: Path) -> None:
     sys.exit(f"[sandbox] {host['name']}: sshd did not accept the sandbox key within 30 s")
 
 
-def up(count: int) -> dict:
+def up(count: int, gateways: int = 0) -> dict:
     ensure_docker()
+    ensure_network()
     key, api_key = ensure_keys()
     base = build_host_image()
-    image, archive = build_standin_image(base)
+    image, variants, archive = build_standin_image(base)
     pubkey = (key.with_suffix(".pub")).read_text()
-    hosts = [start_host(i, base, pubkey) for i in range(1, count + 1)]
-    for host in hosts:
+    hosts = [start_host(container_name(i), i, base, pubkey) for i in range(1, count + 1)]
+    # Gateways come after the vLLM hosts in ports and addresses.
+    gws = [start_host(gateway_name(i), 50 + i, base, pubkey) for i in range(1, gateways + 1)]
+    for host in hosts + gws:
         wait_for_ssh(host, key)
     state = {
         "hosts": hosts,
+        "gateways": gws,
+        "runner_address": f"{SUBNET}.1",
         "ssh_key": str(key),
         "api_key_file": str(api_key),
         "vllm_image": image,
+        "vllm_image_variants": variants,
         "vllm_image_archive": str(archive),
     }
     (STATE / "hosts.json").write_text(json.dumps(state, indent=2) + "\n")
-    log(f"{count} host(s) up; inventory: inventories/sandbox.py")
+    log(f"{count} host(s) and {gateways} gateway(s) up; inventory: inventories/sandbox.py")
     return state
 
 
@@ -315,6 +364,7 @@ def down() -> None:
         log(f"removing {name} and its volume")
         run(["docker", "rm", "-f", "-v", name], stdout=subprocess.DEVNULL)
         subprocess.run(["docker", "volume", "rm", f"{name}-docker"], capture_output=True)
+    subprocess.run(["docker", "network", "rm", NETWORK], capture_output=True)
     (STATE / "hosts.json").unlink(missing_ok=True)
 
 
@@ -353,12 +403,13 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up_cmd = sub.add_parser("up", help="build images and start hosts")
     up_cmd.add_argument("--hosts", type=int, default=1)
+    up_cmd.add_argument("--gateways", type=int, default=0, help="HAProxy gateway hosts in front of the others")
     sub.add_parser("down", help="remove the hosts and their volumes")
     sub.add_parser("status", help="print the sandbox state")
     sub.add_parser("endpoint", help="print each host's endpoint and a curl line that works")
     args = parser.parse_args()
     if args.command == "up":
-        up(args.hosts)
+        up(args.hosts, args.gateways)
     elif args.command == "down":
         down()
     elif args.command == "endpoint":

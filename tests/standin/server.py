@@ -21,6 +21,7 @@ import argparse
 import hmac
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -204,8 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     time.sleep(float(os.environ.get("STANDIN_STARTUP_DELAY", "0")))
     api_key = args.api_key or os.environ.get("VLLM_API_KEY") or None
     server = ThreadingHTTPServer((args.host, args.port), make_handler(args, api_key, Stats()))
+    # Like vLLM's server on SIGTERM (docker stop): stop accepting, finish the requests in flight, exit.
+    server.daemon_threads = False
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"serving on http://{args.host}:{args.port}", flush=True)
     server.serve_forever()
+    server.server_close()
+    print("stopped: SIGTERM received, requests in flight finished", flush=True)
     return 0
 
 

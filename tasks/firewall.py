@@ -1,0 +1,76 @@
+"""Firewall: vLLM's port admits loopback, the gateways in front of the host and the monitoring
+sources, nothing else; every other port (SSH included) is left as it is."""
+
+from __future__ import annotations
+
+import ipaddress
+from io import StringIO
+from pathlib import Path
+
+from pyinfra.api.deploy import deploy
+from pyinfra.api.util import get_template
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from vllm_fleet.settings import Settings, gateway_backends
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+RULES = "/etc/vllm-fleet/firewall.nft"
+SERVICE = "vllm-fleet-firewall.service"
+
+
+def allowed_sources(settings: Settings, fleet: dict[str, Settings]) -> list[str]:
+    """Networks admitted to the vLLM port: the gateways that front this host, then vllm_allowed_sources."""
+    gateways = [
+        g.fleet_address
+        for g in fleet.values()
+        if g.role == "gateway" and settings.host in {b.host for b in gateway_backends(g, fleet)}
+    ]
+    networks = {str(ipaddress.ip_network(a, strict=False)) for a in [*gateways, *settings.vllm_allowed_sources]}
+    return sorted(networks, key=lambda n: (ipaddress.ip_network(n).version, ipaddress.ip_network(n)))
+
+
+def rules(settings: Settings, fleet: dict[str, Settings]) -> str:
+    sources = allowed_sources(settings, fleet)
+    return get_template(str(TEMPLATES / "vllm-firewall.nft.j2")).render(
+        port=settings.vllm_port,
+        ipv4=[n for n in sources if ipaddress.ip_network(n).version == 4],
+        ipv6=[n for n in sources if ipaddress.ip_network(n).version == 6],
+    )
+
+
+def wanted(settings: Settings) -> bool:
+    """Laptops bind to loopback; the other phases filter unless vllm_firewall is off."""
+    return settings.vllm_firewall and settings.phase != "laptop"
+
+
+@deploy("Firewall")
+def firewall(settings: Settings, fleet: dict[str, Settings], probe: dict) -> None:
+    """probe: pre-flight's HostProbe, which says whether our table is loaded now."""
+    if not wanted(settings):
+        if probe.get("firewall") == "yes":
+            systemd.service(name="Remove the vLLM port firewall", service=SERVICE, running=False, enabled=False)
+        return
+    server.packages(name="Install nftables", packages=["nftables"])
+    table = files.put(
+        name=f"Write the vLLM port firewall {RULES}",
+        src=StringIO(rules(settings, fleet)),
+        dest=RULES,
+        mode="600",
+    )
+    unit = files.put(
+        name=f"Install {SERVICE}",
+        src=str(TEMPLATES / "vllm-firewall.service"),
+        dest=f"/etc/systemd/system/{SERVICE}",
+        mode="644",
+    )
+    systemd.daemon_reload(name=f"Reload systemd for {SERVICE}", _if=unit.did_change)
+    systemd.service(name="Load the vLLM port firewall and keep it at boot", service=SERVICE, running=True, enabled=True)
+    # A reload replaces the table in one nft transaction; a restart would open the port between
+    # its stop and its start.
+    systemd.service(
+        name="Replace the loaded firewall table with the new one",
+        service=SERVICE,
+        reloaded=True,
+        _if=any_changed(table, unit),
+    )

@@ -1,0 +1,87 @@
+"""Gateway: HAProxy in front of the vLLM hosts, with active health checks, the API key checked
+here or passed through, optional TLS, and a runtime API that rollouts drain hosts through."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api.deploy import deploy
+from pyinfra.api.util import get_template
+from pyinfra.facts.files import Sha256File
+from pyinfra.operations import files, server, systemd
+
+from vllm_fleet import launch
+from vllm_fleet.operations import secret_file
+from vllm_fleet.settings import Settings, gateway_backends
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
+STAGED_CFG = f"{launch.CONFIG_DIR}/haproxy.cfg"
+CERTIFICATE = f"{launch.CONFIG_DIR}/gateway.pem"
+CONTROL_SCRIPT = f"{launch.HELPER_DIR}/vllm-gateway"
+
+
+def haproxy_quote(value: str) -> str:
+    """A double-quoted HAProxy word: taken literally (HAProxy expands $VARS and escapes inside)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def haproxy_config(settings: Settings, fleet: dict[str, Settings]) -> str:
+    backends = gateway_backends(settings, fleet)
+    backend_key = backends[0].vllm_api_key  # validation: one key for all of them
+    return get_template(str(TEMPLATES / "haproxy.cfg.j2")).render(
+        bind=settings.gateway_bind_address,
+        port=settings.gateway_port,
+        tls=CERTIFICATE if settings.gateway_tls_certificate else None,
+        auth=settings.gateway_auth,
+        client_header=haproxy_quote(f"Bearer {settings.gateway_api_key}") if settings.gateway_api_key else None,
+        backend_header=haproxy_quote(f"Bearer {backend_key}") if backend_key else '""',
+        backends=[(b.host, b.fleet_address, b.vllm_port) for b in backends],
+    )
+
+
+@deploy("Gateway")
+def gateway(settings: Settings, fleet: dict[str, Settings]) -> None:
+    server.packages(name="Install HAProxy and socat (its runtime API)", packages=["haproxy", "socat"])
+    files.directory(
+        name=f"Create root-only config directory {launch.CONFIG_DIR}",
+        path=launch.CONFIG_DIR,
+        user="root",
+        group="root",
+        mode="700",
+    )
+    certificate = None
+    if settings.gateway_tls_certificate:
+        certificate = secret_file(
+            name=f"Write the TLS certificate and key to root-only {CERTIFICATE}",
+            dest=CERTIFICATE,
+            content=Path(settings.gateway_tls_certificate).read_text(),
+        )
+    config = haproxy_config(settings, fleet)
+    # HAProxy checks the new configuration before it replaces the one serving: a bad one
+    # fails here and the gateway keeps answering with the old.
+    secret_file(name="Write the HAProxy configuration (root-only: it holds API keys)", dest=STAGED_CFG, content=config)
+    new_config = host.get_fact(Sha256File, path=HAPROXY_CFG) != hashlib.sha256(config.encode()).hexdigest()
+    if new_config:
+        server.shell(
+            name=f"Check the HAProxy configuration and install it as {HAPROXY_CFG}",
+            commands=[f"haproxy -c -q -f {STAGED_CFG} && install -m 600 -o root -g root {STAGED_CFG} {HAPROXY_CFG}"],
+        )
+    files.put(
+        name="Install vllm-gateway (drain and ready)",
+        src=str(TEMPLATES / "vllm-gateway.sh"),
+        dest=CONTROL_SCRIPT,
+        mode="755",
+        create_remote_dir=True,
+    )
+    systemd.service(
+        name="Keep HAProxy running and enabled at boot", service="haproxy.service", running=True, enabled=True
+    )
+    # A reload hands the listening sockets to new workers: no connection is refused meanwhile.
+    reload = "Reload HAProxy for its new configuration"
+    if new_config:
+        systemd.service(name=reload, service="haproxy.service", reloaded=True)
+    elif certificate:
+        systemd.service(name=reload, service="haproxy.service", reloaded=True, _if=certificate.did_change)

@@ -1,0 +1,50 @@
+"""Releases of the vLLM service on a host: what the deploy compares, and how a new one is named.
+
+A release is a directory under launch.RELEASES_DIR holding the rendered unit, the env file
+and release.conf (what tells that it serves). templates/vllm-activate.sh switches the
+`current` link to it and back; this module only reads the probe and names new releases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Mapping
+
+from vllm_fleet import launch
+
+
+def _key(name: str) -> str:
+    return "release_sha_" + name.replace(".", "_")
+
+
+def probe_lines() -> str:
+    """Lines of pre-flight's host probe: the current and previous release, and the hashes of
+    the current release's files and of the unit systemd runs."""
+    current = f"{launch.RELEASES_DIR}/current"
+    lines = [
+        f'echo "release_current=$(readlink {current} 2>/dev/null)"',
+        f'echo "release_previous=$(readlink {launch.RELEASES_DIR}/previous 2>/dev/null)"',
+        f"echo \"release_unit_sha=$(sha256sum {launch.UNIT_PATH} 2>/dev/null | cut -d' ' -f1)\"",
+    ]
+    for name in launch.RELEASE_FILES:
+        lines.append(f"echo \"{_key(name)}=$(sha256sum {current}/{name} 2>/dev/null | cut -d' ' -f1)\"")
+    return "\n".join(lines) + "\n"
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def is_current(probe: Mapping[str, str], contents: Mapping[str, str]) -> bool:
+    """Whether the current release holds exactly these files and systemd runs its unit."""
+    if not probe.get("release_current"):
+        return False
+    same = all(probe.get(_key(name)) == sha256(text) for name, text in contents.items())
+    return same and probe.get("release_unit_sha") == sha256(contents["vllm.service"])
+
+
+def new_release_id() -> str:
+    """Sortable by time, and unique even for two deploys in the same second."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
