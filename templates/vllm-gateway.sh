@@ -3,6 +3,7 @@
 # through HAProxy's runtime API.
 # Usage: vllm-gateway drain TIMEOUT SERVER...   no new requests; waits for those in flight (at most TIMEOUT s)
 #        vllm-gateway ready TIMEOUT SERVER...   back in rotation; waits until health checks see it UP
+#        vllm-gateway restore TIMEOUT SERVER... back in rotation, left to the health checks (a host down now)
 set -u
 action=$1 timeout=$2
 shift 2
@@ -40,8 +41,11 @@ for server in "$@"; do
             sleep 0.5
         done
         echo "gateway $(hostname): $server is back in rotation" ;;
+    restore)
+        api "set server vllm/$server state ready" >/dev/null
+        echo "gateway $(hostname): $server left to the health checks" ;;
     *)
-        echo "usage: vllm-gateway drain|ready TIMEOUT SERVER..." >&2
+        echo "usage: vllm-gateway drain|ready|restore TIMEOUT SERVER..." >&2
         exit 2 ;;
     esac
 done

@@ -3,6 +3,7 @@
 python -m vllm_fleet plan INVENTORY [--host NAME] [--format table|json] [--facts]
 python -m vllm_fleet settings            every knob, its default and meaning
 python -m vllm_fleet hosts INVENTORY     hosts, connections and validated settings (JSON)
+python -m vllm_fleet rollout INVENTORY [--limit NAME] [--canary N] [--batch N|P%] [--max-failures N] [--junit-xml PATH]
 """
 
 from __future__ import annotations
@@ -141,6 +142,18 @@ def cmd_settings(_args) -> int:
     return 0
 
 
+def count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of hosts (0 or more)")
+    return int(text)
+
+
+def cmd_rollout(args) -> int:
+    from vllm_fleet import rollout
+
+    return rollout.main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vllm_fleet", description="vllm-fleet command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +165,20 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--host", help="only this host")
     plan.add_argument("--format", choices=("table", "json"), default="table")
     plan.add_argument("--facts", action="store_true", help="read GPU facts from the hosts (SSH) instead of host data")
+    rollout = sub.add_parser("rollout", help="deploy a fleet in verified batches behind its gateways")
+    rollout.add_argument("inventory")
+    rollout.add_argument("--limit", action="append", default=[], help="only these vLLM hosts (name or glob; repeat)")
+    rollout.add_argument("--canary", type=count, default=1, help="hosts in the first batch (default 1)")
+    rollout.add_argument(
+        "--batch", default="25%", help="hosts per later batch: a number or a percentage (default 25%%)"
+    )
+    rollout.add_argument(
+        "--max-failures",
+        type=count,
+        default=0,
+        help="failed or rolled-back hosts tolerated before stopping (default 0)",
+    )
+    rollout.add_argument("--junit-xml", help="write one test case per host here")
     args = parser.parse_args(argv)
-    commands = {"settings": cmd_settings, "hosts": cmd_hosts, "plan": cmd_plan}
+    commands = {"settings": cmd_settings, "hosts": cmd_hosts, "plan": cmd_plan, "rollout": cmd_rollout}
     return commands[args.command](args)

@@ -77,6 +77,7 @@ def gateway_plan(settings: Settings, fleet: dict[str, Settings]) -> dict:
         "listen": f"{'https' if settings.gateway_tls_certificate else 'http'}://{settings.fleet_address}:"
         f"{settings.gateway_port}",
         "auth": settings.gateway_auth,
+        "drain_timeout": settings.gateway_drain_timeout,
         "backends": {b.host: f"{b.fleet_address}:{b.vllm_port}" for b in gateway_backends(settings, fleet)},
         "warnings": [],
         "refused": None,

@@ -1,6 +1,6 @@
 """The verify suite: proves each host of a pyinfra inventory serves vLLM.
 
-    pytest tests/verify --inventory inventories/prod.py [-n 8] [--junit-xml out.xml]
+    pytest tests/verify --inventory inventories/prod.py [--limit HOST ...] [-n 8] [--junit-xml out.xml]
 
 Hosts, SSH settings and each host's expected state come from the inventory
 itself (loaded by pyinfra, group_data included) and our settings schema.
@@ -35,6 +35,7 @@ def pytest_addoption(parser):
         default=os.environ.get("VLLM_FLEET_INVENTORY", str(REPO / "inventories" / "sandbox.py")),
         help="pyinfra inventory whose hosts are verified",
     )
+    parser.addoption("--limit", action="append", default=[], help="only this host (repeat for more)")
 
 
 @dataclass
@@ -45,6 +46,10 @@ class Target:
     hostspec: str
     connection: dict
     inventory_settings: Settings  # as validated, before sizing
+
+    @property
+    def role(self) -> str:
+        return self.inventory_settings.role
 
     @cached_property
     def host(self):
@@ -102,18 +107,23 @@ def load_targets(inventory_path: str) -> list[Target]:
     targets = []
     for name, host in json.loads(result.stdout)["hosts"].items():
         spec, connection = _hostspec(name, host["connection"])
-        settings = Settings(name, MappingProxyType(host["settings"]))
+        settings = Settings(name, MappingProxyType(host["settings"]), host["role"])
         targets.append(Target(name, spec, connection, settings))
     return targets
 
 
 def pytest_generate_tests(metafunc):
-    if "target" in metafunc.fixturenames:
-        config = metafunc.config
+    """`target`: each vLLM host; `gateway`: each gateway host (of --limit, when given)."""
+    config = metafunc.config
+    for fixture, role in (("target", "vllm"), ("gateway", "gateway")):
+        if fixture not in metafunc.fixturenames:
+            continue
         if not hasattr(config, "_vllm_fleet_targets"):
-            config._vllm_fleet_targets = load_targets(config.getoption("inventory"))
-        targets = config._vllm_fleet_targets
-        metafunc.parametrize("target", targets, ids=[t.name for t in targets], scope="module")
+            limit = set(config.getoption("limit"))
+            targets = load_targets(config.getoption("inventory"))
+            config._vllm_fleet_targets = [t for t in targets if not limit or t.name in limit]
+        targets = [t for t in config._vllm_fleet_targets if t.role == role]
+        metafunc.parametrize(fixture, targets, ids=[t.name for t in targets], scope="module")
 
 
 def split_status(result) -> tuple[str, int]:

@@ -6,10 +6,13 @@ from vllm_fleet import launch
 
 
 def test_env_file_is_root_only(target):
-    env = target.host.file(launch.ENV_FILE)
-    assert env.exists
+    link = target.host.file(launch.ENV_FILE)
+    assert link.is_symlink, f"{launch.ENV_FILE} on {target.name} is not the current release's env file"
+    env = target.host.file(link.linked_to)
+    assert env.exists and env.path.startswith(launch.RELEASES_DIR + "/")
     assert (env.user, env.group, env.mode) == ("root", "root", 0o600)
-    assert target.host.file(launch.CONFIG_DIR).mode == 0o700
+    for directory in (launch.CONFIG_DIR, launch.RELEASES_DIR):
+        assert target.host.file(directory).mode == 0o700, f"{directory} on {target.name} is not root-only"
 
 
 def test_secrets_not_in_process_arguments(target):

@@ -11,6 +11,12 @@ def test_service_enabled_and_active(target):
     assert service.is_running, f"{launch.SERVICE} is not running on {target.name}"
 
 
+def test_service_runs_the_current_release(target):
+    current = f"{launch.RELEASES_DIR}/current/vllm.service"
+    digests = target.host.check_output(f"sha256sum {launch.UNIT_PATH} {current} | cut -d' ' -f1").split()
+    assert len(digests) == 2 and digests[0] == digests[1], f"{launch.SERVICE} on {target.name} is not {current}"
+
+
 def test_container_runs_configured_image(target):
     if target.settings.serving_method != "docker":
         pytest.skip(f"{target.name} serves vLLM with {target.settings.serving_method}")

@@ -1,0 +1,38 @@
+"""The gateway: HAProxy runs, sees every vLLM host it fronts as UP, answers, and keeps its keys root-only."""
+
+import pytest
+
+CONFIG = "/etc/haproxy/haproxy.cfg"
+
+
+def servers(gateway) -> dict[str, str]:
+    """Backend server -> HAProxy status, from the runtime API."""
+    out = gateway.host.check_output("echo 'show stat' | socat stdio unix-connect:/run/haproxy/admin.sock")
+    rows = [line.split(",") for line in out.splitlines() if line.startswith("vllm,")]
+    return {row[1]: row[17] for row in rows if row[1] not in ("FRONTEND", "BACKEND")}
+
+
+def test_haproxy_enabled_and_active(gateway):
+    service = gateway.host.service("haproxy")
+    assert service.is_enabled and service.is_running, f"haproxy is not enabled and running on {gateway.name}"
+
+
+def test_config_is_root_only(gateway):
+    config = gateway.host.file(CONFIG)
+    assert (config.user, config.group, config.mode) == ("root", "root", 0o600)
+
+
+def test_every_backend_is_up(gateway):
+    status = servers(gateway)
+    assert status, f"no vLLM host behind the gateway on {gateway.name}"
+    down = {name: state for name, state in status.items() if state != "UP"}
+    assert not down, f"{gateway.name} does not send requests to {down}"
+
+
+def test_gateway_answers(gateway):
+    port = gateway.inventory_settings.gateway_port
+    scheme = "https" if gateway.inventory_settings.gateway_tls_certificate else "http"
+    result = gateway.host.run(f"curl -sk -o /dev/null -w '%{{http_code}}' {scheme}://127.0.0.1:{port}/health")
+    if result.rc != 0:
+        pytest.fail(f"{gateway.name} refused the connection on port {port}: {result.stderr.strip()}")
+    assert result.stdout == "200"
