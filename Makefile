@@ -10,7 +10,8 @@ JOBS ?= 4
 REPORTS := reports
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup nix-tools demo test test-unit test-planning test-integration lint verify sandbox-up sandbox-down clean
+.PHONY: setup nix-tools demo test test-unit test-planning test-integration lint verify sandbox-up sandbox-down clean \
+	bench-rollout
 
 # The virtual environment, rebuilt when the pinned dependencies change.
 $(VENV)/.installed: pyproject.toml
@@ -63,6 +64,10 @@ test-integration: setup
 test: lint nix-tools
 	@mkdir -p $(REPORTS)
 	$(BIN)/pytest tests/unit tests/planning tests/integration --junit-xml $(REPORTS)/tests.xml
+
+# Rollout benchmark: 4 then 8 sandbox hosts behind a gateway, under load (about 10 minutes).
+bench-rollout: setup
+	$(BIN)/python -m bench.rollout
 
 clean: sandbox-down
 	rm -rf $(VENV) $(REPORTS) tests/sandbox/.state tests/sandbox/.state-test

@@ -5,9 +5,11 @@ are never written into this repository:
 
     export VLLM_API_KEY=...   # required when vllm_bind_address is not loopback
     export HF_TOKEN=...       # for gated models
+    export GATEWAY_API_KEY=...  # for gateways with gateway_auth = "gateway"
 """
 
 import os
 
 vllm_api_key = os.environ.get("VLLM_API_KEY") or None
 hf_token = os.environ.get("HF_TOKEN") or None
+gateway_api_key = os.environ.get("GATEWAY_API_KEY") or None

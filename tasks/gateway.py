@@ -13,7 +13,7 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server, systemd
 
 from vllm_fleet import launch
-from vllm_fleet.operations import secret_file
+from vllm_fleet.operations import root_only_directory, secret_file
 from vllm_fleet.settings import Settings, gateway_backends
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -45,13 +45,7 @@ def haproxy_config(settings: Settings, fleet: dict[str, Settings]) -> str:
 @deploy("Gateway")
 def gateway(settings: Settings, fleet: dict[str, Settings]) -> None:
     server.packages(name="Install HAProxy and socat (its runtime API)", packages=["haproxy", "socat"])
-    files.directory(
-        name=f"Create root-only config directory {launch.CONFIG_DIR}",
-        path=launch.CONFIG_DIR,
-        user="root",
-        group="root",
-        mode="700",
-    )
+    root_only_directory(launch.CONFIG_DIR, f"Create root-only config directory {launch.CONFIG_DIR}")
     certificate = None
     if settings.gateway_tls_certificate:
         certificate = secret_file(

@@ -16,7 +16,7 @@ from pyinfra.operations.util import any_changed
 from vllm_fleet import images, launch, nix, releases
 from vllm_fleet.facts import DockerImageId
 from vllm_fleet.inventory import fleet_settings
-from vllm_fleet.operations import barrier, secret_file
+from vllm_fleet.operations import barrier, root_only_directory, secret_file
 from vllm_fleet.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -32,20 +32,8 @@ def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_resta
     operations that restart the Docker engine; vLLM is restarted and waited for after them
     too, as the engine's restart stopped its container."""
     serving = nix.serving_state(probe)
-    files.directory(
-        name=f"Create root-only config directory {launch.CONFIG_DIR}",
-        path=launch.CONFIG_DIR,
-        user="root",
-        group="root",
-        mode="700",
-    )
-    files.directory(
-        name=f"Create root-only release directory {launch.RELEASES_DIR}",
-        path=launch.RELEASES_DIR,
-        user="root",
-        group="root",
-        mode="700",
-    )
+    root_only_directory(launch.CONFIG_DIR, f"Create root-only config directory {launch.CONFIG_DIR}")
+    root_only_directory(launch.RELEASES_DIR, f"Create root-only release directory {launch.RELEASES_DIR}")
     files.directory(
         name=f"Create Hugging Face cache {settings.hf_cache_dir}",
         path=settings.hf_cache_dir,
@@ -108,9 +96,7 @@ def _stage_release(settings: Settings, accelerator: str, probe: dict) -> str | N
         return None
     release = releases.new_release_id()
     directory = f"{launch.RELEASES_DIR}/{release}"
-    files.directory(
-        name="Create the new release's root-only directory", path=directory, user="root", group="root", mode="700"
-    )
+    root_only_directory(directory, "Create the new release's root-only directory")
     files.put(
         name=f"Write {launch.SERVICE} of the new release",
         src=StringIO(contents["vllm.service"]),

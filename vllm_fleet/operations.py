@@ -9,6 +9,12 @@ from io import BytesIO
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
+from pyinfra.operations import files
+
+
+def root_only_directory(path: str, name: str):
+    """A directory only root can enter (it holds secrets)."""
+    return files.directory(name=name, path=path, user="root", group="root", mode="700")
 
 
 @operation(is_idempotent=False)

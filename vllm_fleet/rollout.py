@@ -135,11 +135,13 @@ def classify(names: list[str], report: dict, log: str) -> dict[str, tuple[str, s
     """Each host's outcome from pyinfra's --json results and its log."""
     outcomes = {}
     for name in names:
-        lines = [line.split("]", 1)[1].strip() for line in log.splitlines() if f"[{name}]" in line]
+        # A failed command's output comes without pyinfra's [host] prefix; our scripts name the host.
+        mentions = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
+        lines = [line.strip().removeprefix(f"[{name}]").strip() for line in log.splitlines() if mentions.search(line)]
         errors = [op["name"] for op in report.get("operations", []) if name in op["error"]]
         changed = any(name in op["success"] for op in report.get("operations", []))
         seen = any(name in op[k] for op in report.get("operations", []) for k in ("success", "error", "no_change"))
-        rolled_back = [line for line in lines if "ROLLED BACK" in line]
+        rolled_back = [line for line in lines if re.search(rf"(?<![\w.-]){re.escape(name)} ROLLED BACK", line)]
         if not seen and name in report.get("failed_hosts", []):
             connect = [line for line in lines if line.startswith("Could not connect")]
             outcomes[name] = (UNREACHABLE, connect[0] if connect else "pyinfra could not reach the host")
@@ -147,7 +149,7 @@ def classify(names: list[str], report: dict, log: str) -> dict[str, tuple[str, s
             outcomes[name] = (ROLLED_BACK, rolled_back[-1].removeprefix("vllm-fleet: "))
         elif errors or name in report.get("failed_hosts", []):
             detail = [line for line in lines if line.startswith(("vllm-fleet:", "stopped:", "pre-flight refused:"))]
-            reason = f"{errors[0]} failed" if errors else "failed"
+            reason = f"step '{errors[0]}' failed" if errors else "failed"
             outcomes[name] = (FAILED, "; ".join([reason, *detail[-2:]]))
         else:
             outcomes[name] = (CHANGED if changed else UNCHANGED, "")

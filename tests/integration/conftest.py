@@ -12,23 +12,27 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tasks.vllm_service import ACTIVATE_NEW
+from tests.sandbox.sandbox import environment as sandbox_env
+
 REPO = Path(__file__).resolve().parents[2]
 STATE = REPO / "tests" / "sandbox" / ".state-test"
-TEST_ENV = {
-    **os.environ,
-    "VLLM_FLEET_SANDBOX_PREFIX": "vllm-fleet-test",
-    "VLLM_FLEET_SANDBOX_STATE": str(STATE),
-    "VLLM_FLEET_SANDBOX_SSH_PORT": "2320",
-    "VLLM_FLEET_SANDBOX_HTTP_PORT": "18100",
-}
+
+
+TEST_ENV = sandbox_env("vllm-fleet-test", STATE, 2320, 18100, "172.30.2")
 SANDBOX_INVENTORY = str(REPO / "inventories" / "sandbox.py")
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 HOSTS = 2
+ACTIVATE = "vLLM service | " + ACTIVATE_NEW
+RESTART = (
+    "vLLM service | Restart the current release: wait for the model, go back to the previous release if it does "
+    "not come up"
+)
 
 
 @dataclass
@@ -42,18 +46,18 @@ class Run:
         return self.stdout + self.stderr
 
 
-def run(cmd: list[str], timeout: int = 900) -> Run:
-    done = subprocess.run(cmd, cwd=REPO, env=TEST_ENV, capture_output=True, text=True, timeout=timeout)
+def run(cmd: list[str], timeout: int = 900, env: dict = TEST_ENV) -> Run:
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-def pyinfra(inventory: str, *extra: str) -> Run:
-    return run([PYINFRA, "-y", *extra, inventory, "deploy.py"])
+def pyinfra(inventory: str, *extra: str, env: dict = TEST_ENV) -> Run:
+    return run([PYINFRA, "-y", *extra, inventory, "deploy.py"], env=env)
 
 
-def deploy_json(inventory: str, *extra: str) -> tuple[Run, dict]:
+def deploy_json(inventory: str, *extra: str, env: dict = TEST_ENV) -> tuple[Run, dict]:
     """A deploy with --json; returns the run and {operation name: {host: outcome}}."""
-    result = pyinfra(inventory, "--json", *extra)
+    result = pyinfra(inventory, "--json", *extra, env=env)
     outcomes: dict[str, dict[str, str]] = {}
     try:
         report = json.loads(result.stdout)
@@ -79,6 +83,7 @@ def on_host(host: str, command: str) -> str:
 
 
 def models(fleet: Fleet, host: dict) -> dict:
+    """The host's model list, asked from the runner through its published port."""
     request = urllib.request.Request(
         f"http://127.0.0.1:{host['http_port']}/v1/models",
         headers={"Authorization": f"Bearer {fleet.api_key}"},
@@ -99,6 +104,7 @@ def write_inventory(tmp_path: Path, overrides: dict[str, dict]) -> str:
         f"_base = _runpy.run_path({SANDBOX_INVENTORY!r})\n"
         f"_overrides = {overrides!r}\n"
         "single_gpu = [(name, {**data, **_overrides.get(name, {})}) for name, data in _base['single_gpu']]\n"
+        "gateway = [(name, {**data, **_overrides.get(name, {})}) for name, data in _base['gateway']]\n"
     )
     return str(path)
 
@@ -108,27 +114,40 @@ class Fleet:
     hosts: list[dict]
     api_key: str
     model: str  # what sizing serves on the sandbox's CPU hosts
+    state: dict = field(default_factory=dict)  # the sandbox's hosts.json
+    env: dict = field(default_factory=lambda: TEST_ENV)
 
     @property
     def names(self) -> list[str]:
         return [h["name"] for h in self.hosts]
 
+    @property
+    def gateways(self) -> list[dict]:
+        return self.state.get("gateways", [])
+
+
+def start_fleet(env: dict, hosts: int, gateways: int = 0):
+    """Fresh sandbox hosts (any left from an earlier run are removed first); yields the Fleet,
+    then removes them unless VLLM_FLEET_KEEP_SANDBOX is set."""
+    sandbox = [sys.executable, "-m", "tests.sandbox.sandbox"]
+    down = run([*sandbox, "down"], env=env)
+    assert down.rc == 0, down.output
+    started = time.monotonic()
+    up = run([*sandbox, "up", "--hosts", str(hosts), "--gateways", str(gateways)], timeout=1800, env=env)
+    assert up.rc == 0, up.output
+    print(f"sandbox up in {time.monotonic() - started:.0f}s")
+    state = json.loads((Path(env["VLLM_FLEET_SANDBOX_STATE"]) / "hosts.json").read_text())
+    plan = run([sys.executable, "-m", "vllm_fleet", "plan", SANDBOX_INVENTORY, "--format", "json"], env=env)
+    assert plan.rc == 0, plan.output
+    models = {
+        h["settings"]["vllm_model"]["value"] for h in json.loads(plan.stdout)["hosts"].values() if "settings" in h
+    }
+    assert len(models) == 1, models
+    yield Fleet(state["hosts"], Path(state["api_key_file"]).read_text().strip(), models.pop(), state, env)
+    if not os.environ.get("VLLM_FLEET_KEEP_SANDBOX"):
+        run([*sandbox, "down"], env=env)
+
 
 @pytest.fixture(scope="session")
 def fleet() -> Fleet:
-    """Fresh sandbox hosts (any left from an earlier run are removed first)."""
-    sandbox = [sys.executable, "-m", "tests.sandbox.sandbox"]
-    down = run([*sandbox, "down"])
-    assert down.rc == 0, down.output
-    started = time.monotonic()
-    up = run([*sandbox, "up", "--hosts", str(HOSTS)], timeout=1800)
-    assert up.rc == 0, up.output
-    print(f"sandbox up in {time.monotonic() - started:.0f}s")
-    state = json.loads((STATE / "hosts.json").read_text())
-    plan = run([sys.executable, "-m", "vllm_fleet", "plan", SANDBOX_INVENTORY, "--format", "json"])
-    assert plan.rc == 0, plan.output
-    models = {h["settings"]["vllm_model"]["value"] for h in json.loads(plan.stdout)["hosts"].values()}
-    assert len(models) == 1, models
-    yield Fleet(state["hosts"], Path(state["api_key_file"]).read_text().strip(), models.pop())
-    if not os.environ.get("VLLM_FLEET_KEEP_SANDBOX"):
-        run([*sandbox, "down"])
+    yield from start_fleet(TEST_ENV, HOSTS)

@@ -9,11 +9,24 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import PYINFRA, SANDBOX_INVENTORY, changed, deploy_json, invocation, models, on_host, run, write_inventory
+from conftest import (
+    ACTIVATE,
+    PYINFRA,
+    RESTART,
+    SANDBOX_INVENTORY,
+    changed,
+    deploy_json,
+    invocation,
+    models,
+    on_host,
+    run,
+    write_inventory,
+)
 
 pytestmark = pytest.mark.sandbox
 
 UNIT = "/etc/systemd/system/vllm.service"
+RELEASES = "/etc/vllm-fleet/releases"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +44,7 @@ def test_fresh_hosts_converge(fleet, converged):
         done = changed(outcomes, host)
         assert "Docker engine | Install Docker engine" in done
         assert any(name.startswith("vLLM service | Load ") for name in done)
-        assert "vLLM service | Wait for the endpoint to list the model" in done
+        assert ACTIVATE in done
         assert on_host(host, "systemctl is-active vllm.service") == "active"
         assert on_host(host, "systemctl is-enabled vllm.service") == "enabled"
     assert fleet.api_key not in result.output, "the API key appeared in pyinfra's output"
@@ -143,22 +156,29 @@ def test_dry_run_with_diff_shows_no_secret_and_changes_nothing(fleet, converged,
     assert on_host(first, "sha256sum /etc/vllm-fleet/vllm.env") == env_before
 
 
-def test_service_that_does_not_come_up_fails_with_host_and_journal(fleet, converged, tmp_path):
+def test_release_that_does_not_come_up_goes_back_to_the_previous_one(fleet, converged, tmp_path):
     first, second = fleet.names
     # The stand-in, like vLLM, exits on an argument it does not know.
     inventory = write_inventory(tmp_path, {first: {"vllm_extra_args": ["--no-such-flag"], "vllm_ready_timeout": 15}})
+    release, unit = on_host(first, f"readlink {RELEASES}/current"), on_host(first, f"sha256sum {UNIT}")
 
     result, outcomes = deploy_json(inventory)
 
     assert result.rc != 0
-    assert outcomes["vLLM service | Wait for the endpoint to list the model"][first] == "error"
+    assert outcomes[ACTIVATE][first] == "error"
     assert f"vLLM on {first} did not list {fleet.model}" in result.output
     assert "unrecognized arguments: --no-such-flag" in result.output, "journalctl lines missing"
+    assert f"{first} ROLLED BACK to release {release}, which serves" in result.output
+    # The host is back on its last good release, whole: link, unit, and the server answering.
+    assert on_host(first, f"readlink {RELEASES}/current") == release
+    assert on_host(first, f"sha256sum {UNIT}") == unit
+    assert on_host(first, "systemctl is-active vllm.service") == "active"
+    assert models(fleet, fleet.hosts[0])["data"][0]["id"] == fleet.model
     assert changed(outcomes, second) == [], "a failure on one host changed another"
 
-    back, _ = deploy_json(SANDBOX_INVENTORY)
+    back, outcomes = deploy_json(SANDBOX_INVENTORY)
     assert back.rc == 0, back.output[-4000:]
-    assert models(fleet, fleet.hosts[0])["data"][0]["id"] == fleet.model
+    assert changed(outcomes, first) == [], "the rolled-back release is the one the inventory wants: nothing to do"
 
 
 def test_daemon_json_is_merged_and_the_engine_restarted_only_then(fleet, converged, tmp_path):
@@ -177,7 +197,7 @@ def test_daemon_json_is_merged_and_the_engine_restarted_only_then(fleet, converg
     runtimes = json.loads(on_host(first, "docker info --format '{{json .Runtimes}}'"))
     assert runtimes["nvidia"]["path"] == "nvidia-container-runtime", "the engine lost the other tool's runtime"
     # The engine's restart stopped the container: vLLM was restarted and waited for.
-    assert outcomes["vLLM service | Wait for the endpoint to list the model"][first] == "success"
+    assert outcomes[RESTART][first] == "success"
     assert models(fleet, fleet.hosts[0])["data"][0]["id"] == fleet.model
     assert changed(outcomes, second) == []
 

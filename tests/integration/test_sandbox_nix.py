@@ -10,7 +10,18 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import REPO, SANDBOX_INVENTORY, changed, deploy_json, invocation, models, on_host, run, write_inventory
+from conftest import (
+    ACTIVATE,
+    REPO,
+    SANDBOX_INVENTORY,
+    changed,
+    deploy_json,
+    invocation,
+    models,
+    on_host,
+    run,
+    write_inventory,
+)
 
 from vllm_fleet import nix
 
@@ -43,7 +54,7 @@ def test_docker_host_switches_to_nix_installed_from_debian(fleet, switched):
         "Nix | Install Nix (nix-setup-systemd)",
         "vLLM service | Build vllm-server-cpu with Nix",
         "vLLM service | Stop and remove the Docker-served vLLM (switching to Nix)",
-        "vLLM service | Wait for the endpoint to list the model",
+        ACTIVATE,
     ):
         assert step in done, f"{step} did not run on {first}"
     assert on_host(first, "dpkg-query -W -f '${Status}' nix-setup-systemd") == "install ok installed"

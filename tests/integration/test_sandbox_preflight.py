@@ -7,7 +7,7 @@ import json
 import sys
 
 import pytest
-from conftest import PYINFRA, SANDBOX_INVENTORY, changed, deploy_json, on_host, run, write_inventory
+from conftest import ACTIVATE, PYINFRA, SANDBOX_INVENTORY, changed, deploy_json, on_host, run, write_inventory
 
 pytestmark = pytest.mark.sandbox
 
@@ -100,8 +100,8 @@ def test_warn_only_warns_and_goes_on(fleet, converged, squatter, tmp_path):
             result.output
         )
         # Not skipped, not refused: the deploy went on, and the port clash then failed the start.
-        assert outcomes["vLLM service | Write vllm.service"][first] == "success"
-        assert outcomes["vLLM service | Wait for the endpoint to list the model"][first] == "error"
+        assert outcomes["vLLM service | Write vllm.service of the new release"][first] == "success"
+        assert outcomes[ACTIVATE][first] == "error"
     finally:
         back, _ = deploy_json(SANDBOX_INVENTORY)
         assert back.rc == 0, back.output[-3000:]

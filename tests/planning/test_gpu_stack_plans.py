@@ -199,7 +199,7 @@ def test_reboot_policy_never_stops_that_host_with_the_reason(planned):
     )
     assert not ran(planned, host, "Docker engine | Install Docker engine")
     # ... and the rest of the fleet went on.
-    assert ran(planned, "ubuntu22-bare", "vLLM service | Write vllm.service")
+    assert ran(planned, "ubuntu22-bare", "vLLM service | Write vllm.service of the new release")
 
 
 def test_amd_on_ubuntu_installs_amdgpu_install_and_rocm(planned):
@@ -256,7 +256,9 @@ def test_a_second_plan_from_the_after_facts_changes_no_part_of_the_gpu_stack(tmp
     # Executed (on @fake), no conditional step fires either: nothing to rebuild, refresh or reboot.
     executed = plan(inventory)
     assert [name for name in executed.names("ubuntu22-installed") if name.startswith(STACK_GROUPS)] == []
-    assert ran(executed, "ubuntu22-installed", "vLLM service | Write vllm.service")  # the run did reach the end
+    assert ran(
+        executed, "ubuntu22-installed", "vLLM service | Write vllm.service of the new release"
+    )  # the run did reach the end
 
 
 def test_rocky_under_secure_boot_refuses_dkms_modules(planned):

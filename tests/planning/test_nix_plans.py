@@ -52,7 +52,7 @@ def test_ubuntu_gets_nix_from_its_package_and_builds_the_cuda_server(planned):
     assert "vLLM service | Keep /run/opengl-driver at boot (systemd-tmpfiles)" in names
     order = list(planned.ops)
     build_at = order.index("vLLM service | Build vllm-server-nvidia with Nix")
-    assert build_at < order.index("vLLM service | Write vllm.service")
+    assert build_at < order.index("vLLM service | Write vllm.service of the new release")
 
 
 def test_el_gets_the_official_installer_pinned_by_checksum(planned):

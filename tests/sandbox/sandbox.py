@@ -47,6 +47,19 @@ HOST_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,sudo,ca-certif
 GUEST_HTTP_PORT = 8000
 
 
+def environment(prefix: str, state: Path, ssh_port: int, http_port: int, subnet: str) -> dict[str, str]:
+    """The environment of a sandbox of its own (tests, benchmarks): names, state, ports and a
+    network no other sandbox uses, for this tool and inventories/sandbox.py alike."""
+    return {
+        **os.environ,
+        "VLLM_FLEET_SANDBOX_PREFIX": prefix,
+        "VLLM_FLEET_SANDBOX_STATE": str(state),
+        "VLLM_FLEET_SANDBOX_SSH_PORT": str(ssh_port),
+        "VLLM_FLEET_SANDBOX_HTTP_PORT": str(http_port),
+        "VLLM_FLEET_SANDBOX_SUBNET": subnet,
+    }
+
+
 def log(msg: str) -> None:
     print(f"[sandbox] {msg}", flush=True)
 

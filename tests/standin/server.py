@@ -74,6 +74,21 @@ class Stats:
         self.lock = threading.Lock()
         self.requests = 0
         self.generated_tokens = 0
+        self.in_flight = 0
+        self.idle = threading.Condition(self.lock)
+
+    def begin(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+
+    def end(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+            self.idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self.lock:
+            return self.idle.wait_for(lambda: self.in_flight == 0, timeout)
 
     def record(self, tokens: int) -> None:
         with self.lock:
@@ -110,6 +125,21 @@ def make_handler(args: argparse.Namespace, api_key: str | None, stats: Stats):
 
         def _error(self, status: int, message: str):
             self._send(status, {"error": {"message": message, "code": status}})
+
+        def handle_one_request(self):
+            # A request in flight from its first byte to its last: what SIGTERM waits for
+            # (idle keep-alive connections, such as a load balancer's, are not waited for).
+            self.raw_requestline = self.rfile.readline(65537)
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            stats.begin()
+            try:
+                if self.parse_request():
+                    getattr(self, f"do_{self.command}", lambda: self.send_error(501))()
+                    self.wfile.flush()
+            finally:
+                stats.end()
 
         def do_GET(self):
             if self.path == "/health":
@@ -204,15 +234,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     time.sleep(float(os.environ.get("STANDIN_STARTUP_DELAY", "0")))
     api_key = args.api_key or os.environ.get("VLLM_API_KEY") or None
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(args, api_key, Stats()))
+    stats = Stats()
+    server = QuietServer((args.host, args.port), make_handler(args, api_key, stats))
     # Like vLLM's server on SIGTERM (docker stop): stop accepting, finish the requests in flight, exit.
-    server.daemon_threads = False
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"serving on http://{args.host}:{args.port}", flush=True)
     server.serve_forever()
     server.server_close()
-    print("stopped: SIGTERM received, requests in flight finished", flush=True)
+    finished = stats.wait_idle(timeout=25)
+    print(f"stopped on SIGTERM; requests in flight {'finished' if finished else 'cut after 25 s'}", flush=True)
     return 0
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A peer that resets its connection (a health check) is no error worth a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 if __name__ == "__main__":

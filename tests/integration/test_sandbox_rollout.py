@@ -1,0 +1,300 @@
+"""Rollouts on a sandbox fleet of four vLLM hosts behind a real HAProxy gateway, with a client
+sending completions through the gateway the whole time: a changed setting in batches, a bad
+release in the second batch, a host stopped in the middle, and pyinfra's connection cut while
+a host activates its new release."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+from conftest import (
+    PYINFRA,
+    REPO,
+    SANDBOX_INVENTORY,
+    deploy_json,
+    models,
+    on_host,
+    run,
+    sandbox_env,
+    start_fleet,
+    write_inventory,
+)
+
+from tests.sandbox.traffic import Traffic
+from vllm_fleet import launch
+
+pytestmark = pytest.mark.sandbox
+
+ENV = sandbox_env("vllm-fleet-roll", REPO / "tests" / "sandbox" / ".state-rollout", 2420, 18200, "172.30.3")
+CURRENT = f"{launch.RELEASES_DIR}/current"
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    """Four vLLM hosts and a gateway, deployed once by a plain pyinfra run."""
+    for fleet in start_fleet(ENV, hosts=4, gateways=1):
+        started = time.monotonic()
+        result, _ = deploy_json(SANDBOX_INVENTORY, env=ENV)
+        print(f"first deploy of 4 hosts and a gateway in {time.monotonic() - started:.0f}s")
+        assert result.rc == 0, result.output[-4000:]
+        # The gateway came up while its backends were starting: its health checks see them UP
+        # a few seconds after they serve.
+        wait_until_up(fleet, fleet.names)
+        yield fleet
+
+
+def wait_until_up(fleet, names: list[str], seconds: int = 60) -> None:
+    for _ in range(seconds * 2):
+        status = gateway_status(fleet)
+        if all(status.get(name) == "UP" for name in names):
+            return
+        time.sleep(0.5)
+    pytest.fail(f"the gateway does not see {names} UP: {status}")
+
+
+def traffic(fleet) -> Traffic:
+    return Traffic(f"http://127.0.0.1:{fleet.gateways[0]['http_port']}", fleet.api_key, fleet.model)
+
+
+def gateway_status(fleet) -> dict[str, str]:
+    out = on_host(
+        fleet.gateways[0]["name"],
+        "echo 'show stat' | socat stdio unix-connect:/run/haproxy/admin.sock | cut -d, -f1,2,18",
+    )
+    rows = (line.split(",") for line in out.splitlines())
+    return {row[1]: row[2] for row in rows if row[0] == "vllm" and row[1] not in ("FRONTEND", "BACKEND")}
+
+
+def rollout(inventory: str, *args: str):
+    return run([sys.executable, "-m", "vllm_fleet", "rollout", inventory, *args], timeout=1800, env=ENV)
+
+
+def junit(path) -> dict[str, tuple[str, str]]:
+    """host -> (outcome, failure type) from the rollout's JUnit file."""
+    cases = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        failure, skipped = case.find("failure"), case.find("skipped")
+        if failure is not None:
+            cases[case.get("name")] = ("failure", failure.get("type"))
+        else:
+            cases[case.get("name")] = ("skipped" if skipped is not None else "passed", "")
+    return cases
+
+
+def releases(fleet) -> dict[str, str]:
+    return {name: on_host(name, f"readlink {CURRENT}") for name in fleet.names}
+
+
+def everywhere(fleet, value: dict) -> dict[str, dict]:
+    return {name: value for name in fleet.names}
+
+
+def test_changed_setting_rolls_out_in_batches_without_a_failed_request(fleet, tmp_path):
+    inventory = write_inventory(tmp_path, everywhere(fleet, {"vllm_max_model_len": 4096}))
+    before = releases(fleet)
+    most_out = []  # the most backends not UP at the gateway at any one time
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            most_out.append(sum(state != "UP" for state in gateway_status(fleet).values()))
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with traffic(fleet) as client:
+        result = rollout(inventory, "--canary", "1", "--batch", "2", "--junit-xml", str(tmp_path / "r.xml"))
+        time.sleep(2)
+    done.set()
+    watcher.join()
+
+    assert result.rc == 0, result.output[-4000:]
+    assert "batch 1 of 3 (canary): vllm-fleet-roll-1" in result.output
+    assert "rollout completed" in result.output
+    assert client.failed == 0, client.errors
+    assert client.served > 100, f"only {client.served} requests went through during the rollout"
+    # Capacity never fell below the hosts outside the batch (batches of at most 2 of 4).
+    assert 0 < max(most_out) <= 2, most_out
+    assert junit(tmp_path / "r.xml") == {name: ("passed", "") for name in fleet.names}
+    after = releases(fleet)
+    for host in fleet.hosts:
+        assert after[host["name"]] != before[host["name"]], f"{host['name']} is not on a new release"
+        assert models(fleet, host)["data"][0]["max_model_len"] == 4096
+    assert set(gateway_status(fleet).values()) == {"UP"}
+
+
+def test_bad_release_in_the_second_batch_rolls_back_and_stops(fleet, tmp_path):
+    broken = fleet.state["vllm_image_variants"]["broken"]
+    overrides = everywhere(fleet, {"vllm_max_model_len": 4096})
+    for name in ("vllm-fleet-roll-2", "vllm-fleet-roll-3"):
+        overrides[name] = {**overrides[name], "vllm_image": broken, "vllm_ready_timeout": 15}
+    inventory = write_inventory(tmp_path, overrides)
+    before = releases(fleet)
+    last_start = on_host("vllm-fleet-roll-4", "systemctl show -p InvocationID --value vllm.service")
+
+    with traffic(fleet) as client:
+        result = rollout(inventory, "--canary", "1", "--batch", "2", "--junit-xml", str(tmp_path / "r.xml"))
+
+    assert result.rc == 1, result.output[-4000:]
+    assert "rollout STOPPED" in result.output and "more than --max-failures 0" in result.output
+    assert junit(tmp_path / "r.xml") == {
+        "vllm-fleet-roll-1": ("passed", ""),
+        "vllm-fleet-roll-2": ("failure", "rolled_back"),
+        "vllm-fleet-roll-3": ("failure", "rolled_back"),
+        "vllm-fleet-roll-4": ("skipped", ""),
+    }
+    assert client.failed == 0, client.errors
+    # The batch serves its previous release again, back in the gateway's rotation ...
+    for host in fleet.hosts[1:3]:
+        name = host["name"]
+        assert on_host(name, f"readlink {CURRENT}") == before[name]
+        assert on_host(name, "docker inspect --format '{{.Config.Image}}' vllm") == fleet.state["vllm_image"]
+        assert models(fleet, host)["data"][0]["max_model_len"] == 4096
+    assert set(gateway_status(fleet).values()) == {"UP"}
+    # ... and the later batch was not touched.
+    assert on_host("vllm-fleet-roll-4", f"readlink {CURRENT}") == before["vllm-fleet-roll-4"]
+    assert on_host("vllm-fleet-roll-4", "systemctl show -p InvocationID --value vllm.service") == last_start
+
+
+def test_host_stopped_during_the_rollout_is_reported_unreachable(fleet, tmp_path):
+    inventory = write_inventory(tmp_path, everywhere(fleet, {"vllm_max_model_len": 2048}))
+    with traffic(fleet) as client:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vllm_fleet", "rollout", inventory, "--canary", "1", "--batch", "1"]
+            + ["--junit-xml", str(tmp_path / "r.xml")],
+            cwd=REPO,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        output = []
+        for line in process.stdout:
+            output.append(line)
+            if line.startswith("[rollout] batch 2 of 4"):
+                subprocess.run(["docker", "stop", "vllm-fleet-roll-4"], check=True, capture_output=True)
+        process.wait(timeout=1200)
+    output = "".join(output)
+
+    assert process.returncode == 1, output[-4000:]
+    cases = junit(tmp_path / "r.xml")
+    assert cases["vllm-fleet-roll-4"] == ("failure", "unreachable"), output[-3000:]
+    assert all(cases[name] == ("passed", "") for name in fleet.names[:3]), cases
+    assert "vllm-fleet-roll-4: unreachable (Could not connect" in output
+    assert client.failed == 0, client.errors
+    for host in fleet.hosts[:3]:
+        assert models(fleet, host)["data"][0]["max_model_len"] == 2048
+
+    # Back up, the host serves the release it had (vllm.service is enabled at boot).
+    up = run([sys.executable, "-m", "tests.sandbox.sandbox", "up", "--hosts", "4", "--gateways", "1"], env=ENV)
+    assert up.rc == 0, up.output[-2000:]
+    wait_until_up(fleet, ["vllm-fleet-roll-4"])
+    assert models(fleet, fleet.hosts[3])["data"][0]["max_model_len"] == 4096
+
+
+@pytest.mark.parametrize(("variant", "ends_on"), [("slow", "new"), ("broken", "old")])
+def test_connection_cut_during_activation_leaves_a_working_release(fleet, tmp_path, variant, ends_on):
+    first = fleet.hosts[0]
+    name = first["name"]
+    image = fleet.state["vllm_image_variants"][variant]
+    inventory = write_inventory(tmp_path, {name: {"vllm_image": image, "vllm_ready_timeout": 30}})
+    before = on_host(name, f"readlink {CURRENT}")
+    image_before = on_host(name, "docker inspect --format '{{.Config.Image}}' vllm")
+    deploy = subprocess.Popen(
+        [PYINFRA, "-y", "--limit", name, inventory, "deploy.py"],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(240):
+        if on_host(name, f"systemctl is-active {launch.ACTIVATE_UNIT} || true") == "active":
+            break
+        time.sleep(0.25)
+    else:
+        deploy.kill()
+        pytest.fail(f"the activation never started on {name}")
+    # Cut every SSH session pyinfra has on the host, as a dropped network would.
+    on_host(name, "pkill -KILL -f 'sshd: root@' || true")
+    assert deploy.wait(timeout=120) != 0, "pyinfra did not notice its connection was cut"
+
+    for _ in range(120):
+        if on_host(name, f"systemctl is-active {launch.ACTIVATE_UNIT} || true") != "active":
+            break
+        time.sleep(1)
+    current = on_host(name, f"readlink {CURRENT}")
+    assert (current != before) == (ends_on == "new"), f"{name} ended on release {current}, before {before}"
+    unit = on_host(name, f"sha256sum < {launch.UNIT_PATH}; sha256sum < {CURRENT}/vllm.service")
+    assert len(set(unit.splitlines())) == 1, f"{name} runs a unit that is not its current release's"
+    assert on_host(name, "systemctl is-active vllm.service") == "active"
+    assert [card["id"] for card in models(fleet, first)["data"]] == [fleet.model]
+    expected = image if ends_on == "new" else image_before
+    assert on_host(name, "docker inspect --format '{{.Config.Image}}' vllm") == expected
+
+
+def test_firewall_admits_the_gateway_and_monitoring_only_and_leaves_ssh_open(fleet):
+    first, second = fleet.hosts[0], fleet.hosts[1]
+    gateway = fleet.gateways[0]
+    probe = "curl -s -o /dev/null -w '%{http_code}' --max-time 3 http://" + first["address"] + ":8000/health"
+    assert on_host(gateway["name"], probe) == "200"
+    # Another vLLM host is neither a gateway nor a monitoring source: its packets are dropped.
+    dropped = subprocess.run(["docker", "exec", second["name"], "sh", "-c", probe], capture_output=True, text=True)
+    assert dropped.returncode == 28 and dropped.stdout == "000", (dropped.returncode, dropped.stdout)
+    banner = "timeout 3 bash -c 'exec 3<>/dev/tcp/" + first["address"] + "/22; head -c 7 <&3'"
+    assert on_host(second["name"], banner) == "SSH-2.0"
+    table = on_host(first["name"], "nft list table inet vllm_fleet")
+    assert gateway["address"] in table and fleet.state["runner_address"] in table
+    # The runner (the monitoring source here) reaches the port through Docker's published port.
+    assert models(fleet, first)["data"][0]["id"] == fleet.model
+
+
+def test_gateway_checks_its_own_key_over_tls(fleet, tmp_path):
+    gateway = fleet.gateways[0]
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert)]
+        + [
+            "-days",
+            "1",
+            "-subj",
+            "/CN=vllm-fleet-sandbox-gateway",
+            "-addext",
+            "subjectAltName=DNS:vllm-fleet-sandbox-gateway",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    pem = tmp_path / "gateway.pem"
+    pem.write_text(cert.read_text() + key.read_text())
+    client_key = "gateway-client-key-" + "g" * 12
+    settings = {"gateway_auth": "gateway", "gateway_api_key": client_key, "gateway_tls_certificate": str(pem)}
+    inventory = write_inventory(tmp_path, {gateway["name"]: settings})
+    result, _ = deploy_json(inventory, "--limit", gateway["name"], env=ENV)
+    assert result.rc == 0, result.output[-3000:]
+    assert client_key not in result.output and fleet.api_key not in result.output
+
+    url = f"https://127.0.0.1:{gateway['http_port']}"
+
+    def status(path: str, key: str | None) -> str:
+        header = ["-H", f"Authorization: Bearer {key}"] if key else []
+        done = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(cert), "--max-time", "10"]
+            + ["--resolve", f"vllm-fleet-sandbox-gateway:{gateway['http_port']}:127.0.0.1", *header]
+            + [url.replace("127.0.0.1", "vllm-fleet-sandbox-gateway") + path],
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout
+
+    assert status("/v1/models", client_key) == "200"
+    assert status("/v1/models", fleet.api_key) == "401", "the vLLM hosts' key must not open the gateway"
+    assert status("/v1/models", None) == "401"
+    assert status("/health", None) == "200"
+    assert on_host(gateway["name"], "stat -c '%U %a' /etc/haproxy/haproxy.cfg /etc/vllm-fleet/gateway.pem").split(
+        "\n"
+    ) == ["root 600", "root 600"]

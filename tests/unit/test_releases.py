@@ -1,0 +1,67 @@
+"""Whether the host's current release is the wanted one, read from pre-flight's probe."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from vllm_fleet import launch, releases
+from vllm_fleet.preflight import parse_probe
+
+CONTENTS = {"vllm.service": "[Unit]\n", "vllm.env": "VLLM_API_KEY=" + "k" * 20 + "\n", "release.conf": "MODEL=m\n"}
+
+
+def probe_of(tmp_path, contents: dict | None, unit: str | None) -> dict:
+    """Run the probe's release lines against a directory laid out like a host."""
+    root = tmp_path / "host"
+    lines = (
+        releases.probe_lines()
+        .replace(launch.CONFIG_DIR, str(root / "etc"))
+        .replace(launch.UNIT_PATH, str(root / "unit"))
+    )
+    if contents is not None:
+        release = root / "etc" / "releases" / "20261122-101010-abcdef"
+        release.mkdir(parents=True)
+        for name, text in contents.items():
+            (release / name).write_text(text)
+        (root / "etc" / "releases" / "current").symlink_to(release.name)
+    if unit is not None:
+        root.mkdir(exist_ok=True)
+        (root / "unit").write_text(unit)
+    out = subprocess.run(["sh", "-c", lines], capture_output=True, text=True, check=True).stdout
+    return parse_probe(out.splitlines())
+
+
+def test_the_same_files_and_unit_are_current(tmp_path):
+    probe = probe_of(tmp_path, CONTENTS, CONTENTS["vllm.service"])
+    assert probe["release_current"] == "20261122-101010-abcdef"
+    assert releases.is_current(probe, CONTENTS)
+
+
+def test_a_changed_secret_makes_a_new_release(tmp_path):
+    probe = probe_of(tmp_path, CONTENTS, CONTENTS["vllm.service"])
+    assert not releases.is_current(probe, {**CONTENTS, "vllm.env": "VLLM_API_KEY=" + "n" * 20 + "\n"})
+
+
+def test_a_unit_edited_by_hand_makes_a_new_release(tmp_path):
+    assert not releases.is_current(probe_of(tmp_path, CONTENTS, "[Unit]\n# edited\n"), CONTENTS)
+
+
+def test_a_host_without_releases_gets_its_first(tmp_path):
+    assert not releases.is_current(probe_of(tmp_path, None, CONTENTS["vllm.service"]), CONTENTS)
+
+
+def test_release_names_sort_by_time_and_never_repeat():
+    names = {releases.new_release_id() for _ in range(50)}
+    assert len(names) == 50
+    assert all(re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", n) for n in names)
+
+
+def test_release_conf_is_what_the_activation_sources(tmp_path):
+    from vllm_fleet.settings import validate
+
+    s = validate("h", {"phase": "single_gpu", "vllm_model": "org/model", "vllm_ready_timeout": 60}, ["single_gpu"])
+    conf = tmp_path / "release.conf"
+    conf.write_text(launch.release_conf(s))
+    out = subprocess.run(["sh", "-c", f'. {conf}; echo "$MODEL|$URL|$TIMEOUT"'], capture_output=True, text=True)
+    assert out.stdout.strip() == "org/model|http://127.0.0.1:8000|60"
