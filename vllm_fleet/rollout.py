@@ -126,8 +126,8 @@ def deploy(inventory: str, names: list[str]) -> dict[str, tuple[str, str]]:
     try:
         report = json.loads(done.stdout)["results"]
     except (json.JSONDecodeError, KeyError):
-        reason = _tail(done.stderr) or "pyinfra gave no result"
-        return {name: (FAILED, reason) for name in names}
+        # When every host failed, pyinfra stops ("No hosts remaining!") without its results.
+        report = {"operations": [], "failed_hosts": list(names)}
     return classify(names, report, done.stderr)
 
 
@@ -142,14 +142,14 @@ def classify(names: list[str], report: dict, log: str) -> dict[str, tuple[str, s
         changed = any(name in op["success"] for op in report.get("operations", []))
         seen = any(name in op[k] for op in report.get("operations", []) for k in ("success", "error", "no_change"))
         rolled_back = [line for line in lines if re.search(rf"(?<![\w.-]){re.escape(name)} ROLLED BACK", line)]
-        if not seen and name in report.get("failed_hosts", []):
-            connect = [line for line in lines if line.startswith("Could not connect")]
-            outcomes[name] = (UNREACHABLE, connect[0] if connect else "pyinfra could not reach the host")
+        connect = [line for line in lines if line.startswith("Could not connect")]
+        if connect and not seen:
+            outcomes[name] = (UNREACHABLE, connect[0])
         elif rolled_back:
             outcomes[name] = (ROLLED_BACK, rolled_back[-1].removeprefix("vllm-fleet: "))
         elif errors or name in report.get("failed_hosts", []):
             detail = [line for line in lines if line.startswith(("vllm-fleet:", "stopped:", "pre-flight refused:"))]
-            reason = f"step '{errors[0]}' failed" if errors else "failed"
+            reason = f"step '{errors[0]}' failed" if errors else f"failed: {_tail(log, 1)}"
             outcomes[name] = (FAILED, "; ".join([reason, *detail[-2:]]))
         else:
             outcomes[name] = (CHANGED if changed else UNCHANGED, "")
@@ -220,10 +220,8 @@ def run_batch(rollout: Rollout, number: int, batch: list[str]) -> None:
     # serves); unreachable ones are left to the health checks; failed ones stay drained.
     back = [n for n in batch if rollout.results[n].state in (*SERVING, ROLLED_BACK)]
     problem = gateway_control(inventory, rollout.gateways, "ready", rollout.drain_timeout, back)
-    gateway_control(
-        inventory, rollout.gateways, "restore", rollout.drain_timeout,
-        [n for n in batch if rollout.results[n].state == UNREACHABLE],
-    )  # fmt: skip
+    unreachable = [n for n in batch if rollout.results[n].state == UNREACHABLE]
+    gateway_control(inventory, rollout.gateways, "restore", rollout.drain_timeout, unreachable)
     if problem:
         rollout.stopped = f"batch {number} did not come back into rotation at the gateways: {problem}"
     elif rollout.gateways and back:

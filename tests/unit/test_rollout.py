@@ -78,6 +78,18 @@ def test_each_host_outcome_is_read_from_pyinfras_results():
     assert got["e"] == (UNREACHABLE, "Could not connect ([Errno None] Unable to connect to port 2225 on 127.0.0.1)")
 
 
+def test_outcomes_when_every_host_failed_and_pyinfra_gave_no_results():
+    # pyinfra ends "No hosts remaining!" without its --json results when no host is left.
+    log = LOG + "--> pyinfra error: No hosts remaining!\n"
+    got = rollout.classify(["c", "d", "e"], {"operations": [], "failed_hosts": ["c", "d", "e"]}, log)
+    assert got["c"][0] == ROLLED_BACK
+    assert got["d"] == (
+        FAILED,
+        "failed: --> pyinfra error: No hosts remaining!; stopped: port: port 8000 is already taken by nginx",
+    )
+    assert got["e"][0] == UNREACHABLE
+
+
 def finished(states: dict[str, str], stopped: str = "") -> rollout.Rollout:
     done = rollout.Rollout("inv.py", [["a"], ["b", "c"], ["d"]], ["gw"], 60, 0, say=lambda _: None)
     for name, state in states.items():
