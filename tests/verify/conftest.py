@@ -123,6 +123,10 @@ def pytest_generate_tests(metafunc):
             targets = load_targets(config.getoption("inventory"))
             config._vllm_fleet_targets = [t for t in targets if not limit or t.name in limit]
         targets = [t for t in config._vllm_fleet_targets if t.role == role]
+        if not targets:
+            none = pytest.param(None, marks=pytest.mark.skip(reason=f"no {role} hosts among those verified"), id="none")
+            metafunc.parametrize(fixture, [none], scope="module")
+            continue
         metafunc.parametrize(fixture, targets, ids=[t.name for t in targets], scope="module")
 
 
