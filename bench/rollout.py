@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tests.sandbox.sandbox import environment
 from tests.sandbox.traffic import Traffic
+from vllm_fleet.rollout import limit_args
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = environment("vllm-fleet-bench", REPO / "tests" / "sandbox" / ".state-bench", 2520, 18300, "172.30.4")
@@ -86,7 +87,7 @@ def main() -> int:
     model = json.loads(model.stdout)["hosts"][names[0]]["settings"]["vllm_model"]["value"]
     results = {}
     for size, window in zip(SIZES, (4096, 2048), strict=True):
-        limits = [arg for name in names[:size] for arg in ("--limit", name)]
+        limits = limit_args(names[:size])
         command = [sys.executable, "-m", "vllm_fleet", "rollout", inventory(work / f"r{size}.py", window)]
         with Traffic(f"http://127.0.0.1:{gateway['http_port']}", api_key, model) as client:
             began = time.monotonic()

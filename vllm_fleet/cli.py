@@ -109,6 +109,7 @@ def read_facts(inventory: str, names: list[str]) -> dict[str, tuple[list[str], o
 
     from vllm_fleet.facts import GpuVendors, resolve_accelerator
     from vllm_fleet.gpus import GPU_FACTS, gpus_from_facts
+    from vllm_fleet.rollout import limit_args
 
     def path(fact) -> str:
         return f"{fact.__module__}.{fact.__name__}"
@@ -116,7 +117,7 @@ def read_facts(inventory: str, names: list[str]) -> dict[str, tuple[list[str], o
     pyinfra = str(Path(sys.executable).parent / "pyinfra")
     facts = [path(GpuVendors), *(path(fact) for fact in GPU_FACTS.values())]
     result = subprocess.run(
-        [pyinfra, "--json", *(arg for name in names for arg in ("--limit", name)), inventory, "fact", *facts],
+        [pyinfra, "--json", *limit_args(names), inventory, "fact", *facts],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -105,8 +105,8 @@ def _run(cmd: list[str], timeout: int = 7200) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
-def _limits(names: list[str]) -> list[str]:
-    # pyinfra matches `--limit a,b` as one name: one --limit per host.
+def limit_args(names: list[str]) -> list[str]:
+    """pyinfra's arguments selecting these hosts: it matches `--limit a,b` as one name, so one each."""
     return [arg for name in names for arg in ("--limit", name)]
 
 
@@ -122,7 +122,7 @@ def plan(inventory: str) -> dict[str, dict]:
 
 def deploy(inventory: str, names: list[str]) -> dict[str, tuple[str, str]]:
     """pyinfra's deploy of these hosts; returns {host: (state, reason)}."""
-    done = _run([PYINFRA, "-y", "--json", *_limits(names), inventory, "deploy.py"])
+    done = _run([PYINFRA, "-y", "--json", *limit_args(names), inventory, "deploy.py"])
     try:
         report = json.loads(done.stdout)["results"]
     except (json.JSONDecodeError, KeyError):
@@ -161,7 +161,7 @@ def verify(inventory: str, names: list[str]) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "verify.xml"
         done = _run(
-            [sys.executable, "-m", "pytest", "tests/verify", "--inventory", inventory, *_limits(names)]
+            [sys.executable, "-m", "pytest", "tests/verify", "--inventory", inventory, *limit_args(names)]
             + ["-p", "no:cacheprovider", "-q", "--junit-xml", str(junit)]
         )
         if not junit.exists():
@@ -181,7 +181,7 @@ def gateway_control(inventory: str, gateways: list[str], action: str, timeout: i
     if not gateways or not names:
         return ""
     done = _run(
-        [PYINFRA, "-y", *_limits(gateways), inventory, "exec", "--", GATEWAY_CONTROL, action, str(timeout), *names]
+        [PYINFRA, "-y", *limit_args(gateways), inventory, "exec", "--", GATEWAY_CONTROL, action, str(timeout), *names]
     )
     return "" if done.returncode == 0 else _tail(done.stderr + done.stdout)
 
