@@ -1,11 +1,12 @@
 """The local sandbox: Debian 12 containers with systemd and sshd (make sandbox-up).
 
 Hosts are read from tests/sandbox/.state/hosts.json, written by the sandbox tool.
-They deploy the single_gpu profile on the CPU, serving the stand-in server image
-(tests/standin/, not vLLM) shipped through vllm_image_archive, as an air-gapped
-host would get vLLM. They listen on all interfaces so the runner can reach them
-through Docker's published ports, which the schema allows only with an API key:
-the sandbox generates one in a root-only state file.
+They deploy the single_gpu profile on the CPU, as an air-gapped host would get vLLM:
+the image comes through vllm_image_archive and, with the real engine, the test model
+(random weights, vllm-fleet-test-llama-tiny) through vllm_model_dir. A sandbox started with
+--engine standin serves the stand-in (tests/standin/, not vLLM) instead. They listen on
+all interfaces so the runner can reach them through Docker's published ports, which the
+schema allows only with an API key: the sandbox generates one in a root-only state file.
 """
 
 import json as _json
@@ -37,11 +38,22 @@ _common = {
     "vllm_image_archive": _state["vllm_image_archive"],
     "vllm_bind_address": "0.0.0.0",
     "vllm_api_key": _Path(_state["api_key_file"]).read_text().strip(),
-    "vllm_ready_timeout": 120,
+    # The real engine's first start on 2 cores: about 90 s of imports and compilation.
+    "vllm_ready_timeout": 600 if _state.get("engine") == "vllm" else 120,
     # The machine running the tests reaches the hosts from the sandbox network's own address;
     # it stands in for a monitoring host in the firewall.
     "vllm_allowed_sources": [_state["runner_address"]],
 }
+
+
+if _state.get("engine") == "vllm":
+    _common |= {
+        "vllm_model_dir": _state["model_dir"],
+        # vLLM's CPU backend takes the KV cache from host memory; two engines share this machine.
+        "vllm_extra_args": ["--kv-cache-memory-bytes", "1G"],
+        # A token-shaped value from a root-only state file, so the secrets checks look for it too.
+        "hf_token": _Path(_state["hf_token_file"]).read_text().strip(),
+    }
 
 
 def _at(h: dict) -> dict:

@@ -13,7 +13,7 @@ from pyinfra.api.util import get_template
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from vllm_fleet import images, launch, nix, releases
+from vllm_fleet import images, launch, nix, releases, shipped_model
 from vllm_fleet.facts import DockerImageId
 from vllm_fleet.inventory import fleet_settings
 from vllm_fleet.operations import barrier, root_only_directory, secret_file
@@ -39,8 +39,12 @@ def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_resta
         path=settings.hf_cache_dir,
         mode="755",
     )
-    if probe.get("curl") != "yes":
-        server.packages(name="Install curl for the readiness check", packages=["curl"])
+    root_only_directory(settings.vllm_cache_dir, f"Create root-only compile cache {settings.vllm_cache_dir}")
+    missing = [tool for tool in ("curl", "jq") if probe.get(tool) != "yes"]
+    if missing:
+        server.packages(name=f"Install {' and '.join(missing)} for the readiness check", packages=missing)
+    if settings.vllm_model_dir:
+        _ship_model(settings, probe)
 
     if settings.serving_method == "nix":
         server_ops = _install_nix_server(settings, accelerator, serving)
@@ -115,6 +119,33 @@ def _stage_release(settings: Settings, accelerator: str, probe: dict) -> str | N
         mode="644",
     )
     return release
+
+
+def _ship_model(settings: Settings, probe: dict) -> None:
+    """Copy vllm_model_dir to its content-named directory, unless the host has it already; it
+    appears whole or not at all (copied beside it, then renamed)."""
+    target = settings.vllm_model
+    if Path(target).name in probe.get("shipped_models", "").split(","):
+        return
+    root_only_directory(shipped_model.MODELS_DIR, f"Create root-only model directory {shipped_model.MODELS_DIR}")
+    incoming = f"{shipped_model.MODELS_DIR}/.incoming-{Path(target).name}"
+    files.sync(
+        name=f"Ship the model {Path(settings.vllm_model_dir).name} "
+        f"({shipped_model.size_gib(settings.vllm_model_dir):.2f} GiB) from this machine",
+        src=settings.vllm_model_dir,
+        dest=incoming,
+        user="root",
+        group="root",
+        mode="644",
+        dir_mode="755",
+        delete=True,
+        exclude=[".*"],
+        exclude_dir=[".*", "__pycache__"],
+    )
+    server.shell(
+        name=f"Put the shipped model in place as {target}",
+        commands=[f"rm -rf {shlex.quote(target)} && mv -T {shlex.quote(incoming)} {shlex.quote(target)}"],
+    )
 
 
 def _install_image(settings: Settings, accelerator: str) -> list:

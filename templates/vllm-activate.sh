@@ -12,6 +12,7 @@ release=$asked
 config=/etc/vllm-fleet
 releases=$config/releases
 unit=/etc/systemd/system/vllm.service
+models=/var/lib/vllm-fleet/models
 
 say() { echo "vllm-fleet: $*" >&2; }
 
@@ -68,6 +69,11 @@ if serves "$release"; then
         name=$(basename "$dir")
         # current and previous are links: removing through them would empty the releases they name.
         [ -L "$dir" ] || [ "$name" = "$release" ] || [ "$name" = "$keep_previous" ] || rm -rf "$dir"
+    done
+    # Shipped models (vllm_model_dir) that neither kept release serves.
+    for dir in "$models"/*; do
+        [ -d "$dir" ] || continue
+        grep -qsF "$dir" "$releases/$release/vllm.service" "$releases/$keep_previous/vllm.service" || rm -rf "$dir"
     done
     say "$label serves release $release"
     exit 0

@@ -58,8 +58,8 @@ ACCELERATOR_CONTAINER_ARGS = {
 def vllm_args(s: Settings) -> list[str]:
     """The `vllm serve` arguments for a host's settings."""
     args = ["--model", s.vllm_model]
-    if s.vllm_served_model_name:
-        args += ["--served-model-name", s.vllm_served_model_name]
+    if s.vllm_served_model_name or s.vllm_model_dir:
+        args += ["--served-model-name", s.served_model_name]
     if s.vllm_quantization:
         args += ["--quantization", s.vllm_quantization]
     args += ["--gpu-memory-utilization", f"{s.vllm_gpu_memory_utilization:g}"]
@@ -78,8 +78,18 @@ def publish_arg(s: Settings) -> str:
     return f"{address}:{s.vllm_port}:{CONTAINER_PORT}"
 
 
+def cache_env(s: Settings, hf_home: str) -> dict[str, str]:
+    """Where vLLM keeps its compile and kernel caches (torch.compile, Inductor, Triton) and the
+    hub's weights: directories that outlive the server, so a second start skips the compilation."""
+    return {"XDG_CACHE_HOME": s.vllm_cache_dir, "VLLM_CACHE_ROOT": f"{s.vllm_cache_dir}/vllm", "HF_HOME": hf_home}
+
+
 def container_args(s: Settings, accelerator: str) -> list[str]:
     """`docker run` options (before the image) for a host's settings and accelerator."""
+    # The shipped model and the caches keep their host paths inside the container, so the
+    # arguments are the same for Docker and Nix.
+    model = ["-v", f"{s.vllm_model}:{s.vllm_model}:ro"] if s.vllm_model_dir else []
+    env = [arg for name, value in cache_env(s, CONTAINER_HF_CACHE).items() for arg in ("-e", f"{name}={value}")]
     return [
         "--name",
         CONTAINER_NAME,
@@ -93,6 +103,10 @@ def container_args(s: Settings, accelerator: str) -> list[str]:
         publish_arg(s),
         "-v",
         f"{s.hf_cache_dir}:{CONTAINER_HF_CACHE}",
+        "-v",
+        f"{s.vllm_cache_dir}:{s.vllm_cache_dir}",
+        *model,
+        *env,
         # Secrets reach the container from a root-only file, never a command line.
         "--env-file",
         ENV_FILE,
@@ -130,7 +144,8 @@ def unit_context(s: Settings, accelerator: str) -> dict:
         "port": s.vllm_port,
         "container_name": CONTAINER_NAME,
         "env_file": ENV_FILE,
-        "hf_cache_dir": s.hf_cache_dir,
+        "environment": cache_env(s, s.hf_cache_dir),
+        "read_only_paths": [s.vllm_model] if s.vllm_model_dir else [],
     }
     if s.serving_method == "nix":
         context["exec_start"] = exec_line(nix_server_argv(s, accelerator))

