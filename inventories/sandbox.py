@@ -49,8 +49,7 @@ _common = {
 if _state.get("engine") == "vllm":
     _common |= {
         "vllm_model_dir": _state["model_dir"],
-        # vLLM's CPU backend takes the KV cache from host memory; two engines share this machine.
-        "vllm_extra_args": ["--kv-cache-memory-bytes", "1G"],
+        "vllm_extra_args": _state["vllm_extra_args"],
         # A token-shaped value from a root-only state file, so the secrets checks look for it too.
         "hf_token": _Path(_state["hf_token_file"]).read_text().strip(),
     }

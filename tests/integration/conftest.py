@@ -113,9 +113,19 @@ def write_inventory(tmp_path: Path, overrides: dict[str, dict]) -> str:
 class Fleet:
     hosts: list[dict]
     api_key: str
-    model: str  # what sizing serves on the sandbox's CPU hosts
+    model: str  # the name the sandbox's hosts serve their model under
+    model_path: str  # vllm_model as resolved: the shipped test model's path (real vLLM), or sizing's choice
     state: dict = field(default_factory=dict)  # the sandbox's hosts.json
     env: dict = field(default_factory=lambda: TEST_ENV)
+
+    @property
+    def hf_token(self) -> str:
+        return Path(self.state["hf_token_file"]).read_text().strip()
+
+    @property
+    def state_args(self) -> list[str]:
+        """The sandbox inventory's own vllm_extra_args, to extend rather than replace."""
+        return self.state.get("vllm_extra_args", [])
 
     @property
     def names(self) -> list[str]:
@@ -126,24 +136,29 @@ class Fleet:
         return self.state.get("gateways", [])
 
 
-def start_fleet(env: dict, hosts: int, gateways: int = 0):
-    """Fresh sandbox hosts (any left from an earlier run are removed first); yields the Fleet,
-    then removes them unless VLLM_FLEET_KEEP_SANDBOX is set."""
+def start_fleet(env: dict, hosts: int, gateways: int = 0, engine: str = "vllm"):
+    """Fresh sandbox hosts serving the real vLLM or the stand-in (any left from an earlier run
+    are removed first); yields the Fleet, then removes them unless VLLM_FLEET_KEEP_SANDBOX is set."""
     sandbox = [sys.executable, "-m", "tests.sandbox.sandbox"]
     down = run([*sandbox, "down"], env=env)
     assert down.rc == 0, down.output
     started = time.monotonic()
-    up = run([*sandbox, "up", "--hosts", str(hosts), "--gateways", str(gateways)], timeout=1800, env=env)
+    up = run(
+        [*sandbox, "up", "--hosts", str(hosts), "--gateways", str(gateways), "--engine", engine], timeout=2400, env=env
+    )
     assert up.rc == 0, up.output
     print(f"sandbox up in {time.monotonic() - started:.0f}s")
     state = json.loads((Path(env["VLLM_FLEET_SANDBOX_STATE"]) / "hosts.json").read_text())
     plan = run([sys.executable, "-m", "vllm_fleet", "plan", SANDBOX_INVENTORY, "--format", "json"], env=env)
     assert plan.rc == 0, plan.output
-    models = {
-        h["settings"]["vllm_model"]["value"] for h in json.loads(plan.stdout)["hosts"].values() if "settings" in h
+    served = {
+        (h["served_model_name"], h["settings"]["vllm_model"]["value"])
+        for h in json.loads(plan.stdout)["hosts"].values()
+        if "settings" in h
     }
-    assert len(models) == 1, models
-    yield Fleet(state["hosts"], Path(state["api_key_file"]).read_text().strip(), models.pop(), state, env)
+    assert len(served) == 1, served
+    model, path = served.pop()
+    yield Fleet(state["hosts"], Path(state["api_key_file"]).read_text().strip(), model, path, state, env)
     if not os.environ.get("VLLM_FLEET_KEEP_SANDBOX"):
         run([*sandbox, "down"], env=env)
 

@@ -1,5 +1,6 @@
-"""The real deploy against sandbox hosts over SSH: converge, verify, idempotence,
-a changed knob, and a bad inventory refused with every host left as it was."""
+"""The real deploy against sandbox hosts over SSH, serving the real vLLM (CPU build) and the
+shipped test model: converge, verify, idempotence, a changed knob, a release that cannot start
+rolled back, and a bad inventory refused with every host left as it was."""
 
 from __future__ import annotations
 
@@ -48,6 +49,22 @@ def test_fresh_hosts_converge(fleet, converged):
         assert on_host(host, "systemctl is-active vllm.service") == "active"
         assert on_host(host, "systemctl is-enabled vllm.service") == "enabled"
     assert fleet.api_key not in result.output, "the API key appeared in pyinfra's output"
+    assert fleet.hf_token not in result.output, "the HF token appeared in pyinfra's output"
+
+
+def test_real_vllm_serves_the_shipped_model_read_only(fleet, converged):
+    for host in fleet.names:
+        assert on_host(host, "docker exec vllm python3 -c 'import vllm; print(vllm.__version__)'") == "0.32.0"
+        path = fleet.model_path
+        assert path.startswith("/var/lib/vllm-fleet/models/vllm-fleet-test-llama-tiny-")
+        assert on_host(host, f"stat -c '%U %a' {path} {path}/config.json") == "root 755\nroot 644"
+        assert on_host(host, "stat -c '%U %a' /var/lib/vllm-fleet/models /var/lib/vllm-fleet/cache") == (
+            "root 700\nroot 700"
+        )
+        mounts = json.loads(on_host(host, "docker inspect --format '{{json .Mounts}}' vllm"))
+        assert {m["Destination"]: m["RW"] for m in mounts}[path] is False, "the model is writable by the server"
+        # vLLM's compile cache outlives the container.
+        assert on_host(host, "ls /var/lib/vllm-fleet/cache/vllm") != ""
 
 
 def test_endpoint_answers_from_the_runner(fleet, converged):
@@ -161,15 +178,22 @@ def test_dry_run_with_diff_shows_no_secret_and_changes_nothing(fleet, converged,
 
 def test_release_that_does_not_come_up_goes_back_to_the_previous_one(fleet, converged, tmp_path):
     first, second = fleet.names
-    # The stand-in, like vLLM, exits on an argument it does not know.
-    inventory = write_inventory(tmp_path, {first: {"vllm_extra_args": ["--no-such-flag"], "vllm_ready_timeout": 15}})
+    # vLLM exits on an argument it does not know. The ready timeout stays long: the crashes,
+    # not the timeout, must end the wait.
+    extra = [*fleet.state_args, "--no-such-flag"]
+    inventory = write_inventory(tmp_path, {first: {"vllm_extra_args": extra}})
     release, unit = on_host(first, f"readlink {RELEASES}/current"), on_host(first, f"sha256sum {UNIT}")
+    since = on_host(first, "date '+%Y-%m-%d %H:%M:%S'")
 
     result, outcomes = deploy_json(inventory)
 
     assert result.rc != 0
     assert outcomes[ACTIVATE][first] == "error"
     assert f"vLLM on {first} did not list {fleet.model}" in result.output
+    assert "(the server exited 2 times since it was started)" in result.output
+    crashed = on_host(first, f"journalctl -u vllm.service --since '{since}' -o short-unix | grep -m1 'Main process exited'")
+    back = on_host(first, f"journalctl -u vllm-fleet-activate --since '{since}' -o short-unix | grep -m1 'going back'")
+    assert float(back.split()[0]) - float(crashed.split()[0]) < 60, "the rollback started over a minute after the crash"
     assert "unrecognized arguments: --no-such-flag" in result.output, "journalctl lines missing"
     assert f"{first} ROLLED BACK to release {release}, which serves" in result.output
     # The host is back on its last good release, whole: link, unit, and the server answering.

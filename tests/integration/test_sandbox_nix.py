@@ -74,7 +74,7 @@ def test_unit_runs_the_nix_build_with_the_docker_paths_arguments(fleet, switched
     first, _ = fleet.names
     unit = on_host(first, f"cat {UNIT}")
     assert f"ExecStart={nix.server_program('cpu')} \\" in unit
-    for line in (f"--model {fleet.model} \\", "--max-model-len 8192 \\", "--host 0.0.0.0 \\", "--port 8000"):
+    for line in (f"--model {fleet.model_path} \\", "--max-model-len 8192 \\", "--host 0.0.0.0 \\", "--port 8000"):
         assert f"    {line}" in unit.splitlines(), line
     assert "EnvironmentFile=/etc/vllm-fleet/vllm.env" in unit and "docker" not in unit.split("[Service]")[1]
     assert [card["id"] for card in models(fleet, fleet.hosts[0])["data"]] == [fleet.model]

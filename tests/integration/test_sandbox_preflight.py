@@ -9,6 +9,8 @@ import sys
 import pytest
 from conftest import ACTIVATE, PYINFRA, SANDBOX_INVENTORY, changed, deploy_json, on_host, run, write_inventory
 
+from vllm_fleet.sizing import CATALOGUE
+
 pytestmark = pytest.mark.sandbox
 
 STATE_FILES = "/etc/systemd/system/vllm.service /etc/vllm-fleet/vllm.env"
@@ -70,8 +72,9 @@ def test_disk_nearly_full_is_refused(fleet, converged, tmp_path):
         refused(
             fleet,
             tmp_path,
-            {"hf_cache_dir": "/mnt/tiny/hf"},
-            f"disk: /mnt/tiny/hf has 0.0 GiB free, {fleet.model} needs 1.1 GiB",
+            # A model from the hub, not the shipped test model, so the cache must hold it.
+            {"hf_cache_dir": "/mnt/tiny/hf", "vllm_model_dir": None},
+            f"disk: /mnt/tiny/hf has 0.0 GiB free, {CATALOGUE.phases['cpu']['prefer'][0]} needs 1.1 GiB",
         )
         assert on_host(first, "ls /mnt/tiny") == "", "the refused host got its cache directory"
     finally:
@@ -117,4 +120,4 @@ def test_plan_with_facts_reads_the_pci_bus(fleet, converged, tmp_path):
     assert result.rc == 0, result.output[-2000:]
     facts = json.loads(result.stdout)["hosts"][first]
     assert facts["accelerator"] == "cpu" and facts["warnings"] == []
-    assert facts["settings"]["vllm_model"] == {"value": fleet.model, "source": "sizing"}
+    assert facts["settings"]["vllm_model"] == {"value": fleet.model_path, "source": "sizing"}

@@ -37,7 +37,7 @@ CURRENT = f"{launch.RELEASES_DIR}/current"
 @pytest.fixture(scope="module")
 def fleet():
     """Four vLLM hosts and a gateway, deployed once by a plain pyinfra run."""
-    for fleet in start_fleet(ENV, hosts=4, gateways=1):
+    for fleet in start_fleet(ENV, hosts=4, gateways=1, engine="standin"):
         started = time.monotonic()
         result, _ = deploy_json(SANDBOX_INVENTORY, env=ENV)
         print(f"first deploy of 4 hosts and a gateway in {time.monotonic() - started:.0f}s")

@@ -468,7 +468,13 @@ def up(count: int, gateways: int = 0, engine: str = "vllm") -> dict:
     served: dict = {"engine": engine}
     if engine == "vllm":
         image, archive = build_vllm_image(base)
-        served.update(vllm_image=image, vllm_image_archive=str(archive), model_dir=str(build_test_model(image)))
+        served.update(
+            vllm_image=image,
+            vllm_image_archive=str(archive),
+            model_dir=str(build_test_model(image)),
+            # vLLM's CPU backend takes its KV cache from host memory, which the hosts share.
+            vllm_extra_args=["--kv-cache-memory-bytes", "1G"],
+        )
     else:
         image, variants, archive = build_standin_image(base)
         served.update(vllm_image=image, vllm_image_variants=variants, vllm_image_archive=str(archive))
