@@ -191,8 +191,9 @@ def test_release_that_does_not_come_up_goes_back_to_the_previous_one(fleet, conv
     assert outcomes[ACTIVATE][first] == "error"
     assert f"vLLM on {first} did not list {fleet.model}" in result.output
     assert "(the server exited 2 times since it was started)" in result.output
-    crashed = on_host(first, f"journalctl -u vllm.service --since '{since}' -o short-unix | grep -m1 'Main process exited'")
-    back = on_host(first, f"journalctl -u vllm-fleet-activate --since '{since}' -o short-unix | grep -m1 'going back'")
+    journal = f"journalctl --since '{since}' -o short-unix"
+    crashed = on_host(first, f"{journal} -u vllm.service | grep -m1 'Main process exited'")
+    back = on_host(first, f"{journal} -u vllm-fleet-activate | grep -m1 'going back'")
     assert float(back.split()[0]) - float(crashed.split()[0]) < 60, "the rollback started over a minute after the crash"
     assert "unrecognized arguments: --no-such-flag" in result.output, "journalctl lines missing"
     assert f"{first} ROLLED BACK to release {release}, which serves" in result.output
