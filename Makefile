@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 INVENTORY ?= inventories/sandbox.py
 HOSTS ?= 1
 GATEWAYS ?= 0
+ENGINE ?=
 JOBS ?= 4
 REPORTS := reports
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: setup nix-tools demo test test-unit test-planning test-integration lint verify sandbox-up sandbox-down clean \
-	bench-rollout
+	bench-rollout bench-engine
 
 # The virtual environment, rebuilt when the pinned dependencies change.
 $(VENV)/.installed: pyproject.toml
@@ -29,7 +30,7 @@ nix-tools:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nix-bin; }
 
 sandbox-up: setup
-	$(BIN)/python -m tests.sandbox.sandbox up --hosts $(HOSTS) --gateways $(GATEWAYS)
+	$(BIN)/python -m tests.sandbox.sandbox up --hosts $(HOSTS) --gateways $(GATEWAYS) $(if $(ENGINE),--engine $(ENGINE))
 
 sandbox-down: setup
 	$(BIN)/python -m tests.sandbox.sandbox down
@@ -68,6 +69,10 @@ test: lint nix-tools
 # Rollout benchmark: 4 then 8 sandbox hosts behind a gateway, under load (about 10 minutes).
 bench-rollout: setup
 	$(BIN)/python -m bench.rollout
+
+# Real vLLM's start, with an empty compile cache and then with the cache kept (about 6 minutes).
+bench-engine: setup
+	$(BIN)/python -m bench.engine_start
 
 clean: sandbox-down
 	rm -rf $(VENV) $(REPORTS) tests/sandbox/.state tests/sandbox/.state-test

@@ -72,7 +72,7 @@ def main() -> int:
     run([*sandbox, "down"])
     hosts = max(SIZES)
     print(f"starting {hosts} sandbox vLLM hosts and a gateway ...", flush=True)
-    run([*sandbox, "up", "--hosts", str(hosts), "--gateways", "1"])
+    run([*sandbox, "up", "--hosts", str(hosts), "--gateways", "1", "--engine", "standin"])
     state = json.loads((Path(ENV["VLLM_FLEET_SANDBOX_STATE"]) / "hosts.json").read_text())
     names = [h["name"] for h in state["hosts"]]
     gateway = state["gateways"][0]

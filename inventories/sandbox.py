@@ -46,7 +46,10 @@ _common = {
 }
 
 
-if _state.get("engine") == "vllm":
+if _state.get("engine") != "vllm":
+    # The stand-in serves whatever name it is given: there are no weights to download.
+    _common["vllm_download_weights"] = False
+else:
     _common |= {
         "vllm_model_dir": _state["model_dir"],
         "vllm_extra_args": _state["vllm_extra_args"],

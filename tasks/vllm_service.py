@@ -54,6 +54,13 @@ def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_resta
     for script, dest in (("vllm-ready.sh", launch.READY_SCRIPT), ("vllm-activate.sh", launch.ACTIVATE_SCRIPT)):
         files.put(name=f"Install {Path(dest).name}", src=str(TEMPLATES / script), dest=dest, mode="755")
     release = _stage_release(settings, accelerator, probe)
+    if wants_download(settings, probe):
+        env_file = f"{launch.RELEASES_DIR}/{release}/vllm.env" if release else launch.ENV_FILE
+        server.shell(
+            name=f"Download the weights of {settings.vllm_model} before the restart "
+            f"(up to {settings.vllm_download_timeout} s)",
+            commands=[launch.download_command(settings, accelerator, env_file)],
+        )
 
     if settings.serving_method == "nix" and serving.get("unit_method") == "docker":
         server.shell(
@@ -119,6 +126,17 @@ def _stage_release(settings: Settings, accelerator: str, probe: dict) -> str | N
         mode="644",
     )
     return release
+
+
+def wants_download(settings: Settings, probe: dict) -> bool:
+    """A hub model on a Docker host whose cache holds no finished download of ours."""
+    hub_model = not settings.vllm_model_dir and not settings.vllm_model.startswith("/")
+    return (
+        hub_model
+        and settings.vllm_download_weights
+        and settings.serving_method == "docker"
+        and probe.get("hf_cache_downloaded") != "yes"
+    )
 
 
 def _ship_model(settings: Settings, probe: dict) -> None:

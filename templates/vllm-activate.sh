@@ -14,7 +14,12 @@ releases=$config/releases
 unit=/etc/systemd/system/vllm.service
 models=/var/lib/vllm-fleet/models
 
-say() { echo "vllm-fleet: $*" >&2; }
+# To the deploy's output, and to the journal (tag vllm-fleet-activate), where an operator finds
+# when a release was activated or rolled back.
+say() {
+    echo "vllm-fleet: $*" >&2
+    logger -t vllm-fleet-activate -- "$*" 2>/dev/null || true
+}
 
 # Replace a symlink in one rename, so it never points nowhere.
 relink() { ln -sfn "$1" "$2.tmp" && mv -T "$2.tmp" "$2"; }

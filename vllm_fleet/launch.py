@@ -113,6 +113,50 @@ def container_args(s: Settings, accelerator: str) -> list[str]:
     ]
 
 
+def hub_cache_dir(s: Settings) -> str:
+    """The model's directory in the hub cache on the host (huggingface_hub's layout)."""
+    return f"{s.hf_cache_dir}/hub/models--{s.vllm_model.replace('/', '--')}"
+
+
+# Written beside the hub's files when our download finished; a partial download has none.
+DOWNLOADED_MARK = ".vllm-fleet-downloaded"
+# Run by the image's own Python: the checkpoint files vLLM loads (safetensors when the repository
+# has them, else .bin), the config and tokenizer, none of the duplicates some repositories carry.
+DOWNLOAD_SCRIPT = (
+    "import sys; from huggingface_hub import list_repo_files, snapshot_download; m = sys.argv[1]; "
+    "skip = ['original/*', '*.pth', '*.pt', '*.gguf', '*.onnx', '*.msgpack', '*.h5']; "
+    "skip += ['*.bin'] if any(f.endswith('.safetensors') for f in list_repo_files(m)) else []; "
+    "snapshot_download(m, ignore_patterns=skip); print('downloaded', m)"
+)
+
+
+def download_command(s: Settings, accelerator: str, env_file: str) -> str:
+    """Download the hub model's weights into the host's cache with the serving image, the token
+    from env_file (root-only), before the server restarts; marks the download finished."""
+    run = [
+        "timeout",
+        str(s.vllm_download_timeout),
+        "/usr/bin/docker",
+        "run",
+        "--rm",
+        "--name",
+        f"{CONTAINER_NAME}-download",
+        "--env-file",
+        env_file,
+        "-e",
+        f"HF_HOME={CONTAINER_HF_CACHE}",
+        "-v",
+        f"{s.hf_cache_dir}:{CONTAINER_HF_CACHE}",
+        "--entrypoint",
+        "python3",
+        image(s, accelerator),
+        "-c",
+        DOWNLOAD_SCRIPT,
+        s.vllm_model,
+    ]
+    return f"{shlex.join(run)} && touch {shlex.quote(hub_cache_dir(s) + '/' + DOWNLOADED_MARK)}"
+
+
 def image(s: Settings, accelerator: str) -> str:
     return s.vllm_image or default_image(accelerator)
 

@@ -18,7 +18,7 @@ from pyinfra.api import FactBase
 from vllm_fleet import gpu_packages, nix, releases, shipped_model
 from vllm_fleet.distro import Distro
 from vllm_fleet.facts import parse_daemon_json
-from vllm_fleet.launch import UNIT_PATH
+from vllm_fleet.launch import DOWNLOADED_MARK, UNIT_PATH
 from vllm_fleet.sizing import CATALOGUE
 
 # The CUDA release each default vLLM image is built against needs at least this driver
@@ -78,6 +78,7 @@ echo "hf_cache_free_kib=$(free_kib {cache})"
 echo "models_free_kib=$(free_kib {shipped_model.MODELS_DIR})"
 echo "shipped_models=$(ls {shipped_model.MODELS_DIR} 2>/dev/null | tr '\\n' ',')"
 [ -d {cache}/hub/{model} ] && echo hf_cache_has_model=yes || echo hf_cache_has_model=no
+[ -e {cache}/hub/{model}/{DOWNLOADED_MARK} ] && echo hf_cache_downloaded=yes || echo hf_cache_downloaded=no
 listeners=$(ss -Hltnp "sport = :{port}" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | sort -u)
 echo "port_listeners=$(echo "$listeners" | tr '\\n' ' ')"
 echo "vllm_main_pid=$(systemctl show -p MainPID --value vllm.service 2>/dev/null)"

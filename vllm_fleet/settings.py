@@ -521,6 +521,20 @@ SCHEMA: Mapping[str, Setting] = _settings(
         absolute_path,
     ),
     Setting(
+        "vllm_download_weights",
+        True,
+        "Docker hosts serving a hub model: download its weights into hf_cache_dir in a step of their own, before "
+        "the restart, so a release is out of service for the restart only. False: vLLM downloads them at start "
+        "(or finds them in a cache you filled).",
+        boolean,
+    ),
+    Setting(
+        "vllm_download_timeout",
+        7200,
+        "Seconds the weights' download may take before it is stopped and the host fails, still on its old release.",
+        integer(60, 86400),
+    ),
+    Setting(
         "vllm_cache_dir",
         "/var/lib/vllm-fleet/cache",
         "Host directory, root-only, for vLLM's compile and kernel caches (VLLM_CACHE_ROOT, XDG_CACHE_HOME), so "

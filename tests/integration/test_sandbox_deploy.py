@@ -193,7 +193,7 @@ def test_release_that_does_not_come_up_goes_back_to_the_previous_one(fleet, conv
     assert "(the server exited 2 times since it was started)" in result.output
     journal = f"journalctl --since '{since}' -o short-unix"
     crashed = on_host(first, f"{journal} -u vllm.service | grep -m1 'Main process exited'")
-    back = on_host(first, f"{journal} -u vllm-fleet-activate | grep -m1 'going back'")
+    back = on_host(first, f"{journal} -t vllm-fleet-activate | grep -m1 'going back'")
     assert float(back.split()[0]) - float(crashed.split()[0]) < 60, "the rollback started over a minute after the crash"
     assert "unrecognized arguments: --no-such-flag" in result.output, "journalctl lines missing"
     assert f"{first} ROLLED BACK to release {release}, which serves" in result.output

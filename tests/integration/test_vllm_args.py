@@ -73,3 +73,18 @@ def test_every_argument_list_the_project_writes_parses(image):
     assert "unrecognized arguments: --no-such-flag" in results.pop("control")
     assert results == dict.fromkeys(cases.keys() - {"control"}, "ok")
     assert len(results) == len(PHASES) * len(ACCELERATORS) * len(SERVING_METHODS) + 1
+
+
+def test_the_weights_download_runs_in_the_image_up_to_the_hub(image):
+    """The download step's Python runs with the image's huggingface_hub (names, syntax) and
+    stops only where it needs the hub, which this machine cannot reach."""
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", image]
+        + ["-c", launch.DOWNLOAD_SCRIPT, "Qwen/Qwen2.5-1.5B-Instruct"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "ConnectError" in done.stderr or "ConnectionError" in done.stderr, done.stderr[-2000:]
+    assert "ImportError" not in done.stderr and "SyntaxError" not in done.stderr

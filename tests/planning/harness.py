@@ -64,6 +64,7 @@ class FakeHost:
             "docker_runtimes": "",
             "daemon_json": self.files.get("/etc/docker/daemon.json", "").replace("\n", ""),
             "curl": "yes" if "curl" in self.packages else "no",
+            "jq": "yes" if "jq" in self.packages else "no",
             "kfd": "no",
             "render_group": "no",
             "gfx": "",

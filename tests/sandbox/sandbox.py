@@ -460,7 +460,10 @@ def wait_for_ssh(host: dict, key: Path) -> None:
     sys.exit(f"[sandbox] {host['name']}: sshd did not accept the sandbox key within 30 s")
 
 
-def up(count: int, gateways: int = 0, engine: str = "vllm") -> dict:
+def up(count: int, gateways: int = 0, engine: str | None = None) -> dict:
+    """engine None: what the sandbox already serves (bringing a host back changes nothing else), else vllm."""
+    known = STATE / "hosts.json"
+    engine = engine or (json.loads(known.read_text()).get("engine") if known.exists() else None) or "vllm"
     ensure_docker()
     ensure_network()
     key, api_key = ensure_keys()
@@ -560,7 +563,9 @@ def main() -> int:
     up_cmd.add_argument("--hosts", type=int, default=1)
     up_cmd.add_argument("--gateways", type=int, default=0, help="HAProxy gateway hosts in front of the others")
     up_cmd.add_argument(
-        "--engine", choices=ENGINES, default="vllm", help="real vLLM (CPU build), or the stand-in for large fleets"
+        "--engine",
+        choices=ENGINES,
+        help="real vLLM (CPU build), or the stand-in for large fleets (default: what the sandbox serves, else vllm)",
     )
     sub.add_parser("down", help="remove the hosts and their volumes")
     sub.add_parser("status", help="print the sandbox state")
