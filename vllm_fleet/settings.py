@@ -789,16 +789,6 @@ def _check_rules(s: Settings, data: Mapping[str, Any], groups: set[str]) -> None
             repr(s.vllm_model),
             "'auto' when vllm_model_dir is set (the directory is the model; name it with vllm_served_model_name)",
         )
-    if s.vllm_model_dir and not s.vllm_served_model_name:
-        try:
-            text(Path(s.vllm_model_dir).name)
-        except Invalid:
-            raise SettingsError(
-                s.host,
-                "vllm_served_model_name",
-                "None",
-                "a name without spaces (vllm_model_dir's directory name has some)",
-            ) from None
     if s.serving_method == "nix":
         _check_nix_rules(s)
     if s.docker_version and s.docker_source != "docker":
