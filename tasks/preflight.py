@@ -21,7 +21,7 @@ def preflight(plan: HostPlan, vendors: list[str], distro: Distro | None, unsuppo
         HostProbe,
         port=s.vllm_port,
         hf_cache_dir=s.hf_cache_dir,
-        model_dir="models--" + s.vllm_model.replace("/", "--"),
+        model_dir=launch.hub_cache_name(s.vllm_model),
         accelerators=",".join(nix.builds_for(s, plan.accelerator, fleet_settings(host))),
     )
     context = Context(

@@ -113,9 +113,14 @@ def container_args(s: Settings, accelerator: str) -> list[str]:
     ]
 
 
+def hub_cache_name(model: str) -> str:
+    """A hub model's directory name in the cache's hub/ (huggingface_hub's layout)."""
+    return "models--" + model.replace("/", "--")
+
+
 def hub_cache_dir(s: Settings) -> str:
-    """The model's directory in the hub cache on the host (huggingface_hub's layout)."""
-    return f"{s.hf_cache_dir}/hub/models--{s.vllm_model.replace('/', '--')}"
+    """The model's directory in the hub cache on the host."""
+    return f"{s.hf_cache_dir}/hub/{hub_cache_name(s.vllm_model)}"
 
 
 # Written beside the hub's files when our download finished; a partial download has none.

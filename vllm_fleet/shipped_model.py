@@ -48,5 +48,6 @@ def host_path(directory: str) -> str:
     return f"{MODELS_DIR}/{Path(directory).name}-{content_hash(directory)[:16]}"
 
 
+@lru_cache
 def size_gib(directory: str) -> float:
     return sum(p.stat().st_size for p in files(directory)) / 2**30
