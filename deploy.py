@@ -21,6 +21,7 @@ from tasks.docker_engine import docker_engine
 from tasks.firewall import firewall
 from tasks.gateway import gateway
 from tasks.gpu_reboot import gpu_reboot
+from tasks.host_tools import host_tools_setup
 from tasks.nix import nix_setup
 from tasks.nvidia_container_toolkit import nvidia_container_toolkit
 from tasks.nvidia_driver import nvidia_driver
@@ -34,6 +35,7 @@ from vllm_fleet.plan import plan_host
 
 settings = settings_for(host)
 if settings.role == "gateway":
+    host_tools_setup(settings)
     gateway(settings, fleet_settings(host))
 else:
     vendors = host.get_fact(GpuVendors)
@@ -45,6 +47,7 @@ else:
     probe = preflight(plan, vendors, distro, unsupported_os)
 
     if probe is not None:
+        host_tools_setup(settings)
         gpu_stack = settings.manage_gpu_stack and accelerator in ("nvidia", "amd")
         if gpu_stack:
             driver = nvidia_driver if accelerator == "nvidia" else amd_rocm

@@ -68,14 +68,22 @@ let
   unit =
     name: i:
     let
-      url = "http://${if i.host == "0.0.0.0" then "127.0.0.1" else i.host}:${toString i.port}";
+      url = import ./health-url.nix i.host i.port;
+      cache = "/var/cache/vllm-${name}";
     in
     {
       description = "vLLM OpenAI-compatible server (${name}, ${i.model})";
       wantedBy = [ "multi-user.target" ];
       after = [ "network-online.target" ];
       wants = [ "network-online.target" ];
-      environment.HF_HOME = "/var/lib/vllm-${name}/huggingface";
+      # DynamicUser has no home, and ProtectHome hides /root: vLLM's caches (torch.compile,
+      # Triton, its own) go to the unit's CacheDirectory, the weights to its StateDirectory.
+      environment = {
+        HF_HOME = "/var/lib/vllm-${name}/huggingface";
+        XDG_CACHE_HOME = cache;
+        VLLM_CACHE_ROOT = "${cache}/vllm";
+        TRITON_CACHE_DIR = "${cache}/triton";
+      };
       serviceConfig = {
         ExecStart = lib.escapeShellArgs (
           [
@@ -97,6 +105,7 @@ let
         RestartSec = 15;
         DynamicUser = true;
         StateDirectory = "vllm-${name}";
+        CacheDirectory = "vllm-${name}";
         # GPU device nodes belong to these groups.
         SupplementaryGroups = [
           "video"

@@ -1,5 +1,5 @@
-"""Nix: installed (the distribution's package, else the official installer pinned by
-checksum), configured with flakes and the binary caches, its daemon running."""
+"""Nix: installed (the distribution's package when it is new enough for the flake, else the
+official installer pinned by checksum), configured with flakes and the binary caches, its daemon running."""
 
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ INSTALLER_DIR = "/var/lib/vllm-fleet/nix-installer"
 def nix_setup(settings: Settings, distro: Distro, probe: dict) -> None:
     """probe: pre-flight's HostProbe, which says whether Nix is there."""
     state = nix.serving_state(probe)
-    package = nix.DISTRO_PACKAGE.get(distro.id)
+    source, detail = nix.install_source(distro.id, distro.version, nix.minimum_nix(nix.flake_dir(settings.nix_flake)))
     if state["nix"] != "yes":
-        if package:
-            apt.packages(name=f"Install Nix ({package})", packages=[package], update=True, cache_time=APT_CACHE_SECONDS)
+        if source == "distro":
+            apt.packages(name=f"Install Nix ({detail})", packages=[detail], update=True, cache_time=APT_CACHE_SECONDS)
         else:
-            _run_official_installer(state["machine"])
+            _run_official_installer(state["machine"], detail)
 
     ours = files.put(
         name="Write vllm-fleet's Nix settings (flakes, binary caches)",
@@ -57,7 +57,8 @@ def nix_setup(settings: Settings, distro: Distro, probe: dict) -> None:
     )
 
 
-def _run_official_installer(machine: str) -> None:
+def _run_official_installer(machine: str, why: str) -> None:
+    """why: why the distribution's own package is not used, if it has one."""
     sha256 = nix.INSTALLER.sha256.get(machine)
     if sha256 is None:
         raise PyinfraError(
@@ -74,7 +75,7 @@ def _run_official_installer(machine: str) -> None:
         mode="600",
     )
     server.shell(
-        name=f"Install Nix {nix.INSTALLER.version} (multi-user, official installer)",
+        name=f"Install Nix {nix.INSTALLER.version} (multi-user, official installer{'; ' + why if why else ''})",
         commands=[
             f"cd {INSTALLER_DIR} && tar -xJf {tarball} "
             f"&& ./nix-{nix.INSTALLER.version}-{machine}-linux/install --daemon --yes --no-channel-add "

@@ -40,9 +40,6 @@ def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_resta
         mode="755",
     )
     root_only_directory(settings.vllm_cache_dir, f"Create root-only compile cache {settings.vllm_cache_dir}")
-    missing = [tool for tool in ("curl", "jq") if probe.get(tool) != "yes"]
-    if missing:
-        server.packages(name=f"Install {' and '.join(missing)} for the readiness check", packages=missing)
     if settings.vllm_model_dir:
         _ship_model(settings, probe)
 

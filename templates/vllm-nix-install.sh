@@ -6,6 +6,8 @@
 # Usage: vllm-nix-install build HOST_LABEL FLAKE_DIR ATTRIBUTE LINK STAMP HASH TIMEOUT
 #        vllm-nix-install copy  HOST_LABEL BUILDER LINK STAMP HASH TIMEOUT
 set -u
+# sudo's secure_path lacks the official installer's profile: nix is found there too.
+PATH="/nix/var/nix/profiles/default/bin:$PATH"
 mode=$1 label=$2
 shift 2
 nix="nix --extra-experimental-features nix-command --extra-experimental-features flakes"

@@ -7,6 +7,8 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
+from vllm_fleet import host_tools
+
 # PCI vendor IDs of GPU makers we deploy for.
 PCI_VENDORS = {"0x10de": "nvidia", "0x1002": "amd"}
 # PCI class 0x03xxxx is "display controller" (VGA, 3D, other); AMD Instinct cards
@@ -85,3 +87,19 @@ def parse_daemon_json(content: str) -> dict[str, Any] | DaemonJsonError:
     if not isinstance(value, dict):
         return DaemonJsonError("it is JSON but not an object")
     return value
+
+
+class HostTools(FactBase):
+    """Which of the tools the deploy runs on the host are there (name=yes/no), the package family,
+    and lock_holder: "pid name" of a process holding the package manager's lock, else empty."""
+
+    def command(self, tools: str) -> str:
+        return host_tools.probe_script(tuple(t for t in tools.split(",") if t))
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        state = {}
+        for line in output:
+            key, sep, value = line.partition("=")
+            if sep:
+                state[key] = value.strip()
+        return state

@@ -10,6 +10,8 @@ is due, and --dry tells the truth.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -31,8 +33,12 @@ NIX = "/nix/var/nix/profiles/default/bin/nix"  # the official installer's; Debia
 # The NVIDIA userspace libraries CUDA programs load, as an awk pattern over `ldconfig -p`.
 NVIDIA_LIBS = r"/(libcuda|libnvidia-ml|libnvidia-ptxjitcompiler|libnvidia-nvvm)\.so/"
 
-# Distributions whose own package gives a multi-user Nix with its daemon under systemd.
+# Distributions whose own package gives a multi-user Nix with its daemon under systemd, and the
+# Nix version that package is on each release (packages.debian.org, packages.ubuntu.com: nix-bin).
 DISTRO_PACKAGE = {"debian": "nix-setup-systemd", "ubuntu": "nix-setup-systemd"}
+DISTRO_NIX_VERSION = {("debian", "12"): "2.8.0", ("ubuntu", "22.04"): "2.6.0", ("ubuntu", "24.04"): "2.18.1"}
+# nixpkgs refuses to evaluate with an older Nix (nixpkgs' lib/minver.nix).
+NIXPKGS_MIN_NIX = "2.18"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,48 @@ INSTALLER = Installer("2.24.9", {"x86_64": "3c0779e4878d1289cf3fbb158ec5ea9bdf61
 
 def flake_dir(setting: str | None) -> Path:
     return Path(setting) if setting else REPO_FLAKE
+
+
+def version_key(text: str) -> tuple[int, ...]:
+    """'2.18.1' -> (2, 18, 1); '2.24.9pre1' -> (2, 24, 9)."""
+    return tuple(int(part) for part in re.findall(r"\d+", text.split("pre")[0])[:3])
+
+
+def flake_uses_nixpkgs(directory: Path) -> bool:
+    """A flake whose lock (or, unlocked, whose flake.nix) names nixpkgs as an input."""
+    lock = directory / "flake.lock"
+    if lock.is_file():
+        try:
+            nodes = json.loads(lock.read_text()).get("nodes", {})
+        except (ValueError, AttributeError):
+            nodes = {}
+        return any(
+            (node.get(key) or {}).get("repo") == "nixpkgs" for node in nodes.values() for key in ("original", "locked")
+        )
+    flake = directory / "flake.nix"
+    code = [line.split("#", 1)[0] for line in flake.read_text().splitlines()] if flake.is_file() else []
+    return any("nixpkgs" in line for line in code)
+
+
+def minimum_nix(directory: Path) -> str | None:
+    """The oldest Nix that can build this flake, when it has a known minimum."""
+    return NIXPKGS_MIN_NIX if flake_uses_nixpkgs(directory) else None
+
+
+def older(version: str, minimum: str | None) -> bool:
+    return bool(minimum and version and version_key(version) < version_key(minimum))
+
+
+def install_source(distro_id: str, distro_version: str, minimum: str | None) -> tuple[str, str]:
+    """('distro', package) when the distribution's Nix package is new enough for the flake, else
+    ('official', why the distribution's package is not used, or '')."""
+    package = DISTRO_PACKAGE.get(distro_id)
+    if not package:
+        return "official", ""
+    shipped = DISTRO_NIX_VERSION.get((distro_id, distro_version), "")
+    if older(shipped, minimum):
+        return "official", f"{distro_id.capitalize()} {distro_version}'s {package} is Nix {shipped}, older than {minimum}"
+    return "distro", package
 
 
 # Left out of the shipped flake, and so of its hash, wherever they stand: Python caches
@@ -132,6 +180,8 @@ def probe_lines(unit_path: str, accelerators: list[str]) -> str:
         f"if [ -f {unit_path} ]; then grep -q '/usr/bin/docker run' {unit_path} && echo unit_method=docker "
         "|| echo unit_method=nix; fi",
         f"{{ command -v nix || ls {NIX}; }} >/dev/null 2>&1 && echo nix=yes || echo nix=no",
+        f'echo "nix_version=$({{ nix --version || {NIX} --version; }} 2>/dev/null | head -n1 | awk \'{{print $NF}}\')"',
+        'echo "selinux=$(getenforce 2>/dev/null)"',
         'echo "machine=$(uname -m)"',
         f'echo "nix_links=$(ls -d {NIX_DIR}/vllm-server-* 2>/dev/null | grep -v flake-sha256 | tr "\\n" ,)"',
         f"echo \"driver_libs=$(ldconfig -p 2>/dev/null | awk '{NVIDIA_LIBS} {{print $1}}' | sort -u | tr '\\n' ,)\"",
@@ -147,6 +197,7 @@ def probe_lines(unit_path: str, accelerators: list[str]) -> str:
 
 def serving_state(probe: Mapping[str, str]) -> dict:
     """The probe's serving lines as data: unit_method ('docker', 'nix' or ''), nix ('yes'/'no'),
+    nix_version, selinux (getenforce's answer, '' without SELinux),
     machine, nix_links, driver_libs, linked_driver_libs (lists), builds {accelerator: (target, hash)}."""
 
     def listed(key: str) -> list[str]:
@@ -160,6 +211,8 @@ def serving_state(probe: Mapping[str, str]) -> dict:
     return {
         "unit_method": probe.get("unit_method", ""),
         "nix": probe.get("nix", "no"),
+        "nix_version": probe.get("nix_version", ""),
+        "selinux": probe.get("selinux", ""),
         "machine": probe.get("machine", ""),
         "nix_links": listed("nix_links"),
         "driver_libs": listed("driver_libs"),

@@ -62,8 +62,6 @@ echo "secure_boot=$(mokutil --sb-state 2>/dev/null | head -n1)"
 echo "nvidia_driver=$(cat /sys/module/nvidia/version 2>/dev/null)"
 command -v nvidia-container-runtime-hook nvidia-ctk >/dev/null 2>&1 && echo toolkit=yes || echo toolkit=no
 command -v docker >/dev/null 2>&1 && echo docker=yes || echo docker=no
-command -v curl >/dev/null 2>&1 && echo curl=yes || echo curl=no
-command -v jq >/dev/null 2>&1 && echo jq=yes || echo jq=no
 command -v snap >/dev/null 2>&1 && snap list docker >/dev/null 2>&1 && echo docker_snap=yes || echo docker_snap=no
 echo "docker_runtimes=$(docker info --format '{{{{range $k, $v := .Runtimes}}}}{{{{$k}}}},{{{{end}}}}' 2>/dev/null)"
 echo "daemon_json=$(cat /etc/docker/daemon.json 2>/dev/null | tr -d '\\n')"
@@ -79,7 +77,13 @@ echo "models_free_kib=$(free_kib {shipped_model.MODELS_DIR})"
 echo "shipped_models=$(ls {shipped_model.MODELS_DIR} 2>/dev/null | tr '\\n' ',')"
 [ -d {cache}/hub/{model} ] && echo hf_cache_has_model=yes || echo hf_cache_has_model=no
 [ -e {cache}/hub/{model}/{DOWNLOADED_MARK} ] && echo hf_cache_downloaded=yes || echo hf_cache_downloaded=no
+if command -v ss >/dev/null 2>&1; then
 listeners=$(ss -Hltnp "sport = :{port}" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | sort -u)
+else
+# No iproute2 yet (the deploy installs it): /proc/net/tcp tells that the port listens, not who.
+listeners=$(awk 'NR > 1 && $4 == "0A" && $2 ~ /:{port:04X}$/ {{print "users:((\\042?\\042,pid="; exit}}' \\
+    /proc/net/tcp /proc/net/tcp6 2>/dev/null)
+fi
 echo "port_listeners=$(echo "$listeners" | tr '\\n' ' ')"
 echo "vllm_main_pid=$(systemctl show -p MainPID --value vllm.service 2>/dev/null)"
 echo "vllm_container_port=$(docker port vllm 8000/tcp 2>/dev/null | head -n1)"
@@ -319,7 +323,8 @@ def _port(c: Context):
         name for name, pid in listeners if not (pid and pid == main_pid) and not (name == "docker-proxy" and ours_up)
     ]
     if others:
-        taken = ", ".join(others)
+        # "?": read from /proc/net/tcp before the deploy installed ss, which names the process.
+        taken = ", ".join(name if name != "?" else "a process (ss from iproute2 names it)" for name in others)
         return f"port {c.settings.vllm_port} is already taken by {taken}: stop it or choose another vllm_port"
     return None
 
@@ -328,6 +333,31 @@ def _listener(item: str) -> tuple[str, str]:
     """(process name, pid) from one of ss's users:(("name",pid=N entries."""
     name, _, pid = item.removeprefix('users:(("').partition(",pid=")
     return name.rstrip('"'), pid
+
+
+@check("nix_version", methods=("nix",))
+def _nix_version(c: Context):
+    state = nix.serving_state(c.probe)
+    need = nix.minimum_nix(nix.flake_dir(c.settings.nix_flake))
+    if state["nix"] == "yes":
+        if nix.older(state["nix_version"], need):
+            return (
+                f"Nix {state['nix_version']} on this host is older than the {need} nixpkgs needs (nixpkgs' "
+                "lib/minver.nix; Debian 12's package is 2.8, Ubuntu 22.04's 2.6): remove it (apt purge nix-bin "
+                f"nix-setup-systemd) so the deploy installs Nix {nix.INSTALLER.version} with the official installer, "
+                f"or install Nix {need} or newer yourself"
+            )
+        return None
+    if c.distro is None:
+        return None
+    source, _ = nix.install_source(c.distro.id, c.distro.version, need)
+    if source == "official" and state["selinux"].lower() == "enforcing":
+        return (
+            "SELinux is enforcing, and the official Nix installer refuses to run then: install Nix yourself with "
+            "an installer that brings an SELinux policy (Determinate Systems' nix-installer), or serve this host "
+            "with Docker (serving_method = 'docker')"
+        )
+    return None
 
 
 @check("amd_devices", ("amd",))

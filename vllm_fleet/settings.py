@@ -578,6 +578,13 @@ SCHEMA: Mapping[str, Setting] = _settings(
         integer(60, 86400),
     ),
     Setting(
+        "package_lock_timeout",
+        900,
+        "Seconds apt and dnf wait for another package manager (unattended-upgrades on a fresh host) to release "
+        "its lock before the host fails, naming the process that holds it.",
+        integer(0, 7200),
+    ),
+    Setting(
         "preflight_warn_only",
         (),
         "Pre-flight checks whose failure only warns (they still run): names from vllm_fleet/preflight.py.",

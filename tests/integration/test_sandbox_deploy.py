@@ -44,6 +44,9 @@ def test_fresh_hosts_converge(fleet, converged):
     for host in fleet.names:
         done = changed(outcomes, host)
         assert "Docker engine | Install Docker engine" in done
+        # The hosts start as systemd and sshd alone: D-Bus (for systemd-run --wait), curl, jq and ss come first.
+        assert any(name.startswith("Host tools | Install what the deploy runs on the host (dbus: ") for name in done)
+        assert on_host(host, "systemctl is-active dbus.service; command -v ss curl jq | wc -l") == "active\n3"
         assert any(name.startswith("vLLM service | Load ") for name in done)
         assert ACTIVATE in done
         assert on_host(host, "systemctl is-active vllm.service") == "active"

@@ -24,11 +24,12 @@ def converged(fleet):
 
 @pytest.fixture
 def squatter(fleet):
-    """Another program listening on port 8001 of the first host."""
+    """Another program listening on port 8001 of the first host (systemd's own socket tool: the
+    hosts have nothing else that listens)."""
     first = fleet.names[0]
-    on_host(first, "systemd-run --unit=squatter python3 -m http.server 8001 && sleep 1")
+    on_host(first, "systemd-run --unit=squatter systemd-socket-activate --accept -l 8001 cat && sleep 1")
     yield first
-    on_host(first, "systemctl stop squatter")
+    on_host(first, "systemctl stop squatter || true")
 
 
 def snapshot(host: str) -> str:
@@ -61,7 +62,7 @@ def test_gpu_absent_is_refused_before_anything_is_installed(fleet, converged, tm
 
 
 def test_port_taken_by_another_program_is_refused(fleet, converged, squatter, tmp_path):
-    expected = "port: port 8001 is already taken by python3: stop it or choose another vllm_port"
+    expected = "port: port 8001 is already taken by systemd-socket-: stop it or choose another vllm_port"
     refused(fleet, tmp_path, {"vllm_port": 8001}, expected)
 
 
@@ -99,7 +100,7 @@ def test_warn_only_warns_and_goes_on(fleet, converged, squatter, tmp_path):
             tmp_path, {first: {"vllm_port": 8001, "preflight_warn_only": ["port"], "vllm_ready_timeout": 10}}
         )
         result, outcomes = deploy_json(inventory)
-        assert "pre-flight warning (in preflight_warn_only): port: port 8001 is already taken by python3" in (
+        assert "pre-flight warning (in preflight_warn_only): port: port 8001 is already taken by systemd-socket-" in (
             result.output
         )
         # Not skipped, not refused: the deploy went on, and the port clash then failed the start.
@@ -121,3 +122,45 @@ def test_plan_with_facts_reads_the_pci_bus(fleet, converged, tmp_path):
     facts = json.loads(result.stdout)["hosts"][first]
     assert facts["accelerator"] == "cpu" and facts["warnings"] == []
     assert facts["settings"]["vllm_model"] == {"value": fleet.model_path, "source": "sizing"}
+
+
+@pytest.fixture
+def lock_holder(fleet):
+    """holds(seconds): dpkg installs a package whose preinst sleeps, holding the package lock,
+    as unattended-upgrades does on a fresh host; cleaned up once dpkg is done."""
+    first = fleet.names[0]
+    on_host(
+        first,
+        "mkdir -p /tmp/holder/DEBIAN && printf 'Package: lock-holder\\nVersion: 1\\nArchitecture: all\\n"
+        "Maintainer: tests <tests@example.org>\\nDescription: holds the dpkg lock\\n' > /tmp/holder/DEBIAN/control "
+        "&& printf '#!/bin/sh\\nsleep $(cat /tmp/hold-seconds)\\n' > /tmp/holder/DEBIAN/preinst "
+        "&& chmod 755 /tmp/holder/DEBIAN/preinst && dpkg-deb -b /tmp/holder /tmp/holder.deb >/dev/null",
+    )
+
+    def holds(seconds: int) -> None:
+        on_host(first, f"echo {seconds} > /tmp/hold-seconds; systemd-run --unit=lock-holder dpkg -i /tmp/holder.deb")
+        on_host(first, "for i in $(seq 50); do grep -q POSIX /proc/locks && break; sleep 0.2; done")
+
+    yield holds
+    on_host(first, "while systemctl is-active -q lock-holder; do sleep 1; done; dpkg -r lock-holder >/dev/null 2>&1")
+
+
+def test_a_held_package_lock_is_waited_for(fleet, converged, lock_holder):
+    first, _ = fleet.names
+    lock_holder(25)
+    result, outcomes = deploy_json(SANDBOX_INVENTORY)
+    assert result.rc == 0, result.output[-3000:]
+    waits = [name for name in outcomes if name.startswith("Host tools | Wait up to 900 s for the package manager")]
+    assert len(waits) == 1 and waits[0].endswith("dpkg holds its lock)"), waits
+    assert outcomes[waits[0]] == {first: "success"}
+
+
+def test_a_package_lock_held_past_the_limit_fails_the_host_naming_the_holder(fleet, converged, lock_holder, tmp_path):
+    first, second = fleet.names
+    before = snapshot(first)
+    lock_holder(40)
+    result, _ = deploy_json(write_inventory(tmp_path, {first: {"package_lock_timeout": 5}}))
+    assert result.rc != 0
+    assert "the package manager lock is still held by process" in result.output
+    assert "dpkg after 5 s: let it finish (or stop it) and deploy again" in result.output
+    assert snapshot(first) == before and snapshot(second) != ""

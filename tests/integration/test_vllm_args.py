@@ -23,7 +23,7 @@ ACCELERATORS = ("nvidia", "amd", "cpu")
 @pytest.fixture(scope="module")
 def image() -> str:
     sandbox.ensure_docker()
-    tag, _ = sandbox.build_vllm_image(sandbox.build_host_image())
+    tag, _ = sandbox.build_vllm_image(sandbox.build_rootfs_image())
     return tag
 
 

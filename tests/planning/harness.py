@@ -63,8 +63,6 @@ class FakeHost:
             "docker_snap": "no",
             "docker_runtimes": "",
             "daemon_json": self.files.get("/etc/docker/daemon.json", "").replace("\n", ""),
-            "curl": "yes" if "curl" in self.packages else "no",
-            "jq": "yes" if "jq" in self.packages else "no",
             "kfd": "no",
             "render_group": "no",
             "gfx": "",
@@ -82,6 +80,15 @@ class FakeHost:
         }
         return [f"{k}={v}" for k, v in probe.items()]
 
+    def host_tools(self) -> list[str]:
+        """The HostTools fact: curl and jq are there when their packages are; D-Bus, ss and TLS roots
+        are, and no lock is held, unless the recorded probe says otherwise."""
+        tools = {"dbus": "yes", "ss": "yes", "ca-certificates": "yes", "lock_holder": ""}
+        tools.update({name: "yes" if name in self.packages else "no" for name in ("curl", "jq")})
+        tools.update({k: v for k, v in self.probe.items() if k in tools})
+        tools["family"] = "dnf" if self.os.startswith("rocky") else "apt"
+        return [f"{k}={v}" for k, v in tools.items()]
+
     def responses(self) -> dict:
         now = int(time.time())
         r: dict = {}
@@ -97,6 +104,7 @@ class FakeHost:
                 f"user=root group=root mode=drwxr-xr-x atime={now} mtime={now} ctime={now} size=4096 '{path}'"
             ]
         r['echo "kernel=$k"'] = self.full_probe()
+        r['echo "lock_holder='] = self.host_tools()
         r["ls -pdL *-release"] = ["/etc/os-release", *OS_RELEASE[self.os].splitlines(), "---"]
         r["/sys/bus/pci/devices"] = PCI[self.pci]
         r["nvidia-smi --query-gpu"] = self.nvidia_smi

@@ -53,7 +53,11 @@ HTTP_PORT_BASE = int(os.environ.get("VLLM_FLEET_SANDBOX_HTTP_PORT", "18000"))
 SUBNET = os.environ.get("VLLM_FLEET_SANDBOX_SUBNET", "172.30.1")
 NETWORK = f"{PREFIX}-net"
 MIRROR = os.environ.get("VLLM_FLEET_SANDBOX_MIRROR", "http://deb.debian.org/debian")
-HOST_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,sudo,ca-certificates,iproute2,curl"
+# The hosts are what a deploy meets on a minimal server: systemd and sshd, nothing else (no
+# D-Bus, curl, jq or iproute2: the deploy installs what it needs).
+HOST_PACKAGES = "systemd,systemd-sysv,openssh-server"
+# The base of the images run on them (the vLLM CPU build, the stand-in) has Python and TLS roots.
+IMAGE_BASE_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,sudo,ca-certificates,iproute2,curl"
 # The port vLLM listens on inside each sandbox host (vllm_port's default).
 GUEST_HTTP_PORT = 8000
 
@@ -123,13 +127,14 @@ def image_exists(tag: str) -> bool:
 # --- images ------------------------------------------------------------------
 
 
-def host_image_tag() -> str:
-    recipe = f"{MIRROR} {HOST_PACKAGES} v1".encode()
+def rootfs_image_tag(packages: str = IMAGE_BASE_PACKAGES) -> str:
+    recipe = f"{MIRROR} {packages} v1".encode()
     return f"{IMAGE_PREFIX}/host:bookworm-{hashlib.sha256(recipe).hexdigest()[:12]}"
 
 
-def build_host_image() -> str:
-    tag = host_image_tag()
+def build_rootfs_image(packages: str = IMAGE_BASE_PACKAGES) -> str:
+    """A Debian 12 image made by debootstrap (minbase) with `packages`; the default is the images' base."""
+    tag = rootfs_image_tag(packages)
     if image_exists(tag):
         return tag
     if not shutil.which("debootstrap"):
@@ -141,7 +146,7 @@ def build_host_image() -> str:
     log(f"building {tag} with debootstrap (about a minute)")
     with tempfile.TemporaryDirectory(prefix="vllm-fleet-rootfs-") as rootfs:
         run(
-            as_root(["debootstrap", "--variant=minbase", f"--include={HOST_PACKAGES}", "bookworm", rootfs, MIRROR]),
+            as_root(["debootstrap", "--variant=minbase", f"--include={packages}", "bookworm", rootfs, MIRROR]),
             stdout=subprocess.DEVNULL,
         )
         root = Path(rootfs)
@@ -159,7 +164,7 @@ def build_host_image() -> str:
 
 
 def standin_image_tag() -> str:
-    digest = hashlib.sha256((STANDIN_DIR / "server.py").read_bytes() + host_image_tag().encode())
+    digest = hashlib.sha256((STANDIN_DIR / "server.py").read_bytes() + rootfs_image_tag().encode())
     return f"{IMAGE_PREFIX}/vllm-standin:{digest.hexdigest()[:12]}"
 
 
@@ -467,7 +472,8 @@ def up(count: int, gateways: int = 0, engine: str | None = None) -> dict:
     ensure_docker()
     ensure_network()
     key, api_key = ensure_keys()
-    base = build_host_image()
+    base = build_rootfs_image()
+    bare = build_rootfs_image(HOST_PACKAGES)
     served: dict = {"engine": engine}
     if engine == "vllm":
         image, archive = build_vllm_image(base)
@@ -482,9 +488,9 @@ def up(count: int, gateways: int = 0, engine: str | None = None) -> dict:
         image, variants, archive = build_standin_image(base)
         served.update(vllm_image=image, vllm_image_variants=variants, vllm_image_archive=str(archive))
     pubkey = (key.with_suffix(".pub")).read_text()
-    hosts = [start_host(container_name(i), i, base, pubkey) for i in range(1, count + 1)]
+    hosts = [start_host(container_name(i), i, bare, pubkey) for i in range(1, count + 1)]
     # Gateways come after the vLLM hosts in ports and addresses.
-    gws = [start_host(gateway_name(i), 50 + i, base, pubkey) for i in range(1, gateways + 1)]
+    gws = [start_host(gateway_name(i), 50 + i, bare, pubkey) for i in range(1, gateways + 1)]
     for host in hosts + gws:
         wait_for_ssh(host, key)
     state = {

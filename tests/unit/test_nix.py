@@ -159,3 +159,40 @@ def test_a_builder_builds_for_itself_and_the_hosts_naming_it():
     assert nix.builds_for(fleet["b"], "nvidia", fleet) == ["nvidia", "amd"]
     assert nix.builds_for(fleet["c1"], "amd", fleet) == ["amd"]
     assert nix.builds_for(fleet["other"], "cpu", fleet) == ["cpu"]
+
+
+def test_which_nix_a_distribution_can_give_a_flake(tmp_path):
+    """Debian 12 ships nix-bin 2.8.0, Ubuntu 22.04 2.6.0, 24.04 2.18.1; nixpkgs needs 2.18 (lib/minver.nix)."""
+    assert nix.version_key("2.18.1") > nix.version_key("2.18") > nix.version_key("2.8.0")
+    assert nix.version_key("2.24.9pre20240101") == (2, 24, 9)
+    assert nix.minimum_nix(nix.REPO_FLAKE) == "2.18"
+    assert nix.install_source("ubuntu", "24.04", "2.18") == ("distro", "nix-setup-systemd")
+    assert nix.install_source("ubuntu", "22.04", "2.18") == (
+        "official",
+        "Ubuntu 22.04's nix-setup-systemd is Nix 2.6.0, older than 2.18",
+    )
+    assert nix.install_source("debian", "12", None) == ("distro", "nix-setup-systemd")
+    assert nix.install_source("rocky", "9.4", "2.18") == ("official", "")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "flake.nix").write_text("{ outputs = { self }: { }; }\n")
+    (locked / "flake.lock").write_text('{"nodes": {"nixpkgs": {"locked": {"owner": "NixOS", "repo": "nixpkgs"}}}}')
+    assert nix.minimum_nix(locked) == "2.18"
+    (locked / "flake.lock").write_text('{"nodes": {"root": {}}}')
+    assert nix.minimum_nix(locked) is None
+
+
+@pytest.mark.parametrize(
+    "host,url",
+    [
+        ("0.0.0.0", "http://127.0.0.1:8000"),
+        ("10.0.0.5", "http://10.0.0.5:8000"),
+        ("::", "http://[::1]:8000"),
+        ("::1", "http://[::1]:8000"),
+        ("fd00::5", "http://[fd00::5]:8000"),
+    ],
+)
+def test_the_nixos_modules_health_check_reaches_ipv4_and_ipv6_servers(host, url):
+    assert nix_eval(f'import ./nix/health-url.nix "{host}" 8000') == url
+    # The same rule as the deploy's own readiness check.
+    assert launch.local_url(validate("h", {"phase": "laptop"}, ["laptop"]).replace(vllm_bind_address=host)) == url

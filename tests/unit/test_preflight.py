@@ -233,6 +233,7 @@ FAILS = {
     "port": dict(probe={**NVIDIA_READY, "port_listeners": 'users:(("nginx",pid=5'}),
     "amd_devices": dict(probe={**AMD_READY, "kfd": "no"}, accelerator="amd", gpus=MI300X, manage_gpu_stack=False),
     "gfx_target": dict(probe={**AMD_READY, "gfx": "gfx1030,"}, accelerator="amd", gpus=MI300X),
+    "nix_version": dict(probe={**NVIDIA_READY, "nix": "yes", "nix_version": "2.8.0"}, serving_method="nix"),
 }
 
 
@@ -275,3 +276,38 @@ def test_the_nix_served_vllm_holding_its_own_port_passes():
     assert "port" not in failed(findings(serving, serving_method="nix"))
     stopped = {**serving, "vllm_main_pid": "0"}
     assert "port 8000 is already taken by python3" in failed(findings(stopped, serving_method="nix"))["port"]
+
+
+ROCKY_9 = Distro("rocky", "dnf", "9.4", "")
+
+
+def test_nix_older_than_nixpkgs_needs_is_refused_before_anything_is_built():
+    """nixpkgs' lib/minver.nix: 2.18. `nix --version` prints "nix (Nix) 2.8.0" on Debian 12."""
+    nix_host = {**NVIDIA_READY, "nix": "yes", "nix_version": "2.8.0"}
+    message = failed(findings(nix_host, serving_method="nix", distro=DEBIAN_12))["nix_version"]
+    assert message.startswith("Nix 2.8.0 on this host is older than the 2.18 nixpkgs needs")
+    assert "apt purge nix-bin nix-setup-systemd" in message
+    assert "nix_version" not in failed(findings({**nix_host, "nix_version": "2.18.1"}, serving_method="nix"))
+    # The stand-in flake uses no nixpkgs: any Nix builds it.
+    standin = str(Path(__file__).resolve().parents[1] / "standin")
+    assert "nix_version" not in failed(findings(nix_host, serving_method="nix", nix_flake=standin))
+
+
+def test_selinux_enforcing_refuses_the_official_installer_only():
+    """The multi-user installer stops when SELinux is enforcing (NixOS/nix scripts/install-multi-user.sh)."""
+    enforcing = {**NVIDIA_READY, "nix": "no", "selinux": "Enforcing"}
+    message = failed(findings(enforcing, serving_method="nix", distro=ROCKY_9))["nix_version"]
+    assert message.startswith("SELinux is enforcing, and the official Nix installer refuses to run then")
+    assert "nix_version" not in failed(
+        findings({**enforcing, "selinux": "Permissive"}, serving_method="nix", distro=ROCKY_9)
+    )
+    installed = {**enforcing, "nix": "yes", "nix_version": "2.24.9"}
+    assert "nix_version" not in failed(findings(installed, serving_method="nix", distro=ROCKY_9))
+
+
+def test_a_port_seen_before_iproute2_is_refused_without_a_name():
+    """Before the deploy installs ss, the probe reads /proc/net/tcp and knows no process name."""
+    message = failed(findings({**NVIDIA_READY, "port_listeners": 'users:(("?",pid='}))["port"]
+    assert message == (
+        "port 8000 is already taken by a process (ss from iproute2 names it): stop it or choose another vllm_port"
+    )
