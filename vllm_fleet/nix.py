@@ -97,7 +97,8 @@ def install_source(distro_id: str, distro_version: str, minimum: str | None) -> 
         return "official", ""
     shipped = DISTRO_NIX_VERSION.get((distro_id, distro_version), "")
     if older(shipped, minimum):
-        return "official", f"{distro_id.capitalize()} {distro_version}'s {package} is Nix {shipped}, older than {minimum}"
+        why = f"{distro_id.capitalize()} {distro_version}'s {package} is Nix {shipped}, older than {minimum}"
+        return "official", why
     return "distro", package
 
 
@@ -180,7 +181,7 @@ def probe_lines(unit_path: str, accelerators: list[str]) -> str:
         f"if [ -f {unit_path} ]; then grep -q '/usr/bin/docker run' {unit_path} && echo unit_method=docker "
         "|| echo unit_method=nix; fi",
         f"{{ command -v nix || ls {NIX}; }} >/dev/null 2>&1 && echo nix=yes || echo nix=no",
-        f'echo "nix_version=$({{ nix --version || {NIX} --version; }} 2>/dev/null | head -n1 | awk \'{{print $NF}}\')"',
+        f"echo \"nix_version=$({{ nix --version || {NIX} --version; }} 2>/dev/null | head -n1 | awk '{{print $NF}}')\"",
         'echo "selinux=$(getenforce 2>/dev/null)"',
         'echo "machine=$(uname -m)"',
         f'echo "nix_links=$(ls -d {NIX_DIR}/vllm-server-* 2>/dev/null | grep -v flake-sha256 | tr "\\n" ,)"',
