@@ -3,8 +3,13 @@
 Per GPU, vLLM may use  budget = gpu_memory_utilization x VRAM.  Out of it come
 
     weights   = the checkpoint's weight size / tensor_parallel_size
-    overhead  = 0.5 GiB + 0.02 GiB per billion parameters / tensor_parallel_size
-                (CUDA context, activations of the profiling run, CUDA graphs: an estimate)
+    overhead  = 1.0 GiB + 0.02 GiB per billion parameters / tensor_parallel_size
+                (an estimate of what vLLM counts inside the budget besides weights and KV
+                cache: non-torch memory (CUDA context, NCCL, cuBLAS), CUDA graphs, and the
+                activations of its profiling run)
+
+VRAM is what the GPU reports (nvidia-smi's memory.total), not what it is sold as: an
+L4 sold as 24 GB reports 22.5 GiB.
     KV cache  = what is left, holding  2 (K and V) x layers x kv_heads x head_dim x 2 bytes
                 per token, split across the tensor-parallel GPUs.
 
@@ -25,7 +30,7 @@ from importlib import resources
 from vllm_fleet import shipped_model
 
 GIB = 1024**3
-OVERHEAD_BASE_GIB = 0.5
+OVERHEAD_BASE_GIB = 1.0
 OVERHEAD_PER_BILLION_GIB = 0.02
 KV_DTYPE_BYTES = 2  # fp16/bf16 KV cache, vLLM's default
 
@@ -336,8 +341,14 @@ def _nearest(e: Estimate, s, gpus: Gpus, catalogue: Catalogue) -> str:
         options.append(f"vllm_max_model_len = {window}")
     for variant in catalogue.variants(e.model):
         v = best_tp(variant, gpus, s)
-        if v.fits and variant.weight_gib < e.model.weight_gib:
-            options.append(f"vllm_model = {variant.id!r} (quantization {variant.quantization or 'none'})")
+        if variant.weight_gib >= e.model.weight_gib:
+            continue
+        named = f"vllm_model = {variant.id!r} (quantization {variant.quantization or 'none'})"
+        if v.fits:
+            options.append(named)
+            break
+        if v.longest_window() >= 2048:
+            options.append(f"{named} with vllm_max_model_len = {v.longest_window()}")
             break
     for tp in tp_candidates(e.model, gpus):
         if tp > e.tensor_parallel_size and estimate(e.model, gpus, tp, s).fits:

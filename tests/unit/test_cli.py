@@ -78,7 +78,7 @@ def test_plan_reproduces_the_seed_laptop_command_for_an_rtx_4060_with_no_model(t
     assert plan["settings"]["gpu_memory_gib"]["source"] == "host"
     assert plan["memory"]["fits"] and plan["memory"]["gpus"]["source"] == "host data"
     assert plan["refused"] is None
-    assert any("KV cache holds 2.5 sequences of 2048 tokens" in w for w in plan["warnings"])
+    assert any("KV cache holds 2.0 sequences of 2048 tokens" in w for w in plan["warnings"])
 
 
 def test_plan_table_shows_sources_arithmetic_and_warnings(tmp_path):
@@ -87,7 +87,7 @@ def test_plan_table_shows_sources_arithmetic_and_warnings(tmp_path):
     )
     out = vllm_fleet("plan", inventory).stdout
     assert "vllm serve --model TheBloke/deepseek-coder-6.7B-instruct-AWQ --quantization awq" in out
-    assert "memory:    5.25 GiB of 6.8 GiB per GPU" in out
+    assert "memory:    5.75 GiB of 6.8 GiB per GPU" in out
     assert "warning:   KV cache holds" in out
 
 
@@ -111,5 +111,5 @@ def test_plan_without_gpu_details_says_what_it_assumed(tmp_path):
     inventory = write(tmp_path, "enterprise = [('e1', {'vllm_api_key': 'k' * 20})]\n")
     plan = json.loads(vllm_fleet("plan", inventory, "--format", "json").stdout)["hosts"]["e1"]
     assert plan["warnings"][0].startswith("accelerator auto and no gpu_name: assumed nvidia")
-    assert any("no GPU details for this host: sized for 2 x 80 GiB" in w for w in plan["warnings"])
+    assert any("no GPU details for this host: sized for 2 x 79.6 GiB" in w for w in plan["warnings"])
     assert plan["settings"]["vllm_tensor_parallel_size"] == {"value": 2, "source": "sizing"}

@@ -6,7 +6,8 @@ keyed by card, as ROCm 6.x prints it.
 """
 
 from vllm_fleet.gpus import gpus_from_data, gpus_from_facts, parse_nvidia_smi, parse_rocm_smi, vendor_from_name
-from vllm_fleet.sizing import Gpus
+from vllm_fleet.settings import validate
+from vllm_fleet.sizing import CATALOGUE, Gpus, best_tp
 
 NVIDIA_SMI_2X_H100 = [
     "NVIDIA H100 80GB HBM3, 81559, 570.133.20, 9.0",
@@ -57,3 +58,15 @@ def test_gpus_from_host_data_needs_count_and_memory(settings_for):
         2, 48.0, "GPU", "host data"
     )
     assert gpus_from_data(settings_for("single_gpu", gpu_count=2)) is None
+
+
+def test_an_l4_is_sized_by_the_memory_it_reports_not_the_24_gb_on_its_box():
+    """nvidia-smi on an L4 reports memory.total 23034 MiB (NVIDIA's L4 datasheet: 24 GB)."""
+    l4 = gpus_from_facts(parse_nvidia_smi(["NVIDIA L4, 23034, 570.133.20, 8.9"]))
+    assert l4 == Gpus(1, 22.5, "NVIDIA L4", "facts")
+    assert CATALOGUE.reference_gpus("single_gpu").memory_gib == l4.memory_gib
+    s = validate("l4", {"phase": "single_gpu", "vllm_max_model_len": 8192}, ["single_gpu"])
+    on_box = Gpus(1, 24.0, "as sold", "host data")
+    model = CATALOGUE.get("Qwen/Qwen2.5-32B-Instruct-AWQ")
+    # The 1.5 GiB between the box and the report is the KV cache of thousands of tokens.
+    assert best_tp(model, on_box, s).kv_cache_gib - best_tp(model, l4, s).kv_cache_gib > 1.3
