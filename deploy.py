@@ -14,7 +14,7 @@ Fleets behind a gateway roll out in verified batches with `python -m vllm_fleet 
 """
 
 from pyinfra import host
-from pyinfra.facts.server import LinuxDistribution
+from pyinfra.facts.server import Arch, LinuxDistribution
 
 from tasks.amd_rocm import amd_rocm
 from tasks.docker_engine import docker_engine
@@ -42,21 +42,24 @@ else:
     accelerator = resolve_accelerator(settings.accelerator, vendors)
     gpu_fact = GPU_FACTS.get(accelerator)
     gpus = (gpu_fact and gpus_from_facts(host.get_fact(gpu_fact))) or gpus_from_data(settings)
-    plan = plan_host(settings, sources(host), accelerator, gpus)
-    distro, unsupported_os = read_distro(host.get_fact(LinuxDistribution))
+    machine = host.get_fact(Arch) or ""
+    plan = plan_host(settings, sources(host), accelerator, gpus, machine)
+    distro, unsupported_os = read_distro(host.get_fact(LinuxDistribution), machine)
     probe = preflight(plan, vendors, distro, unsupported_os)
 
     if probe is not None:
         host_tools_setup(settings)
         gpu_stack = settings.manage_gpu_stack and accelerator in ("nvidia", "amd")
+        driver_changes = []
         if gpu_stack:
             driver = nvidia_driver if accelerator == "nvidia" else amd_rocm
-            gpu_reboot(settings, probe, accelerator, driver(settings, distro, probe))
+            driver_changes = driver(plan.settings, distro, probe)
+            gpu_reboot(settings, probe, accelerator, driver_changes)
         engine_restarts = []
         if settings.serving_method == "docker":
             engine_restarts = docker_engine(settings, distro, probe)
             if gpu_stack and accelerator == "nvidia":
-                engine_restarts += nvidia_container_toolkit(settings, distro, probe)
+                engine_restarts += nvidia_container_toolkit(settings, distro, probe, driver_changes)
         else:
             nix_setup(settings, distro, probe)
         firewall(plan.settings, fleet_settings(host), probe)

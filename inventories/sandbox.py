@@ -52,7 +52,7 @@ if _state.get("engine") != "vllm":
 else:
     _common |= {
         "vllm_model_dir": _state["model_dir"],
-        "vllm_extra_args": _state["vllm_extra_args"],
+        "vllm_kv_cache_gib": _state.get("vllm_kv_cache_gib", 1),
         # A token-shaped value from a root-only state file, so the secrets checks look for it too.
         "hf_token": _Path(_state["hf_token_file"]).read_text().strip(),
     }

@@ -6,7 +6,7 @@ from pyinfra.api.deploy import deploy
 from pyinfra.operations import apt, dnf, server
 
 from vllm_fleet import gpu_packages
-from vllm_fleet.distro import Distro
+from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
 from vllm_fleet.settings import Settings
 
 
@@ -14,6 +14,19 @@ from vllm_fleet.settings import Settings
 def amd_rocm(settings: Settings, distro: Distro, probe: dict) -> list:
     """Returns the operations whose change needs a reboot to load amdgpu."""
     url = gpu_packages.amdgpu_install_url(distro, settings.rocm_version)
+    prerequisites = gpu_packages.amdgpu_prerequisites(distro, probe.get("kernel", ""))
+    if distro.family == "dnf":
+        server.shell(
+            name="Enable CRB and install EPEL (amdgpu's DKMS lives there)", commands=gpu_packages.epel_commands(distro)
+        )
+        dnf.packages(name="Install the running kernel's headers for amdgpu's DKMS", packages=prerequisites)
+    else:
+        apt.packages(
+            name="Install the running kernel's headers and extra modules for amdgpu",
+            packages=prerequisites,
+            update=True,
+            cache_time=APT_CACHE_SECONDS,
+        )
     if distro.family == "apt":
         apt.deb(name=f"Add AMD's repositories for ROCm {settings.rocm_version} (amdgpu-install)", src=url)
     else:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from io import StringIO
 
-from pyinfra import host
 from pyinfra.api.deploy import deploy
-from pyinfra.facts.files import File
 from pyinfra.operations import apt, dnf, files, server
 
 from tasks.docker_engine import restart_engine
@@ -15,12 +13,11 @@ from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
 from vllm_fleet.facts import parse_daemon_json
 from vllm_fleet.settings import Settings
 
-CDI_SPEC = "/etc/cdi/nvidia.yaml"
-
 
 @deploy("NVIDIA container toolkit")
-def nvidia_container_toolkit(settings: Settings, distro: Distro, probe: dict) -> list:
-    """Returns the operations that restart the Docker engine."""
+def nvidia_container_toolkit(settings: Settings, distro: Distro, probe: dict, driver_changes: list = ()) -> list:
+    """driver_changes: the driver's operations (a new driver needs a new CDI spec). Returns the
+    operations that restart the Docker engine."""
     packages = gpu_packages.toolkit_packages(distro, settings.nvidia_container_toolkit_version)
     if distro.family == "apt":
         files.directory(name="Create /etc/apt/keyrings", path="/etc/apt/keyrings", mode="755")
@@ -32,7 +29,7 @@ def nvidia_container_toolkit(settings: Settings, distro: Distro, probe: dict) ->
         )
         source = files.put(
             name="Add the NVIDIA container toolkit repository (deb822)",
-            src=StringIO(gpu_packages.toolkit_apt_source()),
+            src=StringIO(gpu_packages.toolkit_apt_source(distro.deb_arch)),
             dest="/etc/apt/sources.list.d/nvidia-container-toolkit.sources",
             mode="644",
         )
@@ -49,8 +46,25 @@ def nvidia_container_toolkit(settings: Settings, distro: Distro, probe: dict) ->
         )
         dnf.packages(name="Install the NVIDIA container toolkit", packages=packages)
 
-    if not host.get_fact(File, path=CDI_SPEC):
-        server.shell(name="Generate the CDI spec for Podman", commands=[f"nvidia-ctk cdi generate --output={CDI_SPEC}"])
+    rule = files.put(
+        name="Keep /dev/char links to the NVIDIA devices (udev rule), so a systemctl daemon-reload leaves "
+        "running containers their GPUs",
+        src=StringIO(gpu_packages.DEV_CHAR_RULE_TEXT),
+        dest=gpu_packages.DEV_CHAR_RULE,
+        mode="644",
+    )
+    server.shell(
+        name="Create the /dev/char links to the NVIDIA devices now",
+        commands=["if [ -d /sys/module/nvidia ]; then nvidia-ctk system create-dev-char-symlinks --create-all; fi"],
+        _if=rule.did_change,
+    )
+    # The spec names the driver's library files by version: written again whenever the driver changes.
+    spec_current = probe.get("cdi_spec") == "current"
+    server.shell(
+        name="Generate the CDI spec for the loaded driver (Podman, Docker's CDI mode)",
+        commands=[f"nvidia-ctk cdi generate --output={gpu_packages.CDI_SPEC}"],
+        _if=lambda: not spec_current or any(op.did_change() for op in driver_changes),
+    )
 
     # nvidia-ctk rewrites daemon.json: only when the runtime is missing, so a second run changes nothing.
     config = parse_daemon_json(probe.get("daemon_json", ""))

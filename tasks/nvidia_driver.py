@@ -1,4 +1,4 @@
-"""NVIDIA driver: sources, kernel headers, nouveau blacklisted, the branch installed and held."""
+"""NVIDIA driver: sources, kernel headers, nouveau blacklisted, the branch installed (never held)."""
 
 from __future__ import annotations
 
@@ -33,23 +33,21 @@ def nvidia_driver(settings: Settings, distro: Distro, probe: dict) -> list:
     server.shell(name="Rebuild the initramfs without nouveau", commands=[initramfs], _if=blacklist.did_change)
 
     held = [p for p in probe.get("held", "").split(",") if p]
-    # Another branch's driver packages; a held container-toolkit package is not ours to release.
-    stale = [p for p in held if "nvidia" in p and "container" not in p and p not in plan.packages]
-    if stale:
+    # Holds on NVIDIA driver packages (ours from earlier releases of this deploy, or another
+    # branch's) freeze the kernel modules while the kernel upgrades; a held container-toolkit
+    # package is not ours to release.
+    frozen = [p for p in held if "nvidia" in p and "container" not in p]
+    if frozen:
         server.shell(
-            name=f"Release holds on other NVIDIA packages ({', '.join(stale)})",
-            commands=[f"apt-mark unhold {' '.join(stale)}"],
+            name=f"Release holds on NVIDIA driver packages ({', '.join(frozen)}): they keep the next kernel's "
+            "modules out",
+            commands=[f"apt-mark unhold {' '.join(frozen)}"],
         )
 
     if plan.dnf_module:
         installed = _dnf_module(plan, settings, probe)
         return [blacklist] + ([installed] if installed else [])
     installed = _install(distro, f"Install NVIDIA driver {settings.nvidia_driver_branch}", list(plan.packages))
-    unheld = [p for p in plan.packages if p not in held]
-    if unheld:
-        server.shell(
-            name="Hold the NVIDIA driver packages against upgrades", commands=[f"apt-mark hold {' '.join(unheld)}"]
-        )
     return [blacklist, installed]
 
 
@@ -70,7 +68,7 @@ def add_driver_sources(plan, distro: Distro) -> list:
             apt.deb(name="Add NVIDIA's CUDA repository (cuda-keyring)", src=gpu_packages.cuda_keyring_url(distro))
         )
     elif plan.cuda_repo:
-        dnf.packages(name="Install EPEL (DKMS lives there)", packages=["epel-release"])
+        server.shell(name="Enable CRB and install EPEL (DKMS lives there)", commands=gpu_packages.epel_commands(distro))
         files.download(
             name="Add NVIDIA's CUDA repository",
             src=gpu_packages.cuda_dnf_repo_url(distro),
@@ -89,10 +87,17 @@ def _install(distro: Distro, name: str, packages: list[str]):
 
 
 def _dnf_module(plan, settings: Settings, probe: dict):
-    """The module stream's install, or None when this branch is already installed."""
-    if probe.get("nvidia_rpm", "").startswith(f"{settings.nvidia_driver_branch}."):
+    """The module stream's install, or None when this branch is already installed; another branch
+    is switched from with `dnf module switch-to --allowerasing` (NVIDIA's driver installation guide)."""
+    installed = probe.get("nvidia_rpm", "")
+    if installed.startswith(f"{settings.nvidia_driver_branch}."):
         return None
+    if installed:
+        return server.shell(
+            name=f"Switch the NVIDIA driver from {installed} to module stream {plan.dnf_module}",
+            commands=[f"dnf module switch-to -y --allowerasing {plan.dnf_module}"],
+        )
     return server.shell(
         name=f"Install NVIDIA driver module stream {plan.dnf_module}",
-        commands=[f"dnf module reset -y nvidia-driver && dnf module install -y {plan.dnf_module}"],
+        commands=[f"dnf module install -y {plan.dnf_module}"],
     )

@@ -23,6 +23,12 @@ class Distro:
     family: str  # apt or dnf
     version: str  # 22.04, 12, 9
     codename: str  # jammy, noble, bookworm; '' on EL
+    machine: str = "x86_64"  # uname -m: x86_64 or aarch64 (GH200, GB200)
+
+    @property
+    def deb_arch(self) -> str:
+        """The architecture as apt names it."""
+        return {"x86_64": "amd64", "aarch64": "arm64"}.get(self.machine, self.machine)
 
     @property
     def cuda_repo(self) -> str:
@@ -36,7 +42,7 @@ class UnsupportedDistro(ValueError):
     pass
 
 
-def from_fact(fact: dict) -> Distro:
+def from_fact(fact: dict, machine: str = "") -> Distro:
     """From pyinfra's LinuxDistribution fact; UnsupportedDistro names what is supported."""
     key = (fact.get("name"), fact.get("major"))
     if key not in SUPPORTED:
@@ -46,12 +52,12 @@ def from_fact(fact: dict) -> Distro:
     distro_id, family = SUPPORTED[key]
     meta = fact.get("release_meta", {})
     codename = meta.get("VERSION_CODENAME") or meta.get("UBUNTU_CODENAME") or ""
-    return Distro(distro_id, family, meta.get("VERSION_ID", str(fact["major"])), codename)
+    return Distro(distro_id, family, meta.get("VERSION_ID", str(fact["major"])), codename, machine or "x86_64")
 
 
-def read_distro(fact: dict) -> tuple[Distro | None, str | None]:
+def read_distro(fact: dict, machine: str = "") -> tuple[Distro | None, str | None]:
     """(Distro, None), or (None, why it is unsupported) for pre-flight's os check to report."""
     try:
-        return from_fact(fact), None
+        return from_fact(fact, machine), None
     except UnsupportedDistro as exc:
         return None, str(exc)

@@ -48,7 +48,7 @@ def apt_source(distro: Distro) -> AptSource:
     """Docker's source for a Debian or Ubuntu release."""
     if not distro.codename:
         raise ValueError(f"cannot tell the release codename of {distro.id} {distro.version}")
-    return AptSource(distro=distro.id, codename=distro.codename)
+    return AptSource(distro=distro.id, codename=distro.codename, arch=distro.deb_arch)
 
 
 def packages(version: str | None, joiner: str = "=") -> list[str]:

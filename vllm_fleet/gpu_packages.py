@@ -12,8 +12,19 @@ from vllm_fleet.distro import Distro
 
 CUDA_REPO = "https://developer.download.nvidia.com/compute/cuda/repos"
 TOOLKIT_REPO = "https://nvidia.github.io/libnvidia-container"
+EPEL_RELEASE_RPM = "https://dl.fedoraproject.org/pub/epel/epel-release-latest-9.noarch.rpm"
 DEBIAN_NVIDIA_BRANCH = "535"  # bookworm's non-free nvidia-driver (535.261.03 as seen here)
 NOUVEAU_BLACKLIST = "/etc/modprobe.d/blacklist-nouveau.conf"
+CDI_SPEC = "/etc/cdi/nvidia.yaml"
+# NVIDIA's workaround for containers losing their GPUs on `systemctl daemon-reload` ("Failed to
+# initialize NVML: Unknown Error", nvidia-container-toolkit issues 48 and 1227; the toolkit's
+# troubleshooting guide): /dev/char links to the NVIDIA device nodes, kept by a udev rule.
+DEV_CHAR_RULE = "/lib/udev/rules.d/71-nvidia-dev-char.rules"
+DEV_CHAR_RULE_TEXT = (
+    "# Managed by vllm-fleet: runc finds the NVIDIA devices again after a systemctl daemon-reload.\n"
+    'ACTION=="add", DEVPATH=="/bus/pci/drivers/nvidia", '
+    'RUN+="/usr/bin/nvidia-ctk system create-dev-char-symlinks --create-all"\n'
+)
 NOUVEAU_BLACKLIST_TEXT = (
     "# Managed by vllm-fleet: nouveau would bind the GPU before the NVIDIA driver.\n"
     "blacklist nouveau\n"
@@ -27,12 +38,21 @@ class DriverUnavailable(ValueError):
 
 @dataclass(frozen=True)
 class DriverPlan:
-    packages: tuple[str, ...]  # installed (and, on apt, held)
+    # Installed, never held: each names its branch, so upgrades stay within it, and a hold on
+    # Ubuntu's module packages would keep the next kernel's modules out (no nvidia module after
+    # the reboot into it).
+    packages: tuple[str, ...]
     dkms: bool  # modules built on the host: needs headers, unsigned under Secure Boot
     headers: tuple[str, ...] = ()
     cuda_repo: bool = False  # NVIDIA's CUDA repository is added first
     debian_nonfree: bool = False  # contrib/non-free/non-free-firmware components added first
-    dnf_module: str = ""  # e.g. nvidia-driver:570-dkms
+    dnf_module: str = ""  # e.g. nvidia-driver:580-open
+    open_modules: bool = False
+
+
+# The release kernel of each Ubuntu LTS; any other series on it is a hardware-enablement (HWE)
+# kernel, whose module metapackages end in -hwe-<release> (Ubuntu's NVIDIA drivers installation).
+UBUNTU_GA_KERNEL = {"22.04": "5.15.", "24.04": "6.8."}
 
 
 def kernel_flavour(kernel: str) -> str:
@@ -40,21 +60,44 @@ def kernel_flavour(kernel: str) -> str:
     return kernel.rsplit("-", 1)[-1] if "-" in kernel else "generic"
 
 
+def ubuntu_kernel_series(distro: Distro, kernel: str) -> str:
+    """The suffix of the kernel's module metapackage: '' for the release kernel, else '-hwe-22.04'."""
+    ga = UBUNTU_GA_KERNEL.get(distro.version)
+    if not ga or not kernel or kernel.startswith(ga) or kernel_flavour(kernel) != "generic":
+        return ""
+    return f"-hwe-{distro.version}"
+
+
+def open_modules(distro: Distro, s) -> bool:
+    """nvidia_open_kernel_modules, with auto as NVIDIA's default since branch 560 (open), except
+    where the source has no open packages (Debian's own)."""
+    if s.nvidia_open_kernel_modules != "auto":
+        return s.nvidia_open_kernel_modules
+    return not (distro.id == "debian" and s.nvidia_driver_source == "distro")
+
+
 def nvidia_driver(distro: Distro, s, kernel: str) -> DriverPlan:
-    branch, open_modules = s.nvidia_driver_branch, s.nvidia_open_kernel_modules
+    branch, use_open = s.nvidia_driver_branch, open_modules(distro, s)
     if s.nvidia_driver_source == "cuda" and distro.family == "apt":
-        driver = f"nvidia-open-{branch}" if open_modules else f"cuda-drivers-{branch}"
-        return DriverPlan((driver,), dkms=True, headers=(f"linux-headers-{kernel}",), cuda_repo=True)
+        # NVIDIA's driver installation guide (Ubuntu, Debian): nvidia-open-<branch> or cuda-drivers-<branch>.
+        driver = f"nvidia-open-{branch}" if use_open else f"cuda-drivers-{branch}"
+        return DriverPlan(
+            (driver,), dkms=True, headers=(f"linux-headers-{kernel}",), cuda_repo=True, open_modules=use_open
+        )
     if distro.id == "ubuntu":
-        # Canonical's prebuilt, signed modules: no DKMS, no headers, fine under Secure Boot.
-        flavour = "server-open" if open_modules else "server"
+        # Canonical's prebuilt, signed modules: no DKMS, no headers, fine under Secure Boot. The
+        # metapackage follows kernel upgrades; the running kernel's own package loads them now.
+        flavour = "server-open" if use_open else "server"
+        series = f"{kernel_flavour(kernel)}{ubuntu_kernel_series(distro, kernel)}"
         return DriverPlan(
             (
-                f"linux-modules-nvidia-{branch}-{flavour}-{kernel_flavour(kernel)}",
+                f"linux-modules-nvidia-{branch}-{flavour}-{series}",
+                *((f"linux-modules-nvidia-{branch}-{flavour}-{kernel}",) if kernel else ()),
                 f"nvidia-headless-no-dkms-{branch}-{flavour}",
                 f"nvidia-utils-{branch}-server",
             ),
             dkms=False,
+            open_modules=use_open,
         )
     if distro.id == "debian":
         if branch != DEBIAN_NVIDIA_BRANCH:
@@ -62,7 +105,7 @@ def nvidia_driver(distro: Distro, s, kernel: str) -> DriverPlan:
                 f"Debian 12's non-free archive has NVIDIA branch {DEBIAN_NVIDIA_BRANCH} only, not {branch}: "
                 f"set nvidia_driver_branch = '{DEBIAN_NVIDIA_BRANCH}', or nvidia_driver_source = 'cuda'"
             )
-        if open_modules:
+        if use_open:
             raise DriverUnavailable("Debian 12 has no open-module packages: use nvidia_driver_source = 'cuda'")
         return DriverPlan(
             ("nvidia-driver", "nvidia-smi", "firmware-misc-nonfree"),
@@ -71,22 +114,29 @@ def nvidia_driver(distro: Distro, s, kernel: str) -> DriverPlan:
             debian_nonfree=True,
         )
     # Rocky/RHEL 9: the CUDA repository's module stream pins the branch.
-    stream = f"{branch}-open" if open_modules else f"{branch}-dkms"
+    stream = f"{branch}-open" if use_open else f"{branch}-dkms"
     return DriverPlan(
         (),
         dkms=True,
         headers=(f"kernel-devel-{kernel}", f"kernel-headers-{kernel}"),
         cuda_repo=True,
         dnf_module=f"nvidia-driver:{stream}",
+        open_modules=use_open,
     )
 
 
+# NVIDIA's CUDA repositories name architectures their own way: arm64 servers (GH200, GB200) are sbsa.
+CUDA_REPO_ARCH = {"x86_64": "x86_64", "aarch64": "sbsa"}
+
+
 def cuda_keyring_url(distro: Distro) -> str:
-    return f"{CUDA_REPO}/{distro.cuda_repo}/x86_64/cuda-keyring_1.1-1_all.deb"
+    arch = CUDA_REPO_ARCH.get(distro.machine, distro.machine)
+    return f"{CUDA_REPO}/{distro.cuda_repo}/{arch}/cuda-keyring_1.1-1_all.deb"
 
 
 def cuda_dnf_repo_url(distro: Distro) -> str:
-    return f"{CUDA_REPO}/{distro.cuda_repo}/x86_64/cuda-{distro.cuda_repo}.repo"
+    arch = CUDA_REPO_ARCH.get(distro.machine, distro.machine)
+    return f"{CUDA_REPO}/{distro.cuda_repo}/{arch}/cuda-{distro.cuda_repo}.repo"
 
 
 def debian_nonfree_source(codename: str = "bookworm") -> str:
@@ -109,6 +159,26 @@ def toolkit_apt_source(arch: str = "amd64") -> str:
         "Suites: /\n"
         "Signed-By: /etc/apt/keyrings/nvidia-container-toolkit.asc\n"
     )
+
+
+def epel_commands(distro: Distro) -> list[str]:
+    """EPEL, with the CodeReady Builder (CRB) repository it needs, on a RHEL-family host (DKMS lives
+    there). RHEL has no epel-release package of its own (NVIDIA's driver installation guide and AMD's
+    ROCm quick start, RHEL 9 sections); Rocky's CRB is a dnf repository to enable."""
+    if distro.id == "rhel":
+        return [
+            f"subscription-manager repos --enable codeready-builder-for-rhel-9-{distro.machine}-rpms",
+            f"rpm -q epel-release >/dev/null || dnf install -y {EPEL_RELEASE_RPM}",
+        ]
+    return ["dnf config-manager --set-enabled crb", "rpm -q epel-release >/dev/null || dnf install -y epel-release"]
+
+
+def amdgpu_prerequisites(distro: Distro, kernel: str) -> list[str]:
+    """What AMD's quick start installs before amdgpu-install: the running kernel's headers, and on
+    Ubuntu its extra modules (amdgpu's dependencies are there)."""
+    if distro.family == "apt":
+        return [f"linux-headers-{kernel}", f"linux-modules-extra-{kernel}"]
+    return [f"kernel-headers-{kernel}", f"kernel-devel-{kernel}"]
 
 
 def toolkit_dnf_repo() -> str:
@@ -142,7 +212,9 @@ def amdgpu_install_url(distro: Distro, rocm_version: str) -> str:
     """AMD's installer package for a ROCm release, e.g. 6.4.1 -> .../amdgpu-install_6.4.60401-1_all.deb."""
     major, minor, patch = (rocm_version.split(".") + ["0"])[:3]
     build = f"{int(major)}{int(minor):02d}{int(patch):02d}"
-    base = f"https://repo.radeon.com/amdgpu-install/{rocm_version}"
+    # repo.radeon.com keeps an x.y.0 release under x.y/ (6.4.0 in 6.4/, 6.4.1 in 6.4.1/).
+    directory = f"{major}.{minor}" if int(patch) == 0 else f"{major}.{minor}.{patch}"
+    base = f"https://repo.radeon.com/amdgpu-install/{directory}"
     if distro.family == "apt":
         return f"{base}/ubuntu/{distro.codename}/amdgpu-install_{major}.{minor}.{build}-1_all.deb"
     el = distro.version.split(".")[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from pyinfra.api import FactBase
 
@@ -96,4 +97,28 @@ def vendor_from_name(name: str | None) -> str | None:
         return "nvidia"
     if any(word in lowered for word in ("amd", "radeon", "instinct", "mi300", "mi250")):
         return "amd"
+    return None
+
+
+# AMD GPUs AITER (AMD's kernels behind VLLM_ROCM_USE_AITER) is built for: gfx942 (MI300X,
+# MI300A, MI325X) and gfx950 (MI350X, MI355X). AMD's vLLM guide: set it to 0 elsewhere.
+AITER_GPUS = ("MI300", "MI325", "MI350", "MI355")
+
+
+def has_aiter_kernels(name: str) -> bool:
+    return any(model in (name or "").upper() for model in AITER_GPUS)
+
+
+# NVIDIA's open kernel modules support Turing and later, and are the only ones for Blackwell
+# (NVIDIA's driver installation guide, "Open GPU kernel modules").
+PRE_TURING = re.compile(r"\b(K80|K40|M40|M60|P4|P40|P100|V100|TITAN V|TITAN Xp|GTX 10\d\d|Quadro [KMP]\d+|GV100)\b")
+BLACKWELL = re.compile(r"\b(GB?[123]00|B[123]00|RTX 50\d\d|RTX PRO \d+ Blackwell)\b")
+
+
+def open_kernel_modules_for(name: str | None) -> bool | None:
+    """True where only the open modules work, False where only the proprietary ones do, else None."""
+    if PRE_TURING.search(name or ""):
+        return False
+    if BLACKWELL.search(name or ""):
+        return True
     return None

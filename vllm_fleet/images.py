@@ -6,13 +6,30 @@ import json
 import re
 import tarfile
 
-# Pinned per accelerator. Re-check against the vendors' pages before moving them:
-# https://docs.vllm.ai/en/stable/deployment/docker/ and AMD's ROCm vLLM guide.
+# The vLLM release every default image serves: moved here, once, for all accelerators. Each
+# image is vLLM's own, with `vllm serve` as its entrypoint (docs.vllm.ai: deployment/docker,
+# getting_started/installation gpu.rocm and cpu): vLLM before 0.22 skips its API-key check for
+# some Host headers (GHSA-94f4-hr76-p5j6).
+VLLM_VERSION = "0.33.0"
 DEFAULT_IMAGES = {
-    "nvidia": "vllm/vllm-openai:v0.11.0",
-    "amd": "rocm/vllm:rocm7.0.0_vllm_0.11.2_20251210",
-    "cpu": "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0",
+    # Multi-arch (amd64, and arm64 for GH200/GB200).
+    ("nvidia", "x86_64"): f"vllm/vllm-openai:v{VLLM_VERSION}",
+    ("nvidia", "aarch64"): f"vllm/vllm-openai:v{VLLM_VERSION}",
+    # x86_64 only; AMD's rocm/vllm images start a shell, not the server.
+    ("amd", "x86_64"): f"vllm/vllm-openai-rocm:v{VLLM_VERSION}",
+    # One tag per architecture (vLLM's release pipeline pushes -x86_64 and -arm64).
+    ("cpu", "x86_64"): f"vllm/vllm-openai-cpu:v{VLLM_VERSION}-x86_64",
+    ("cpu", "aarch64"): f"vllm/vllm-openai-cpu:v{VLLM_VERSION}-arm64",
 }
+# The CUDA release the default NVIDIA image is built with (vLLM's docker/Dockerfile, CUDA_VERSION)
+# and the oldest driver that runs it (CUDA Toolkit release notes, table 3: CUDA 12.9 needs 575.51).
+IMAGE_CUDA = "12.9"
+MIN_NVIDIA_DRIVER = (575, 51)
+
+
+class NoDefaultImage(ValueError):
+    """vLLM publishes no image for this accelerator on this architecture."""
+
 
 _TAG = re.compile(r":([\w][\w.\-]{0,127})$")
 
@@ -26,8 +43,15 @@ def is_pinned(ref: str) -> bool:
     return bool(match) and match.group(1) != "latest"
 
 
-def default_image(accelerator: str) -> str:
-    return DEFAULT_IMAGES[accelerator]
+def default_image(accelerator: str, machine: str = "x86_64") -> str:
+    """machine: `uname -m` of the host ('' when unknown: x86_64)."""
+    machine = {"arm64": "aarch64", "amd64": "x86_64", "": "x86_64"}.get(machine, machine)
+    try:
+        return DEFAULT_IMAGES[(accelerator, machine)]
+    except KeyError:
+        raise NoDefaultImage(
+            f"vLLM publishes no {accelerator} image for {machine}: set vllm_image to one built for it"
+        ) from None
 
 
 def _manifest(archive: str) -> list[dict]:

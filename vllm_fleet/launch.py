@@ -50,12 +50,16 @@ ACCELERATOR_CONTAINER_ARGS = {
         "--security-opt",
         "seccomp=unconfined",
     ],
-    # vLLM's CPU backend pins threads to cores, which needs SYS_NICE.
-    "cpu": ["--cap-add", "SYS_NICE"],
+    # vLLM's CPU backend pins threads to cores (SYS_NICE) and reads the NUMA layout with
+    # calls the default seccomp profile refuses (vLLM's CPU installation guide).
+    "cpu": ["--cap-add", "SYS_NICE", "--security-opt", "seccomp=unconfined"],
 }
+# KV cache of a CPU host when vllm_kv_cache_gib is unset: vLLM would otherwise take
+# vllm_gpu_memory_utilization of the host's whole RAM.
+CPU_KV_CACHE_GIB = 4
 
 
-def vllm_args(s: Settings) -> list[str]:
+def vllm_args(s: Settings, accelerator: str = "nvidia") -> list[str]:
     """The `vllm serve` arguments for a host's settings."""
     args = ["--model", s.vllm_model]
     if s.vllm_served_model_name or s.vllm_model_dir:
@@ -68,7 +72,18 @@ def vllm_args(s: Settings) -> list[str]:
     args += ["--max-num-seqs", str(s.vllm_max_num_seqs)]
     if isinstance(s.vllm_tensor_parallel_size, int) and s.vllm_tensor_parallel_size > 1:
         args += ["--tensor-parallel-size", str(s.vllm_tensor_parallel_size)]
+    kv_cache = s.vllm_kv_cache_gib or (CPU_KV_CACHE_GIB if accelerator == "cpu" else None)
+    if kv_cache:
+        args += ["--kv-cache-memory-bytes", f"{kv_cache}G"]
     return args + list(s.vllm_extra_args)
+
+
+def accelerator_env(s: Settings, accelerator: str) -> dict[str, str]:
+    """Environment a vLLM build needs on this host's accelerator."""
+    if accelerator == "amd":
+        # AITER kernels exist for gfx942 (MI300) and gfx950 (MI350) only.
+        return {"VLLM_ROCM_USE_AITER": "1" if s.vllm_rocm_aiter else "0"}
+    return {}
 
 
 def publish_arg(s: Settings) -> str:
@@ -89,7 +104,8 @@ def container_args(s: Settings, accelerator: str) -> list[str]:
     # The shipped model and the caches keep their host paths inside the container, so the
     # arguments are the same for Docker and Nix.
     model = ["-v", f"{s.vllm_model}:{s.vllm_model}:ro"] if s.vllm_model_dir else []
-    env = [arg for name, value in cache_env(s, CONTAINER_HF_CACHE).items() for arg in ("-e", f"{name}={value}")]
+    variables = {**cache_env(s, CONTAINER_HF_CACHE), **accelerator_env(s, accelerator)}
+    env = [arg for name, value in variables.items() for arg in ("-e", f"{name}={value}")]
     return [
         "--name",
         CONTAINER_NAME,
@@ -167,7 +183,13 @@ def image(s: Settings, accelerator: str) -> str:
 
 
 def docker_run_argv(s: Settings, accelerator: str) -> list[str]:
-    return ["/usr/bin/docker", "run", *container_args(s, accelerator), image(s, accelerator), *vllm_args(s)]
+    return [
+        "/usr/bin/docker",
+        "run",
+        *container_args(s, accelerator),
+        image(s, accelerator),
+        *vllm_args(s, accelerator),
+    ]
 
 
 def nix_server_argv(s: Settings, accelerator: str) -> list[str]:
@@ -175,7 +197,7 @@ def nix_server_argv(s: Settings, accelerator: str) -> list[str]:
     Docker would have published."""
     return [
         nix.server_program(accelerator),
-        *vllm_args(s),
+        *vllm_args(s, accelerator),
         "--host",
         s.vllm_bind_address,
         "--port",
@@ -193,7 +215,7 @@ def unit_context(s: Settings, accelerator: str) -> dict:
         "port": s.vllm_port,
         "container_name": CONTAINER_NAME,
         "env_file": ENV_FILE,
-        "environment": cache_env(s, s.hf_cache_dir),
+        "environment": {**cache_env(s, s.hf_cache_dir), **accelerator_env(s, accelerator)},
         "read_only_paths": [s.vllm_model] if s.vllm_model_dir else [],
     }
     if s.serving_method == "nix":

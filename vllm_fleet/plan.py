@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vllm_fleet import launch
-from vllm_fleet.gpus import vendor_from_name
+from vllm_fleet import images, launch
+from vllm_fleet.gpus import has_aiter_kernels, open_kernel_modules_for, vendor_from_name
 from vllm_fleet.settings import Settings, gateway_backends, public_values
 from vllm_fleet.sizing import Gpus, Sizing, size
 
@@ -38,7 +38,7 @@ class HostPlan:
             "accelerator": self.accelerator,
             "serving_method": s.serving_method,
             "served_model_name": s.served_model_name,
-            "vllm_args": launch.vllm_args(s),
+            "vllm_args": launch.vllm_args(s, self.accelerator),
             "container_args": launch.container_args(s, self.accelerator),
             "image": launch.image(s, self.accelerator),
             "memory": self.sizing.estimate.as_dict() if self.sizing.estimate else None,
@@ -48,7 +48,10 @@ class HostPlan:
         }
 
 
-def plan_host(settings: Settings, sources: dict[str, str], accelerator: str, gpus: Gpus | None) -> HostPlan:
+def plan_host(
+    settings: Settings, sources: dict[str, str], accelerator: str, gpus: Gpus | None, machine: str = ""
+) -> HostPlan:
+    """machine: the host's `uname -m` ('' when not read: x86_64), which picks the default image."""
     sizing = size(settings, accelerator, gpus)
     chosen = {
         "vllm_model": sizing.model,
@@ -57,8 +60,23 @@ def plan_host(settings: Settings, sources: dict[str, str], accelerator: str, gpu
     }
     # A value sizing changed came from sizing; one it kept keeps its source.
     sized = {name: "sizing" for name, value in chosen.items() if value != settings.values[name]}
+    defaults = {}
+    if settings.vllm_rocm_aiter == "auto":
+        chosen["vllm_rocm_aiter"] = accelerator == "amd" and bool(gpus) and has_aiter_kernels(gpus.name)
+        defaults["vllm_rocm_aiter"] = f"auto: {gpus.name if gpus else 'no GPU known'}"
+    modules = open_kernel_modules_for(gpus.name if gpus else None)
+    if settings.nvidia_open_kernel_modules == "auto" and accelerator == "nvidia" and modules is not None:
+        chosen["nvidia_open_kernel_modules"] = modules
+        defaults["nvidia_open_kernel_modules"] = f"auto: {gpus.name}"
+    if not settings.vllm_image and settings.role == "vllm" and settings.serving_method == "docker":
+        try:
+            chosen["vllm_image"] = images.default_image(accelerator, machine)
+            defaults["vllm_image"] = f"default for {accelerator} on {machine or 'x86_64'}"
+        except images.NoDefaultImage:
+            pass  # pre-flight's image check refuses the host, saying why
     resolved = settings.replace(**chosen)
-    return HostPlan(settings.host, resolved, accelerator, sizing, {**sources, **sized}, list(sizing.warnings))
+    sources = {**sources, **sized, **defaults}
+    return HostPlan(settings.host, resolved, accelerator, sizing, sources, list(sizing.warnings))
 
 
 def offline_accelerator(settings: Settings) -> tuple[str, list[str]]:

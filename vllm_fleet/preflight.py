@@ -15,15 +15,13 @@ from dataclasses import dataclass
 
 from pyinfra.api import FactBase
 
-from vllm_fleet import gpu_packages, nix, releases, shipped_model
+from vllm_fleet import gpu_packages, images, nix, releases, shipped_model
 from vllm_fleet.distro import Distro
 from vllm_fleet.facts import parse_daemon_json
 from vllm_fleet.launch import DOWNLOADED_MARK, UNIT_PATH
+from vllm_fleet.settings import SCHEMA
 from vllm_fleet.sizing import CATALOGUE
 
-# The CUDA release each default vLLM image is built against needs at least this driver
-# (NVIDIA's CUDA compatibility table: CUDA 12.8 needs 570.26 on Linux).
-MIN_NVIDIA_DRIVER = {"vllm/vllm-openai:v0.11.0": (570, 26)}
 # Image size on disk, GiB, by accelerator (CUDA and ROCm images are large; pulled plus unpacked).
 IMAGE_DISK_GIB = {"nvidia": 25.0, "amd": 40.0, "cpu": 10.0}
 # Where each serving method keeps the server, and the probe's key for its free space.
@@ -59,7 +57,8 @@ rpm -q nvidia-driver >/dev/null 2>&1 && echo "nvidia_rpm=$(rpm -q --qf '%{{VERSI
 echo "rocm_installed=$(cat /opt/rocm/.info/version 2>/dev/null)"
 echo "secure_boot=$(mokutil --sb-state 2>/dev/null | head -n1)"
 [ -d /sys/module/nouveau ] && echo nouveau=yes || echo nouveau=no
-echo "nvidia_driver=$(cat /sys/module/nvidia/version 2>/dev/null)"
+v=$(cat /sys/module/nvidia/version 2>/dev/null); echo "nvidia_driver=$v"
+[ -n "$v" ] && grep -qF "$v" {gpu_packages.CDI_SPEC} 2>/dev/null && echo cdi_spec=current
 command -v nvidia-container-runtime-hook nvidia-ctk >/dev/null 2>&1 && echo toolkit=yes || echo toolkit=no
 command -v docker >/dev/null 2>&1 && echo docker=yes || echo docker=no
 command -v snap >/dev/null 2>&1 && snap list docker >/dev/null 2>&1 && echo docker_snap=yes || echo docker_snap=no
@@ -159,7 +158,19 @@ def _gpu_stack(c: Context):
         return None
     try:
         if c.accelerator == "nvidia":
-            gpu_packages.nvidia_driver(c.distro, c.settings, c.probe.get("kernel", ""))
+            plan = gpu_packages.nvidia_driver(c.distro, c.settings, c.probe.get("kernel", ""))
+            branch = gpu_packages.DEBIAN_NVIDIA_BRANCH if plan.debian_nonfree else c.settings.nvidia_driver_branch
+            if c.image in images.DEFAULT_IMAGES.values() and int(branch) < images.MIN_NVIDIA_DRIVER[0]:
+                fix = (
+                    "nvidia_driver_source = 'cuda' (NVIDIA's repository for Debian 12)"
+                    if plan.debian_nonfree
+                    else f"nvidia_driver_branch = '{SCHEMA['nvidia_driver_branch'].default}'"
+                )
+                return (
+                    f"the managed NVIDIA driver would be branch {branch}, older than the "
+                    f"{'.'.join(map(str, images.MIN_NVIDIA_DRIVER))} that {c.image}'s CUDA {images.IMAGE_CUDA} "
+                    f"needs: set {fix}, or vllm_image to an image built for that driver's CUDA"
+                )
         elif c.distro.id == "debian":
             return (
                 "AMD's amdgpu-install supports Ubuntu and RHEL, not Debian: "
@@ -225,13 +236,23 @@ def _nvidia_driver(c: Context):
     if not version:
         headers = "" if c.probe.get("headers") == "yes" else f" (and linux-headers-{c.probe.get('kernel')} for DKMS)"
         return f"no NVIDIA driver is loaded: install the driver{headers} and reboot before deploying vLLM"
-    wanted = MIN_NVIDIA_DRIVER.get(c.image)
     have = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-    if wanted and have < wanted:
+    if c.image in images.DEFAULT_IMAGES.values() and have < images.MIN_NVIDIA_DRIVER:
         return (
-            f"NVIDIA driver {version} is older than {wanted[0]}.{wanted[1]}, which {c.image}'s CUDA needs "
-            "(CUDA error 803/804 at start): upgrade the driver"
+            f"NVIDIA driver {version} is older than {'.'.join(map(str, images.MIN_NVIDIA_DRIVER))}, which "
+            f"{c.image}'s CUDA {images.IMAGE_CUDA} needs (CUDA error 803/804 at start): upgrade the driver"
         )
+    return None
+
+
+@check("image", methods=("docker",))
+def _image(c: Context):
+    if c.settings.vllm_image:
+        return None
+    try:
+        images.default_image(c.accelerator, c.probe.get("machine", ""))
+    except images.NoDefaultImage as exc:
+        return str(exc)
     return None
 
 
@@ -380,7 +401,7 @@ def _gfx(c: Context):
     if not targets:
         return "rocminfo lists no gfx target: install ROCm (rocminfo) so the image's targets can be checked"
     unsupported = sorted(targets - ROCM_IMAGE_GFX)
-    if unsupported and not c.settings.vllm_image:
+    if unsupported and c.image == images.default_image("amd"):
         return (
             f"this host's GPU target(s) {', '.join(unsupported)} are not among the default ROCm image's "
             f"({', '.join(sorted(ROCM_IMAGE_GFX))}): set vllm_image to an image built for them"

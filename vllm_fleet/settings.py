@@ -52,6 +52,7 @@ OWNED_FLAGS = {
     "--gpu-memory-utilization": "vllm_gpu_memory_utilization",
     "--max-num-seqs": "vllm_max_num_seqs",
     "--tensor-parallel-size": "vllm_tensor_parallel_size",
+    "--kv-cache-memory-bytes": "vllm_kv_cache_gib",
     "--port": "vllm_port",
     "--host": "vllm_bind_address",
     "--api-key": "vllm_api_key",
@@ -401,6 +402,20 @@ SCHEMA: Mapping[str, Setting] = _settings(
     ),
     Setting("vllm_max_num_seqs", 256, "Most sequences batched at once.", integer(1, 4096)),
     Setting(
+        "vllm_kv_cache_gib",
+        None,
+        "KV cache size in GiB (--kv-cache-memory-bytes). None: on GPUs what vllm_gpu_memory_utilization leaves; "
+        "on CPU hosts 4 GiB of RAM (vLLM's CPU backend would otherwise take vllm_gpu_memory_utilization of all RAM).",
+        optional(integer(1, 4096)),
+    ),
+    Setting(
+        "vllm_rocm_aiter",
+        "auto",
+        "AMD hosts: AMD's AITER kernels (VLLM_ROCM_USE_AITER); auto: on for MI300/MI325 (gfx942) and MI350/MI355 "
+        "(gfx950), the GPUs they are built for, off elsewhere.",
+        accepting("auto", boolean, "auto or {}"),
+    ),
+    Setting(
         "vllm_tensor_parallel_size",
         "auto",
         "GPUs one model is split across on the host; auto: 1 when the model fits one GPU, else the fewest "
@@ -599,8 +614,9 @@ SCHEMA: Mapping[str, Setting] = _settings(
     ),
     Setting(
         "nvidia_driver_branch",
-        "570",
-        "NVIDIA driver branch, pinned and held against upgrades (Debian 12's own packages are branch 535).",
+        "580",
+        "NVIDIA driver branch (580: NVIDIA's current long-term support branch, CUDA 13 and the default image's "
+        "CUDA 12.9); updates stay within it. Debian 12's own packages are branch 535.",
         driver_branch,
     ),
     Setting(
@@ -612,9 +628,11 @@ SCHEMA: Mapping[str, Setting] = _settings(
     ),
     Setting(
         "nvidia_open_kernel_modules",
-        False,
-        "Use NVIDIA's open kernel modules (required from Blackwell on, fine from Turing on).",
-        boolean,
+        "auto",
+        "NVIDIA's open kernel modules: NVIDIA's default since branch 560 and required from Blackwell on; the "
+        "proprietary ones for GPUs older than Turing. auto: open, except for pre-Turing GPUs and Debian's own "
+        "packages (which have none).",
+        accepting("auto", boolean, "auto or {}"),
     ),
     Setting(
         "nvidia_secure_boot_unsigned_ok",

@@ -123,11 +123,6 @@ class Fleet:
         return Path(self.state["hf_token_file"]).read_text().strip()
 
     @property
-    def state_args(self) -> list[str]:
-        """The sandbox inventory's own vllm_extra_args, to extend rather than replace."""
-        return self.state.get("vllm_extra_args", [])
-
-    @property
     def names(self) -> list[str]:
         return [h["name"] for h in self.hosts]
 

@@ -5,6 +5,7 @@ build failing clearly, and switching Docker -> Nix -> Docker."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -38,6 +39,8 @@ def switched(fleet, tmp_path_factory):
     before, _ = deploy_json(SANDBOX_INVENTORY)
     assert before.rc == 0, before.output[-3000:]
     assert on_host(first, "docker ps --format '{{.Names}}'") == "vllm"
+    # The stand-in's flake runs the host's python3, which a minimal host lacks (the real one brings its own).
+    on_host(first, "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 >/dev/null")
     inventory = write_inventory(tmp_path_factory.mktemp("nix"), {first: STANDIN_FLAKE})
     started = time.monotonic()
     result, outcomes = deploy_json(inventory)
@@ -111,9 +114,34 @@ def test_second_nix_run_changes_nothing(fleet, switched):
     assert invocation(first) == before
 
 
-def test_shipped_flake_fails_clearly_when_nixpkgs_cannot_be_fetched_and_keeps_serving(fleet, switched, tmp_path):
+def test_shipped_flake_is_refused_before_anything_is_built_on_debians_nix(fleet, switched, tmp_path):
+    """nixpkgs needs Nix 2.18 (lib/minver.nix); the host has Debian 12's 2.8, read from `nix --version`."""
     first, _ = fleet.names
-    inventory = write_inventory(tmp_path, {first: {"serving_method": "nix", "nix_build_timeout": 300}})
+    inventory = write_inventory(tmp_path, {first: {"serving_method": "nix"}})
+    unit, before = on_host(first, f"sha256sum {UNIT}"), invocation(first)
+    result, outcomes = deploy_json(inventory)
+    assert result.rc != 0
+    assert "pre-flight refused: nix_version: Nix 2.8.0 on this host is older than the 2.18 nixpkgs needs" in (
+        result.output
+    )
+    assert "vLLM service | Build vllm-server-cpu with Nix" not in outcomes
+    assert on_host(first, f"sha256sum {UNIT}") == unit and invocation(first) == before
+
+
+def test_a_flake_whose_inputs_cannot_be_fetched_fails_clearly_and_keeps_serving(fleet, switched, tmp_path):
+    first, _ = fleet.names
+    flake = tmp_path / "flake"
+    shutil.copytree(REPO / "tests" / "standin", flake)
+    text = (flake / "flake.nix").read_text()
+    # An input from GitHub, which the sandbox cannot reach (not nixpkgs: that would be refused first).
+    text = text.replace(
+        "  outputs =\n    { self }:",
+        '  inputs.upstream = { url = "github:vllm-project/vllm"; flake = false; };\n  outputs =\n    { self, ... }:',
+    )
+    assert "inputs.upstream" in text
+    (flake / "flake.nix").write_text(text)
+    overrides = {"serving_method": "nix", "nix_flake": str(flake), "nix_build_timeout": 300}
+    inventory = write_inventory(tmp_path, {first: overrides})
     unit, before = on_host(first, f"sha256sum {UNIT}"), invocation(first)
     started = time.monotonic()
     result, outcomes = deploy_json(inventory)

@@ -111,6 +111,8 @@ class FakeHost:
         r["dpkg -l"] = [f"ii  {name}  {version}  amd64  recorded" for name, version in self.packages.items()]
         # server.reboot compares uptime before and after: a steady value reads as "rebooted".
         r["/proc/uptime"] = ["1000"]
+        # pyinfra's Arch fact; the probe above matched first where both contain it.
+        r["uname -m"] = [self.probe.get("machine", "x86_64")]
         manager = "dnf" if self.os.startswith("rocky") else "apt"
         r[f"command -v {manager} || true"] = [f"/usr/bin/{manager}"]
         return r

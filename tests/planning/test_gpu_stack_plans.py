@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import pytest
 
-from tests.planning.harness import H100_SMI, FakeHost, changes, plan, plan_each, write_inventory
+from tests.planning.harness import FakeHost, changes, plan, plan_each, write_inventory
 from vllm_fleet import gpu_packages
 
 GPU80 = {"gpu_count": 1, "gpu_memory_gib": 80}
-UBUNTU_570 = [
-    "linux-modules-nvidia-570-server-generic",
-    "nvidia-headless-no-dkms-570-server",
-    "nvidia-utils-570-server",
+# Ubuntu 22.04 on the 6.8 HWE kernel (the harness's default kernel), open modules (NVIDIA's default).
+UBUNTU_580 = [
+    "linux-modules-nvidia-580-server-open-generic-hwe-22.04",
+    "linux-modules-nvidia-580-server-open-6.8.0-45-generic",
+    "nvidia-headless-no-dkms-580-server-open",
+    "nvidia-utils-580-server",
 ]
+OWN_CUDA_12_2_IMAGE = {"vllm_image": "registry.local/vllm:cu122"}
 STACK_GROUPS = ("NVIDIA driver |", "NVIDIA container toolkit |", "AMD ROCm |", "Reboot for the GPU driver |")
 
 BEFORE = [
@@ -27,9 +30,10 @@ BEFORE = [
         "debian12-bare",
         "debian12",
         probe={"kernel": "6.1.0-28-amd64", "nouveau": "yes"},
-        data={**GPU80, "nvidia_driver_branch": "535"},
+        data={**GPU80, "nvidia_driver_branch": "535", **OWN_CUDA_12_2_IMAGE},
     ),
-    FakeHost("debian12-570", "debian12", data=GPU80),
+    FakeHost("debian12-580", "debian12", data=GPU80),
+    FakeHost("debian12-535-default-image", "debian12", data={**GPU80, "nvidia_driver_branch": "535"}),
     FakeHost("rocky9-bare", "rocky9", probe={"kernel": "5.14.0-427.13.1.el9_4.x86_64"}, data=GPU80),
     FakeHost("ubuntu22-cuda", "ubuntu22", data={**GPU80, "nvidia_driver_source": "cuda"}),
     FakeHost(
@@ -43,7 +47,7 @@ BEFORE = [
         "debian12-secure-boot",
         "debian12",
         probe={"secure_boot": "SecureBoot enabled"},
-        data={**GPU80, "nvidia_driver_branch": "535"},
+        data={**GPU80, "nvidia_driver_branch": "535", **OWN_CUDA_12_2_IMAGE},
     ),
     FakeHost("ubuntu22-reboot-pending", "ubuntu22", probe={"reboot_required": "yes"}, data=GPU80),
     FakeHost("ubuntu22-never-reboot", "ubuntu22", probe={"nouveau": "yes"}, data={**GPU80, "reboot_policy": "never"}),
@@ -57,6 +61,21 @@ BEFORE = [
         "ubuntu24",
         probe={"secure_boot": "SecureBoot enabled"},
         data={**GPU80, "nvidia_open_kernel_modules": True},
+    ),
+    FakeHost("ubuntu22-ga-kernel", "ubuntu22", probe={"kernel": "5.15.0-126-generic"}, data=GPU80),
+    FakeHost("ubuntu22-v100", "ubuntu22", data={**GPU80, "gpu_name": "Tesla V100-SXM2-32GB"}),
+    FakeHost(
+        "ubuntu22-gh200-cuda",
+        "ubuntu22",
+        probe={"machine": "aarch64"},
+        data={**GPU80, "nvidia_driver_source": "cuda", "gpu_name": "NVIDIA GH200 480GB"},
+    ),
+    FakeHost(
+        "rocky9-other-branch",
+        "rocky9",
+        nvidia_smi=["NVIDIA H100 80GB HBM3, 81559, 570.133.20, 9.0"],
+        probe={"kernel": "5.14.0-427.13.1.el9_4.x86_64", "nvidia_driver": "570.133.20", "nvidia_rpm": "570.133.20"},
+        data=GPU80,
     ),
     FakeHost(
         "ubuntu22-amd-installed",
@@ -88,16 +107,43 @@ def installs(planned, host: str, operation: str) -> str:
     return found[-1]
 
 
-def test_ubuntu_bare_host_gets_canonical_signed_modules_held_and_a_reboot(planned):
+def test_ubuntu_bare_host_gets_canonical_signed_open_modules_that_follow_the_kernel(planned):
+    """Ubuntu's NVIDIA drivers installation guide: linux-modules-nvidia-<branch>-server[-open]-<flavour>
+    (-hwe-<release> on an HWE kernel) follows kernel upgrades; nothing is held, or the next kernel
+    would come without modules (the package of the running kernel loads them now)."""
     host = "ubuntu22-bare"
-    assert installs(planned, host, "NVIDIA driver | Install NVIDIA driver 570").endswith(" ".join(UBUNTU_570))
+    assert installs(planned, host, "NVIDIA driver | Install NVIDIA driver 580").endswith(" ".join(UBUNTU_580))
     assert commands(planned, host, "NVIDIA driver | Rebuild the initramfs without nouveau") == ["update-initramfs -u"]
-    hold = commands(planned, host, "NVIDIA driver | Hold the NVIDIA driver packages against upgrades")
-    assert hold == [f"apt-mark hold {' '.join(UBUNTU_570)}"]
+    assert not [name for name in planned.names(host) if "hold" in name.lower()]
+    assert not any("apt-mark hold" in c for cmds in planned.ops.values() for c in cmds.get(f"@fake/{host}", []))
     assert not ran(planned, host, "NVIDIA driver | Install kernel headers for DKMS")  # prebuilt modules
     # nouveau held the GPU: the new module cannot load live.
     assert ran(planned, host, "Reboot for the GPU driver | Reboot to load the GPU driver")
     assert not ran(planned, host, "Reboot for the GPU driver | Load the NVIDIA module")
+
+
+def test_the_release_kernel_gets_the_plain_metapackage_and_pre_turing_gets_proprietary_modules(planned):
+    """NVIDIA: open modules are the default from branch 560 and need Turing or newer."""
+    ga = installs(planned, "ubuntu22-ga-kernel", "NVIDIA driver | Install NVIDIA driver 580")
+    assert ga.endswith(
+        "linux-modules-nvidia-580-server-open-generic linux-modules-nvidia-580-server-open-5.15.0-126-generic "
+        "nvidia-headless-no-dkms-580-server-open nvidia-utils-580-server"
+    )
+    v100 = installs(planned, "ubuntu22-v100", "NVIDIA driver | Install NVIDIA driver 580")
+    assert "linux-modules-nvidia-580-server-generic-hwe-22.04 " in v100 and "-open" not in v100
+
+
+def test_arm64_hosts_use_the_sbsa_cuda_repository_and_arm64_toolkit_packages(planned):
+    """NVIDIA's CUDA repositories serve arm64 servers (GH200, GB200) from sbsa/; the toolkit's apt
+    repository from stable/deb/arm64."""
+    host = "ubuntu22-gh200-cuda"
+    keyring = " ".join(commands(planned, host, "NVIDIA driver | Add NVIDIA's CUDA repository (cuda-keyring)"))
+    assert gpu_packages.CUDA_REPO + "/ubuntu2204/sbsa/cuda-keyring_1.1-1_all.deb" in keyring
+    assert ran(planned, host, "NVIDIA container toolkit | Add the NVIDIA container toolkit repository (deb822)")
+    assert "URIs: https://nvidia.github.io/libnvidia-container/stable/deb/arm64\n" in (
+        gpu_packages.toolkit_apt_source("arm64")
+    )
+    assert "vllm/vllm-openai:v" in " ".join(commands(planned, host, "vLLM service | Pull vllm/vllm-openai:v0.33.0"))
 
 
 def test_without_nouveau_the_new_module_loads_live(planned):
@@ -115,7 +161,9 @@ def test_container_toolkit_from_nvidias_repository_and_the_runtime_registered_on
         planned, host, "NVIDIA container toolkit | Register the NVIDIA runtime with Docker"
     )
     assert "nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml" in commands(
-        planned, host, "NVIDIA container toolkit | Generate the CDI spec for Podman"
+        planned,
+        host,
+        "NVIDIA container toolkit | Generate the CDI spec for the loaded driver (Podman, Docker's CDI mode)",
     )
     restart = commands(planned, host, "NVIDIA container toolkit | Restart Docker engine for the NVIDIA runtime")
     assert any(
@@ -134,51 +182,70 @@ def test_debian_adds_non_free_and_builds_535_with_dkms(planned):
     assert ran(planned, host, "Reboot for the GPU driver | Reboot to load the GPU driver")
 
 
-def test_debian_refuses_a_branch_it_does_not_ship(planned):
-    assert "pre-flight refused: gpu_stack: Debian 12's non-free archive has NVIDIA branch 535 only, not 570" in (
+def test_debian_refuses_a_branch_it_does_not_ship_and_its_535_under_the_default_image(planned):
+    assert "pre-flight refused: gpu_stack: Debian 12's non-free archive has NVIDIA branch 535 only, not 580" in (
         planned.output
     )
-    assert planned.names("debian12-570") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
+    assert planned.names("debian12-580") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
+    assert (
+        "[@fake/debian12-535-default-image] pre-flight refused: gpu_stack: the managed NVIDIA driver would be "
+        "branch 535, older than the 575.51 that vllm/vllm-openai:v0.33.0's CUDA 12.9 needs"
+    ) in planned.output
+    assert planned.names("debian12-535-default-image") == [
+        "Pre-flight checks | Refuse the host: pre-flight checks failed"
+    ]
 
 
 def test_rocky_uses_the_cuda_repository_module_stream_and_dockers_rpm_repository(planned):
+    """NVIDIA's driver installation guide, RHEL 9: EPEL with CRB enabled, then the module stream."""
     host = "rocky9-bare"
-    assert ran(planned, host, "NVIDIA driver | Install EPEL (DKMS lives there)")
+    assert commands(planned, host, "NVIDIA driver | Enable CRB and install EPEL (DKMS lives there)") == [
+        "dnf config-manager --set-enabled crb",
+        "rpm -q epel-release >/dev/null || dnf install -y epel-release",
+    ]
     download = " ".join(commands(planned, host, "NVIDIA driver | Add NVIDIA's CUDA repository"))
     assert gpu_packages.CUDA_REPO + "/rhel9/x86_64/cuda-rhel9.repo" in download
     headers = installs(planned, host, "NVIDIA driver | Install kernel headers for DKMS")
     assert "kernel-devel-5.14.0-427.13.1.el9_4.x86_64" in headers
-    assert commands(planned, host, "NVIDIA driver | Install NVIDIA driver module stream nvidia-driver:570-dkms") == [
-        "dnf module reset -y nvidia-driver && dnf module install -y nvidia-driver:570-dkms"
+    assert commands(planned, host, "NVIDIA driver | Install NVIDIA driver module stream nvidia-driver:580-open") == [
+        "dnf module install -y nvidia-driver:580-open"
     ]
     assert commands(planned, host, "NVIDIA driver | Rebuild the initramfs without nouveau") == ["dracut --force"]
     assert ran(planned, host, "Docker engine | Add Docker's rpm repository")
     assert ran(planned, host, "NVIDIA container toolkit | Add the NVIDIA container toolkit repository")
 
 
+def test_another_module_stream_is_switched_to_not_reset(planned):
+    """NVIDIA's guide: changing streams is `dnf module switch-to ... --allowerasing`."""
+    switch = "NVIDIA driver | Switch the NVIDIA driver from 570.133.20 to module stream nvidia-driver:580-open"
+    assert commands(planned, "rocky9-other-branch", switch) == [
+        "dnf module switch-to -y --allowerasing nvidia-driver:580-open"
+    ]
+
+
 def test_cuda_source_on_ubuntu_installs_the_keyring_and_cuda_drivers(planned):
     host = "ubuntu22-cuda"
     keyring = " ".join(commands(planned, host, "NVIDIA driver | Add NVIDIA's CUDA repository (cuda-keyring)"))
     assert gpu_packages.CUDA_REPO + "/ubuntu2204/x86_64/cuda-keyring_1.1-1_all.deb" in keyring
-    assert installs(planned, host, "NVIDIA driver | Install NVIDIA driver 570").endswith(" cuda-drivers-570")
+    assert installs(planned, host, "NVIDIA driver | Install NVIDIA driver 580").endswith(" nvidia-open-580")
 
 
-def test_wrong_branch_is_released_replaced_held_and_rebooted(planned):
+def test_wrong_branch_is_released_replaced_and_rebooted(planned):
     host = "ubuntu22-wrong-branch"
     released = (
-        "NVIDIA driver | Release holds on other NVIDIA packages "
-        "(nvidia-headless-no-dkms-535-server, nvidia-utils-535-server)"
+        "NVIDIA driver | Release holds on NVIDIA driver packages "
+        "(nvidia-headless-no-dkms-535-server, nvidia-utils-535-server): they keep the next kernel's modules out"
     )
     assert commands(planned, host, released) == [
         "apt-mark unhold nvidia-headless-no-dkms-535-server nvidia-utils-535-server"
     ]
-    assert installs(planned, host, "NVIDIA driver | Install NVIDIA driver 570").endswith(" ".join(UBUNTU_570))
-    # A 535 module is loaded: 570 needs a reboot.
+    assert installs(planned, host, "NVIDIA driver | Install NVIDIA driver 580").endswith(" ".join(UBUNTU_580))
+    # A 535 module is loaded: 580 needs a reboot.
     assert ran(planned, host, "Reboot for the GPU driver | Reboot to load the GPU driver")
 
 
 def test_secure_boot_signed_modules_go_on_dkms_is_refused(planned):
-    assert ran(planned, "ubuntu22-secure-boot", "NVIDIA driver | Install NVIDIA driver 570")
+    assert ran(planned, "ubuntu22-secure-boot", "NVIDIA driver | Install NVIDIA driver 580")
     assert planned.names("debian12-secure-boot") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
     assert (
         "[@fake/debian12-secure-boot] pre-flight refused: secure_boot: Secure Boot is on and this driver's modules"
@@ -204,6 +271,10 @@ def test_reboot_policy_never_stops_that_host_with_the_reason(planned):
 
 def test_amd_on_ubuntu_installs_amdgpu_install_and_rocm(planned):
     host = "ubuntu22-amd-bare"
+    prerequisites = "AMD ROCm | Install the running kernel's headers and extra modules for amdgpu"
+    assert installs(planned, host, prerequisites).endswith(
+        " linux-headers-6.8.0-45-generic linux-modules-extra-6.8.0-45-generic"
+    )
     deb = " ".join(commands(planned, host, "AMD ROCm | Add AMD's repositories for ROCm 6.4.1 (amdgpu-install)"))
     assert "https://repo.radeon.com/amdgpu-install/6.4.1/ubuntu/jammy/amdgpu-install_6.4.60401-1_all.deb" in deb
     assert commands(planned, host, "AMD ROCm | Install the amdgpu driver and ROCm 6.4.1 (use case rocm)") == [
@@ -224,28 +295,30 @@ def test_amd_on_debian_and_missing_gpus_are_refused(planned):
 INSTALLED_UBUNTU = FakeHost(
     "ubuntu22-installed",
     "ubuntu22",
-    nvidia_smi=H100_SMI,
+    nvidia_smi=["NVIDIA H100 80GB HBM3, 81559, 580.95.05, 9.0"],
     probe={
-        "nvidia_driver": "570.133.20",
+        "nvidia_driver": "580.95.05",
+        "cdi_spec": "current",
         "toolkit": "yes",
         "docker": "yes",
         "docker_runtimes": "nvidia,runc,",
-        "held": ",".join(UBUNTU_570) + ",",
     },
     packages={
-        **{p: "570.133.20-0ubuntu0.22.04.1" for p in UBUNTU_570},
+        **{p: "580.95.05-0ubuntu0.22.04.1" for p in UBUNTU_580},
         "docker.io": "24.0.7",
         "curl": "7.81",
-        "nvidia-container-toolkit": "1.17.8-1",
+        "jq": "1.6",
+        "nvidia-container-toolkit": "1.18.0-1",
     },
     files={
         gpu_packages.NOUVEAU_BLACKLIST: gpu_packages.NOUVEAU_BLACKLIST_TEXT,
+        gpu_packages.DEV_CHAR_RULE: gpu_packages.DEV_CHAR_RULE_TEXT,
         "/etc/apt/keyrings/nvidia-container-toolkit.asc": "-----BEGIN PGP PUBLIC KEY BLOCK-----",
         "/etc/apt/sources.list.d/nvidia-container-toolkit.sources": gpu_packages.toolkit_apt_source(),
-        "/etc/cdi/nvidia.yaml": "cdiVersion: 0.5.0",
+        gpu_packages.CDI_SPEC: "cdiVersion: 0.5.0  # libcuda.so.580.95.05",
         "/etc/docker/daemon.json": '{"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}}',
     },
-    dirs=["/etc/apt/keyrings", "/etc/modprobe.d", "/etc/apt/sources.list.d"],
+    dirs=["/etc/apt/keyrings", "/etc/modprobe.d", "/etc/apt/sources.list.d", "/lib/udev/rules.d"],
 )
 
 
@@ -273,9 +346,10 @@ def test_amd_on_rocky_installs_the_rpm(planned):
 
 
 def test_open_modules_under_secure_boot_come_signed_from_canonical(planned):
-    install = installs(planned, "ubuntu24-secure-boot-open", "NVIDIA driver | Install NVIDIA driver 570")
+    install = installs(planned, "ubuntu24-secure-boot-open", "NVIDIA driver | Install NVIDIA driver 580")
     assert install.endswith(
-        "linux-modules-nvidia-570-server-open-generic nvidia-headless-no-dkms-570-server-open nvidia-utils-570-server"
+        "linux-modules-nvidia-580-server-open-generic linux-modules-nvidia-580-server-open-6.8.0-45-generic "
+        "nvidia-headless-no-dkms-580-server-open nvidia-utils-580-server"
     )
 
 

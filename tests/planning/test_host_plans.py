@@ -43,7 +43,7 @@ def test_the_lock_is_waited_for_before_any_package_operation(planned):
     assert names.index(conf) < names.index(HOLDER) < names.index(INSTALL_TOOLS)
     first_package_op = min(i for i, n in enumerate(names) if "Install" in n or "Add" in n or "Refresh" in n)
     assert names.index(INSTALL_TOOLS) == first_package_op
-    assert names.index(INSTALL_TOOLS) < names.index("NVIDIA driver | Install NVIDIA driver 570")
+    assert names.index(INSTALL_TOOLS) < names.index("NVIDIA driver | Install NVIDIA driver 580")
     [wait] = planned.ops[HOLDER]["@fake/ubuntu22-upgrading"]
     assert "/var/lib/dpkg/lock-frontend" in wait and "/proc/locks" in wait and "sleep 5" in wait
     assert "dbus" in " ".join(planned.ops[INSTALL_TOOLS]["@fake/ubuntu22-upgrading"])

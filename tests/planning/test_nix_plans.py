@@ -15,6 +15,7 @@ AMD = {"gpu_count": 8, "gpu_memory_gib": 192, "serving_method": "nix", "accelera
 LIBS = "libcuda.so.1,libnvidia-ml.so.1,"
 
 HOSTS = [
+    FakeHost("ubuntu24-nix", "ubuntu24", data=GPU80),
     FakeHost("ubuntu22-nix", "ubuntu22", data=GPU80),
     FakeHost("rocky9-nix", "rocky9", probe={"kernel": "5.14.0-427.13.1.el9_4.x86_64"}, data=GPU80),
     FakeHost("rocky9-nix-arm", "rocky9", data=GPU80, probe={"machine": "aarch64"}),
@@ -31,7 +32,8 @@ def commands(planned, host: str, operation: str) -> list[str]:
 
 
 def test_ubuntu_gets_nix_from_its_package_and_builds_the_cuda_server(planned):
-    host = "ubuntu22-nix"
+    """Ubuntu 24.04's nix-bin is 2.18.1, as new as nixpkgs needs (lib/minver.nix)."""
+    host = "ubuntu24-nix"
     names = planned.names(host)
     install = commands(planned, host, "Nix | Install Nix (nix-setup-systemd)")
     assert any(c.endswith(" nix-setup-systemd") for c in install), install
@@ -61,6 +63,18 @@ def test_el_gets_the_official_installer_pinned_by_checksum(planned):
     assert any(nix.INSTALLER.url("x86_64") in c for c in download), download
     assert any(nix.INSTALLER.sha256["x86_64"] in c for c in download), download
     install = commands(planned, host, "Nix | Install Nix 2.24.9 (multi-user, official installer)")
+    assert install and "install --daemon --yes" in install[0]
+
+
+def test_ubuntu_22_04_gets_the_official_installer_as_its_package_is_too_old(planned):
+    host = "ubuntu22-nix"
+    assert not commands(planned, host, "Nix | Install Nix (nix-setup-systemd)")
+    install = commands(
+        planned,
+        host,
+        "Nix | Install Nix 2.24.9 (multi-user, official installer; Ubuntu 22.04's nix-setup-systemd is Nix 2.6.0, "
+        "older than 2.18)",
+    )
     assert install and "install --daemon --yes" in install[0]
 
 

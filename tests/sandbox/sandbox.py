@@ -482,7 +482,7 @@ def up(count: int, gateways: int = 0, engine: str | None = None) -> dict:
             vllm_image_archive=str(archive),
             model_dir=str(build_test_model(image)),
             # vLLM's CPU backend takes its KV cache from host memory, which the hosts share.
-            vllm_extra_args=["--kv-cache-memory-bytes", "1G"],
+            vllm_kv_cache_gib=1,
         )
     else:
         image, variants, archive = build_standin_image(base)

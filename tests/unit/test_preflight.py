@@ -26,7 +26,7 @@ NVIDIA_READY = {
     **RECORDED,
     "headers": "yes",
     "secure_boot": "SecureBoot enabled",
-    "nvidia_driver": "570.133.20",
+    "nvidia_driver": "580.95.05",
     "toolkit": "yes",
     "docker_runtimes": "io.containerd.runc.v2,nvidia,runc,",
     "daemon_json": '{"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}}',
@@ -59,7 +59,7 @@ def findings(
     from vllm_fleet.settings import validate
 
     s = validate("gpu-01", {**load_group_data(phase), **data}, groups=[phase])
-    p = plan_host(s, {}, accelerator, gpus)
+    p = plan_host(s, {}, accelerator, gpus, probe.get("machine", ""))
     vendors = [accelerator] if vendors is None and accelerator != "cpu" else (vendors or [])
     image = launch.image(p.settings, accelerator)
     context = Context(probe, vendors, p.settings, accelerator, p.sizing, image, distro, unsupported_os)
@@ -102,8 +102,8 @@ def test_bare_nvidia_host_with_secure_boot_and_nouveau_unmanaged():
 def test_driver_too_old_for_the_images_cuda():
     problems = failed(findings({**NVIDIA_READY, "nvidia_driver": "535.183.01"}, manage_gpu_stack=False))
     assert problems == {
-        "nvidia_driver": "NVIDIA driver 535.183.01 is older than 570.26, which "
-        "vllm/vllm-openai:v0.11.0's CUDA needs (CUDA error 803/804 at start): upgrade the driver"
+        "nvidia_driver": "NVIDIA driver 535.183.01 is older than 575.51, which "
+        "vllm/vllm-openai:v0.33.0's CUDA 12.9 needs (CUDA error 803/804 at start): upgrade the driver"
     }
 
 
@@ -180,21 +180,29 @@ def test_managed_bare_ubuntu_host_passes_with_canonical_signed_modules():
 
 def test_managed_debian_host_under_secure_boot_needs_a_mok_or_the_opt_in():
     debian = {**BARE_NVIDIA, "kernel": "6.1.0-28-amd64"}
-    problems = failed(findings(debian, distro=DEBIAN_12, nvidia_driver_branch="535"))
+    # An image built for Debian's 535 (CUDA 12.2), so only Secure Boot is in the way.
+    own = {"nvidia_driver_branch": "535", "vllm_image": "registry.local/vllm:cu122"}
+    problems = failed(findings(debian, distro=DEBIAN_12, **own))
     assert list(problems) == ["secure_boot"] and "enrol a Machine Owner Key (MOK) for DKMS" in problems["secure_boot"]
-    assert (
-        failed(findings(debian, distro=DEBIAN_12, nvidia_driver_branch="535", nvidia_secure_boot_unsigned_ok=True))
-        == {}
-    )
+    assert failed(findings(debian, distro=DEBIAN_12, nvidia_secure_boot_unsigned_ok=True, **own)) == {}
 
 
 def test_gpu_stack_refuses_what_the_distribution_does_not_have():
     problems = failed(findings(NVIDIA_READY, distro=DEBIAN_12))
     assert problems == {
-        "gpu_stack": "Debian 12's non-free archive has NVIDIA branch 535 only, not 570: "
+        "gpu_stack": "Debian 12's non-free archive has NVIDIA branch 535 only, not 580: "
         "set nvidia_driver_branch = '535', or nvidia_driver_source = 'cuda'"
     }
     assert failed(findings(NVIDIA_READY, distro=DEBIAN_12, nvidia_driver_source="cuda")) == {}
+    # Debian's own 535 (CUDA 12.2) cannot run the default image's CUDA 12.9 (needs 575.51).
+    old = failed(findings(NVIDIA_READY, distro=DEBIAN_12, nvidia_driver_branch="535"))["gpu_stack"]
+    assert old == (
+        "the managed NVIDIA driver would be branch 535, older than the 575.51 that vllm/vllm-openai:v0.33.0's "
+        "CUDA 12.9 needs: set nvidia_driver_source = 'cuda' (NVIDIA's repository for Debian 12), or vllm_image to "
+        "an image built for that driver's CUDA"
+    )
+    ubuntu_old = failed(findings(NVIDIA_READY, nvidia_driver_branch="570"))["gpu_stack"]
+    assert "set nvidia_driver_branch = '580'" in ubuntu_old
     amd = failed(findings(AMD_READY, accelerator="amd", distro=DEBIAN_12, gpus=Gpus(1, 192, "MI300X", "facts")))
     assert amd["gpu_stack"].startswith("AMD's amdgpu-install supports Ubuntu and RHEL, not Debian")
 
@@ -218,7 +226,9 @@ FAILS = {
     "os": dict(probe=NVIDIA_READY, distro=None, unsupported_os="CentOS 7 is not supported"),
     "gpu_stack": dict(probe=NVIDIA_READY, distro=DEBIAN_12),
     "gpu_present": dict(probe=NVIDIA_READY, vendors=[]),
-    "secure_boot": dict(probe={**BARE_NVIDIA, "nouveau": "no"}, distro=DEBIAN_12, nvidia_driver_branch="535"),
+    "secure_boot": dict(
+        probe={**BARE_NVIDIA, "nouveau": "no"}, distro=DEBIAN_12, nvidia_driver_branch="535", vllm_image="r/v:cu122"
+    ),
     "nouveau": dict(probe={**NVIDIA_READY, "nouveau": "yes"}, manage_gpu_stack=False),
     "nvidia_driver": dict(probe={**NVIDIA_READY, "nvidia_driver": ""}, manage_gpu_stack=False),
     "container_toolkit": dict(
@@ -233,6 +243,7 @@ FAILS = {
     "port": dict(probe={**NVIDIA_READY, "port_listeners": 'users:(("nginx",pid=5'}),
     "amd_devices": dict(probe={**AMD_READY, "kfd": "no"}, accelerator="amd", gpus=MI300X, manage_gpu_stack=False),
     "gfx_target": dict(probe={**AMD_READY, "gfx": "gfx1030,"}, accelerator="amd", gpus=MI300X),
+    "image": dict(probe={**AMD_READY, "machine": "aarch64"}, accelerator="amd", gpus=MI300X),
     "nix_version": dict(probe={**NVIDIA_READY, "nix": "yes", "nix_version": "2.8.0"}, serving_method="nix"),
 }
 

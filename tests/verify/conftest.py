@@ -67,7 +67,8 @@ class Target:
         if fact := GPU_FACTS.get(self.accelerator):
             listed = fact().process(self.host.run(fact().command()).stdout.splitlines())
         gpus = gpus_from_facts(listed) or gpus_from_data(self.inventory_settings)
-        return plan_host(self.inventory_settings, {}, self.accelerator, gpus).settings
+        machine = self.host.run("uname -m").stdout.strip()
+        return plan_host(self.inventory_settings, {}, self.accelerator, gpus, machine).settings
 
     def api(self, path: str, body: str | None = None, with_key: bool = True):
         """curl on the host; the key goes from the root-only env file to curl's stdin."""

@@ -41,6 +41,16 @@ def test_nvidia_smi_inside_a_container_proves_the_toolkit(target):
     assert result.stdout.startswith("GPU 0:")
 
 
+def test_the_live_vllm_container_still_reaches_its_gpus(target):
+    """A `systemctl daemon-reload` can cut a running container off its GPUs ("Failed to initialize
+    NVML: Unknown Error", nvidia-container-toolkit issues 48 and 1227): ask the serving container."""
+    _gpu_only(target, "nvidia", "docker")
+    result = target.host.run(f"docker exec {launch.CONTAINER_NAME} nvidia-smi -L")
+    assert result.rc == 0 and result.stdout.startswith("GPU 0:"), (
+        f"the serving container on {target.name} has lost its GPUs: {(result.stdout + result.stderr).strip()}"
+    )
+
+
 def test_nvidia_driver_branch_as_pinned(target):
     _gpu_only(target, "nvidia")
     if not target.settings.manage_gpu_stack:
