@@ -3,12 +3,14 @@
 let
   python = pkgs.python3.withPackages (ps: [ ps.vllm ]);
 
-  # Same arguments as the vllm/vllm-openai image's entrypoint, so one argument list
-  # (vllm_fleet/launch.py) serves both ways of running it.
+  # `vllm serve`, the vllm/vllm-openai image's entrypoint, so one argument list
+  # (vllm_fleet/launch.py) serves both ways of running it. The `vllm` program, not
+  # `python -m vllm.entrypoints.openai.api_server` (deprecated): it carries the variables
+  # nixpkgs' package wraps it with.
   server = pkgs.writeShellApplication {
     name = "vllm-server";
     text = ''
-      exec ${python}/bin/python -m vllm.entrypoints.openai.api_server "$@"
+      exec ${python}/bin/vllm serve "$@"
     '';
   };
 

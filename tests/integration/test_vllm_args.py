@@ -51,7 +51,7 @@ def argv(phase: str, accelerator: str, method: str, **data) -> list[str]:
     resolved = plan_host(settings, {}, accelerator, gpus).settings
     if method == "nix":
         return launch.nix_server_argv(resolved, accelerator)[1:]
-    return launch.vllm_args(resolved)
+    return launch.vllm_args(resolved, accelerator)
 
 
 def test_every_argument_list_the_project_writes_parses(image):

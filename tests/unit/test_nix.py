@@ -196,3 +196,11 @@ def test_the_nixos_modules_health_check_reaches_ipv4_and_ipv6_servers(host, url)
     assert nix_eval(f'import ./nix/health-url.nix "{host}" 8000') == url
     # The same rule as the deploy's own readiness check.
     assert launch.local_url(validate("h", {"phase": "laptop"}, ["laptop"]).replace(vllm_bind_address=host)) == url
+
+
+def test_the_nix_server_runs_vllm_serve_with_nixpkgs_wrapper():
+    """nixpkgs wraps the `vllm` program; `python -m vllm.entrypoints.openai.api_server` would skip
+    the wrapper's variables (and is deprecated upstream)."""
+    code = [line.split("#")[0] for line in (REPO / "nix" / "vllm.nix").read_text().splitlines()]
+    assert any('exec ${python}/bin/vllm serve "$@"' in line for line in code)
+    assert not any("api_server" in line for line in code)
