@@ -135,3 +135,13 @@ prefer = ["a/c"]
 """
     with pytest.raises(ValueError, match="phase laptop prefers a/c, which the catalogue does not list"):
         load_catalogue(text)
+
+
+def test_awq_checkpoints_are_not_offered_to_amd_gpus():
+    """vLLM's quantization table (docs.vllm.ai, quantization, Supported Hardware): AWQ on AMD GPUs ❌."""
+    mi300x = Gpus(1, 192, "AMD Instinct MI300X", "facts")
+    refused = plan(gpus=mi300x, accelerator="amd", vllm_model="Qwen/Qwen2.5-32B-Instruct-AWQ")
+    assert refused.refusal == ("Qwen/Qwen2.5-32B-Instruct-AWQ does not run on amd GPUs with vLLM (runs on: nvidia)")
+    small = Gpus(1, 16, "AMD Radeon RX 7800 XT", "facts")
+    chosen = plan(gpus=small, accelerator="amd")
+    assert chosen.refusal is None and CATALOGUE.get(chosen.settings.vllm_model).quantization != "awq"
