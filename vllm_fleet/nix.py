@@ -37,6 +37,8 @@ NVIDIA_LIBS = r"/(libcuda|libnvidia-ml|libnvidia-ptxjitcompiler|libnvidia-nvvm)\
 # Nix version that package is on each release (packages.debian.org, packages.ubuntu.com: nix-bin).
 DISTRO_PACKAGE = {"debian": "nix-setup-systemd", "ubuntu": "nix-setup-systemd"}
 DISTRO_NIX_VERSION = {("debian", "12"): "2.8.0", ("ubuntu", "22.04"): "2.6.0", ("ubuntu", "24.04"): "2.18.1"}
+# The nixpkgs branch nix/flake.nix follows (its flake.lock pins the revision).
+NIXPKGS_PIN = "nixos-25.11"
 # nixpkgs refuses to evaluate with an older Nix (nixpkgs' lib/minver.nix).
 NIXPKGS_MIN_NIX = "2.18"
 

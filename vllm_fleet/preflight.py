@@ -381,6 +381,17 @@ def _nix_version(c: Context):
     return None
 
 
+@check("nix_rocm", ("amd",), ("nix",))
+def _nix_rocm(c: Context):
+    if c.settings.nix_flake:
+        return None  # a flake of your own, built for ROCm by you
+    return (
+        f"nixpkgs' vLLM at this flake's pin ({nix.NIXPKGS_PIN}) is not known to build with rocmSupport (it has "
+        "not for most of 2025-26): serve AMD hosts with Docker (serving_method = 'docker'), or set nix_flake to a "
+        "flake you have built for ROCm"
+    )
+
+
 @check("amd_devices", ("amd",))
 def _amd_devices(c: Context):
     if c.managed:

@@ -11,6 +11,7 @@ from tests.planning.harness import REPO, FakeHost, changes, plan, plan_each, wri
 from vllm_fleet import nix
 
 GPU80 = {"gpu_count": 1, "gpu_memory_gib": 80, "serving_method": "nix"}
+CPU_NIX = {"serving_method": "nix", "accelerator": "cpu"}
 AMD = {"gpu_count": 8, "gpu_memory_gib": 192, "serving_method": "nix", "accelerator": "amd"}
 LIBS = "libcuda.so.1,libnvidia-ml.so.1,"
 
@@ -85,19 +86,29 @@ def test_a_machine_without_a_pinned_installer_is_refused_by_name(planned):
 
 def test_a_builder_builds_once_for_the_hosts_that_copy_from_it(tmp_path):
     builder = FakeHost("gpu-builder", "ubuntu22", data={**GPU80, "accelerator": "nvidia", "ssh_hostname": "10.0.0.5"})
-    client = FakeHost("gpu-amd", "ubuntu22", pci="mi300x", data={**AMD, "nix_builder": "@fake/gpu-builder"})
+    # A CPU host: nixpkgs' vLLM is not known to build for ROCm at the pin (pre-flight's nix_rocm).
+    client = FakeHost("cpu-client", "ubuntu22", pci="none", data={**CPU_NIX, "nix_builder": "@fake/gpu-builder"})
     planned = plan(write_inventory(tmp_path, [builder, client]))
     built = planned.names("gpu-builder")
     assert "vLLM service | Build vllm-server-nvidia with Nix" in built
-    assert "vLLM service | Build vllm-server-amd with Nix" in built
-    copy = "vLLM service | Copy the Nix-built vllm-server-amd from @fake/gpu-builder"
-    assert commands(planned, "gpu-amd", copy)[0].startswith(
-        "/usr/local/lib/vllm-fleet/vllm-nix-install copy @fake/gpu-amd 10.0.0.5 "
-        "/var/lib/vllm-fleet/nix/vllm-server-amd "
+    assert "vLLM service | Build vllm-server-cpu with Nix" in built
+    copy = "vLLM service | Copy the Nix-built vllm-server-cpu from @fake/gpu-builder"
+    assert commands(planned, "cpu-client", copy)[0].startswith(
+        "/usr/local/lib/vllm-fleet/vllm-nix-install copy @fake/cpu-client 10.0.0.5 "
+        "/var/lib/vllm-fleet/nix/vllm-server-cpu "
     )
-    assert not [n for n in planned.names("gpu-amd") if "Build vllm-server" in n or "Ship the flake" in n]
+    assert not [n for n in planned.names("cpu-client") if "Build vllm-server" in n or "Ship the flake" in n]
     order = list(planned.ops)
-    assert order.index("vLLM service | Build vllm-server-amd with Nix") < order.index(copy)
+    assert order.index("vLLM service | Build vllm-server-cpu with Nix") < order.index(copy)
+
+
+def test_amd_hosts_are_refused_the_nix_way_at_this_pin(tmp_path):
+    amd = FakeHost("gpu-amd", "ubuntu24", pci="mi300x", data=AMD)
+    planned = plan(write_inventory(tmp_path, [amd]))
+    assert "pre-flight refused: nix_rocm: nixpkgs' vLLM at this flake's pin (nixos-25.11) is not known" in (
+        planned.output
+    )
+    assert planned.names("gpu-amd") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
 
 
 def test_a_host_built_from_this_flake_plans_no_build(tmp_path):

@@ -204,3 +204,7 @@ def test_the_nix_server_runs_vllm_serve_with_nixpkgs_wrapper():
     code = [line.split("#")[0] for line in (REPO / "nix" / "vllm.nix").read_text().splitlines()]
     assert any('exec ${python}/bin/vllm serve "$@"' in line for line in code)
     assert not any("api_server" in line for line in code)
+
+
+def test_the_pin_named_in_messages_is_the_flakes():
+    assert nix_eval("(import ./nix/flake.nix).inputs.nixpkgs.url").endswith("/" + nix.NIXPKGS_PIN)

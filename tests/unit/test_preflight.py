@@ -244,6 +244,7 @@ FAILS = {
     "amd_devices": dict(probe={**AMD_READY, "kfd": "no"}, accelerator="amd", gpus=MI300X, manage_gpu_stack=False),
     "gfx_target": dict(probe={**AMD_READY, "gfx": "gfx1030,"}, accelerator="amd", gpus=MI300X),
     "image": dict(probe={**AMD_READY, "machine": "aarch64"}, accelerator="amd", gpus=MI300X),
+    "nix_rocm": dict(probe=AMD_READY, accelerator="amd", gpus=MI300X, serving_method="nix"),
     "nix_version": dict(probe={**NVIDIA_READY, "nix": "yes", "nix_version": "2.8.0"}, serving_method="nix"),
 }
 
