@@ -21,10 +21,11 @@ DEFAULT_IMAGES = {
     ("cpu", "x86_64"): f"vllm/vllm-openai-cpu:v{VLLM_VERSION}-x86_64",
     ("cpu", "aarch64"): f"vllm/vllm-openai-cpu:v{VLLM_VERSION}-arm64",
 }
-# The CUDA release the default NVIDIA image is built with (vLLM's docker/Dockerfile, CUDA_VERSION)
-# and the oldest driver that runs it (CUDA Toolkit release notes, table 3: CUDA 12.9 needs 575.51).
-IMAGE_CUDA = "12.9"
-MIN_NVIDIA_DRIVER = (575, 51)
+# The CUDA release the default NVIDIA image is built with (vLLM's docker/Dockerfile: ARG
+# CUDA_VERSION=13.0.x, as vLLM's CI configuration quotes it) and the oldest driver that runs it
+# (CUDA Toolkit release notes, table 3: CUDA 13.0 needs 580.65.06 on Linux).
+IMAGE_CUDA = "13.0"
+MIN_NVIDIA_DRIVER = (580, 65)
 
 
 class NoDefaultImage(ValueError):

@@ -615,8 +615,8 @@ SCHEMA: Mapping[str, Setting] = _settings(
     Setting(
         "nvidia_driver_branch",
         "580",
-        "NVIDIA driver branch (580: NVIDIA's current long-term support branch, CUDA 13 and the default image's "
-        "CUDA 12.9); updates stay within it. Debian 12's own packages are branch 535.",
+        "NVIDIA driver branch (580: NVIDIA's current long-term support branch, which runs the default image's "
+        "CUDA 13.0); updates stay within it. Debian 12's own packages are branch 535.",
         driver_branch,
     ),
     Setting(

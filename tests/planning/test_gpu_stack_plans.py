@@ -189,7 +189,7 @@ def test_debian_refuses_a_branch_it_does_not_ship_and_its_535_under_the_default_
     assert planned.names("debian12-580") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
     assert (
         "[@fake/debian12-535-default-image] pre-flight refused: gpu_stack: the managed NVIDIA driver would be "
-        "branch 535, older than the 575.51 that vllm/vllm-openai:v0.33.0's CUDA 12.9 needs"
+        "branch 535, older than the 580.65 that vllm/vllm-openai:v0.33.0's CUDA 13.0 needs"
     ) in planned.output
     assert planned.names("debian12-535-default-image") == [
         "Pre-flight checks | Refuse the host: pre-flight checks failed"

@@ -102,8 +102,8 @@ def test_bare_nvidia_host_with_secure_boot_and_nouveau_unmanaged():
 def test_driver_too_old_for_the_images_cuda():
     problems = failed(findings({**NVIDIA_READY, "nvidia_driver": "535.183.01"}, manage_gpu_stack=False))
     assert problems == {
-        "nvidia_driver": "NVIDIA driver 535.183.01 is older than 575.51, which "
-        "vllm/vllm-openai:v0.33.0's CUDA 12.9 needs (CUDA error 803/804 at start): upgrade the driver"
+        "nvidia_driver": "NVIDIA driver 535.183.01 is older than 580.65, which "
+        "vllm/vllm-openai:v0.33.0's CUDA 13.0 needs (CUDA error 803/804 at start): upgrade the driver"
     }
 
 
@@ -194,11 +194,11 @@ def test_gpu_stack_refuses_what_the_distribution_does_not_have():
         "set nvidia_driver_branch = '535', or nvidia_driver_source = 'cuda'"
     }
     assert failed(findings(NVIDIA_READY, distro=DEBIAN_12, nvidia_driver_source="cuda")) == {}
-    # Debian's own 535 (CUDA 12.2) cannot run the default image's CUDA 12.9 (needs 575.51).
+    # Debian's own 535 (CUDA 12.2) cannot run the default image's CUDA 13.0 (needs 580.65).
     old = failed(findings(NVIDIA_READY, distro=DEBIAN_12, nvidia_driver_branch="535"))["gpu_stack"]
     assert old == (
-        "the managed NVIDIA driver would be branch 535, older than the 575.51 that vllm/vllm-openai:v0.33.0's "
-        "CUDA 12.9 needs: set nvidia_driver_source = 'cuda' (NVIDIA's repository for Debian 12), or vllm_image to "
+        "the managed NVIDIA driver would be branch 535, older than the 580.65 that vllm/vllm-openai:v0.33.0's "
+        "CUDA 13.0 needs: set nvidia_driver_source = 'cuda' (NVIDIA's repository for Debian 12), or vllm_image to "
         "an image built for that driver's CUDA"
     )
     ubuntu_old = failed(findings(NVIDIA_READY, nvidia_driver_branch="570"))["gpu_stack"]
