@@ -16,9 +16,11 @@ def amd_rocm(settings: Settings, distro: Distro, probe: dict) -> list:
     url = gpu_packages.amdgpu_install_url(distro, settings.rocm_version)
     prerequisites = gpu_packages.amdgpu_prerequisites(distro, probe.get("kernel", ""))
     if distro.family == "dnf":
-        server.shell(
-            name="Enable CRB and install EPEL (amdgpu's DKMS lives there)", commands=gpu_packages.epel_commands(distro)
-        )
+        if probe.get("epel") != "yes":
+            server.shell(
+                name="Enable CRB and install EPEL (amdgpu's DKMS lives there)",
+                commands=gpu_packages.epel_commands(distro),
+            )
         dnf.packages(name="Install the running kernel's headers for amdgpu's DKMS", packages=prerequisites)
     else:
         apt.packages(

@@ -18,7 +18,7 @@ NONFREE_SOURCE = "/etc/apt/sources.list.d/vllm-fleet-nonfree.sources"
 def nvidia_driver(settings: Settings, distro: Distro, probe: dict) -> list:
     """Returns the operations whose change means the running kernel needs the new driver."""
     plan = gpu_packages.nvidia_driver(distro, settings, probe.get("kernel", ""))
-    add_driver_sources(plan, distro)
+    add_driver_sources(plan, distro, probe)
 
     if plan.headers:
         _install(distro, "Install kernel headers for DKMS", list(plan.headers))
@@ -51,7 +51,7 @@ def nvidia_driver(settings: Settings, distro: Distro, probe: dict) -> list:
     return [blacklist, installed]
 
 
-def add_driver_sources(plan, distro: Distro) -> list:
+def add_driver_sources(plan, distro: Distro, probe: dict) -> list:
     added = []
     if plan.debian_nonfree:
         added.append(
@@ -68,7 +68,10 @@ def add_driver_sources(plan, distro: Distro) -> list:
             apt.deb(name="Add NVIDIA's CUDA repository (cuda-keyring)", src=gpu_packages.cuda_keyring_url(distro))
         )
     elif plan.cuda_repo:
-        server.shell(name="Enable CRB and install EPEL (DKMS lives there)", commands=gpu_packages.epel_commands(distro))
+        if probe.get("epel") != "yes":
+            server.shell(
+                name="Enable CRB and install EPEL (DKMS lives there)", commands=gpu_packages.epel_commands(distro)
+            )
         files.download(
             name="Add NVIDIA's CUDA repository",
             src=gpu_packages.cuda_dnf_repo_url(distro),

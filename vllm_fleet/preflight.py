@@ -54,6 +54,7 @@ k=$(uname -r); echo "kernel=$k"
 command -v needs-restarting >/dev/null 2>&1 && {{ needs-restarting -r >/dev/null 2>&1 || echo reboot_required=yes; }}
 echo "held=$(apt-mark showhold 2>/dev/null | tr '\\n' ',')"
 rpm -q nvidia-driver >/dev/null 2>&1 && echo "nvidia_rpm=$(rpm -q --qf '%{{VERSION}}' nvidia-driver)"
+rpm -q epel-release >/dev/null 2>&1 && echo epel=yes
 echo "rocm_installed=$(cat /opt/rocm/.info/version 2>/dev/null)"
 echo "secure_boot=$(mokutil --sb-state 2>/dev/null | head -n1)"
 [ -d /sys/module/nouveau ] && echo nouveau=yes || echo nouveau=no

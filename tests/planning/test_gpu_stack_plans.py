@@ -74,7 +74,12 @@ BEFORE = [
         "rocky9-other-branch",
         "rocky9",
         nvidia_smi=["NVIDIA H100 80GB HBM3, 81559, 570.133.20, 9.0"],
-        probe={"kernel": "5.14.0-427.13.1.el9_4.x86_64", "nvidia_driver": "570.133.20", "nvidia_rpm": "570.133.20"},
+        probe={
+            "kernel": "5.14.0-427.13.1.el9_4.x86_64",
+            "nvidia_driver": "570.133.20",
+            "nvidia_rpm": "570.133.20",
+            "epel": "yes",
+        },
         data=GPU80,
     ),
     FakeHost(
@@ -221,6 +226,8 @@ def test_another_module_stream_is_switched_to_not_reset(planned):
     assert commands(planned, "rocky9-other-branch", switch) == [
         "dnf module switch-to -y --allowerasing nvidia-driver:580-open"
     ]
+    # EPEL is there already: the step that adds it does not run again.
+    assert not ran(planned, "rocky9-other-branch", "NVIDIA driver | Enable CRB and install EPEL (DKMS lives there)")
 
 
 def test_cuda_source_on_ubuntu_installs_the_keyring_and_cuda_drivers(planned):

@@ -14,7 +14,7 @@ from vllm_fleet.inventory import settings_for
 settings = settings_for(host)
 distro = from_fact(host.get_fact(LinuxDistribution))
 plan = gpu_packages.nvidia_driver(distro, settings, "")
-add_driver_sources(plan, distro)
+add_driver_sources(plan, distro, {})
 server.shell(
     name="Resolve the NVIDIA driver packages",
     commands=[f"apt-get install --simulate -y {' '.join(plan.packages + plan.headers)} > /tmp/nvidia-simulate.log"],
