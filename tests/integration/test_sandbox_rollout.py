@@ -5,6 +5,8 @@ a host activates its new release."""
 
 from __future__ import annotations
 
+import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -243,7 +245,10 @@ def test_firewall_admits_the_gateway_and_monitoring_only_and_leaves_ssh_open(fle
     first, second = fleet.hosts[0], fleet.hosts[1]
     gateway = fleet.gateways[0]
     probe = "curl -s -o /dev/null -w '%{http_code}' --max-time 3 http://" + first["address"] + ":8000/health"
-    assert on_host(gateway["name"], probe) == "200"
+    # A gateway host has no curl (its task installs HAProxy and socat only): bash speaks HTTP.
+    request = f"exec 3<>/dev/tcp/{first['address']}/8000; printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3; head -c 12 <&3"
+    status_line = on_host(gateway["name"], "timeout 3 bash -c " + shlex.quote(request))
+    assert re.fullmatch(r"HTTP/1\.[01] 200", status_line), status_line
     # Another vLLM host is neither a gateway nor a monitoring source: its packets are dropped.
     dropped = subprocess.run(["docker", "exec", second["name"], "sh", "-c", probe], capture_output=True, text=True)
     assert dropped.returncode == 28 and dropped.stdout == "000", (dropped.returncode, dropped.stdout)
