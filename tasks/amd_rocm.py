@@ -21,10 +21,13 @@ def amd_rocm(settings: Settings, distro: Distro, probe: dict) -> list:
                 name="Enable CRB and install EPEL (amdgpu's DKMS lives there)",
                 commands=gpu_packages.epel_commands(distro),
             )
-        dnf.packages(name="Install the running kernel's headers for amdgpu's DKMS", packages=prerequisites)
+        dnf.packages(
+            name="Install what amdgpu-install needs: the running kernel's headers for amdgpu's DKMS, Python tools",
+            packages=prerequisites,
+        )
     else:
         apt.packages(
-            name="Install the running kernel's headers and extra modules for amdgpu",
+            name="Install what amdgpu-install needs: the running kernel's headers and extra modules, Python tools",
             packages=prerequisites,
             update=True,
             cache_time=APT_CACHE_SECONDS,

@@ -174,11 +174,14 @@ def epel_commands(distro: Distro) -> list[str]:
 
 
 def amdgpu_prerequisites(distro: Distro, kernel: str) -> list[str]:
-    """What AMD's quick start installs before amdgpu-install: the running kernel's headers, and on
-    Ubuntu its extra modules (amdgpu's dependencies are there)."""
+    """What AMD's quick start installs before amdgpu-install: Python's setuptools and wheel (ROCm's
+    packages need them), the running kernel's headers, and on Ubuntu its extra modules (amdgpu's
+    dependencies are there), on EL 9 and later kernel-devel-matched."""
+    python = ["python3-setuptools", "python3-wheel"]
     if distro.family == "apt":
-        return [f"linux-headers-{kernel}", f"linux-modules-extra-{kernel}"]
-    return [f"kernel-headers-{kernel}", f"kernel-devel-{kernel}"]
+        return [*python, f"linux-headers-{kernel}", f"linux-modules-extra-{kernel}"]
+    matched = [f"kernel-devel-matched-{kernel}"] if int(distro.version.split(".")[0]) >= 9 else []
+    return [*python, f"kernel-headers-{kernel}", f"kernel-devel-{kernel}", *matched]
 
 
 def toolkit_dnf_repo() -> str:
@@ -210,12 +213,15 @@ def toolkit_packages(distro: Distro, version: str | None) -> list[str]:
 
 def amdgpu_install_url(distro: Distro, rocm_version: str) -> str:
     """AMD's installer package for a ROCm release, e.g. 6.4.1 -> .../amdgpu-install_6.4.60401-1_all.deb."""
-    major, minor, patch = (rocm_version.split(".") + ["0"])[:3]
-    build = f"{int(major)}{int(minor):02d}{int(patch):02d}"
+    major, minor, patch = (int(part) for part in (rocm_version.split(".") + ["0"])[:3])
+    build = f"{major}{minor:02d}{patch:02d}"
     # repo.radeon.com keeps an x.y.0 release under x.y/ (6.4.0 in 6.4/, 6.4.1 in 6.4.1/).
-    directory = f"{major}.{minor}" if int(patch) == 0 else f"{major}.{minor}.{patch}"
+    directory = f"{major}.{minor}" if patch == 0 else f"{major}.{minor}.{patch}"
+    # From ROCm 7, a patch release names its package with the full version (7.0.2.70002, 7.2.1.70201);
+    # 6.x and x.y.0 releases name it x.y (6.4.60401, 7.2.70200).
+    package_version = f"{directory}.{build}" if major >= 7 else f"{major}.{minor}.{build}"
     base = f"https://repo.radeon.com/amdgpu-install/{directory}"
     if distro.family == "apt":
-        return f"{base}/ubuntu/{distro.codename}/amdgpu-install_{major}.{minor}.{build}-1_all.deb"
+        return f"{base}/ubuntu/{distro.codename}/amdgpu-install_{package_version}-1_all.deb"
     el = distro.version.split(".")[0]
-    return f"{base}/rhel/{distro.version}/amdgpu-install-{major}.{minor}.{build}-1.el{el}.noarch.rpm"
+    return f"{base}/rhel/{distro.version}/amdgpu-install-{package_version}-1.el{el}.noarch.rpm"

@@ -174,7 +174,8 @@ def _gpu_stack(c: Context):
                 )
         elif c.distro.id == "debian":
             return (
-                "AMD's amdgpu-install supports Ubuntu and RHEL, not Debian: "
+                "vllm-fleet installs ROCm on Ubuntu and RHEL-family hosts, not Debian (AMD's Debian 12 "
+                "path reuses its Ubuntu 22.04 packages, untested here): "
                 "install ROCm yourself and set manage_gpu_stack = False"
             )
     except gpu_packages.DriverUnavailable as exc:

@@ -89,7 +89,8 @@ def test_dry_run_shows_the_refusal(fleet, converged, tmp_path):
     assert f"[{first}] pre-flight refused: gpu_present: accelerator is amd but the PCI bus shows no AMD GPU" in (
         result.output
     )
-    assert "pre-flight refused: gpu_stack: AMD's amdgpu-install supports Ubuntu and RHEL, not Debian" in result.output
+    refusal = "pre-flight refused: gpu_stack: vllm-fleet installs ROCm on Ubuntu and RHEL-family hosts, not Debian"
+    assert refusal in result.output
     assert snapshot(first) == before
 
 

@@ -55,7 +55,13 @@ BEFORE = [
     FakeHost("debian12-amd", "debian12", pci="mi300x", data={"gpu_count": 8, "gpu_memory_gib": 192}),
     FakeHost("ubuntu22-no-gpu-claims-nvidia", "ubuntu22", pci="none", data={**GPU80, "accelerator": "nvidia"}),
     FakeHost("rocky9-secure-boot", "rocky9", probe={"secure_boot": "SecureBoot enabled"}, data=GPU80),
-    FakeHost("rocky9-amd-bare", "rocky9", pci="mi300x", data={"gpu_count": 8, "gpu_memory_gib": 192}),
+    FakeHost(
+        "rocky9-amd-bare",
+        "rocky9",
+        pci="mi300x",
+        probe={"kernel": "5.14.0-427.13.1.el9_4.x86_64"},
+        data={"gpu_count": 8, "gpu_memory_gib": 192},
+    ),
     FakeHost(
         "ubuntu24-secure-boot-open",
         "ubuntu24",
@@ -278,9 +284,11 @@ def test_reboot_policy_never_stops_that_host_with_the_reason(planned):
 
 def test_amd_on_ubuntu_installs_amdgpu_install_and_rocm(planned):
     host = "ubuntu22-amd-bare"
-    prerequisites = "AMD ROCm | Install the running kernel's headers and extra modules for amdgpu"
+    prerequisites = (
+        "AMD ROCm | Install what amdgpu-install needs: the running kernel's headers and extra modules, Python tools"
+    )
     assert installs(planned, host, prerequisites).endswith(
-        " linux-headers-6.8.0-45-generic linux-modules-extra-6.8.0-45-generic"
+        " python3-setuptools python3-wheel linux-headers-6.8.0-45-generic linux-modules-extra-6.8.0-45-generic"
     )
     deb = " ".join(commands(planned, host, "AMD ROCm | Add AMD's repositories for ROCm 6.4.1 (amdgpu-install)"))
     assert "https://repo.radeon.com/amdgpu-install/6.4.1/ubuntu/jammy/amdgpu-install_6.4.60401-1_all.deb" in deb
@@ -293,7 +301,8 @@ def test_amd_on_ubuntu_installs_amdgpu_install_and_rocm(planned):
 
 def test_amd_on_debian_and_missing_gpus_are_refused(planned):
     assert planned.names("debian12-amd") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
-    assert "pre-flight refused: gpu_stack: AMD's amdgpu-install supports Ubuntu and RHEL, not Debian" in planned.output
+    refusal = "pre-flight refused: gpu_stack: vllm-fleet installs ROCm on Ubuntu and RHEL-family hosts, not Debian"
+    assert refusal in planned.output
     assert planned.names("ubuntu22-no-gpu-claims-nvidia") == [
         "Pre-flight checks | Refuse the host: pre-flight checks failed"
     ]
@@ -350,6 +359,17 @@ def test_amd_on_rocky_installs_the_rpm(planned):
         commands(planned, "rocky9-amd-bare", "AMD ROCm | Add AMD's repositories for ROCm 6.4.1 (amdgpu-install)")
     )
     assert "https://repo.radeon.com/amdgpu-install/6.4.1/rhel/9.4/amdgpu-install-6.4.60401-1.el9.noarch.rpm" in rpm
+    # AMD's RHEL 9 quick start: EPEL with CRB, then the running kernel's headers, devel and devel-matched.
+    assert ran(planned, "rocky9-amd-bare", "AMD ROCm | Enable CRB and install EPEL (amdgpu's DKMS lives there)")
+    prerequisites = installs(
+        planned,
+        "rocky9-amd-bare",
+        "AMD ROCm | Install what amdgpu-install needs: the running kernel's headers for amdgpu's DKMS, Python tools",
+    )
+    kernel = "5.14.0-427.13.1.el9_4.x86_64"
+    assert prerequisites.endswith(
+        f" python3-setuptools python3-wheel kernel-headers-{kernel} kernel-devel-{kernel} kernel-devel-matched-{kernel}"
+    )
 
 
 def test_open_modules_under_secure_boot_come_signed_from_canonical(planned):

@@ -204,7 +204,7 @@ def test_gpu_stack_refuses_what_the_distribution_does_not_have():
     ubuntu_old = failed(findings(NVIDIA_READY, nvidia_driver_branch="570"))["gpu_stack"]
     assert "set nvidia_driver_branch = '580'" in ubuntu_old
     amd = failed(findings(AMD_READY, accelerator="amd", distro=DEBIAN_12, gpus=Gpus(1, 192, "MI300X", "facts")))
-    assert amd["gpu_stack"].startswith("AMD's amdgpu-install supports Ubuntu and RHEL, not Debian")
+    assert amd["gpu_stack"].startswith("vllm-fleet installs ROCm on Ubuntu and RHEL-family hosts, not Debian")
 
 
 ROCKY_94 = {"name": "Rocky Linux", "major": 9, "minor": 4, "release_meta": {"ID": "rocky", "VERSION_ID": "9.4"}}

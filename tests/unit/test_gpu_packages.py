@@ -1,0 +1,52 @@
+"""AMD's installer URL, checked against URLs AMD's install guides and users' scripts name
+(read through the library's search on 2026-11-24; none fetched from repo.radeon.com here)."""
+
+import pytest
+
+from vllm_fleet.distro import Distro
+from vllm_fleet.gpu_packages import amdgpu_install_url
+
+NOBLE = Distro("ubuntu", "apt", "24.04", "noble")
+JAMMY = Distro("ubuntu", "apt", "22.04", "jammy")
+RHEL96 = Distro("rhel", "dnf", "9.6", "")
+
+
+@pytest.mark.parametrize(
+    ("distro", "rocm", "url"),
+    [
+        (
+            JAMMY,
+            "6.4.1",
+            "https://repo.radeon.com/amdgpu-install/6.4.1/ubuntu/jammy/amdgpu-install_6.4.60401-1_all.deb",
+        ),
+        (
+            JAMMY,
+            "6.0.2",
+            "https://repo.radeon.com/amdgpu-install/6.0.2/ubuntu/jammy/amdgpu-install_6.0.60002-1_all.deb",
+        ),
+        (NOBLE, "7.2.0", "https://repo.radeon.com/amdgpu-install/7.2/ubuntu/noble/amdgpu-install_7.2.70200-1_all.deb"),
+        (NOBLE, "7.2", "https://repo.radeon.com/amdgpu-install/7.2/ubuntu/noble/amdgpu-install_7.2.70200-1_all.deb"),
+        (
+            NOBLE,
+            "7.0.2",
+            "https://repo.radeon.com/amdgpu-install/7.0.2/ubuntu/noble/amdgpu-install_7.0.2.70002-1_all.deb",
+        ),
+        (
+            NOBLE,
+            "7.2.1",
+            "https://repo.radeon.com/amdgpu-install/7.2.1/ubuntu/noble/amdgpu-install_7.2.1.70201-1_all.deb",
+        ),
+        (
+            RHEL96,
+            "7.2.4",
+            "https://repo.radeon.com/amdgpu-install/7.2.4/rhel/9.6/amdgpu-install-7.2.4.70204-1.el9.noarch.rpm",
+        ),
+        (
+            RHEL96,
+            "6.4.0",
+            "https://repo.radeon.com/amdgpu-install/6.4/rhel/9.6/amdgpu-install-6.4.60400-1.el9.noarch.rpm",
+        ),
+    ],
+)
+def test_the_installer_url_follows_amds_naming(distro, rocm, url):
+    assert amdgpu_install_url(distro, rocm) == url
