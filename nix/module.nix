@@ -83,6 +83,7 @@ let
         XDG_CACHE_HOME = cache;
         VLLM_CACHE_ROOT = "${cache}/vllm";
         TRITON_CACHE_DIR = "${cache}/triton";
+        HOME = cache;
       };
       serviceConfig = {
         ExecStart = lib.escapeShellArgs (

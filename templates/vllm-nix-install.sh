@@ -34,9 +34,13 @@ else
     built=$($ssh cat "$stamp" 2>>"$log") || explain "reading the build on $builder"
     [ "$built" = "$hash" ] || { echo "the build of this flake on $builder is out of date (its hash: ${built:-none})" >>"$log"; explain "taking the build from $builder"; }
     path=$($ssh readlink "$link" 2>>"$log") || explain "reading the build on $builder"
+    # Nix's official installer puts nix-daemon in a profile that a non-interactive SSH session
+    # has not on its PATH; Debian's package puts it in /usr/bin.
+    daemon=$($ssh 'command -v nix-daemon || echo /nix/var/nix/profiles/default/bin/nix-daemon' 2>>"$log") \
+        || explain "reading the build on $builder"
     # The builder signs nothing: the SSH connection to it (host key checked) vouches for the paths.
     NIX_SSHOPTS="-o BatchMode=yes -o ConnectTimeout=10" timeout "$timeout" \
-        $nix copy --no-check-sigs --from "ssh-ng://root@$builder" "$path" >"$log" 2>&1 \
+        $nix copy --no-check-sigs --from "ssh-ng://root@$builder?remote-program=$daemon" "$path" >"$log" 2>&1 \
         || explain "nix copy from $builder"
     nix-store --realise "$path" --add-root "$link" --indirect >>"$log" 2>&1 || explain "registering $path"
 fi

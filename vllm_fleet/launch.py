@@ -96,7 +96,13 @@ def publish_arg(s: Settings) -> str:
 def cache_env(s: Settings, hf_home: str) -> dict[str, str]:
     """Where vLLM keeps its compile and kernel caches (torch.compile, Inductor, Triton) and the
     hub's weights: directories that outlive the server, so a second start skips the compilation."""
-    return {"XDG_CACHE_HOME": s.vllm_cache_dir, "VLLM_CACHE_ROOT": f"{s.vllm_cache_dir}/vllm", "HF_HOME": hf_home}
+    return {
+        "XDG_CACHE_HOME": s.vllm_cache_dir,
+        "VLLM_CACHE_ROOT": f"{s.vllm_cache_dir}/vllm",
+        # Triton keeps its kernels in ~/.triton, not under XDG_CACHE_HOME.
+        "TRITON_CACHE_DIR": f"{s.vllm_cache_dir}/triton",
+        "HF_HOME": hf_home,
+    }
 
 
 def container_args(s: Settings, accelerator: str) -> list[str]:
@@ -215,7 +221,8 @@ def unit_context(s: Settings, accelerator: str) -> dict:
         "port": s.vllm_port,
         "container_name": CONTAINER_NAME,
         "env_file": ENV_FILE,
-        "environment": {**cache_env(s, s.hf_cache_dir), **accelerator_env(s, accelerator)},
+        # ProtectHome hides /root: whatever else writes under ~ writes to the cache directory.
+        "environment": {"HOME": s.vllm_cache_dir, **cache_env(s, s.hf_cache_dir), **accelerator_env(s, accelerator)},
         "read_only_paths": [s.vllm_model] if s.vllm_model_dir else [],
     }
     if s.serving_method == "nix":
