@@ -31,13 +31,21 @@ class NvidiaGpus(FactBase):
 
 
 def parse_nvidia_smi(lines: list[str]) -> list[dict]:
+    """One dict per GPU line; memory_mib is None where nvidia-smi prints [N/A] (unified-memory
+    parts such as GB10 have no dedicated memory to report). Error text yields no GPU."""
     gpus = []
     for line in lines:
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) != 4 or not parts[1].isdigit():
+        if len(parts) != 4 or not (parts[1].isdigit() or parts[1] == "[N/A]") or not parts[2][:1].isdigit():
             continue
+        name, memory, driver, capability = parts
         gpus.append(
-            {"name": parts[0], "memory_mib": int(parts[1]), "driver_version": parts[2], "compute_capability": parts[3]}
+            {
+                "name": name,
+                "memory_mib": int(memory) if memory.isdigit() else None,
+                "driver_version": driver,
+                "compute_capability": capability,
+            }
         )
     return gpus
 
@@ -78,7 +86,9 @@ GPU_FACTS: dict[str, type[FactBase]] = {"nvidia": NvidiaGpus, "amd": AmdGpus}
 
 
 def gpus_from_facts(listed: list[dict]) -> Gpus | None:
-    if not listed:
+    """What sizing plans for; None when the tools list no GPU or not every GPU's memory (then
+    the host data's gpu_count and gpu_memory_gib decide)."""
+    if not listed or any(g["memory_mib"] is None for g in listed):
         return None
     smallest = min(g["memory_mib"] for g in listed)
     return Gpus(len(listed), round(smallest / 1024, 1), listed[0]["name"], "facts")

@@ -1,8 +1,14 @@
-"""GPU facts parsed from the tools' recorded outputs.
+"""GPU facts parsed from the tools' outputs: what the deploy sizes from and what the verify
+suite's GPU checks count (both read the same facts, so these tests hold the GPU checks too).
 
-nvidia-smi: `--query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader,nounits`
-as NVIDIA documents it (memory in MiB). rocm-smi: `--showproductname --showmeminfo vram --json`,
-keyed by card, as ROCm 6.x prints it.
+Which outputs are recorded and which are written by hand:
+- nvidia-smi lines are in our query's format (`--query-gpu=name,memory.total,driver_version,
+  compute_cap --format=csv,noheader,nounits`), written by hand from values recorded on real
+  hosts (an H100 80GB HBM3 reports 81559 MiB, an L4 23034 MiB). The driver-failure line is
+  nvidia-smi's own message, recorded. The [N/A] memory line is written by hand after parsers
+  that handle unified-memory parts (GB10) reporting no dedicated memory.
+- rocm-smi JSON: RX_7900_XT is recorded (`rocm-smi --showproductname --showuse --showmeminfo vram
+  --json`, marimo-team/marimo issue 9237); the MI300X cards are written by hand in that shape.
 """
 
 from vllm_fleet.gpus import gpus_from_data, gpus_from_facts, parse_nvidia_smi, parse_rocm_smi, vendor_from_name
@@ -44,6 +50,45 @@ def test_rocm_smi_json():
     assert gpus == [{"name": "AMD Instinct MI300X OAM", "memory_mib": 196592}] * 2
     assert gpus_from_facts(gpus) == Gpus(2, 192.0, "AMD Instinct MI300X OAM", "facts")
     assert parse_rocm_smi("") == [] and parse_rocm_smi("ERROR: not json") == []
+
+
+# Recorded: marimo-team/marimo issue 9237 (2026-04-16), one Radeon RX 7900 XT.
+ROCM_SMI_RX_7900_XT = """{
+  "card0": {
+    "GPU use (%)": "0",
+    "VRAM Total Memory (B)": "21458059264",
+    "VRAM Total Used Memory (B)": "27856896",
+    "Card Series": "Radeon RX 7900 XT",
+    "Card Model": "0x744c",
+    "Card Vendor": "Advanced Micro Devices, Inc. [AMD/ATI]",
+    "Card SKU": "D70401XT",
+    "Subsystem ID": "0x471e",
+    "Device Rev": "0xcc",
+    "Node ID": "1",
+    "GUID": "26967",
+    "GFX Version": "gfx1100"
+  }
+}"""
+
+
+def test_rocm_smi_json_as_recorded_from_a_radeon():
+    gpus = parse_rocm_smi(ROCM_SMI_RX_7900_XT)
+    assert gpus == [{"name": "Radeon RX 7900 XT", "memory_mib": 20464}]
+    assert gpus_from_facts(gpus) == Gpus(1, 20.0, "Radeon RX 7900 XT", "facts")
+
+
+def test_a_gpu_without_dedicated_memory_is_listed_but_not_sized_from():
+    listed = parse_nvidia_smi(["NVIDIA GB10, [N/A], 580.95.05, 12.1"])
+    assert listed == [
+        {"name": "NVIDIA GB10", "memory_mib": None, "driver_version": "580.95.05", "compute_capability": "12.1"}
+    ]
+    # The verify suite counts it; sizing falls back to the host data's gpu_memory_gib.
+    assert gpus_from_facts(listed) is None
+
+
+def test_nvidia_smi_error_lines_list_no_gpu():
+    assert parse_nvidia_smi(["No devices were found"]) == []
+    assert parse_nvidia_smi(["Failed to initialize NVML: Unknown Error"]) == []
 
 
 def test_vendor_from_gpu_names():

@@ -61,12 +61,16 @@ class Target:
         return resolve_accelerator(self.inventory_settings.accelerator, GpuVendors().process(out))
 
     @cached_property
+    def gpus(self) -> list[dict]:
+        """The GPUs the host's tools list, read and parsed as the deploy reads them (the GPU fact
+        of its accelerator: nvidia-smi, or rocm-smi's JSON); [] on a CPU host or when the tool fails."""
+        fact = GPU_FACTS.get(self.accelerator)
+        return fact().process(self.host.run(fact().command()).stdout.splitlines()) if fact else []
+
+    @cached_property
     def settings(self) -> Settings:
         """What the deploy resolved for this host: sized from the GPUs the host itself reports."""
-        listed = []
-        if fact := GPU_FACTS.get(self.accelerator):
-            listed = fact().process(self.host.run(fact().command()).stdout.splitlines())
-        gpus = gpus_from_facts(listed) or gpus_from_data(self.inventory_settings)
+        gpus = gpus_from_facts(self.gpus) or gpus_from_data(self.inventory_settings)
         machine = self.host.run("uname -m").stdout.strip()
         return plan_host(self.inventory_settings, {}, self.accelerator, gpus, machine).settings
 

@@ -8,19 +8,14 @@ from vllm_fleet import launch, nix
 def test_gpu_visible(target):
     if target.accelerator == "cpu":
         pytest.skip(f"{target.name} serves on the CPU: no GPU to check")
-    if target.accelerator == "nvidia":
-        result = target.host.run("nvidia-smi --query-gpu=name,memory.total --format=csv,noheader")
-        assert result.rc == 0, f"nvidia-smi failed on {target.name}: {result.stderr.strip()}"
-        gpus = [line for line in result.stdout.splitlines() if line.strip()]
-    else:
+    if target.accelerator == "amd":
         assert target.host.file("/dev/kfd").exists, f"{target.name}: /dev/kfd is missing (amdgpu not loaded?)"
-        result = target.host.run("amd-smi list --csv 2>/dev/null || rocm-smi --showproductname --csv")
-        assert result.rc == 0, f"neither amd-smi nor rocm-smi answers on {target.name}: {result.stderr.strip()}"
-        gpus = [line for line in result.stdout.splitlines()[1:] if line.strip()]
-    assert gpus, f"no GPU listed on {target.name}"
+    tool = "nvidia-smi" if target.accelerator == "nvidia" else "rocm-smi"
+    names = [gpu["name"] for gpu in target.gpus]
+    assert names, f"{tool} lists no GPU on {target.name} (driver not loaded, or the tool missing?)"
     if target.settings.gpu_count:
-        assert len(gpus) == target.settings.gpu_count, (
-            f"{target.name}: gpu_count says {target.settings.gpu_count}, the host shows {len(gpus)}: {gpus}"
+        assert len(names) == target.settings.gpu_count, (
+            f"{target.name}: gpu_count says {target.settings.gpu_count}, {tool} shows {len(names)}: {names}"
         )
 
 
@@ -55,7 +50,7 @@ def test_nvidia_driver_branch_as_pinned(target):
     _gpu_only(target, "nvidia")
     if not target.settings.manage_gpu_stack:
         pytest.skip(f"{target.name} manages its own driver (manage_gpu_stack is False)")
-    versions = target.host.check_output("nvidia-smi --query-gpu=driver_version --format=csv,noheader").split()
+    versions = [gpu["driver_version"] for gpu in target.gpus]
     branch = target.settings.nvidia_driver_branch
     assert versions and all(v.startswith(f"{branch}.") for v in versions), f"driver {versions}, pinned {branch}"
 
@@ -83,5 +78,5 @@ def test_nix_built_server_finds_the_host_driver(target):
     lib = f"{nix.OPENGL_DRIVER}/lib/libcuda.so.1"
     result = target.host.run(f"readlink -e {lib}")
     assert result.rc == 0, f"{lib} does not resolve on {target.name}: the Nix-built vLLM cannot reach the GPU"
-    smi = target.host.run("nvidia-smi --query-gpu=driver_version --format=csv,noheader").stdout.split()
-    assert smi and smi[0] in result.stdout, f"{lib} is {result.stdout.strip()}, the loaded driver is {smi}"
+    loaded = [gpu["driver_version"] for gpu in target.gpus]
+    assert loaded and loaded[0] in result.stdout, f"{lib} is {result.stdout.strip()}, the loaded driver is {loaded}"
