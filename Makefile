@@ -53,7 +53,7 @@ lint: setup
 test-unit: setup nix-tools
 	$(BIN)/pytest tests/unit -q
 
-# Deploys planned against recorded facts of GPU hosts (pyinfra's @fake connector): no hosts, no Docker.
+# Deploys planned against hand-written facts of GPU hosts (pyinfra's @fake connector): no hosts, no Docker.
 test-planning: setup
 	$(BIN)/pytest tests/planning
 
@@ -75,4 +75,4 @@ bench-engine: setup
 	$(BIN)/python -m bench.engine_start
 
 clean: sandbox-down
-	rm -rf $(VENV) $(REPORTS) tests/sandbox/.state tests/sandbox/.state-test
+	rm -rf $(VENV) $(REPORTS) tests/sandbox/.state

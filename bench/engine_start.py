@@ -16,12 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from tests.sandbox.sandbox import environment
+from tests.sandbox.sandbox import run_environment
 
 REPO = Path(__file__).resolve().parent.parent
-STATE = REPO / "tests" / "sandbox" / ".state-bench-engine"
-ENV = environment("vllm-fleet-bench-engine", STATE, 2620, 18500, "172.30.5")
-HOST = "vllm-fleet-bench-engine-1"
+ENV = run_environment("bench-engine")
+HOST = ENV["VLLM_FLEET_SANDBOX_PREFIX"] + "-1"
 CACHE = "/var/lib/vllm-fleet/cache"
 
 

@@ -18,12 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-from tests.sandbox.sandbox import environment
+from tests.sandbox.sandbox import run_environment
 from tests.sandbox.traffic import Traffic
 from vllm_fleet.rollout import limit_args
 
 REPO = Path(__file__).resolve().parent.parent
-ENV = environment("vllm-fleet-bench", REPO / "tests" / "sandbox" / ".state-bench", 2520, 18300, "172.30.4")
+ENV = run_environment("bench")
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 SIZES = (4, 8)
 

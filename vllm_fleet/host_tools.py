@@ -26,7 +26,7 @@ TOOLS = {
         "dbus",
         "systemd-run --wait talks to systemd over it",
     ),
-    "curl": Tool("command -v curl", "curl", "curl", "the readiness check"),
+    "curl": Tool("command -v curl", "curl", "curl", "the readiness check and the verify suite"),
     "jq": Tool("command -v jq", "jq", "jq", "the readiness check"),
     "ss": Tool("command -v ss", "iproute2", "iproute", "pre-flight's port check"),
     "ca-certificates": Tool(
@@ -36,8 +36,9 @@ TOOLS = {
         "HTTPS downloads",
     ),
 }
-# What each role runs; a gateway's HAProxy and socat come with its own task.
-ROLE_TOOLS = {"vllm": tuple(TOOLS), "gateway": ()}
+# What each role runs; a gateway's HAProxy and socat come with its own task, curl is for the
+# verify suite's check that the gateway answers.
+ROLE_TOOLS = {"vllm": tuple(TOOLS), "gateway": ("curl", "ca-certificates")}
 
 # apt waits for dpkg's lock by itself when told to (apt 1.9.11 and later: Debian 11+, Ubuntu 20.04+).
 APT_LOCK_CONF = "/etc/apt/apt.conf.d/90vllm-fleet-lock-timeout"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,13 +19,13 @@ from pathlib import Path
 import pytest
 
 from tasks.vllm_service import ACTIVATE_NEW
-from tests.sandbox.sandbox import environment as sandbox_env
+from tests.sandbox.sandbox import run_environment
 
 REPO = Path(__file__).resolve().parents[2]
-STATE = REPO / "tests" / "sandbox" / ".state-test"
 
-
-TEST_ENV = sandbox_env("vllm-fleet-test", STATE, 2320, 18100, "172.30.2")
+# This run's own sandbox (names, ports, network, state): another run on the same Docker engine,
+# or `make demo`'s sandbox, is never touched.
+TEST_ENV = run_environment("test")
 SANDBOX_INVENTORY = str(REPO / "inventories" / "sandbox.py")
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 HOSTS = 2
@@ -55,15 +56,29 @@ def pyinfra(inventory: str, *extra: str, env: dict = TEST_ENV) -> Run:
     return run([PYINFRA, "-y", *extra, inventory, "deploy.py"], env=env)
 
 
+class NoReport(dict):
+    """The outcomes of a run that printed no --json report (pyinfra prints none when no host is
+    left): reading them fails the test, so no check can pass on an empty result."""
+
+    def __init__(self, result: Run):
+        super().__init__()
+        self.result = result
+
+    def _fail(self, *_args, **_kwargs):
+        pytest.fail(f"pyinfra printed no --json report (exit {self.result.rc}):\n{self.result.output[-3000:]}")
+
+    __getitem__ = __contains__ = __iter__ = __len__ = get = items = keys = values = _fail
+
+
 def deploy_json(inventory: str, *extra: str, env: dict = TEST_ENV) -> tuple[Run, dict]:
     """A deploy with --json; returns the run and {operation name: {host: outcome}}."""
     result = pyinfra(inventory, "--json", *extra, env=env)
-    outcomes: dict[str, dict[str, str]] = {}
     try:
-        report = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        return result, outcomes
-    for op in report.get("results", {}).get("operations", []):
+        operations = json.loads(result.stdout)["results"]["operations"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return result, NoReport(result)
+    outcomes: dict[str, dict[str, str]] = {}
+    for op in operations:
         per_host = outcomes.setdefault(op["name"], {})
         for outcome in ("success", "error", "no_change"):
             for host in op[outcome]:
@@ -80,6 +95,31 @@ def on_host(host: str, command: str) -> str:
     return subprocess.run(
         ["docker", "exec", host, "sh", "-c", command], capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+# Everything a deploy writes on a host (the Hugging Face cache excepted: vLLM's to fill).
+MANAGED_PATHS = (
+    "/etc/vllm-fleet /etc/systemd/system /etc/docker /etc/apt /etc/nix /etc/tmpfiles.d /etc/haproxy "
+    "/usr/local/lib/vllm-fleet /var/lib/vllm-fleet"
+)
+
+
+def host_state(host: str, ignore: tuple[str, ...] = ()) -> str:
+    """What a deploy can change on a host, as one text to compare before and after: every file
+    and link under MANAGED_PATHS (owner, mode, size, time, target, content), the installed
+    packages, the firewall's rules, and which run of vLLM's service, its container and the
+    Docker engine is live. Lines holding any of `ignore` (a path, or "packages") are left out."""
+    managed = f"{MANAGED_PATHS} -path /var/lib/vllm-fleet/huggingface -prune -o"
+    state = on_host(
+        host,
+        f"find {managed} \\( -type f -o -type l \\) -printf '%p %u %m %s %T@ %l\\n' 2>/dev/null | sort; "
+        # Contents too, but not of image archives (gigabytes): their size and time stand for them.
+        f"find {managed} -type f -size -64M -exec sha256sum {{}} + 2>/dev/null | sort; "
+        "echo packages $(dpkg-query -W -f '${Package} ${Version}\\n' | sha256sum); nft -s list ruleset 2>/dev/null; "
+        "for unit in vllm.service docker.service; do echo $unit $(systemctl show -p InvocationID --value $unit); done; "
+        "echo container $(docker inspect -f '{{.Id}}' vllm 2>/dev/null)",
+    )
+    return "\n".join(line for line in state.splitlines() if not any(part in line for part in ignore))
 
 
 def models(fleet: Fleet, host: dict) -> dict:
@@ -156,6 +196,7 @@ def start_fleet(env: dict, hosts: int, gateways: int = 0, engine: str = "vllm"):
     yield Fleet(state["hosts"], Path(state["api_key_file"]).read_text().strip(), model, path, state, env)
     if not os.environ.get("VLLM_FLEET_KEEP_SANDBOX"):
         run([*sandbox, "down"], env=env)
+        shutil.rmtree(env["VLLM_FLEET_SANDBOX_STATE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from conftest import (
     SANDBOX_INVENTORY,
     changed,
     deploy_json,
+    host_state,
     invocation,
     models,
     on_host,
@@ -113,12 +114,12 @@ def test_verify_suite_passes(fleet, converged, tmp_path):
 
 
 def test_second_run_changes_nothing(fleet, converged):
-    before = {host: invocation(host) for host in fleet.names}
+    before = {host: host_state(host) for host in fleet.names}
     result, outcomes = deploy_json(SANDBOX_INVENTORY)
     assert result.rc == 0, result.output[-4000:]
     for host in fleet.names:
         assert changed(outcomes, host) == [], f"{host} changed on a second run"
-        assert invocation(host) == before[host], f"{host}: vllm.service restarted on a second run"
+        assert host_state(host) == before[host], f"{host}: files, packages or services changed on a second run"
 
 
 def test_changed_knob_restarts_once_and_serves_new_setting(fleet, converged, tmp_path):
@@ -153,8 +154,7 @@ def test_invalid_host_aborts_run_and_touches_no_host(fleet, converged, tmp_path)
         tmp_path,
         {first: {"vllm_max_model_len": 3072}, second: {"vllm_port": 70000}},
     )
-    units = {host: on_host(host, f"sha256sum {UNIT}") for host in fleet.names}
-    before = {host: invocation(host) for host in fleet.names}
+    before = {host: host_state(host) for host in fleet.names}
 
     result, _ = deploy_json(inventory)
 
@@ -162,15 +162,14 @@ def test_invalid_host_aborts_run_and_touches_no_host(fleet, converged, tmp_path)
     assert "Traceback" not in result.output
     assert f"host {second}: vllm_port = 70000 is not allowed: an integer from 1 to 65535" in result.output
     for host in fleet.names:
-        assert on_host(host, f"sha256sum {UNIT}") == units[host], f"{host} was changed"
-        assert invocation(host) == before[host]
+        assert host_state(host) == before[host], f"{host} was changed"
 
 
 def test_dry_run_with_diff_shows_no_secret_and_changes_nothing(fleet, converged, tmp_path):
     first, _ = fleet.names
     new_key = "dry-run-key-" + "x" * 20
     inventory = write_inventory(tmp_path, {first: {"vllm_api_key": new_key}})
-    env_before = on_host(first, "sha256sum /etc/vllm-fleet/vllm.env")
+    before = host_state(first)
 
     # Without -y, so pyinfra detects and prints the changes it would make.
     result = run([PYINFRA, "--dry", "--diff", inventory, "deploy.py"])
@@ -179,7 +178,8 @@ def test_dry_run_with_diff_shows_no_secret_and_changes_nothing(fleet, converged,
     line = next(x for x in result.output.splitlines() if "Write secrets to root-only" in x)
     assert f"1 ({first})" in line, line
     assert new_key not in result.output and fleet.api_key not in result.output
-    assert on_host(first, "sha256sum /etc/vllm-fleet/vllm.env") == env_before
+    assert fleet.hf_token not in result.output
+    assert host_state(first) == before, f"a dry run changed {first}"
 
 
 def test_release_that_does_not_come_up_goes_back_to_the_previous_one(fleet, converged, tmp_path):
@@ -262,3 +262,4 @@ def test_demo_endpoint_line_works(fleet, converged):
     assert result.output.count("It answered: {") == len(fleet.names)
     assert f'"model": "{fleet.model}"' in result.stdout and '"choices"' in result.stdout
     assert fleet.api_key not in result.output, "the demo printed the API key"
+    assert fleet.hf_token not in result.output, "the demo printed the HF token"

@@ -17,6 +17,7 @@ from conftest import (
     SANDBOX_INVENTORY,
     changed,
     deploy_json,
+    host_state,
     invocation,
     models,
     on_host,
@@ -70,7 +71,7 @@ def test_docker_host_switches_to_nix_installed_from_debian(fleet, switched):
     assert on_host(first, f"readlink {nix.out_link('cpu')}").startswith("/nix/store/")
     assert on_host(first, "docker ps -a --format '{{.Names}}'") == "", "the Docker container was left behind"
     assert changed(outcomes, second) == []
-    assert fleet.api_key not in result.output
+    assert fleet.api_key not in result.output and fleet.hf_token not in result.output
 
 
 def test_unit_runs_the_nix_build_with_the_docker_paths_arguments(fleet, switched):
@@ -107,25 +108,25 @@ def test_verify_suite_passes_unchanged_on_the_nix_host(fleet, switched, tmp_path
 def test_second_nix_run_changes_nothing(fleet, switched):
     inventory, _, _ = switched
     first, _ = fleet.names
-    before = invocation(first)
+    before = host_state(first)
     result, outcomes = deploy_json(inventory)
     assert result.rc == 0, result.output[-3000:]
     assert changed(outcomes, first) == []
-    assert invocation(first) == before
+    assert host_state(first) == before
 
 
 def test_shipped_flake_is_refused_before_anything_is_built_on_debians_nix(fleet, switched, tmp_path):
     """nixpkgs needs Nix 2.18 (lib/minver.nix); the host has Debian 12's 2.8, read from `nix --version`."""
     first, _ = fleet.names
     inventory = write_inventory(tmp_path, {first: {"serving_method": "nix"}})
-    unit, before = on_host(first, f"sha256sum {UNIT}"), invocation(first)
+    before = host_state(first)
     result, outcomes = deploy_json(inventory)
     assert result.rc != 0
     assert "pre-flight refused: nix_version: Nix 2.8.0 on this host is older than the 2.18 nixpkgs needs" in (
         result.output
     )
     assert "vLLM service | Build vllm-server-cpu with Nix" not in outcomes
-    assert on_host(first, f"sha256sum {UNIT}") == unit and invocation(first) == before
+    assert host_state(first) == before
 
 
 def test_a_flake_whose_inputs_cannot_be_fetched_fails_clearly_and_keeps_serving(fleet, switched, tmp_path):
@@ -133,10 +134,12 @@ def test_a_flake_whose_inputs_cannot_be_fetched_fails_clearly_and_keeps_serving(
     flake = tmp_path / "flake"
     shutil.copytree(REPO / "tests" / "standin", flake)
     text = (flake / "flake.nix").read_text()
-    # An input from GitHub, which the sandbox cannot reach (not nixpkgs: that would be refused first).
+    # An input no machine can fetch (nothing listens on the host's port 9), so the test holds on a
+    # connected runner too; not nixpkgs, which pre-flight would refuse first on Debian's Nix.
+    unreachable = "http://127.0.0.1:9/upstream.tar.gz"
     text = text.replace(
         "  outputs =\n    { self }:",
-        '  inputs.upstream = { url = "github:vllm-project/vllm"; flake = false; };\n  outputs =\n    { self, ... }:',
+        f'  inputs.upstream = {{ url = "{unreachable}"; flake = false; }};\n  outputs =\n    {{ self, ... }}:',
     )
     assert "inputs.upstream" in text
     (flake / "flake.nix").write_text(text)

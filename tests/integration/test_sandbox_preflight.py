@@ -7,13 +7,22 @@ import json
 import sys
 
 import pytest
-from conftest import ACTIVATE, PYINFRA, SANDBOX_INVENTORY, changed, deploy_json, on_host, run, write_inventory
+from conftest import (
+    ACTIVATE,
+    PYINFRA,
+    SANDBOX_INVENTORY,
+    changed,
+    deploy_json,
+    host_state,
+    on_host,
+    run,
+    write_inventory,
+)
 
+from vllm_fleet import host_tools
 from vllm_fleet.sizing import CATALOGUE
 
 pytestmark = pytest.mark.sandbox
-
-STATE_FILES = "/etc/systemd/system/vllm.service /etc/vllm-fleet/vllm.env"
 
 
 @pytest.fixture(scope="module")
@@ -27,29 +36,30 @@ def squatter(fleet):
     """Another program listening on port 8001 of the first host (systemd's own socket tool: the
     hosts have nothing else that listens)."""
     first = fleet.names[0]
-    on_host(first, "systemd-run --unit=squatter systemd-socket-activate --accept -l 8001 cat && sleep 1")
+    on_host(first, "systemd-run --unit=squatter systemd-socket-activate --accept -l 8001 cat")
+    # Listening before the test goes on, or the fixture fails here (on_host checks the exit status).
+    on_host(
+        first,
+        "for i in $(seq 50); do bash -c 'exec 3<>/dev/tcp/127.0.0.1/8001' 2>/dev/null && exit 0; sleep 0.2; done; "
+        "echo 'nothing listens on 8001' >&2; exit 1",
+    )
     yield first
     on_host(first, "systemctl stop squatter || true")
-
-
-def snapshot(host: str) -> str:
-    """What a deploy would change: the unit, the env file, the service's run."""
-    return on_host(host, f"sha256sum {STATE_FILES}; systemctl show -p InvocationID --value vllm.service")
 
 
 def refused(fleet, tmp_path, overrides: dict, expected: str) -> str:
     """Deploy with the first host changed; assert it is refused untouched and the second is fine."""
     first, second = fleet.names
-    before = {host: snapshot(host) for host in fleet.names}
+    before = {host: host_state(host) for host in fleet.names}
     result, outcomes = deploy_json(write_inventory(tmp_path, {first: overrides}))
     assert result.rc != 0
     assert f"pre-flight refused: {expected}" in result.output, result.output[-3000:]
     assert [n for n in outcomes if outcomes[n].get(first)] == [
         "Pre-flight checks | Refuse the host: pre-flight checks failed"
     ]
-    assert snapshot(first) == before[first], f"{first} was changed although refused"
+    assert host_state(first) == before[first], f"{first} was changed although refused"
     assert changed(outcomes, second) == [] and outcomes["Docker engine | Install Docker engine"][second] == "no_change"
-    assert snapshot(second) == before[second]
+    assert host_state(second) == before[second]
     return result.output
 
 
@@ -84,14 +94,14 @@ def test_disk_nearly_full_is_refused(fleet, converged, tmp_path):
 
 def test_dry_run_shows_the_refusal(fleet, converged, tmp_path):
     first, _ = fleet.names
-    before = snapshot(first)
+    before = host_state(first)
     result = run([PYINFRA, "--dry", write_inventory(tmp_path, {first: {"accelerator": "amd"}}), "deploy.py"])
     assert f"[{first}] pre-flight refused: gpu_present: accelerator is amd but the PCI bus shows no AMD GPU" in (
         result.output
     )
     refusal = "pre-flight refused: gpu_stack: vllm-fleet installs ROCm on Ubuntu and RHEL-family hosts, not Debian"
     assert refusal in result.output
-    assert snapshot(first) == before
+    assert host_state(first) == before
 
 
 def test_warn_only_warns_and_goes_on(fleet, converged, squatter, tmp_path):
@@ -158,10 +168,17 @@ def test_a_held_package_lock_is_waited_for(fleet, converged, lock_holder):
 
 def test_a_package_lock_held_past_the_limit_fails_the_host_naming_the_holder(fleet, converged, lock_holder, tmp_path):
     first, second = fleet.names
-    before = snapshot(first)
+    # The new limit is written before the wait (it is the setting that changed), and the holder
+    # is a package being installed: the rest of the host must stay as it was.
+    untouched = (host_tools.APT_LOCK_CONF, "packages")
+    before = host_state(first, ignore=untouched)
     lock_holder(40)
-    result, _ = deploy_json(write_inventory(tmp_path, {first: {"package_lock_timeout": 5}}))
+    result, outcomes = deploy_json(write_inventory(tmp_path, {first: {"package_lock_timeout": 5}}))
     assert result.rc != 0
     assert "the package manager lock is still held by process" in result.output
     assert "dpkg after 5 s: let it finish (or stop it) and deploy again" in result.output
-    assert snapshot(first) == before and snapshot(second) != ""
+    assert host_state(first, ignore=untouched) == before
+    assert on_host(first, f"cat {host_tools.APT_LOCK_CONF}").endswith('DPkg::Lock::Timeout "5";')
+    # The other host went on to the end.
+    assert outcomes["vLLM service | Keep vLLM running and enabled at boot"][second] == "no_change"
+    assert "error" not in {hosts.get(second) for hosts in outcomes.values()}

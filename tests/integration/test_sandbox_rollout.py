@@ -22,17 +22,18 @@ from conftest import (
     models,
     on_host,
     run,
-    sandbox_env,
     start_fleet,
     write_inventory,
 )
 
+from tests.sandbox.sandbox import run_environment
 from tests.sandbox.traffic import Traffic
 from vllm_fleet import launch
 
 pytestmark = pytest.mark.sandbox
 
-ENV = sandbox_env("vllm-fleet-roll", REPO / "tests" / "sandbox" / ".state-rollout", 2420, 18200, "172.30.3")
+ENV = run_environment("roll")
+PREFIX = ENV["VLLM_FLEET_SANDBOX_PREFIX"]
 CURRENT = f"{launch.RELEASES_DIR}/current"
 
 
@@ -99,24 +100,32 @@ def everywhere(fleet, value: dict) -> dict[str, dict]:
 def test_changed_setting_rolls_out_in_batches_without_a_failed_request(fleet, tmp_path):
     inventory = write_inventory(tmp_path, everywhere(fleet, {"vllm_max_model_len": 4096}))
     before = releases(fleet)
-    most_out = []  # the most backends not UP at the gateway at any one time
+    most_out = []  # backends not UP at the gateway, sampled every half second
+    watch_errors = []
     done = threading.Event()
 
     def watch():
-        while not done.is_set():
-            most_out.append(sum(state != "UP" for state in gateway_status(fleet).values()))
-            time.sleep(0.5)
+        try:
+            while not done.is_set():
+                most_out.append(sum(state != "UP" for state in gateway_status(fleet).values()))
+                time.sleep(0.5)
+        except Exception as exc:  # a dead watcher must fail the test, not pass as a calm gateway
+            watch_errors.append(exc)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
+    started = time.monotonic()
     with traffic(fleet) as client:
         result = rollout(inventory, "--canary", "1", "--batch", "2", "--junit-xml", str(tmp_path / "r.xml"))
         time.sleep(2)
+    took = time.monotonic() - started
     done.set()
     watcher.join()
 
+    assert not watch_errors, f"the capacity watcher died: {watch_errors[0]!r}"
+    assert len(most_out) >= took / 2, f"{len(most_out)} samples of the gateway in {took:.0f}s"
     assert result.rc == 0, result.output[-4000:]
-    assert "batch 1 of 3 (canary): vllm-fleet-roll-1" in result.output
+    assert f"batch 1 of 3 (canary): {PREFIX}-1" in result.output
     assert "rollout completed" in result.output
     assert client.failed == 0, client.errors
     assert client.served > 100, f"only {client.served} requests went through during the rollout"
@@ -133,11 +142,11 @@ def test_changed_setting_rolls_out_in_batches_without_a_failed_request(fleet, tm
 def test_bad_release_in_the_second_batch_rolls_back_and_stops(fleet, tmp_path):
     broken = fleet.state["vllm_image_variants"]["broken"]
     overrides = everywhere(fleet, {"vllm_max_model_len": 4096})
-    for name in ("vllm-fleet-roll-2", "vllm-fleet-roll-3"):
+    for name in (f"{PREFIX}-2", f"{PREFIX}-3"):
         overrides[name] = {**overrides[name], "vllm_image": broken, "vllm_ready_timeout": 15}
     inventory = write_inventory(tmp_path, overrides)
     before = releases(fleet)
-    last_start = on_host("vllm-fleet-roll-4", "systemctl show -p InvocationID --value vllm.service")
+    last_start = on_host(f"{PREFIX}-4", "systemctl show -p InvocationID --value vllm.service")
 
     with traffic(fleet) as client:
         result = rollout(inventory, "--canary", "1", "--batch", "2", "--junit-xml", str(tmp_path / "r.xml"))
@@ -145,10 +154,10 @@ def test_bad_release_in_the_second_batch_rolls_back_and_stops(fleet, tmp_path):
     assert result.rc == 1, result.output[-4000:]
     assert "rollout STOPPED" in result.output and "more than --max-failures 0" in result.output
     assert junit(tmp_path / "r.xml") == {
-        "vllm-fleet-roll-1": ("passed", ""),
-        "vllm-fleet-roll-2": ("failure", "rolled_back"),
-        "vllm-fleet-roll-3": ("failure", "rolled_back"),
-        "vllm-fleet-roll-4": ("skipped", ""),
+        f"{PREFIX}-1": ("passed", ""),
+        f"{PREFIX}-2": ("failure", "rolled_back"),
+        f"{PREFIX}-3": ("failure", "rolled_back"),
+        f"{PREFIX}-4": ("skipped", ""),
     }
     assert client.failed == 0, client.errors
     # The batch serves its previous release again, back in the gateway's rotation ...
@@ -159,8 +168,8 @@ def test_bad_release_in_the_second_batch_rolls_back_and_stops(fleet, tmp_path):
         assert models(fleet, host)["data"][0]["max_model_len"] == 4096
     assert set(gateway_status(fleet).values()) == {"UP"}
     # ... and the later batch was not touched.
-    assert on_host("vllm-fleet-roll-4", f"readlink {CURRENT}") == before["vllm-fleet-roll-4"]
-    assert on_host("vllm-fleet-roll-4", "systemctl show -p InvocationID --value vllm.service") == last_start
+    assert on_host(f"{PREFIX}-4", f"readlink {CURRENT}") == before[f"{PREFIX}-4"]
+    assert on_host(f"{PREFIX}-4", "systemctl show -p InvocationID --value vllm.service") == last_start
 
 
 def test_host_stopped_during_the_rollout_is_reported_unreachable(fleet, tmp_path):
@@ -179,15 +188,15 @@ def test_host_stopped_during_the_rollout_is_reported_unreachable(fleet, tmp_path
         for line in process.stdout:
             output.append(line)
             if line.startswith("[rollout] batch 2 of 4"):
-                subprocess.run(["docker", "stop", "vllm-fleet-roll-4"], check=True, capture_output=True)
+                subprocess.run(["docker", "stop", f"{PREFIX}-4"], check=True, capture_output=True)
         process.wait(timeout=1200)
     output = "".join(output)
 
     assert process.returncode == 1, output[-4000:]
     cases = junit(tmp_path / "r.xml")
-    assert cases["vllm-fleet-roll-4"] == ("failure", "unreachable"), output[-3000:]
+    assert cases[f"{PREFIX}-4"] == ("failure", "unreachable"), output[-3000:]
     assert all(cases[name] == ("passed", "") for name in fleet.names[:3]), cases
-    assert "vllm-fleet-roll-4: unreachable (Could not connect" in output
+    assert f"{PREFIX}-4: unreachable (Could not connect" in output
     assert client.failed == 0, client.errors
     for host in fleet.hosts[:3]:
         assert models(fleet, host)["data"][0]["max_model_len"] == 2048
@@ -195,7 +204,7 @@ def test_host_stopped_during_the_rollout_is_reported_unreachable(fleet, tmp_path
     # Back up, the host serves the release it had (vllm.service is enabled at boot).
     up = run([sys.executable, "-m", "tests.sandbox.sandbox", "up", "--hosts", "4", "--gateways", "1"], env=ENV)
     assert up.rc == 0, up.output[-2000:]
-    wait_until_up(fleet, ["vllm-fleet-roll-4"])
+    wait_until_up(fleet, [f"{PREFIX}-4"])
     assert models(fleet, fleet.hosts[3])["data"][0]["max_model_len"] == 4096
 
 
@@ -260,6 +269,22 @@ def test_firewall_admits_the_gateway_and_monitoring_only_and_leaves_ssh_open(fle
     assert models(fleet, first)["data"][0]["id"] == fleet.model
 
 
+def test_verify_suite_checks_the_gateway(fleet, tmp_path):
+    """The verify suite's gateway checks, against a real gateway (rollouts verify vLLM hosts only)."""
+    gateway = fleet.gateways[0]["name"]
+    junit = tmp_path / "verify.xml"
+    verify = [sys.executable, "-m", "pytest", "tests/verify", "--inventory", SANDBOX_INVENTORY]
+    result = run([*verify, "--limit", gateway, "-p", "no:cacheprovider", "--junit-xml", str(junit)], env=ENV)
+    assert result.rc == 0, result.output[-4000:]
+    outcomes = {
+        case.get("name"): "skipped" if case.find("skipped") is not None else "passed"
+        for case in ET.parse(junit).getroot().iter("testcase")
+        if case.get("classname").endswith("test_gateway")
+    }
+    names = ("haproxy_enabled_and_active", "config_is_root_only", "every_backend_is_up", "gateway_answers")
+    assert outcomes == {f"test_{name}[{gateway}]": "passed" for name in names}, outcomes
+
+
 def test_gateway_checks_its_own_key_over_tls(fleet, tmp_path):
     gateway = fleet.gateways[0]
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
@@ -284,6 +309,7 @@ def test_gateway_checks_its_own_key_over_tls(fleet, tmp_path):
     result, _ = deploy_json(inventory, "--limit", gateway["name"], env=ENV)
     assert result.rc == 0, result.output[-3000:]
     assert client_key not in result.output and fleet.api_key not in result.output
+    assert fleet.hf_token not in result.output
 
     url = f"https://127.0.0.1:{gateway['http_port']}"
 

@@ -1,10 +1,18 @@
-"""Planning against recorded facts: a whole deploy.py run on pyinfra's @fake connector.
+"""Planning against facts written by hand: a whole deploy.py run on pyinfra's @fake connector.
 
-A FakeHost is a host's recorded state (os-release, PCI bus, nvidia-smi, the pre-flight
-probe, installed packages, present files). It becomes @fake `fake_responses`, so
+A FakeHost is a host's state (os-release, PCI bus, nvidia-smi, the pre-flight probe,
+installed packages, present files), written by hand to match the vendors' documented
+outputs: no GPU host was ever reachable to record one. The base probe is the one recorded
+on a real sandbox host (tests/unit/fixtures). It becomes @fake `fake_responses`, so
 pyinfra's own facts and ours read it; nothing runs anywhere. `plan()` executes the deploy
 against it (-y -vv) and returns, per operation, the commands it ran; `changes()` is a
 --dry run's list of operations that would change something.
+
+What the planning tests assert about commands is of two kinds. Where a test's docstring
+names a vendor document, package index or URL the expected text was checked against, it
+checks the plan against that source. Everything else is a change detector: the expected
+commands were taken from the code, so such a test catches an unintended change, not an
+error in what the vendor expects.
 """
 
 from __future__ import annotations
@@ -108,7 +116,7 @@ class FakeHost:
         r["ls -pdL *-release"] = ["/etc/os-release", *OS_RELEASE[self.os].splitlines(), "---"]
         r["/sys/bus/pci/devices"] = PCI[self.pci]
         r["nvidia-smi --query-gpu"] = self.nvidia_smi
-        r["dpkg -l"] = [f"ii  {name}  {version}  amd64  recorded" for name, version in self.packages.items()]
+        r["dpkg -l"] = [f"ii  {name}  {version}  amd64  written-by-hand" for name, version in self.packages.items()]
         # server.reboot compares uptime before and after: a steady value reads as "rebooted".
         r["/proc/uptime"] = ["1000"]
         # pyinfra's Arch fact; the probe above matched first where both contain it.
@@ -142,6 +150,11 @@ class Plan:
     def names(self, host: str) -> list[str]:
         """Operations that did something on the host (changed it, or failed)."""
         return [name for name, hosts in self.status.items() if hosts.get(f"@fake/{host}") in ("Success", "Error")]
+
+    def refusals(self, host: str) -> list[str]:
+        """Pre-flight's reasons for refusing the host ("check: why"), as the deploy printed them."""
+        mark = f"[@fake/{host}] pre-flight refused: "
+        return [line.split(mark, 1)[1].strip() for line in self.output.splitlines() if mark in line]
 
 
 _START = re.compile(r"^--> Starting operation: (.+?)\s*$")

@@ -1,4 +1,5 @@
-"""The GPU stack planned for each distribution x vendor x state, against recorded facts.
+"""The GPU stack planned for each distribution x vendor x state, against facts written by hand
+(see harness.py: which assertions follow a vendor's source and which are change detectors).
 
 One pyinfra run plans every "before" host (pyinfra's @fake connector: nothing runs
 anywhere); assertions read the commands each operation would run. A --dry run from
@@ -194,14 +195,16 @@ def test_debian_adds_non_free_and_builds_535_with_dkms(planned):
 
 
 def test_debian_refuses_a_branch_it_does_not_ship_and_its_535_under_the_default_image(planned):
-    assert "pre-flight refused: gpu_stack: Debian 12's non-free archive has NVIDIA branch 535 only, not 580" in (
-        planned.output
-    )
+    assert planned.refusals("debian12-580") == [
+        "gpu_stack: Debian 12's non-free archive has NVIDIA branch 535 only, not 580: set nvidia_driver_branch = "
+        "'535', or nvidia_driver_source = 'cuda'"
+    ]
     assert planned.names("debian12-580") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
-    assert (
-        "[@fake/debian12-535-default-image] pre-flight refused: gpu_stack: the managed NVIDIA driver would be "
-        "branch 535, older than the 580.65 that vllm/vllm-openai:v0.33.0's CUDA 13.0 needs"
-    ) in planned.output
+    [refusal] = planned.refusals("debian12-535-default-image")
+    assert refusal.startswith(
+        "gpu_stack: the managed NVIDIA driver would be branch 535, older than the 580.65 that "
+        "vllm/vllm-openai:v0.33.0's CUDA 13.0 needs: set nvidia_driver_source = 'cuda'"
+    )
     assert planned.names("debian12-535-default-image") == [
         "Pre-flight checks | Refuse the host: pre-flight checks failed"
     ]
@@ -301,10 +304,15 @@ def test_amd_on_ubuntu_installs_amdgpu_install_and_rocm(planned):
 
 def test_amd_on_debian_and_missing_gpus_are_refused(planned):
     assert planned.names("debian12-amd") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
-    refusal = "pre-flight refused: gpu_stack: vllm-fleet installs ROCm on Ubuntu and RHEL-family hosts, not Debian"
-    assert refusal in planned.output
+    [refusal] = planned.refusals("debian12-amd")
+    assert refusal.startswith("gpu_stack: vllm-fleet installs ROCm on Ubuntu and RHEL-family hosts, not Debian")
+    assert refusal.endswith("install ROCm yourself and set manage_gpu_stack = False")
     assert planned.names("ubuntu22-no-gpu-claims-nvidia") == [
         "Pre-flight checks | Refuse the host: pre-flight checks failed"
+    ]
+    assert planned.refusals("ubuntu22-no-gpu-claims-nvidia") == [
+        "gpu_present: accelerator is nvidia but the PCI bus shows no NVIDIA GPU (GPU vendors seen: none); "
+        "check the host, or set accelerator to match it"
     ]
 
 
@@ -352,6 +360,8 @@ def test_a_second_plan_from_the_after_facts_changes_no_part_of_the_gpu_stack(tmp
 
 def test_rocky_under_secure_boot_refuses_dkms_modules(planned):
     assert planned.names("rocky9-secure-boot") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
+    [refusal] = planned.refusals("rocky9-secure-boot")
+    assert refusal.startswith("secure_boot: Secure Boot is on and this driver's modules are built by DKMS, unsigned")
 
 
 def test_amd_on_rocky_installs_the_rpm(planned):
@@ -384,3 +394,6 @@ def test_rocm_already_at_the_pinned_release_is_not_reinstalled(planned):
     host = "ubuntu22-amd-installed"
     assert not ran(planned, host, "AMD ROCm | Install the amdgpu driver and ROCm 6.4.1 (use case rocm)")
     assert not ran(planned, host, "Reboot for the GPU driver | Reboot to load the GPU driver")
+    # ... and not because the host was refused: it was planned through to its service.
+    assert ran(planned, host, "AMD ROCm | Add AMD's repositories for ROCm 6.4.1 (amdgpu-install)")
+    assert ran(planned, host, "vLLM service | Write vllm.service of the new release")

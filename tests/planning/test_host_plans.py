@@ -1,4 +1,4 @@
-"""What the deploy needs on any host, planned against recorded facts: the package manager's lock
+"""What the deploy needs on any host, planned against facts written by hand: the package manager's lock
 waited for before the first package operation, and D-Bus, curl, jq and ss installed on a
 minimal server. (The sandbox hosts are such servers: tests/integration does the same for real.)"""
 

@@ -1,4 +1,4 @@
-"""The Nix way planned for connected GPU hosts against recorded facts (@fake): Nix from the
+"""The Nix way planned for connected GPU hosts against facts written by hand (@fake): Nix from the
 distribution's package or the pinned official installer, nix.conf with the caches, the flake
 shipped and built, the driver libraries linked for Nix-built CUDA, no Docker at all; a
 builder host building once for the hosts that copy from it; and nothing to do once built."""
@@ -105,9 +105,8 @@ def test_a_builder_builds_once_for_the_hosts_that_copy_from_it(tmp_path):
 def test_amd_hosts_are_refused_the_nix_way_at_this_pin(tmp_path):
     amd = FakeHost("gpu-amd", "ubuntu24", pci="mi300x", data=AMD)
     planned = plan(write_inventory(tmp_path, [amd]))
-    assert "pre-flight refused: nix_rocm: nixpkgs' vLLM at this flake's pin (nixos-25.11) is not known" in (
-        planned.output
-    )
+    [refusal] = planned.refusals("gpu-amd")
+    assert refusal.startswith("nix_rocm: nixpkgs' vLLM at this flake's pin (nixos-25.11) is not known")
     assert planned.names("gpu-amd") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
 
 
@@ -116,10 +115,10 @@ def test_a_host_built_from_this_flake_plans_no_build(tmp_path):
     built = FakeHost(
         "ubuntu22-nix-built",
         "ubuntu22",
-        nvidia_smi=["NVIDIA H100 80GB HBM3, 81559, 570.133.20, 9.0"],
+        nvidia_smi=["NVIDIA H100 80GB HBM3, 81559, 580.95.05, 9.0"],
         data=GPU80,
         probe={
-            "nvidia_driver": "570.133.20",
+            "nvidia_driver": "580.95.05",
             "unit_method": "nix",
             "nix": "yes",
             "driver_libs": LIBS,
@@ -128,6 +127,8 @@ def test_a_host_built_from_this_flake_plans_no_build(tmp_path):
         },
     )
     would_change = changes(write_inventory(tmp_path, [built]))
-    # Configuration files are not recorded here, so only the costly steps are asserted.
-    costly = ("Install Nix", "Build vllm-server", "Ship the flake", "driver libraries", "Restart vLLM")
+    # The hand-written facts hold no configuration files, so only the costly steps are asserted.
+    costly = ("Install Nix", "Build vllm-server", "Ship the flake", "driver libraries")
     assert not [name for name in would_change if any(step in name for step in costly)], would_change
+    # ... and the host was planned through to its service, not refused.
+    assert "vLLM service | Install the Nix build helper" in would_change, would_change

@@ -1,5 +1,5 @@
 """A hub model's weights are downloaded in a step of their own, before the restart, planned
-against recorded facts (the hub is unreachable here). The command is ours, checked for its
+against facts written by hand (the hub is unreachable here). The command is ours, checked for its
 shape and order; whether huggingface_hub's snapshot_download behaves as written is vLLM's
 image's business, exercised only on a connected host."""
 

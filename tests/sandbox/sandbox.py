@@ -22,11 +22,15 @@ runs and clones in ~/.cache/vllm-fleet (VLLM_FLEET_CACHE).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
+import random
+import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -47,7 +51,8 @@ ENGINES = ("vllm", "standin")
 PREFIX = os.environ.get("VLLM_FLEET_SANDBOX_PREFIX", "vllm-fleet-sandbox")
 IMAGE_PREFIX = "vllm-fleet-sandbox"
 SSH_PORT_BASE = int(os.environ.get("VLLM_FLEET_SANDBOX_SSH_PORT", "2220"))
-HTTP_PORT_BASE = int(os.environ.get("VLLM_FLEET_SANDBOX_HTTP_PORT", "18000"))
+HTTP_PORT_BASE_DEMO = 18000
+HTTP_PORT_BASE = int(os.environ.get("VLLM_FLEET_SANDBOX_HTTP_PORT", str(HTTP_PORT_BASE_DEMO)))
 # The hosts' own network, so they reach each other at fixed addresses (gateway backends, firewall
 # sources); the runner reaches them through ports published on 127.0.0.1 and is the network's .1.
 SUBNET = os.environ.get("VLLM_FLEET_SANDBOX_SUBNET", "172.30.1")
@@ -63,8 +68,8 @@ GUEST_HTTP_PORT = 8000
 
 
 def environment(prefix: str, state: Path, ssh_port: int, http_port: int, subnet: str) -> dict[str, str]:
-    """The environment of a sandbox of its own (tests, benchmarks): names, state, ports and a
-    network no other sandbox uses, for this tool and inventories/sandbox.py alike."""
+    """The environment of a sandbox of its own: names, state, ports and a network, for this tool
+    and inventories/sandbox.py alike."""
     return {
         **os.environ,
         "VLLM_FLEET_SANDBOX_PREFIX": prefix,
@@ -73,6 +78,97 @@ def environment(prefix: str, state: Path, ssh_port: int, http_port: int, subnet:
         "VLLM_FLEET_SANDBOX_HTTP_PORT": str(http_port),
         "VLLM_FLEET_SANDBOX_SUBNET": subnet,
     }
+
+
+# A run's sandboxes are named vllm-fleet-<name>-p<pid>: the pid of the test or benchmark process.
+_RUN_NAME = re.compile(r"^vllm-fleet-[a-z-]+-p(\d+)(-|$)")
+# Ports a sandbox may publish above its bases: hosts from 1, gateways from 51.
+_PORTS_PER_SANDBOX = 60
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_runs() -> None:
+    """Remove the containers and networks of earlier runs whose process is gone (a run killed
+    before its teardown); those of live runs, and `make demo`'s, are left alone."""
+    listed = {
+        "container": ["docker", "ps", "-a", "--filter", "label=vllm-fleet-sandbox=1", "--format", "{{.Names}}"],
+        "network": ["docker", "network", "ls", "--format", "{{.Name}}"],
+    }
+    for kind, command in listed.items():
+        names = subprocess.run(command, capture_output=True, text=True).stdout.split()
+        for name in names:
+            match = _RUN_NAME.match(name)
+            if match and not _alive(int(match.group(1))):
+                log(f"removing {kind} {name} of a run that is gone")
+                if kind == "container":
+                    subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
+                    subprocess.run(["docker", "volume", "rm", f"{name}-docker"], capture_output=True)
+                else:
+                    subprocess.run(["docker", "network", "rm", name], capture_output=True)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _free_port_base(rng: random.Random) -> int:
+    """A base whose next _PORTS_PER_SANDBOX ports nothing on 127.0.0.1 listens on, below the
+    kernel's ephemeral range (an outgoing connection could take a port of a stopped host, which
+    then cannot start again) and apart from `make demo`'s."""
+    top = _ephemeral_low() - _PORTS_PER_SANDBOX
+    bases = [b for b in range(10000, top, 100) if abs(b - HTTP_PORT_BASE_DEMO) >= _PORTS_PER_SANDBOX]
+    for _ in range(200):
+        base = rng.choice(bases)
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base + 1, base + _PORTS_PER_SANDBOX + 1):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free range of ports found on 127.0.0.1")
+
+
+def _free_subnet(rng: random.Random) -> str:
+    """A 172.30.X /24 no Docker network uses."""
+    ids = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True).stdout.split()
+    used = subprocess.run(
+        ["docker", "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", *ids],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    taken = {subnet.rsplit(".", 1)[0] for subnet in used}
+    candidates = [f"172.30.{x}" for x in range(10, 250) if f"172.30.{x}" not in taken]
+    if not candidates:
+        raise RuntimeError("every 172.30.X.0/24 is taken by a Docker network")
+    return rng.choice(candidates)
+
+
+def run_environment(name: str) -> dict[str, str]:
+    """The environment of a sandbox for this process alone (a test run, a benchmark): names with
+    the process's pid, a state directory of its own, free ports and a free network, so that two
+    runs on one Docker engine never meet. Stale sandboxes of dead runs are removed first."""
+    sweep_stale_runs()
+    rng = random.Random()
+    state = Path(tempfile.mkdtemp(prefix=f"vllm-fleet-{name}-"))
+    ssh_base = _free_port_base(rng)
+    http_base = _free_port_base(rng)
+    while abs(http_base - ssh_base) < _PORTS_PER_SANDBOX:
+        http_base = _free_port_base(rng)
+    return environment(f"vllm-fleet-{name}-p{os.getpid()}", state, ssh_base, http_base, _free_subnet(rng))
 
 
 def log(msg: str) -> None:
@@ -177,7 +273,7 @@ def build_standin_image(base: str) -> tuple[str, dict[str, str], Path]:
     """Build the stand-in image and its variants, saved in one archive; returns (tag, variants, archive)."""
     tag = standin_image_tag()
     variants = {name: f"{tag}-{name}" for name in VARIANTS}
-    archive = STATE / f"vllm-standin-{tag.rsplit(':', 1)[1]}.tar"
+    archive = CACHE / f"vllm-standin-{tag.rsplit(':', 1)[1]}.tar"
     if not image_exists(tag):
         log(f"building stand-in image {tag}")
         with tempfile.TemporaryDirectory() as ctx:
@@ -197,7 +293,7 @@ def build_standin_image(base: str) -> tuple[str, dict[str, str], Path]:
                 stdout=subprocess.DEVNULL,
             )
     if not archive.exists():
-        for old in STATE.glob("vllm-standin-*.tar"):
+        for old in CACHE.glob("vllm-standin-*.tar"):
             old.unlink()
     return tag, variants, save(tag, archive, *variants.values())
 

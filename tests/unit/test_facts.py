@@ -1,4 +1,5 @@
-"""Facts parsed from recorded outputs."""
+"""Facts parsed from outputs written by hand in the kernel's and Docker's formats (sysfs class and
+vendor files, daemon.json): the PCI IDs are the vendors' registered ones."""
 
 import pytest
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from tests.seed import SEED, SEED_VLLM_ARGS
+from tests.seed import SEED_IMAGE, SEED_VLLM_ARGS, seed_docker_command
 from vllm_fleet import images, launch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,23 +19,13 @@ def render_unit(settings, accelerator):
     return template.render(**launch.unit_context(settings, accelerator))
 
 
-def seed_docker_command() -> list[str]:
-    """The seed's `docker run` command, comments and line continuations removed."""
-    text = SEED.read_text()
-    block = text[text.index("docker run -d --name vllm-server") :]
-    block = block[: block.index("```")]
-    lines = [re.sub(r"#.*$", "", line).rstrip().rstrip("\\") for line in block.splitlines()]
-    return shlex.split(" ".join(lines))
-
-
 def test_laptop_profile_gives_the_seeds_vllm_flags(settings_for):
     assert launch.vllm_args(settings_for("laptop")) == SEED_VLLM_ARGS
 
 
-@pytest.mark.skipif(not SEED.exists(), reason="the seed documents are not beside this checkout")
 def test_laptop_command_matches_the_seed_document(settings_for):
     seed = seed_docker_command()
-    image_at = seed.index("vllm/vllm-openai:latest")
+    image_at = seed.index(SEED_IMAGE)
     s = settings_for("laptop", accelerator="nvidia")
     ours = launch.docker_run_argv(s, "nvidia")
     ours_image_at = ours.index(launch.image(s, "nvidia"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 
 from vllm_fleet import launch, releases
 from vllm_fleet.preflight import parse_probe
@@ -51,9 +52,16 @@ def test_a_host_without_releases_gets_its_first(tmp_path):
     assert not releases.is_current(probe_of(tmp_path, None, CONTENTS["vllm.service"]), CONTENTS)
 
 
-def test_release_names_sort_by_time_and_never_repeat():
-    names = {releases.new_release_id() for _ in range(50)}
-    assert len(names) == 50
+def test_release_names_sort_by_time_and_never_repeat(monkeypatch):
+    # Deploys at moments that sort differently as text of unpadded numbers (9 s < 10 s, 9 May < 10 May).
+    moments = [1778317209.0, 1778317210.0, 1778403600.0, 1778403600.0, 1809853200.0]
+    clock, gmtime = iter(moments), time.gmtime
+    monkeypatch.setattr(releases.time, "gmtime", lambda *_: gmtime(next(clock)))
+    names = [releases.new_release_id() for _ in moments]
+    assert sorted(names)[:2] == names[:2] and sorted(names)[-1] == names[-1], names
+    assert [n[:15] for n in sorted(names)] == [time.strftime("%Y%m%d-%H%M%S", gmtime(t)) for t in moments]
+    # Two deploys in the same second still get different names.
+    assert names[2] != names[3]
     assert all(re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", n) for n in names)
 
 

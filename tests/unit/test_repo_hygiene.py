@@ -8,7 +8,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("state_dir", [".state", ".state-test"])
+@pytest.mark.parametrize("state_dir", [".state"])
 def test_sandbox_state_is_ignored_and_untracked(state_dir):
     path = f"tests/sandbox/{state_dir}/id_ed25519"
     ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO)
