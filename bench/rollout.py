@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tests.sandbox.sandbox import run_environment
 from tests.sandbox.traffic import Traffic
+from vllm_fleet import haproxy
 from vllm_fleet.rollout import limit_args
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,18 +48,8 @@ def inventory(path: Path, max_model_len: int) -> str:
 
 def wait_until_up(gateway: str, count: int) -> None:
     for _ in range(120):
-        out = run(
-            [
-                "docker",
-                "exec",
-                gateway,
-                "sh",
-                "-c",
-                "echo 'show stat' | socat stdio unix-connect:/run/haproxy/admin.sock",
-            ]
-        )
-        rows = [line.split(",") for line in out.stdout.splitlines() if line.startswith("vllm,")]
-        if sum(row[17] == "UP" for row in rows if row[1] not in ("FRONTEND", "BACKEND")) == count:
+        out = run(["docker", "exec", gateway, "sh", "-c", haproxy.SHOW_STAT])
+        if list(haproxy.server_status(out.stdout).values()).count("UP") == count:
             return
         time.sleep(0.5)
     sys.exit("bench: the gateway never saw every host UP")

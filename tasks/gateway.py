@@ -12,15 +12,13 @@ from pyinfra.api.util import get_template
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server, systemd
 
-from vllm_fleet import launch
+from vllm_fleet import haproxy, launch
 from vllm_fleet.operations import root_only_directory, secret_file
 from vllm_fleet.settings import Settings, gateway_backends
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 STAGED_CFG = f"{launch.CONFIG_DIR}/haproxy.cfg"
 CERTIFICATE = f"{launch.CONFIG_DIR}/gateway.pem"
-CONTROL_SCRIPT = f"{launch.HELPER_DIR}/vllm-gateway"
 
 
 def haproxy_quote(value: str) -> str:
@@ -39,6 +37,8 @@ def haproxy_config(settings: Settings, fleet: dict[str, Settings]) -> str:
         client_header=haproxy_quote(f"Bearer {settings.gateway_api_key}") if settings.gateway_api_key else None,
         backend_header=haproxy_quote(f"Bearer {backend_key}") if backend_key else '""',
         backends=[(b.host, b.fleet_address, b.vllm_port) for b in backends],
+        admin_socket=haproxy.ADMIN_SOCKET,
+        backend=haproxy.BACKEND,
     )
 
 
@@ -57,18 +57,20 @@ def gateway(settings: Settings, fleet: dict[str, Settings]) -> None:
     # HAProxy checks the new configuration before it replaces the one serving: a bad one
     # fails here and the gateway keeps answering with the old.
     secret_file(name="Write the HAProxy configuration (root-only: it holds API keys)", dest=STAGED_CFG, content=config)
-    new_config = host.get_fact(Sha256File, path=HAPROXY_CFG) != hashlib.sha256(config.encode()).hexdigest()
+    new_config = host.get_fact(Sha256File, path=haproxy.CONFIG) != hashlib.sha256(config.encode()).hexdigest()
     if new_config:
         server.shell(
-            name=f"Check the HAProxy configuration and install it as {HAPROXY_CFG}",
-            commands=[f"haproxy -c -q -f {STAGED_CFG} && install -m 600 -o root -g root {STAGED_CFG} {HAPROXY_CFG}"],
+            name=f"Check the HAProxy configuration and install it as {haproxy.CONFIG}",
+            commands=[f"haproxy -c -q -f {STAGED_CFG} && install -m 600 -o root -g root {STAGED_CFG} {haproxy.CONFIG}"],
         )
-    files.put(
+    files.template(
         name="Install vllm-gateway (drain and ready)",
-        src=str(TEMPLATES / "vllm-gateway.sh"),
-        dest=CONTROL_SCRIPT,
+        src=str(TEMPLATES / "vllm-gateway.sh.j2"),
+        dest=haproxy.CONTROL_SCRIPT,
         mode="755",
         create_remote_dir=True,
+        admin_socket=haproxy.ADMIN_SOCKET,
+        backend=haproxy.BACKEND,
     )
     systemd.service(
         name="Keep HAProxy running and enabled at boot", service="haproxy.service", running=True, enabled=True

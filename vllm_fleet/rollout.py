@@ -23,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vllm_fleet import haproxy
+
 REPO = Path(__file__).resolve().parent.parent
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
-GATEWAY_CONTROL = "/usr/local/lib/vllm-fleet/vllm-gateway"
 
 CHANGED, UNCHANGED, FAILED, ROLLED_BACK, UNREACHABLE, NOT_STARTED = (
     "changed",
@@ -180,9 +181,8 @@ def gateway_control(inventory: str, gateways: list[str], action: str, timeout: i
     """drain / ready / restore these vLLM hosts at every gateway; returns what went wrong, or ''."""
     if not gateways or not names:
         return ""
-    done = _run(
-        [PYINFRA, "-y", *limit_args(gateways), inventory, "exec", "--", GATEWAY_CONTROL, action, str(timeout), *names]
-    )
+    control = [haproxy.CONTROL_SCRIPT, action, str(timeout), *names]
+    done = _run([PYINFRA, "-y", *limit_args(gateways), inventory, "exec", "--", *control])
     return "" if done.returncode == 0 else _tail(done.stderr + done.stdout)
 
 

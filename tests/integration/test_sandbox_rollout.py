@@ -28,7 +28,7 @@ from conftest import (
 
 from tests.sandbox.sandbox import run_environment
 from tests.sandbox.traffic import Traffic
-from vllm_fleet import launch
+from vllm_fleet import haproxy, launch
 
 pytestmark = pytest.mark.sandbox
 
@@ -65,12 +65,7 @@ def traffic(fleet) -> Traffic:
 
 
 def gateway_status(fleet) -> dict[str, str]:
-    out = on_host(
-        fleet.gateways[0]["name"],
-        "echo 'show stat' | socat stdio unix-connect:/run/haproxy/admin.sock | cut -d, -f1,2,18",
-    )
-    rows = (line.split(",") for line in out.splitlines())
-    return {row[1]: row[2] for row in rows if row[0] == "vllm" and row[1] not in ("FRONTEND", "BACKEND")}
+    return haproxy.server_status(on_host(fleet.gateways[0]["name"], haproxy.SHOW_STAT))
 
 
 def rollout(inventory: str, *args: str):

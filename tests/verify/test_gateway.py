@@ -2,14 +2,12 @@
 
 import pytest
 
-CONFIG = "/etc/haproxy/haproxy.cfg"
+from vllm_fleet import haproxy
 
 
 def servers(gateway) -> dict[str, str]:
     """Backend server -> HAProxy status, from the runtime API."""
-    out = gateway.host.check_output("echo 'show stat' | socat stdio unix-connect:/run/haproxy/admin.sock")
-    rows = [line.split(",") for line in out.splitlines() if line.startswith("vllm,")]
-    return {row[1]: row[17] for row in rows if row[1] not in ("FRONTEND", "BACKEND")}
+    return haproxy.server_status(gateway.host.check_output(haproxy.SHOW_STAT))
 
 
 def test_haproxy_enabled_and_active(gateway):
@@ -18,7 +16,7 @@ def test_haproxy_enabled_and_active(gateway):
 
 
 def test_config_is_root_only(gateway):
-    config = gateway.host.file(CONFIG)
+    config = gateway.host.file(haproxy.CONFIG)
     assert (config.user, config.group, config.mode) == ("root", "root", 0o600)
 
 
