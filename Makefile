@@ -48,6 +48,7 @@ verify: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Unit tests only: no Docker, no hosts, a few seconds.
 test-unit: setup nix-tools

@@ -12,7 +12,8 @@ from pyinfra.api.util import get_template
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from vllm_fleet.settings import Settings, gateway_backends
+from vllm_fleet.rules import gateway_backends
+from vllm_fleet.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 RULES = "/etc/vllm-fleet/firewall.nft"

@@ -14,7 +14,8 @@ from pyinfra.operations import files, server, systemd
 
 from vllm_fleet import haproxy, launch
 from vllm_fleet.operations import root_only_directory, secret_file
-from vllm_fleet.settings import Settings, gateway_backends
+from vllm_fleet.rules import gateway_backends
+from vllm_fleet.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STAGED_CFG = f"{launch.CONFIG_DIR}/haproxy.cfg"
@@ -29,13 +30,14 @@ def haproxy_quote(value: str) -> str:
 def haproxy_config(settings: Settings, fleet: dict[str, Settings]) -> str:
     backends = gateway_backends(settings, fleet)
     backend_key = backends[0].vllm_api_key  # validation: one key for all of them
+    client_key = settings.gateway_api_key
     return get_template(str(TEMPLATES / "haproxy.cfg.j2")).render(
         bind=settings.gateway_bind_address,
         port=settings.gateway_port,
         tls=CERTIFICATE if settings.gateway_tls_certificate else None,
         auth=settings.gateway_auth,
-        client_header=haproxy_quote(f"Bearer {settings.gateway_api_key}") if settings.gateway_api_key else None,
-        backend_header=haproxy_quote(f"Bearer {backend_key}") if backend_key else '""',
+        client_header=haproxy_quote(f"Bearer {client_key.get_secret_value()}") if client_key else None,
+        backend_header=haproxy_quote(f"Bearer {backend_key.get_secret_value()}") if backend_key else '""',
         backends=[(b.host, b.fleet_address, b.vllm_port) for b in backends],
         admin_socket=haproxy.ADMIN_SOCKET,
         backend=haproxy.BACKEND,

@@ -12,6 +12,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vllm_fleet.sizing import Gpus
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,7 +56,8 @@ def cmd_plan(args) -> int:
     from vllm_fleet.gpus import gpus_from_data
     from vllm_fleet.inventory import host_data, load_inventory, sources
     from vllm_fleet.plan import gateway_plan, offline_accelerator, plan_host
-    from vllm_fleet.settings import SettingsError, check_builder, check_gateway, validate
+    from vllm_fleet.rules import check_builder, check_gateway, validate
+    from vllm_fleet.settings import Settings, SettingsError
 
     inventory = load_inventory(args.inventory, REPO)
     hosts = [h for h in inventory if args.host in (None, h.name)]
@@ -60,7 +65,7 @@ def cmd_plan(args) -> int:
         print(f"vllm_fleet: no host {args.host!r} in {args.inventory}", file=sys.stderr)
         return 2
     facts = read_facts(args.inventory, [h.name for h in hosts]) if args.facts else {}
-    valid = {}
+    valid: dict[str, Settings | SettingsError] = {}
     for host in inventory:
         try:
             valid[host.name] = validate(host.name, host_data(host), host.groups)
@@ -73,7 +78,7 @@ def cmd_plan(args) -> int:
         try:
             if isinstance(settings, SettingsError):
                 raise settings
-            check_builder(settings, fleet.get(settings.nix_builder))
+            check_builder(settings, fleet.get(settings.nix_builder or ""))
             check_gateway(settings, fleet)
         except SettingsError as exc:
             plans[host.name] = {"refused": str(exc)}
@@ -83,7 +88,7 @@ def cmd_plan(args) -> int:
             continue
         if host.name in facts:
             vendors, gpus = facts[host.name]
-            accelerator, warnings = resolve_accelerator(settings.accelerator, vendors), []
+            accelerator, warnings = resolve_accelerator(settings.accelerator, vendors), list[str]()
             gpus = gpus or gpus_from_data(settings)
         else:
             accelerator, warnings = offline_accelerator(settings)
@@ -103,7 +108,7 @@ def cmd_plan(args) -> int:
     return 1 if any(p["refused"] for p in plans.values()) else 0
 
 
-def read_facts(inventory: str, names: list[str]) -> dict[str, tuple[list[str], object]]:
+def read_facts(inventory: str, names: list[str]) -> dict[str, tuple[list[str], Gpus | None]]:
     """GPU vendors and GPUs of each host, read over SSH by pyinfra's own `fact` command."""
     import subprocess
 

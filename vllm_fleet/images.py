@@ -41,7 +41,7 @@ def is_pinned(ref: str) -> bool:
         return True
     name = ref.rsplit("/", 1)[-1]
     match = _TAG.search(name)
-    return bool(match) and match.group(1) != "latest"
+    return match is not None and match.group(1) != "latest"
 
 
 def default_image(accelerator: str, machine: str = "x86_64") -> str:

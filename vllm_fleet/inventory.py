@@ -8,7 +8,8 @@ from pyinfra.api import Inventory, State
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_state
 
-from vllm_fleet.settings import SCHEMA, Settings, SettingsError, check_builder, check_gateway, validate
+from vllm_fleet.rules import check_builder, check_gateway, validate
+from vllm_fleet.settings import KNOBS, Settings, SettingsError
 
 
 def load_inventory(path: str, repo: Path) -> Inventory:
@@ -25,21 +26,12 @@ def host_data(host) -> dict:
     return host.data.dict()
 
 
-def validated(inventory: Inventory, name: str | None) -> Settings | None:
-    """One host's settings, or None when the inventory has no such valid host."""
-    host = next((h for h in inventory if h.name == name), None)
-    try:
-        return validate(host.name, host_data(host), host.groups) if host else None
-    except SettingsError:
-        return None
-
-
 def sources(host) -> dict[str, str]:
     """Where each setting of a host comes from: host data, a group's data, or the default."""
     inventory = host.inventory
     own = inventory.get_host_data(host.name)
     result = {}
-    for name in SCHEMA:
+    for name in KNOBS:
         if name in own:
             result[name] = "host"
             continue
@@ -66,7 +58,7 @@ def validate_inventory(inventory: Inventory) -> dict[str, Settings]:
             errors.append(str(exc))
     for settings in result.values():
         try:
-            check_builder(settings, result.get(settings.nix_builder))
+            check_builder(settings, result.get(settings.nix_builder or ""))
             check_gateway(settings, result)
         except SettingsError as exc:
             errors.append(str(exc))

@@ -273,9 +273,9 @@ def env_file_content(s: Settings) -> str:
     systemd's EnvironmentFile= (settings refuse the characters it would read otherwise)."""
     lines = ["# Managed by vllm-fleet. Root-only: holds secrets."]
     if s.hf_token:
-        lines.append(f"HF_TOKEN={s.hf_token}")
+        lines.append(f"HF_TOKEN={s.hf_token.get_secret_value()}")
     if s.vllm_api_key:
-        lines.append(f"VLLM_API_KEY={s.vllm_api_key}")
+        lines.append(f"VLLM_API_KEY={s.vllm_api_key.get_secret_value()}")
     return "\n".join(lines) + "\n"
 
 

@@ -56,6 +56,6 @@ def secret_file(dest: str, content: str):
         # user's umask; a relative path puts it in that user's home, and pyinfra removes it.
         yield FileUploadCommand(BytesIO(data), staged, remote_temp_filename=".vllm-fleet-upload.tmp")
         yield StringCommand("mv", "-f", staged, dest)
-    elif current["mode"] != 600 or current["user"] != "root" or current["group"] != "root":
+    elif not current or current["mode"] != 600 or current["user"] != "root" or current["group"] != "root":
         yield StringCommand("chown", "root:root", dest)
         yield StringCommand("chmod", "600", dest)

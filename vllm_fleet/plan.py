@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from vllm_fleet import images, launch
 from vllm_fleet.gpus import has_aiter_kernels, open_kernel_modules_for, vendor_from_name
-from vllm_fleet.settings import Settings, gateway_backends, public_values
+from vllm_fleet.rules import gateway_backends
+from vllm_fleet.settings import Settings, public_values
 from vllm_fleet.sizing import Gpus, Sizing, size
 
 
@@ -62,12 +63,12 @@ def plan_host(
     sized = {name: "sizing" for name, value in chosen.items() if value != settings.values[name]}
     defaults = {}
     if settings.vllm_rocm_aiter == "auto":
-        chosen["vllm_rocm_aiter"] = accelerator == "amd" and bool(gpus) and has_aiter_kernels(gpus.name)
+        chosen["vllm_rocm_aiter"] = accelerator == "amd" and gpus is not None and has_aiter_kernels(gpus.name)
         defaults["vllm_rocm_aiter"] = f"auto: {gpus.name if gpus else 'no GPU known'}"
     modules = open_kernel_modules_for(gpus.name if gpus else None)
     if settings.nvidia_open_kernel_modules == "auto" and accelerator == "nvidia" and modules is not None:
         chosen["nvidia_open_kernel_modules"] = modules
-        defaults["nvidia_open_kernel_modules"] = f"auto: {gpus.name}"
+        defaults["nvidia_open_kernel_modules"] = f"auto: {gpus.name if gpus else ''}"
     if not settings.vllm_image and settings.role == "vllm" and settings.serving_method == "docker":
         try:
             chosen["vllm_image"] = images.default_image(accelerator, machine)

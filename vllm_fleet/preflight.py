@@ -19,8 +19,8 @@ from vllm_fleet import gpu_packages, images, nix, releases, shipped_model
 from vllm_fleet.distro import Distro
 from vllm_fleet.facts import parse_daemon_json
 from vllm_fleet.launch import DOWNLOADED_MARK, UNIT_PATH
-from vllm_fleet.settings import SCHEMA
-from vllm_fleet.sizing import CATALOGUE
+from vllm_fleet.settings import KNOBS, Settings
+from vllm_fleet.sizing import CATALOGUE, Sizing
 
 # Image size on disk, GiB, by accelerator (CUDA and ROCm images are large; pulled plus unpacked).
 IMAGE_DISK_GIB = {"nvidia": 25.0, "amd": 40.0, "cpu": 10.0}
@@ -113,9 +113,9 @@ class Context:
 
     probe: dict[str, str]
     vendors: list[str]
-    settings: object
+    settings: Settings
     accelerator: str
-    sizing: object
+    sizing: Sizing
     image: str
     distro: Distro | None = None  # None when unsupported
     unsupported_os: str | None = None  # why, from vllm_fleet.distro
@@ -165,7 +165,7 @@ def _gpu_stack(c: Context):
                 fix = (
                     "nvidia_driver_source = 'cuda' (NVIDIA's repository for Debian 12)"
                     if plan.debian_nonfree
-                    else f"nvidia_driver_branch = '{SCHEMA['nvidia_driver_branch'].default}'"
+                    else f"nvidia_driver_branch = '{KNOBS['nvidia_driver_branch'].default}'"
                 )
                 return (
                     f"the managed NVIDIA driver would be branch {branch}, older than the "
@@ -443,7 +443,8 @@ def run_checks(c: Context) -> list[Finding]:
 
 def verdict(findings: list[Finding], warn_only: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """(failures, warnings): a failed check refuses the host unless warn_only names it."""
-    failures, warnings = [], []
+    failures: list[str] = []
+    warnings: list[str] = []
     for finding in findings:
         if not finding.ok:
             (warnings if finding.check in warn_only else failures).append(f"{finding.check}: {finding.message}")

@@ -298,6 +298,7 @@ def _size_cpu(s, catalogue: Catalogue) -> Sizing:
 
 def _check(result: Sizing, s, accelerator: str, gpus: Gpus, catalogue: Catalogue) -> None:
     e = result.estimate
+    assert e is not None, "checked only where sizing made an estimate"
     model = e.model
     if accelerator not in model.accelerators:
         result.refusal = (

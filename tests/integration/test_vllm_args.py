@@ -13,7 +13,8 @@ from tests.sandbox import sandbox
 from tests.unit.conftest import load_group_data
 from vllm_fleet import launch
 from vllm_fleet.plan import plan_host
-from vllm_fleet.settings import PHASES, SERVING_METHODS, validate
+from vllm_fleet.rules import validate
+from vllm_fleet.settings import PHASES, SERVING_METHODS
 from vllm_fleet.sizing import CATALOGUE
 
 pytestmark = pytest.mark.sandbox

@@ -42,10 +42,10 @@ def test_hosts_refuses_a_bad_inventory_with_one_line_per_host(tmp_path):
 
 
 def test_settings_reference_lists_every_knob():
-    from vllm_fleet.settings import SCHEMA
+    from vllm_fleet.settings import KNOBS
 
     out = vllm_fleet("settings").stdout
-    assert all(f"{name}\n" in out for name in SCHEMA)
+    assert all(f"{name}\n" in out for name in KNOBS)
 
 
 def write(tmp_path, text: str) -> str:

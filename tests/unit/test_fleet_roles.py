@@ -7,7 +7,8 @@ import pytest
 
 from tasks.firewall import allowed_sources, rules, wanted
 from tasks.gateway import haproxy_config, haproxy_quote
-from vllm_fleet.settings import SettingsError, check_gateway, validate
+from vllm_fleet.rules import check_gateway, validate
+from vllm_fleet.settings import SettingsError
 
 KEY = "backend-key-" + "k" * 12
 

@@ -12,7 +12,7 @@ Which outputs are recorded and which are written by hand:
 """
 
 from vllm_fleet.gpus import gpus_from_data, gpus_from_facts, parse_nvidia_smi, parse_rocm_smi, vendor_from_name
-from vllm_fleet.settings import validate
+from vllm_fleet.rules import validate
 from vllm_fleet.sizing import CATALOGUE, Gpus, best_tp
 
 NVIDIA_SMI_2X_H100 = [

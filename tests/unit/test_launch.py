@@ -90,7 +90,7 @@ def test_the_sandbox_serves_the_newest_cpu_build_of_the_pinned_release_line():
 
 def test_plan_picks_the_image_for_the_hosts_architecture():
     from vllm_fleet.plan import plan_host
-    from vllm_fleet.settings import validate
+    from vllm_fleet.rules import validate
 
     s = validate("arm", {"phase": "single_gpu", "accelerator": "cpu"}, ["single_gpu"])
     plan = plan_host(s, {}, "cpu", None, "aarch64")
@@ -103,7 +103,7 @@ def test_plan_picks_the_image_for_the_hosts_architecture():
 def test_aiter_is_on_only_for_the_gpus_it_is_built_for():
     """AMD's vLLM guide: AITER kernels target gfx942/gfx950; VLLM_ROCM_USE_AITER=0 elsewhere."""
     from vllm_fleet.plan import plan_host
-    from vllm_fleet.settings import validate
+    from vllm_fleet.rules import validate
     from vllm_fleet.sizing import Gpus
 
     s = validate("amd", {"phase": "enterprise", "vllm_api_key": "k" * 20}, ["enterprise"])

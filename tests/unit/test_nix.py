@@ -13,7 +13,7 @@ import pytest
 
 from vllm_fleet import launch, nix
 from vllm_fleet.preflight import parse_probe
-from vllm_fleet.settings import validate
+from vllm_fleet.rules import validate
 
 REPO = Path(__file__).resolve().parents[2]
 NIX_FILES = sorted((REPO / "nix").glob("*.nix")) + [REPO / "tests" / "standin" / "flake.nix"]

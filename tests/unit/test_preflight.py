@@ -56,7 +56,7 @@ def findings(
     from tests.unit.conftest import load_group_data
     from vllm_fleet import launch
     from vllm_fleet.plan import plan_host
-    from vllm_fleet.settings import validate
+    from vllm_fleet.rules import validate
 
     s = validate("gpu-01", {**load_group_data(phase), **data}, groups=[phase])
     p = plan_host(s, {}, accelerator, gpus, probe.get("machine", ""))

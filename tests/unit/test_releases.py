@@ -66,7 +66,7 @@ def test_release_names_sort_by_time_and_never_repeat(monkeypatch):
 
 
 def test_release_conf_is_what_the_activation_sources(tmp_path):
-    from vllm_fleet.settings import validate
+    from vllm_fleet.rules import validate
 
     s = validate("h", {"phase": "single_gpu", "vllm_model": "org/model", "vllm_ready_timeout": 60}, ["single_gpu"])
     conf = tmp_path / "release.conf"

@@ -2,7 +2,8 @@
 
 import pytest
 
-from vllm_fleet.settings import SCHEMA, SettingsError, validate
+from vllm_fleet.rules import validate
+from vllm_fleet.settings import KNOBS, SettingsError
 
 GOOD_KEY = "k" * 24
 
@@ -27,8 +28,8 @@ def test_every_knob_the_issue_names_is_in_the_schema():
     named = """phase accelerator serving_method vllm_model vllm_served_model_name vllm_quantization
     vllm_max_model_len vllm_gpu_memory_utilization vllm_max_num_seqs vllm_tensor_parallel_size vllm_port
     vllm_bind_address vllm_image vllm_image_archive vllm_extra_args vllm_api_key hf_token hf_cache_dir""".split()
-    assert set(named) <= set(SCHEMA)
-    assert all(SCHEMA[name].meaning for name in SCHEMA)
+    assert set(named) <= set(KNOBS)
+    assert all(KNOBS[name].description for name in KNOBS)
 
 
 @pytest.mark.parametrize(
@@ -136,3 +137,19 @@ def test_archive_must_hold_the_image(tmp_path, make_archive):
     assert ok.vllm_image_archive == archive
     message = refuse({"vllm_image": "registry.local/vllm:v2", "vllm_image_archive": archive})
     assert "an archive holding vllm_image 'registry.local/vllm:v2'; it holds ['registry.local/vllm:v1']" in message
+
+
+@pytest.mark.parametrize("key", ["hf_tokens", "vllm_api_keys", "gateway_apikey", "vllm_secret"])
+def test_a_key_that_may_hold_a_secret_is_refused_without_its_value(key):
+    value = "hf_" + "s" * 30
+    message = refuse({key: value})
+    assert value not in message
+    assert f"{key} = <secret, {len(value)} characters> is not allowed: {key} is not a setting" in message
+
+
+def test_secrets_stay_out_of_the_settings_repr():
+    s = validate(
+        "gpu-01", {"phase": "single_gpu", "vllm_api_key": GOOD_KEY, "hf_token": "hf_" + "t" * 20}, ["single_gpu"]
+    )
+    assert GOOD_KEY not in repr(s) and "hf_ttt" not in repr(s) and GOOD_KEY not in str(s.values)
+    assert s.vllm_api_key.get_secret_value() == GOOD_KEY

@@ -57,7 +57,7 @@ L4 = Gpus(1, 24, "NVIDIA L4", "host data")
 def plan(phase="single_gpu", gpus=L4, accelerator="nvidia", **data):
     from tests.unit.conftest import load_group_data
     from vllm_fleet.plan import plan_host
-    from vllm_fleet.settings import validate
+    from vllm_fleet.rules import validate
 
     s = validate("gpu-01", {**load_group_data(phase), **data}, groups=[phase])
     return plan_host(s, {}, accelerator, gpus)

@@ -1,0 +1,199 @@
+"""Rules across settings: what one host's knobs must agree on, and what the hosts of one
+inventory must agree on. Each refusal is a SettingsError naming the host and the key."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from vllm_fleet import images
+from vllm_fleet.settings import GATEWAY_GROUP, PHASES, Settings, SettingsError, parse
+
+# Characters systemd's EnvironmentFile= would read as quoting or escapes, so the value
+# vLLM saw would differ from the one Docker's --env-file passes literally.
+ENV_FILE_SPECIAL = set("'\"\\`$")
+
+
+def validate(host: str, data: Mapping[str, Any], groups: Iterable[str] = ()) -> Settings:
+    """Validate one host's data; returns its Settings or raises SettingsError."""
+    group_set = set(groups)
+    settings = parse(host, data, "gateway" if GATEWAY_GROUP in group_set else "vllm")
+    if settings.role == "gateway":
+        _gateway_host(settings, group_set)
+    else:
+        _vllm_host(settings, group_set)
+    return settings
+
+
+def _gateway_host(s: Settings, groups: set[str]) -> None:
+    phase_groups = sorted(groups & set(PHASES))
+    if phase_groups:
+        raise SettingsError(
+            s.host,
+            "phase",
+            repr(phase_groups[0]),
+            f"a host of the {GATEWAY_GROUP} group runs HAProxy, not vLLM: put it in no phase group",
+        )
+    if s.gateway_auth == "gateway" and not s.gateway_api_key:
+        raise SettingsError(
+            s.host,
+            "gateway_api_key",
+            "None",
+            "a key of at least 16 characters with gateway_auth = 'gateway' (export GATEWAY_API_KEY before running "
+            "pyinfra)",
+        )
+
+
+def _vllm_host(s: Settings, groups: set[str]) -> None:
+    phase_groups = sorted(groups & set(PHASES))
+    if s.phase is None:
+        raise SettingsError(
+            s.host,
+            "phase",
+            "None",
+            "put the host in exactly one inventory group of "
+            + ", ".join(PHASES)
+            + " (group_data/<phase>.py sets the profile)",
+        )
+    if groups and phase_groups != [s.phase]:
+        where = ", ".join(phase_groups) or "no phase group"
+        raise SettingsError(
+            s.host,
+            "phase",
+            repr(s.phase),
+            f"the host must be in exactly one phase group, "
+            f"the one named by phase, so that group_data/{s.phase}.py applies; it is in {where}",
+        )
+    if s.phase == "laptop" and not s.is_loopback:
+        raise SettingsError(
+            s.host,
+            "vllm_bind_address",
+            s.show("vllm_bind_address"),
+            "a loopback address on a laptop (phase laptop serves its own user only); use single_gpu to serve others",
+        )
+    if not s.is_loopback and not s.vllm_api_key:
+        raise SettingsError(
+            s.host,
+            "vllm_bind_address",
+            s.show("vllm_bind_address"),
+            "a non-loopback address only with vllm_api_key set (export VLLM_API_KEY "
+            "before running pyinfra), or 127.0.0.1",
+        )
+    if s.vllm_model_dir and s.vllm_model != "auto":
+        raise SettingsError(
+            s.host,
+            "vllm_model",
+            s.show("vllm_model"),
+            "'auto' when vllm_model_dir is set (the directory is the model; name it with vllm_served_model_name)",
+        )
+    if s.serving_method == "nix":
+        _nix_host(s)
+    if s.docker_version and s.docker_source != "docker":
+        raise SettingsError(
+            s.host,
+            "docker_version",
+            s.show("docker_version"),
+            "only with docker_source = 'docker' (the distro package has its own version)",
+        )
+    if s.vllm_image_archive and not s.vllm_image:
+        raise SettingsError(
+            s.host,
+            "vllm_image_archive",
+            s.show("vllm_image_archive"),
+            "only with vllm_image set to the tag the archive holds",
+        )
+    if s.vllm_image_archive:
+        tags = images.archive_tags(s.vllm_image_archive)
+        if s.vllm_image not in tags:
+            raise SettingsError(
+                s.host,
+                "vllm_image_archive",
+                s.show("vllm_image_archive"),
+                f"an archive holding vllm_image {s.vllm_image!r}; it holds {sorted(tags)}",
+            )
+
+
+def _nix_host(s: Settings) -> None:
+    for name in ("vllm_api_key", "hf_token"):
+        value = getattr(s, name)
+        if value and ENV_FILE_SPECIAL & set(value.get_secret_value()):
+            raise SettingsError(
+                s.host,
+                name,
+                s.show(name),
+                "with serving_method = 'nix', a secret without quotes, backslashes, backticks or $ "
+                "(systemd's EnvironmentFile would change it)",
+            )
+    if s.nix_builder and s.accelerator == "auto":
+        raise SettingsError(
+            s.host,
+            "accelerator",
+            "'auto'",
+            "nvidia, amd or cpu when nix_builder is set, so the builder knows which build this host takes",
+        )
+    if s.nix_builder == s.host:
+        raise SettingsError(s.host, "nix_builder", s.show("nix_builder"), "another host (a builder builds for itself)")
+
+
+def check_builder(s: Settings, builder: Settings | None) -> None:
+    """A rule across hosts: nix_builder names a host of the inventory (builder: its settings,
+    None when there is no such valid host) that serves with Nix and builds for itself."""
+    if s.serving_method != "nix" or not s.nix_builder:
+        return
+    if builder is None or builder.serving_method != "nix" or builder.nix_builder:
+        raise SettingsError(
+            s.host,
+            "nix_builder",
+            s.show("nix_builder"),
+            "the name of a host in this inventory with serving_method = 'nix' and no nix_builder of its own",
+        )
+
+
+def gateway_backends(gateway: Settings, fleet: Mapping[str, Settings]) -> list[Settings]:
+    """The vLLM hosts a gateway fronts: gateway_backends, or every enterprise host."""
+    if gateway.gateway_backends is None:
+        return [s for s in fleet.values() if s.role == "vllm" and s.phase == "enterprise"]
+    return [fleet[name] for name in gateway.gateway_backends if name in fleet]
+
+
+def check_gateway(gateway: Settings, fleet: Mapping[str, Settings]) -> None:
+    """Rules across hosts for a gateway: real backends it can reach, one key for all of them, and
+    an address the backends' firewall can admit."""
+    if gateway.role != "gateway":
+        return
+    allowed = "the names of vLLM hosts of this inventory"
+    shown = gateway.show("gateway_backends")
+    missing = [n for n in gateway.gateway_backends or () if n not in fleet or fleet[n].role != "vllm"]
+    if missing:
+        raise SettingsError(gateway.host, "gateway_backends", shown, allowed)
+    backends = gateway_backends(gateway, fleet)
+    if not backends:
+        raise SettingsError(
+            gateway.host, "gateway_backends", shown, f"{allowed} (None: the enterprise hosts, and there are none)"
+        )
+    local = [b.host for b in backends if b.is_loopback]
+    if local:
+        raise SettingsError(
+            gateway.host,
+            "gateway_backends",
+            shown,
+            f"hosts the gateway can reach: {', '.join(local)} bind(s) vLLM to loopback (set vllm_bind_address)",
+        )
+    if len({b.vllm_api_key for b in backends}) > 1:
+        raise SettingsError(
+            gateway.host,
+            "gateway_backends",
+            shown,
+            "vLLM hosts sharing one vllm_api_key (the gateway checks and forwards one key)",
+        )
+    if any(b.vllm_firewall for b in backends):
+        try:
+            ipaddress.ip_address(gateway.fleet_address or "")
+        except ValueError:
+            raise SettingsError(
+                gateway.host,
+                "fleet_address",
+                gateway.show("fleet_address"),
+                "the gateway's IP address as its backends see it (their nftables firewall admits it by address)",
+            ) from None
