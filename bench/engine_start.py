@@ -17,11 +17,13 @@ import time
 from pathlib import Path
 
 from tests.sandbox.sandbox import run_environment
+from vllm_fleet import paths
+from vllm_fleet.settings import KNOBS
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = run_environment("bench-engine")
 HOST = ENV["VLLM_FLEET_SANDBOX_PREFIX"] + "-1"
-CACHE = "/var/lib/vllm-fleet/cache"
+CACHE = KNOBS["vllm_cache_dir"].default
 
 
 def run(cmd: list[str]) -> str:
@@ -34,7 +36,7 @@ def run(cmd: list[str]) -> str:
 def start_to_ready() -> float:
     """Restart the current release through the deploy's own activation, which waits for the model."""
     started = time.monotonic()
-    run(["docker", "exec", HOST, "/usr/local/lib/vllm-fleet/vllm-activate", HOST, "current"])
+    run(["docker", "exec", HOST, paths.ACTIVATE_SCRIPT, HOST, "current"])
     return time.monotonic() - started
 
 

@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import ipaddress
 from io import StringIO
-from pathlib import Path
 
 from pyinfra.api.deploy import deploy
-from pyinfra.api.util import get_template
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from vllm_fleet import paths, templates
 from vllm_fleet.rules import gateway_backends
 from vllm_fleet.settings import Settings
-
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-RULES = "/etc/vllm-fleet/firewall.nft"
-SERVICE = "vllm-fleet-firewall.service"
 
 
 def allowed_sources(settings: Settings, fleet: dict[str, Settings]) -> list[str]:
@@ -33,7 +28,8 @@ def allowed_sources(settings: Settings, fleet: dict[str, Settings]) -> list[str]
 
 def rules(settings: Settings, fleet: dict[str, Settings]) -> str:
     sources = allowed_sources(settings, fleet)
-    return get_template(str(TEMPLATES / "vllm-firewall.nft.j2")).render(
+    return templates.render(
+        "vllm-firewall.nft.j2",
         port=settings.vllm_port,
         ipv4=[n for n in sources if ipaddress.ip_network(n).version == 4],
         ipv6=[n for n in sources if ipaddress.ip_network(n).version == 6],
@@ -50,28 +46,35 @@ def firewall(settings: Settings, fleet: dict[str, Settings], probe: dict) -> Non
     """probe: pre-flight's HostProbe, which says whether our table is loaded now."""
     if not wanted(settings):
         if probe.get("firewall") == "yes":
-            systemd.service(name="Remove the vLLM port firewall", service=SERVICE, running=False, enabled=False)
+            systemd.service(
+                name="Remove the vLLM port firewall", service=paths.FIREWALL_SERVICE, running=False, enabled=False
+            )
         return
     server.packages(name="Install nftables", packages=["nftables"])
     table = files.put(
-        name=f"Write the vLLM port firewall {RULES}",
+        name=f"Write the vLLM port firewall {paths.FIREWALL_RULES}",
         src=StringIO(rules(settings, fleet)),
-        dest=RULES,
+        dest=paths.FIREWALL_RULES,
         mode="600",
     )
     unit = files.put(
-        name=f"Install {SERVICE}",
-        src=str(TEMPLATES / "vllm-firewall.service"),
-        dest=f"/etc/systemd/system/{SERVICE}",
+        name=f"Install {paths.FIREWALL_SERVICE}",
+        src=templates.rendered("vllm-firewall.service.j2"),
+        dest=f"/etc/systemd/system/{paths.FIREWALL_SERVICE}",
         mode="644",
     )
-    systemd.daemon_reload(name=f"Reload systemd for {SERVICE}", _if=unit.did_change)
-    systemd.service(name="Load the vLLM port firewall and keep it at boot", service=SERVICE, running=True, enabled=True)
+    systemd.daemon_reload(name=f"Reload systemd for {paths.FIREWALL_SERVICE}", _if=unit.did_change)
+    systemd.service(
+        name="Load the vLLM port firewall and keep it at boot",
+        service=paths.FIREWALL_SERVICE,
+        running=True,
+        enabled=True,
+    )
     # A reload replaces the table in one nft transaction; a restart would open the port between
     # its stop and its start.
     systemd.service(
         name="Replace the loaded firewall table with the new one",
-        service=SERVICE,
+        service=paths.FIREWALL_SERVICE,
         reloaded=True,
         _if=any_changed(table, unit),
     )

@@ -8,18 +8,16 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api.deploy import deploy
-from pyinfra.api.util import get_template
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server, systemd
 
-from vllm_fleet import haproxy, launch
+from vllm_fleet import paths, templates
 from vllm_fleet.operations import root_only_directory, secret_file
 from vllm_fleet.rules import gateway_backends
 from vllm_fleet.settings import Settings
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-STAGED_CFG = f"{launch.CONFIG_DIR}/haproxy.cfg"
-CERTIFICATE = f"{launch.CONFIG_DIR}/gateway.pem"
+paths.GATEWAY_STAGED_CONFIG = f"{paths.CONFIG_DIR}/haproxy.cfg"
+paths.GATEWAY_CERTIFICATE = f"{paths.CONFIG_DIR}/gateway.pem"
 
 
 def haproxy_quote(value: str) -> str:
@@ -31,48 +29,51 @@ def haproxy_config(settings: Settings, fleet: dict[str, Settings]) -> str:
     backends = gateway_backends(settings, fleet)
     backend_key = backends[0].vllm_api_key  # validation: one key for all of them
     client_key = settings.gateway_api_key
-    return get_template(str(TEMPLATES / "haproxy.cfg.j2")).render(
+    return templates.render(
+        "haproxy.cfg.j2",
         bind=settings.gateway_bind_address,
         port=settings.gateway_port,
-        tls=CERTIFICATE if settings.gateway_tls_certificate else None,
+        tls=paths.GATEWAY_CERTIFICATE if settings.gateway_tls_certificate else None,
         auth=settings.gateway_auth,
         client_header=haproxy_quote(f"Bearer {client_key.get_secret_value()}") if client_key else None,
         backend_header=haproxy_quote(f"Bearer {backend_key.get_secret_value()}") if backend_key else '""',
         backends=[(b.host, b.fleet_address, b.vllm_port) for b in backends],
-        admin_socket=haproxy.ADMIN_SOCKET,
-        backend=haproxy.BACKEND,
     )
 
 
 @deploy("Gateway")
 def gateway(settings: Settings, fleet: dict[str, Settings]) -> None:
     server.packages(name="Install HAProxy and socat (its runtime API)", packages=["haproxy", "socat"])
-    root_only_directory(launch.CONFIG_DIR, f"Create root-only config directory {launch.CONFIG_DIR}")
+    root_only_directory(paths.CONFIG_DIR, f"Create root-only config directory {paths.CONFIG_DIR}")
     certificate = None
     if settings.gateway_tls_certificate:
         certificate = secret_file(
-            name=f"Write the TLS certificate and key to root-only {CERTIFICATE}",
-            dest=CERTIFICATE,
+            name=f"Write the TLS certificate and key to root-only {paths.GATEWAY_CERTIFICATE}",
+            dest=paths.GATEWAY_CERTIFICATE,
             content=Path(settings.gateway_tls_certificate).read_text(),
         )
     config = haproxy_config(settings, fleet)
     # HAProxy checks the new configuration before it replaces the one serving: a bad one
     # fails here and the gateway keeps answering with the old.
-    secret_file(name="Write the HAProxy configuration (root-only: it holds API keys)", dest=STAGED_CFG, content=config)
-    new_config = host.get_fact(Sha256File, path=haproxy.CONFIG) != hashlib.sha256(config.encode()).hexdigest()
+    secret_file(
+        name="Write the HAProxy configuration (root-only: it holds API keys)",
+        dest=paths.GATEWAY_STAGED_CONFIG,
+        content=config,
+    )
+    staged = paths.GATEWAY_STAGED_CONFIG
+    live = host.get_fact(Sha256File, path=paths.HAPROXY_CONFIG)
+    new_config = live != hashlib.sha256(config.encode()).hexdigest()
     if new_config:
         server.shell(
-            name=f"Check the HAProxy configuration and install it as {haproxy.CONFIG}",
-            commands=[f"haproxy -c -q -f {STAGED_CFG} && install -m 600 -o root -g root {STAGED_CFG} {haproxy.CONFIG}"],
+            name=f"Check the HAProxy configuration and install it as {paths.HAPROXY_CONFIG}",
+            commands=[f"haproxy -c -q -f {staged} && install -m 600 -o root -g root {staged} {paths.HAPROXY_CONFIG}"],
         )
-    files.template(
+    files.put(
         name="Install vllm-gateway (drain and ready)",
-        src=str(TEMPLATES / "vllm-gateway.sh.j2"),
-        dest=haproxy.CONTROL_SCRIPT,
+        src=templates.rendered("vllm-gateway.sh.j2"),
+        dest=paths.GATEWAY_SCRIPT,
         mode="755",
         create_remote_dir=True,
-        admin_socket=haproxy.ADMIN_SOCKET,
-        backend=haproxy.BACKEND,
     )
     systemd.service(
         name="Keep HAProxy running and enabled at boot", service="haproxy.service", running=True, enabled=True

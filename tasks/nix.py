@@ -11,11 +11,9 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from vllm_fleet import nix
+from vllm_fleet import nix, paths
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
 from vllm_fleet.settings import Settings
-
-INSTALLER_DIR = "/var/lib/vllm-fleet/nix-installer"
 
 
 @deploy("Nix")
@@ -65,8 +63,8 @@ def _run_official_installer(machine: str, why: str) -> None:
             f"host {host.name}: no pinned Nix installer for {machine or 'this machine'} "
             f"(pinned: {', '.join(nix.INSTALLER.sha256)}): install Nix {nix.INSTALLER.version} yourself"
         )
-    files.directory(name=f"Create {INSTALLER_DIR}", path=INSTALLER_DIR, mode="700")
-    tarball = f"{INSTALLER_DIR}/nix-{nix.INSTALLER.version}-{machine}-linux.tar.xz"
+    files.directory(name=f"Create {paths.NIX_INSTALLER_DIR}", path=paths.NIX_INSTALLER_DIR, mode="700")
+    tarball = f"{paths.NIX_INSTALLER_DIR}/nix-{nix.INSTALLER.version}-{machine}-linux.tar.xz"
     files.download(
         name=f"Download Nix {nix.INSTALLER.version} (checksum pinned)",
         src=nix.INSTALLER.url(machine),
@@ -77,7 +75,7 @@ def _run_official_installer(machine: str, why: str) -> None:
     server.shell(
         name=f"Install Nix {nix.INSTALLER.version} (multi-user, official installer{'; ' + why if why else ''})",
         commands=[
-            f"cd {INSTALLER_DIR} && tar -xJf {tarball} "
+            f"cd {paths.NIX_INSTALLER_DIR} && tar -xJf {tarball} "
             f"&& ./nix-{nix.INSTALLER.version}-{machine}-linux/install --daemon --yes --no-channel-add "
             f"&& rm -rf ./nix-{nix.INSTALLER.version}-{machine}-linux"
         ],

@@ -9,18 +9,16 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api.deploy import deploy
-from pyinfra.api.util import get_template
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from vllm_fleet import images, launch, nix, releases, shipped_model
+from vllm_fleet import images, launch, nix, paths, releases, shipped_model, templates
 from vllm_fleet.facts import DockerImageId
 from vllm_fleet.inventory import fleet_settings
 from vllm_fleet.operations import barrier, root_only_directory, secret_file
 from vllm_fleet.settings import Settings
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-NIX_INSTALL_SCRIPT = f"{launch.HELPER_DIR}/vllm-nix-install"
+paths.NIX_INSTALL_SCRIPT = f"{paths.HELPER_DIR}/vllm-nix-install"
 ACTIVATE_NEW = (
     "Activate the new release: restart vLLM, wait for the model, go back to the previous release if it does not come up"
 )
@@ -32,8 +30,8 @@ def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_resta
     operations that restart the Docker engine; vLLM is restarted and waited for after them
     too, as the engine's restart stopped its container."""
     serving = nix.serving_state(probe)
-    root_only_directory(launch.CONFIG_DIR, f"Create root-only config directory {launch.CONFIG_DIR}")
-    root_only_directory(launch.RELEASES_DIR, f"Create root-only release directory {launch.RELEASES_DIR}")
+    root_only_directory(paths.CONFIG_DIR, f"Create root-only config directory {paths.CONFIG_DIR}")
+    root_only_directory(paths.RELEASES_DIR, f"Create root-only release directory {paths.RELEASES_DIR}")
     files.directory(
         name=f"Create Hugging Face cache {settings.hf_cache_dir}",
         path=settings.hf_cache_dir,
@@ -48,11 +46,11 @@ def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_resta
     else:
         server_ops = _install_image(settings, accelerator)
 
-    for script, dest in (("vllm-ready.sh", launch.READY_SCRIPT), ("vllm-activate.sh", launch.ACTIVATE_SCRIPT)):
-        files.put(name=f"Install {Path(dest).name}", src=str(TEMPLATES / script), dest=dest, mode="755")
+    for script, dest in (("vllm-ready.sh.j2", paths.READY_SCRIPT), ("vllm-activate.sh.j2", paths.ACTIVATE_SCRIPT)):
+        files.put(name=f"Install {Path(dest).name}", src=templates.rendered(script), dest=dest, mode="755")
     release = _stage_release(settings, accelerator, probe)
     if wants_download(settings, probe):
-        env_file = f"{launch.RELEASES_DIR}/{release}/vllm.env" if release else launch.ENV_FILE
+        env_file = f"{paths.RELEASES_DIR}/{release}/vllm.env" if release else paths.ENV_FILE
         server.shell(
             name=f"Download the weights of {settings.vllm_model} before the restart "
             f"(up to {settings.vllm_download_timeout} s)",
@@ -62,7 +60,7 @@ def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_resta
     if settings.serving_method == "nix" and serving.get("unit_method") == "docker":
         server.shell(
             name="Stop and remove the Docker-served vLLM (switching to Nix)",
-            commands=[f"systemctl stop {launch.SERVICE}; docker rm -f {launch.CONTAINER_NAME} >/dev/null 2>&1 || true"],
+            commands=[f"systemctl stop {paths.SERVICE}; docker rm -f {paths.CONTAINER_NAME} >/dev/null 2>&1 || true"],
         )
     # A new image or Nix build under the same release, or an engine restart that stopped the
     # container, restarts the current release, with the same wait and fallback.
@@ -78,7 +76,7 @@ def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_resta
         )
     systemd.service(
         name="Keep vLLM running and enabled at boot",
-        service=launch.SERVICE,
+        service=paths.SERVICE,
         running=True,
         enabled=True,
     )
@@ -86,7 +84,7 @@ def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_resta
         # Only the GC roots go: the store paths stay until nix-collect-garbage.
         server.shell(
             name="Release the Nix-built vLLM server (switched to Docker)",
-            commands=[f"rm -rf {nix.NIX_DIR}/vllm-server-* {nix.FLAKE_DIR}"],
+            commands=[f"rm -rf {paths.NIX_DIR}/vllm-server-* {nix.FLAKE_DIR}"],
         )
 
 
@@ -94,19 +92,17 @@ def _stage_release(settings: Settings, accelerator: str, probe: dict) -> str | N
     """Write a new release beside the serving one when the unit, env file or readiness parameters
     differ from the current release's; returns its name, or None when the current one is wanted."""
     contents = {
-        "vllm.service": get_template(str(TEMPLATES / "vllm.service.j2")).render(
-            launch.unit_context(settings, accelerator)
-        ),
+        "vllm.service": templates.render("vllm.service.j2", **launch.unit_context(settings, accelerator)),
         "vllm.env": launch.env_file_content(settings),
         "release.conf": launch.release_conf(settings),
     }
     if releases.is_current(probe, contents):
         return None
     release = releases.new_release_id()
-    directory = f"{launch.RELEASES_DIR}/{release}"
+    directory = f"{paths.RELEASES_DIR}/{release}"
     root_only_directory(directory, "Create the new release's root-only directory")
     files.put(
-        name=f"Write {launch.SERVICE} of the new release",
+        name=f"Write {paths.SERVICE} of the new release",
         src=StringIO(contents["vllm.service"]),
         dest=f"{directory}/vllm.service",
         mode="644",
@@ -142,8 +138,8 @@ def _ship_model(settings: Settings, probe: dict) -> None:
     target = settings.vllm_model
     if Path(target).name in probe.get("shipped_models", "").split(","):
         return
-    root_only_directory(shipped_model.MODELS_DIR, f"Create root-only model directory {shipped_model.MODELS_DIR}")
-    incoming = f"{shipped_model.MODELS_DIR}/.incoming-{Path(target).name}"
+    root_only_directory(paths.MODELS_DIR, f"Create root-only model directory {paths.MODELS_DIR}")
+    incoming = f"{paths.MODELS_DIR}/.incoming-{Path(target).name}"
     files.sync(
         name=f"Ship the model {Path(settings.vllm_model_dir).name} "
         f"({shipped_model.size_gib(settings.vllm_model_dir):.2f} GiB) from this machine",
@@ -170,7 +166,7 @@ def _install_image(settings: Settings, accelerator: str) -> list:
     if settings.vllm_image_archive:
         if present == images.archive_image_id(settings.vllm_image_archive, ref):
             return []
-        remote = f"{launch.IMAGE_DIR}/{Path(settings.vllm_image_archive).name}"
+        remote = f"{paths.IMAGE_DIR}/{Path(settings.vllm_image_archive).name}"
         shipped = files.put(
             name=f"Ship image archive {Path(settings.vllm_image_archive).name}",
             src=settings.vllm_image_archive,
@@ -196,8 +192,8 @@ def _install_nix_server(settings: Settings, accelerator: str, serving: dict) -> 
     """
     files.put(
         name="Install the Nix build helper",
-        src=str(TEMPLATES / "vllm-nix-install.sh"),
-        dest=NIX_INSTALL_SCRIPT,
+        src=templates.path("vllm-nix-install.sh"),
+        dest=paths.NIX_INSTALL_SCRIPT,
         mode="755",
         create_remote_dir=True,
     )
@@ -227,7 +223,7 @@ def _install_nix_server(settings: Settings, accelerator: str, serving: dict) -> 
             attribute, link, stamp = nix.attribute(wanted), nix.out_link(wanted), nix.stamp(wanted)
             command = ["build", host.name, nix.FLAKE_DIR, attribute, link, stamp, digest, timeout]
             done[wanted] = server.shell(
-                name=f"Build {attribute} with Nix", commands=[shlex.join([NIX_INSTALL_SCRIPT, *command])]
+                name=f"Build {attribute} with Nix", commands=[shlex.join([paths.NIX_INSTALL_SCRIPT, *command])]
             )
     if any(other.data.get("nix_builder") for other in host.inventory):
         # pyinfra orders each host's operations, not hosts against each other: this step,
@@ -238,7 +234,7 @@ def _install_nix_server(settings: Settings, accelerator: str, serving: dict) -> 
         command = ["copy", host.name, builder_address(settings.nix_builder), link, stamp, digest, timeout]
         done[wanted] = server.shell(
             name=f"Copy the Nix-built {nix.attribute(wanted)} from {settings.nix_builder}",
-            commands=[shlex.join([NIX_INSTALL_SCRIPT, *command])],
+            commands=[shlex.join([paths.NIX_INSTALL_SCRIPT, *command])],
         )
     return [done[accelerator]] if accelerator in done else []
 

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import csv
 
-from vllm_fleet import launch
+from vllm_fleet import paths
 
-CONFIG = "/etc/haproxy/haproxy.cfg"
-ADMIN_SOCKET = "/run/haproxy/admin.sock"
-BACKEND = "vllm"  # the backend (and frontend) that haproxy.cfg.j2 names
-CONTROL_SCRIPT = f"{launch.HELPER_DIR}/vllm-gateway"
-SHOW_STAT = f"echo 'show stat' | socat stdio unix-connect:{ADMIN_SOCKET}"
+SHOW_STAT = f"echo 'show stat' | socat stdio unix-connect:{paths.HAPROXY_ADMIN_SOCKET}"
 
 
-def parse_show_stat(text: str, backend: str = BACKEND) -> dict[str, dict[str, str]]:
+def parse_show_stat(text: str, backend: str = paths.HAPROXY_BACKEND) -> dict[str, dict[str, str]]:
     """Server -> {column: value} for the servers of `backend`, from `show stat`'s CSV, whose first
     line names the columns ("# pxname,svname,qcur,..."; "#pxname,..." from older releases)."""
     lines = text.splitlines()
@@ -30,5 +26,5 @@ def parse_show_stat(text: str, backend: str = BACKEND) -> dict[str, dict[str, st
 
 
 def server_status(text: str) -> dict[str, str]:
-    """Server -> its status (UP, DOWN, MAINT, DRAIN, ...) in BACKEND."""
+    """Server -> its status (UP, DOWN, MAINT, DRAIN, ...) in the vLLM backend."""
     return {server: row["status"] for server, row in parse_show_stat(text).items()}

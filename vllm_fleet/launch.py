@@ -10,26 +10,10 @@ import ipaddress
 import re
 import shlex
 
-from vllm_fleet import nix
+from vllm_fleet import nix, paths
 from vllm_fleet.images import default_image
 from vllm_fleet.settings import Settings
 
-CONTAINER_NAME = "vllm"
-SERVICE = "vllm.service"
-CONFIG_DIR = "/etc/vllm-fleet"
-# Each deploy's unit, env file and readiness parameters form a release; current and previous
-# are links in RELEASES_DIR, and ENV_FILE links to the current release's env file.
-RELEASES_DIR = f"{CONFIG_DIR}/releases"
-ENV_FILE = f"{CONFIG_DIR}/vllm.env"
-RELEASE_FILES = ("vllm.service", "vllm.env", "release.conf")
-STATE_DIR = "/var/lib/vllm-fleet"
-IMAGE_DIR = f"{STATE_DIR}/images"
-HELPER_DIR = "/usr/local/lib/vllm-fleet"
-READY_SCRIPT = f"{HELPER_DIR}/vllm-ready"
-ACTIVATE_SCRIPT = f"{HELPER_DIR}/vllm-activate"
-ACTIVATE_UNIT = "vllm-fleet-activate"
-ACTIVATE_LOG = f"{STATE_DIR}/activate.log"
-UNIT_PATH = f"/etc/systemd/system/{SERVICE}"
 # vLLM's own default port inside the container; the host port is vllm_port.
 CONTAINER_PORT = 8000
 CONTAINER_HF_CACHE = "/root/.cache/huggingface"
@@ -114,7 +98,7 @@ def container_args(s: Settings, accelerator: str) -> list[str]:
     env = [arg for name, value in variables.items() for arg in ("-e", f"{name}={value}")]
     return [
         "--name",
-        CONTAINER_NAME,
+        paths.CONTAINER_NAME,
         "--rm",
         *ACCELERATOR_CONTAINER_ARGS[accelerator],
         # PyTorch shares tensors between processes through /dev/shm; the seed's crash
@@ -131,7 +115,7 @@ def container_args(s: Settings, accelerator: str) -> list[str]:
         *env,
         # Secrets reach the container from a root-only file, never a command line.
         "--env-file",
-        ENV_FILE,
+        paths.ENV_FILE,
     ]
 
 
@@ -167,7 +151,7 @@ def download_command(s: Settings, accelerator: str, env_file: str) -> str:
         "run",
         "--rm",
         "--name",
-        f"{CONTAINER_NAME}-download",
+        f"{paths.CONTAINER_NAME}-download",
         "--env-file",
         env_file,
         "-e",
@@ -212,15 +196,13 @@ def nix_server_argv(s: Settings, accelerator: str) -> list[str]:
 
 
 def unit_context(s: Settings, accelerator: str) -> dict:
-    """The variables templates/vllm.service.j2 is rendered with."""
+    """The variables templates/vllm.service.j2 is rendered with, beside the on-host names."""
     context = {
         "method": s.serving_method,
         "model": s.vllm_model,
         "served_model_name": s.served_model_name,
         "bind_address": s.vllm_bind_address,
         "port": s.vllm_port,
-        "container_name": CONTAINER_NAME,
-        "env_file": ENV_FILE,
         # ProtectHome hides /root: whatever else writes under ~ writes to the cache directory.
         "environment": {"HOME": s.vllm_cache_dir, **cache_env(s, s.hf_cache_dir), **accelerator_env(s, accelerator)},
         "read_only_paths": [s.vllm_model] if s.vllm_model_dir else [],
@@ -253,19 +235,19 @@ def activate_command(host_label: str, release: str) -> str:
     run = shlex.join(
         [
             "systemd-run",
-            f"--unit={ACTIVATE_UNIT}",
+            f"--unit={paths.ACTIVATE_UNIT}",
             "--service-type=oneshot",
             "--collect",
             "--wait",
             "--quiet",
             "--property",
-            f"StandardOutput=truncate:{ACTIVATE_LOG}",
-            ACTIVATE_SCRIPT,
+            f"StandardOutput=truncate:{paths.ACTIVATE_LOG}",
+            paths.ACTIVATE_SCRIPT,
             host_label,
             release,
         ]
     )
-    return f"{run}; status=$?; cat {ACTIVATE_LOG} >&2; exit $status"
+    return f"{run}; status=$?; cat {paths.ACTIVATE_LOG} >&2; exit $status"
 
 
 def env_file_content(s: Settings) -> str:

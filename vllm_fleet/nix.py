@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
+from vllm_fleet import paths
 from vllm_fleet.settings import Settings
 
 REPO_FLAKE = Path(__file__).resolve().parent.parent / "nix"
-NIX_DIR = "/var/lib/vllm-fleet/nix"
-FLAKE_DIR = f"{NIX_DIR}/flake"
+FLAKE_DIR = f"{paths.NIX_DIR}/flake"
 # systemd-tmpfiles links /run/opengl-driver (a tmpfs path, gone at boot) to this directory,
 # where the host's driver libraries are linked: Nix-built CUDA programs look there.
-DRIVER_LINKS_DIR = f"{NIX_DIR}/opengl-driver"
+DRIVER_LINKS_DIR = f"{paths.NIX_DIR}/opengl-driver"
 OPENGL_DRIVER = "/run/opengl-driver"
 TMPFILES_CONF = "/etc/tmpfiles.d/vllm-fleet-opengl-driver.conf"
 NIX_CONF = "/etc/nix/nix.conf"
@@ -132,7 +132,7 @@ def attribute(accelerator: str) -> str:
 
 def out_link(accelerator: str) -> str:
     """The built server (a GC root), which the unit runs."""
-    return f"{NIX_DIR}/{attribute(accelerator)}"
+    return f"{paths.NIX_DIR}/{attribute(accelerator)}"
 
 
 def stamp(accelerator: str) -> str:
@@ -186,7 +186,7 @@ def probe_lines(unit_path: str, accelerators: list[str]) -> str:
         f"echo \"nix_version=$({{ nix --version || {NIX} --version; }} 2>/dev/null | head -n1 | awk '{{print $NF}}')\"",
         'echo "selinux=$(getenforce 2>/dev/null)"',
         'echo "machine=$(uname -m)"',
-        f'echo "nix_links=$(ls -d {NIX_DIR}/vllm-server-* 2>/dev/null | grep -v flake-sha256 | tr "\\n" ,)"',
+        f'echo "nix_links=$(ls -d {paths.NIX_DIR}/vllm-server-* 2>/dev/null | grep -v flake-sha256 | tr "\\n" ,)"',
         f"echo \"driver_libs=$(ldconfig -p 2>/dev/null | awk '{NVIDIA_LIBS} {{print $1}}' | sort -u | tr '\\n' ,)\"",
         f'echo "linked_driver_libs=$(ls {DRIVER_LINKS_DIR}/lib 2>/dev/null | sort -u | tr "\\n" ,)"',
     ]

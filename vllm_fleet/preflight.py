@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from pyinfra.api import FactBase
 
-from vllm_fleet import gpu_packages, images, nix, releases, shipped_model
+from vllm_fleet import gpu_packages, images, nix, paths, releases, shipped_model
 from vllm_fleet.distro import Distro
 from vllm_fleet.facts import parse_daemon_json
-from vllm_fleet.launch import DOWNLOADED_MARK, UNIT_PATH
-from vllm_fleet.settings import KNOBS, Settings
+from vllm_fleet.launch import CONTAINER_PORT, DOWNLOADED_MARK
+from vllm_fleet.settings import KNOBS, PREFLIGHT_CHECKS, Settings
 from vllm_fleet.sizing import CATALOGUE, Sizing
 
 # Image size on disk, GiB, by accelerator (CUDA and ROCm images are large; pulled plus unpacked).
@@ -37,7 +37,7 @@ class HostProbe(FactBase):
     def command(self, port: int, hf_cache_dir: str, model_dir: str, accelerators: str) -> str:
         return (
             probe_script(port, hf_cache_dir, model_dir)
-            + nix.probe_lines(UNIT_PATH, accelerators.split(","))
+            + nix.probe_lines(paths.UNIT_PATH, accelerators.split(","))
             + releases.probe_lines()
         )
 
@@ -73,8 +73,8 @@ free_kib() {{ p=$1; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; df -Pk "$p"
 echo "docker_root_free_kib=$(free_kib /var/lib/docker)"
 echo "nix_store_free_kib=$(free_kib /nix/store)"
 echo "hf_cache_free_kib=$(free_kib {cache})"
-echo "models_free_kib=$(free_kib {shipped_model.MODELS_DIR})"
-echo "shipped_models=$(ls {shipped_model.MODELS_DIR} 2>/dev/null | tr '\\n' ',')"
+echo "models_free_kib=$(free_kib {paths.MODELS_DIR})"
+echo "shipped_models=$(ls {paths.MODELS_DIR} 2>/dev/null | tr '\\n' ',')"
 [ -d {cache}/hub/{model} ] && echo hf_cache_has_model=yes || echo hf_cache_has_model=no
 [ -e {cache}/hub/{model}/{DOWNLOADED_MARK} ] && echo hf_cache_downloaded=yes || echo hf_cache_downloaded=no
 if command -v ss >/dev/null 2>&1; then
@@ -85,9 +85,9 @@ listeners=$(awk 'NR > 1 && $4 == "0A" && $2 ~ /:{port:04X}$/ {{print "users:((\\
     /proc/net/tcp /proc/net/tcp6 2>/dev/null)
 fi
 echo "port_listeners=$(echo "$listeners" | tr '\\n' ' ')"
-echo "vllm_main_pid=$(systemctl show -p MainPID --value vllm.service 2>/dev/null)"
-echo "vllm_container_port=$(docker port vllm 8000/tcp 2>/dev/null | head -n1)"
-systemctl is-active --quiet vllm-fleet-firewall.service && echo firewall=yes || echo firewall=no
+echo "vllm_main_pid=$(systemctl show -p MainPID --value {paths.SERVICE} 2>/dev/null)"
+echo "vllm_container_port=$(docker port {paths.CONTAINER_NAME} {CONTAINER_PORT}/tcp 2>/dev/null | head -n1)"
+systemctl is-active --quiet {paths.FIREWALL_SERVICE} && echo firewall=yes || echo firewall=no
 """
 
 
@@ -136,6 +136,8 @@ def check(
     name: str, accelerators: tuple[str, ...] = ("nvidia", "amd", "cpu"), methods: tuple[str, ...] = ("docker", "nix")
 ):
     def register(func: Check) -> Check:
+        if name not in PREFLIGHT_CHECKS:
+            raise ValueError(f"pre-flight check {name!r} is missing from settings.PreflightCheck")
         CHECKS[name] = func
         APPLIES[name] = accelerators
         METHODS[name] = methods
@@ -309,7 +311,7 @@ def _disk(c: Context):
     if c.settings.vllm_model_dir and os.path.basename(c.sizing.model) not in shipped:
         free, need = _gib(c.probe.get("models_free_kib", "")), shipped_model.size_gib(c.settings.vllm_model_dir) * 1.1
         if free < need:
-            problems.append(f"{shipped_model.MODELS_DIR} has {free:.1f} GiB free, vllm_model_dir needs {need:.1f} GiB")
+            problems.append(f"{paths.MODELS_DIR} has {free:.1f} GiB free, vllm_model_dir needs {need:.1f} GiB")
     model = CATALOGUE.get(c.sizing.model)
     if model and c.probe.get("hf_cache_has_model") != "yes":
         free = _gib(c.probe.get("hf_cache_free_kib", ""))

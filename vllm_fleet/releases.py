@@ -1,6 +1,6 @@
 """Releases of the vLLM service on a host: what the deploy compares, and how a new one is named.
 
-A release is a directory under launch.RELEASES_DIR holding the rendered unit, the env file
+A release is a directory under paths.RELEASES_DIR holding the rendered unit, the env file
 and release.conf (what tells that it serves). templates/vllm-activate.sh switches the
 `current` link to it and back; this module only reads the probe and names new releases.
 """
@@ -12,7 +12,7 @@ import secrets
 import time
 from collections.abc import Mapping
 
-from vllm_fleet import launch
+from vllm_fleet import paths
 
 
 def _key(name: str) -> str:
@@ -22,13 +22,13 @@ def _key(name: str) -> str:
 def probe_lines() -> str:
     """Lines of pre-flight's host probe: the current and previous release, and the hashes of
     the current release's files and of the unit systemd runs."""
-    current = f"{launch.RELEASES_DIR}/current"
+    current = f"{paths.RELEASES_DIR}/current"
     lines = [
         f'echo "release_current=$(readlink {current} 2>/dev/null)"',
-        f'echo "release_previous=$(readlink {launch.RELEASES_DIR}/previous 2>/dev/null)"',
-        f"echo \"release_unit_sha=$(sha256sum {launch.UNIT_PATH} 2>/dev/null | cut -d' ' -f1)\"",
+        f'echo "release_previous=$(readlink {paths.RELEASES_DIR}/previous 2>/dev/null)"',
+        f"echo \"release_unit_sha=$(sha256sum {paths.UNIT_PATH} 2>/dev/null | cut -d' ' -f1)\"",
     ]
-    for name in launch.RELEASE_FILES:
+    for name in paths.RELEASE_FILES:
         lines.append(f"echo \"{_key(name)}=$(sha256sum {current}/{name} 2>/dev/null | cut -d' ' -f1)\"")
     return "\n".join(lines) + "\n"
 

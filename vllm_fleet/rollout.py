@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_fleet import haproxy
+from vllm_fleet import paths
 
 REPO = Path(__file__).resolve().parent.parent
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
@@ -181,7 +181,7 @@ def gateway_control(inventory: str, gateways: list[str], action: str, timeout: i
     """drain / ready / restore these vLLM hosts at every gateway; returns what went wrong, or ''."""
     if not gateways or not names:
         return ""
-    control = [haproxy.CONTROL_SCRIPT, action, str(timeout), *names]
+    control = [paths.GATEWAY_SCRIPT, action, str(timeout), *names]
     done = _run([PYINFRA, "-y", *limit_args(gateways), inventory, "exec", "--", *control])
     return "" if done.returncode == 0 else _tail(done.stderr + done.stdout)
 

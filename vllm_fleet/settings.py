@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from vllm_fleet import images
+from vllm_fleet import images, paths
 
 Phase = Literal["laptop", "single_gpu", "enterprise"]
 Accelerator = Literal["auto", "nvidia", "amd", "cpu"]
@@ -406,7 +406,7 @@ class Settings(BaseModel):
         secret=True,
     )
     hf_cache_dir: AbsolutePath = knob(
-        "/var/lib/vllm-fleet/huggingface",
+        f"{paths.STATE_DIR}/huggingface",
         "Host directory mounted as the container's Hugging Face cache, so weights survive restarts.",
         "an absolute path without spaces",
     )
@@ -423,7 +423,7 @@ class Settings(BaseModel):
         integer(60, 86400),
     )
     vllm_cache_dir: AbsolutePath = knob(
-        "/var/lib/vllm-fleet/cache",
+        f"{paths.STATE_DIR}/cache",
         "Host directory, root-only, for vLLM's compile and kernel caches (VLLM_CACHE_ROOT, XDG_CACHE_HOME), so "
         "the second start of the same model skips the compilation.",
         "an absolute path without spaces",

@@ -11,9 +11,9 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-from vllm_fleet import launch
+from vllm_fleet import paths
 
-MODELS_DIR = f"{launch.STATE_DIR}/models"
+paths.MODELS_DIR = f"{paths.STATE_DIR}/models"
 _CHUNK = 1 << 20
 
 
@@ -45,7 +45,7 @@ def content_hash(directory: str) -> str:
 
 def host_path(directory: str) -> str:
     """Where the directory's content lives on the host (and inside the container)."""
-    return f"{MODELS_DIR}/{Path(directory).name}-{content_hash(directory)[:16]}"
+    return f"{paths.MODELS_DIR}/{Path(directory).name}-{content_hash(directory)[:16]}"
 
 
 @lru_cache

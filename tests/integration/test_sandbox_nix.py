@@ -25,7 +25,7 @@ from conftest import (
     write_inventory,
 )
 
-from vllm_fleet import nix
+from vllm_fleet import nix, paths
 
 pytestmark = pytest.mark.sandbox
 
@@ -165,5 +165,5 @@ def test_switching_back_to_docker_releases_the_nix_build(fleet, switched):
     assert result.rc == 0, result.output[-3000:]
     assert "vLLM service | Release the Nix-built vLLM server (switched to Docker)" in changed(outcomes, first)
     assert on_host(first, "docker ps --format '{{.Names}}'") == "vllm"
-    assert on_host(first, f"ls {nix.NIX_DIR}") == ""
+    assert on_host(first, f"ls {paths.NIX_DIR}") == ""
     assert [card["id"] for card in models(fleet, fleet.hosts[0])["data"]] == [fleet.model]

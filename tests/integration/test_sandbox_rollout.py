@@ -28,13 +28,13 @@ from conftest import (
 
 from tests.sandbox.sandbox import run_environment
 from tests.sandbox.traffic import Traffic
-from vllm_fleet import haproxy, launch
+from vllm_fleet import haproxy, paths
 
 pytestmark = pytest.mark.sandbox
 
 ENV = run_environment("roll")
 PREFIX = ENV["VLLM_FLEET_SANDBOX_PREFIX"]
-CURRENT = f"{launch.RELEASES_DIR}/current"
+CURRENT = f"{paths.RELEASES_DIR}/current"
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +219,7 @@ def test_connection_cut_during_activation_leaves_a_working_release(fleet, tmp_pa
         stderr=subprocess.DEVNULL,
     )
     # A oneshot unit is "activating" while its script runs.
-    running = f"systemctl is-active {launch.ACTIVATE_UNIT} || true"
+    running = f"systemctl is-active {paths.ACTIVATE_UNIT} || true"
     for _ in range(240):
         if on_host(name, running) == "activating":
             break
@@ -237,7 +237,7 @@ def test_connection_cut_during_activation_leaves_a_working_release(fleet, tmp_pa
         time.sleep(1)
     current = on_host(name, f"readlink {CURRENT}")
     assert (current != before) == (ends_on == "new"), f"{name} ended on release {current}, before {before}"
-    unit = on_host(name, f"sha256sum < {launch.UNIT_PATH}; sha256sum < {CURRENT}/vllm.service")
+    unit = on_host(name, f"sha256sum < {paths.UNIT_PATH}; sha256sum < {CURRENT}/vllm.service")
     assert len(set(unit.splitlines())) == 1, f"{name} runs a unit that is not its current release's"
     assert on_host(name, "systemctl is-active vllm.service") == "active"
     assert [card["id"] for card in models(fleet, first)["data"]] == [fleet.model]

@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from vllm_fleet import haproxy
+from vllm_fleet import haproxy, paths
 
 REPO = Path(__file__).resolve().parents[2]
 SHOW_STAT_2012 = """\
@@ -31,7 +31,7 @@ def test_servers_of_one_backend_by_column_name():
     assert set(servers) == {"i-23518d45", "i-6529e303"}
     assert servers["i-23518d45"]["status"] == "UP" and servers["i-23518d45"]["stot"] == "4398"
     # The current header's "# " prefix reads the same.
-    modern = SHOW_STAT_2012.replace("#pxname", "# pxname", 1).replace(BACKEND, haproxy.BACKEND)
+    modern = SHOW_STAT_2012.replace("#pxname", "# pxname", 1).replace(BACKEND, paths.HAPROXY_BACKEND)
     assert haproxy.server_status(modern) == {"i-23518d45": "UP", "i-6529e303": "UP"}
 
 
@@ -45,7 +45,7 @@ def helper(tmp_path):
     """The drain helper rendered for the recorded backend, its socat answering with the recording."""
     script = tmp_path / "vllm-gateway"
     template = jinja2.Template((REPO / "templates" / "vllm-gateway.sh.j2").read_text())
-    script.write_text(template.render(admin_socket=str(tmp_path / "admin.sock"), backend=BACKEND))
+    script.write_text(template.render(haproxy_admin_socket=str(tmp_path / "admin.sock"), haproxy_backend=BACKEND))
     script.chmod(0o755)
     (tmp_path / "bin").mkdir()
     socat = tmp_path / "bin" / "socat"

@@ -5,18 +5,16 @@ import re
 import shlex
 from pathlib import Path
 
-import jinja2
 import pytest
 
 from tests.seed import SEED_IMAGE, SEED_VLLM_ARGS, seed_docker_command
-from vllm_fleet import images, launch
+from vllm_fleet import images, launch, paths, templates
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def render_unit(settings, accelerator):
-    template = jinja2.Template((REPO / "templates" / "vllm.service.j2").read_text())
-    return template.render(**launch.unit_context(settings, accelerator))
+    return templates.render("vllm.service.j2", **launch.unit_context(settings, accelerator))
 
 
 def test_laptop_profile_gives_the_seeds_vllm_flags(settings_for):
@@ -58,7 +56,7 @@ def test_container_args_per_accelerator(settings_for, accelerator, present, abse
         assert flag in args
     for flag in absent:
         assert flag not in args
-    for common in ("--ipc=host", f"--env-file {launch.ENV_FILE}", "-p 127.0.0.1:8000:8000"):
+    for common in ("--ipc=host", f"--env-file {paths.ENV_FILE}", "-p 127.0.0.1:8000:8000"):
         assert common in args
 
 

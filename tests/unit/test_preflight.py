@@ -323,3 +323,10 @@ def test_a_port_seen_before_iproute2_is_refused_without_a_name():
     assert message == (
         "port 8000 is already taken by a process (ss from iproute2 names it): stop it or choose another vllm_port"
     )
+
+
+def test_every_check_name_the_settings_allow_is_a_check():
+    from vllm_fleet.preflight import CHECKS
+    from vllm_fleet.settings import PREFLIGHT_CHECKS
+
+    assert list(CHECKS) == list(PREFLIGHT_CHECKS)

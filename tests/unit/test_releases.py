@@ -6,7 +6,7 @@ import re
 import subprocess
 import time
 
-from vllm_fleet import launch, releases
+from vllm_fleet import launch, paths, releases
 from vllm_fleet.preflight import parse_probe
 
 CONTENTS = {"vllm.service": "[Unit]\n", "vllm.env": "VLLM_API_KEY=" + "k" * 20 + "\n", "release.conf": "MODEL=m\n"}
@@ -16,9 +16,7 @@ def probe_of(tmp_path, contents: dict | None, unit: str | None) -> dict:
     """Run the probe's release lines against a directory laid out like a host."""
     root = tmp_path / "host"
     lines = (
-        releases.probe_lines()
-        .replace(launch.CONFIG_DIR, str(root / "etc"))
-        .replace(launch.UNIT_PATH, str(root / "unit"))
+        releases.probe_lines().replace(paths.CONFIG_DIR, str(root / "etc")).replace(paths.UNIT_PATH, str(root / "unit"))
     )
     if contents is not None:
         release = root / "etc" / "releases" / "20261122-101010-abcdef"

@@ -17,3 +17,41 @@ def test_sandbox_state_is_ignored_and_untracked(state_dir):
         ["git", "ls-files", f"tests/sandbox/{state_dir}"], cwd=REPO, capture_output=True, text=True
     )
     assert tracked.stdout == ""
+
+
+# The prefixes of the names vllm_fleet/paths.py owns on a host.
+ON_HOST_PREFIXES = ("/etc/vllm-fleet", "/var/lib/vllm-fleet", "/usr/local/lib/vllm-fleet", "/run/haproxy/")
+
+
+def test_every_on_host_path_is_spelled_in_paths_py_only():
+    files = subprocess.run(
+        ["git", "ls-files", "vllm_fleet", "tasks", "templates", "deploy.py", "bench"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    spelled = [
+        f"{name}: {prefix}"
+        for name in files
+        if name != "vllm_fleet/paths.py" and (REPO / name).is_file()
+        for prefix in ON_HOST_PREFIXES
+        if prefix in (REPO / name).read_text(errors="replace")
+    ]
+    assert spelled == []
+
+
+@pytest.mark.parametrize(
+    "template", ["vllm-ready.sh.j2", "vllm-activate.sh.j2", "vllm-gateway.sh.j2", "vllm-nix-install.sh"]
+)
+def test_helpers_render_with_every_name_and_parse_as_sh(template, tmp_path):
+    from vllm_fleet import paths, templates
+
+    text = templates.render(template)
+    assert "{{" not in text and "{%" not in text
+    if template != "vllm-nix-install.sh":
+        assert any(value in text for value in paths.template_names().values())
+    script = tmp_path / "script.sh"
+    script.write_text(text)
+    checked = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr

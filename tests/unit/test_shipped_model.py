@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_launch import render_unit
-from vllm_fleet import launch, shipped_model
+from vllm_fleet import launch, paths, shipped_model
 from vllm_fleet.settings import SettingsError
 
 
@@ -39,7 +39,7 @@ def test_hash_follows_content_not_times_or_hidden_files(tmp_path):
 def test_host_path_is_named_by_directory_and_content(tmp_path):
     model = make_model(tmp_path)
     path = shipped_model.host_path(str(model))
-    assert path == f"{shipped_model.MODELS_DIR}/tiny-model-{hashed(model)[:16]}"
+    assert path == f"{paths.MODELS_DIR}/tiny-model-{hashed(model)[:16]}"
 
 
 def test_served_by_its_path_under_its_name_read_only(settings_for, tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from vllm_fleet import launch
+from vllm_fleet import launch, paths
 from vllm_fleet.facts import GpuVendors, resolve_accelerator
 from vllm_fleet.gpus import GPU_FACTS, gpus_from_data, gpus_from_facts
 from vllm_fleet.plan import plan_host
@@ -75,7 +75,7 @@ class Target:
 
     def api(self, path: str, body: str | None = None, with_key: bool = True):
         """curl on the host; the key goes from the root-only env file to curl's stdin."""
-        header = f"sed -n 's/^VLLM_API_KEY=/Authorization: Bearer /p' {launch.ENV_FILE}" if with_key else "true"
+        header = f"sed -n 's/^VLLM_API_KEY=/Authorization: Bearer /p' {paths.ENV_FILE}" if with_key else "true"
         data = f"-H 'Content-Type: application/json' --data-binary {_sh(body)}" if body else ""
         url = launch.local_url(self.settings) + path
         return self.host.run(f"{header} | curl -sS --max-time 30 -w '\\n%{{http_code}}' -H @- {data} {_sh(url)}")

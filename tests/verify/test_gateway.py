@@ -2,7 +2,7 @@
 
 import pytest
 
-from vllm_fleet import haproxy
+from vllm_fleet import haproxy, paths
 
 
 def servers(gateway) -> dict[str, str]:
@@ -16,7 +16,7 @@ def test_haproxy_enabled_and_active(gateway):
 
 
 def test_config_is_root_only(gateway):
-    config = gateway.host.file(haproxy.CONFIG)
+    config = gateway.host.file(paths.HAPROXY_CONFIG)
     assert (config.user, config.group, config.mode) == ("root", "root", 0o600)
 
 

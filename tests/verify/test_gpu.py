@@ -2,7 +2,7 @@
 
 import pytest
 
-from vllm_fleet import launch, nix
+from vllm_fleet import launch, nix, paths
 
 
 def test_gpu_visible(target):
@@ -40,7 +40,7 @@ def test_the_live_vllm_container_still_reaches_its_gpus(target):
     """A `systemctl daemon-reload` can cut a running container off its GPUs ("Failed to initialize
     NVML: Unknown Error", nvidia-container-toolkit issues 48 and 1227): ask the serving container."""
     _gpu_only(target, "nvidia", "docker")
-    result = target.host.run(f"docker exec {launch.CONTAINER_NAME} nvidia-smi -L")
+    result = target.host.run(f"docker exec {paths.CONTAINER_NAME} nvidia-smi -L")
     assert result.rc == 0 and result.stdout.startswith("GPU 0:"), (
         f"the serving container on {target.name} has lost its GPUs: {(result.stdout + result.stderr).strip()}"
     )

@@ -4,10 +4,10 @@ from the root-only env file and compared there, and a failure names files, not v
 
 import pytest
 
-from vllm_fleet import launch
+from vllm_fleet import paths
 
 # The secrets, one per line, as the env file holds them (the runner needs none of them).
-SECRETS = f"sed -n 's/^[A-Z_]*=//p' {launch.ENV_FILE}"
+SECRETS = f"sed -n 's/^[A-Z_]*=//p' {paths.ENV_FILE}"
 # Where a leaked copy could lie; /proc and /sys are the kernel's, not files anyone wrote.
 SEARCHED = "/etc /var /root /home /tmp /srv /opt /usr/local /run"
 
@@ -18,12 +18,12 @@ def _secrets_set(target) -> None:
 
 
 def test_env_file_is_root_only(target):
-    link = target.host.file(launch.ENV_FILE)
-    assert link.is_symlink, f"{launch.ENV_FILE} on {target.name} is not the current release's env file"
+    link = target.host.file(paths.ENV_FILE)
+    assert link.is_symlink, f"{paths.ENV_FILE} on {target.name} is not the current release's env file"
     env = target.host.file(link.linked_to)
-    assert env.exists and env.path.startswith(launch.RELEASES_DIR + "/")
+    assert env.exists and env.path.startswith(paths.RELEASES_DIR + "/")
     assert (env.user, env.group, env.mode) == ("root", "root", 0o600)
-    for directory in (launch.CONFIG_DIR, launch.RELEASES_DIR):
+    for directory in (paths.CONFIG_DIR, paths.RELEASES_DIR):
         assert target.host.file(directory).mode == 0o700, f"{directory} on {target.name} is not root-only"
 
 

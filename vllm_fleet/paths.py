@@ -1,0 +1,48 @@
+"""Every name vllm-fleet keeps on a host, in one place: the tasks, pre-flight's probe, the
+helpers rendered from templates/ and the tests all read them from here."""
+
+from __future__ import annotations
+
+# The vLLM service and its container.
+SERVICE = "vllm.service"
+UNIT_PATH = f"/etc/systemd/system/{SERVICE}"
+CONTAINER_NAME = "vllm"
+
+# Configuration, root-only. Each deploy's unit, env file and readiness parameters form a
+# release; current and previous are links in RELEASES_DIR, and ENV_FILE links to the current
+# release's env file.
+CONFIG_DIR = "/etc/vllm-fleet"
+RELEASES_DIR = f"{CONFIG_DIR}/releases"
+ENV_FILE = f"{CONFIG_DIR}/vllm.env"
+RELEASE_FILES = ("vllm.service", "vllm.env", "release.conf")
+FIREWALL_RULES = f"{CONFIG_DIR}/firewall.nft"
+FIREWALL_SERVICE = "vllm-fleet-firewall.service"
+GATEWAY_STAGED_CONFIG = f"{CONFIG_DIR}/haproxy.cfg"
+GATEWAY_CERTIFICATE = f"{CONFIG_DIR}/gateway.pem"
+
+# State: images, shipped models, the Nix server, the activation's log.
+STATE_DIR = "/var/lib/vllm-fleet"
+IMAGE_DIR = f"{STATE_DIR}/images"
+MODELS_DIR = f"{STATE_DIR}/models"
+NIX_DIR = f"{STATE_DIR}/nix"
+NIX_INSTALLER_DIR = f"{STATE_DIR}/nix-installer"
+ACTIVATE_LOG = f"{STATE_DIR}/activate.log"
+
+# Helpers the deploy installs and runs (rendered from templates/ with these names).
+HELPER_DIR = "/usr/local/lib/vllm-fleet"
+READY_SCRIPT = f"{HELPER_DIR}/vllm-ready"
+ACTIVATE_SCRIPT = f"{HELPER_DIR}/vllm-activate"
+NIX_INSTALL_SCRIPT = f"{HELPER_DIR}/vllm-nix-install"
+GATEWAY_SCRIPT = f"{HELPER_DIR}/vllm-gateway"
+# The transient unit the activation runs in, and its journal tag.
+ACTIVATE_UNIT = "vllm-fleet-activate"
+
+# HAProxy on gateway hosts.
+HAPROXY_CONFIG = "/etc/haproxy/haproxy.cfg"
+HAPROXY_ADMIN_SOCKET = "/run/haproxy/admin.sock"
+HAPROXY_BACKEND = "vllm"  # the backend (and frontend) haproxy.cfg.j2 names
+
+
+def template_names() -> dict[str, str]:
+    """The names above, as the templates that render helpers and units read them."""
+    return {name.lower(): value for name, value in globals().items() if name.isupper() and isinstance(value, str)}
