@@ -36,14 +36,13 @@ sandbox-down: setup
 	$(BIN)/python -m tests.sandbox.sandbox down
 
 demo: sandbox-up
-	$(BIN)/pyinfra -y inventories/sandbox.py deploy.py
-	$(BIN)/pytest tests/verify --inventory inventories/sandbox.py -n $(JOBS) -q -p no:cacheprovider
+	$(BIN)/vllm-fleet deploy -y inventories/sandbox.py
+	$(BIN)/vllm-fleet verify inventories/sandbox.py -n $(JOBS)
 	$(BIN)/python -m tests.sandbox.sandbox endpoint
 
 verify: setup
 	@mkdir -p $(REPORTS)
-	$(BIN)/pytest tests/verify --inventory $(INVENTORY) -n $(JOBS) -p no:cacheprovider \
-		--junit-xml $(REPORTS)/verify.xml
+	$(BIN)/vllm-fleet verify $(INVENTORY) -n $(JOBS) --junit-xml $(REPORTS)/verify.xml
 
 lint: setup
 	$(BIN)/ruff check .

@@ -14,7 +14,7 @@ Fleets behind a gateway roll out in verified batches with `python -m vllm_fleet 
 """
 
 from pyinfra import host
-from pyinfra.facts.server import Arch, LinuxDistribution
+from pyinfra.facts.server import LinuxDistribution
 
 from tasks.amd_rocm import amd_rocm
 from tasks.docker_engine import docker_engine
@@ -28,39 +28,34 @@ from tasks.nvidia_driver import nvidia_driver
 from tasks.preflight import preflight
 from tasks.vllm_service import vllm_service
 from vllm_fleet.distro import read_distro
-from vllm_fleet.facts import GpuVendors, resolve_accelerator
-from vllm_fleet.gpus import GPU_FACTS, gpus_from_data, gpus_from_facts
+from vllm_fleet.host_facts import HostFacts
 from vllm_fleet.inventory import fleet_settings, settings_for, sources
-from vllm_fleet.plan import plan_host
+from vllm_fleet.plan import resolve_host
 
-settings = settings_for(host)
-if settings.role == "gateway":
-    host_tools_setup(settings)
-    gateway(settings, fleet_settings(host))
+inventory_settings = settings_for(host)
+if inventory_settings.role == "gateway":
+    host_tools_setup(inventory_settings)
+    gateway(inventory_settings, fleet_settings(host))
 else:
-    vendors = host.get_fact(GpuVendors)
-    accelerator = resolve_accelerator(settings.accelerator, vendors)
-    gpu_fact = GPU_FACTS.get(accelerator)
-    gpus = (gpu_fact and gpus_from_facts(host.get_fact(gpu_fact))) or gpus_from_data(settings)
-    machine = host.get_fact(Arch) or ""
-    plan = plan_host(settings, sources(host), accelerator, gpus, machine)
-    distro, unsupported_os = read_distro(host.get_fact(LinuxDistribution), machine)
-    probe = preflight(plan, vendors, distro, unsupported_os)
+    facts = HostFacts.read(host.get_fact, inventory_settings.accelerator)
+    plan = resolve_host(inventory_settings, sources(host), facts)
+    distro, unsupported_os = read_distro(host.get_fact(LinuxDistribution), facts.machine)
+    probe = preflight(plan, facts.vendors, distro, unsupported_os)
 
-    if probe is not None:
+    if probe is not None:  # a refused host is left as it was
+        settings, accelerator = plan.settings, plan.accelerator
         host_tools_setup(settings)
-        gpu_stack = settings.manage_gpu_stack and accelerator in ("nvidia", "amd")
         driver_changes = []
-        if gpu_stack:
+        if plan.manages_gpu_stack:
             driver = nvidia_driver if accelerator == "nvidia" else amd_rocm
-            driver_changes = driver(plan.settings, distro, probe)
+            driver_changes = driver(settings, distro, probe)
             gpu_reboot(settings, probe, accelerator, driver_changes)
         engine_restarts = []
         if settings.serving_method == "docker":
             engine_restarts = docker_engine(settings, distro, probe)
-            if gpu_stack and accelerator == "nvidia":
+            if plan.manages_gpu_stack and accelerator == "nvidia":
                 engine_restarts += nvidia_container_toolkit(settings, distro, probe, driver_changes)
         else:
             nix_setup(settings, distro, probe)
-        firewall(plan.settings, fleet_settings(host), probe)
-        vllm_service(plan.settings, accelerator, probe, engine_restarts)
+        firewall(settings, fleet_settings(host), probe)
+        vllm_service(settings, accelerator, probe, engine_restarts)

@@ -1,21 +1,26 @@
-"""python -m vllm_fleet: the command line.
+"""vllm-fleet (or python -m vllm_fleet): the command line. INVENTORY is a pyinfra inventory
+(.py) or an Ansible YAML inventory (.yml).
 
-python -m vllm_fleet plan INVENTORY [--host NAME] [--format table|json] [--facts]
-python -m vllm_fleet settings            every knob, its default and meaning
-python -m vllm_fleet hosts INVENTORY     hosts, connections and validated settings (JSON)
-python -m vllm_fleet rollout INVENTORY [--limit NAME] [--canary N] [--batch N|P%] [--max-failures N] [--junit-xml PATH]
+vllm-fleet plan INVENTORY [--host NAME] [--format table|json] [--facts]
+vllm-fleet deploy INVENTORY [--limit NAME] [--dry] [-y]      pyinfra ... deploy.py, from this repository
+vllm-fleet verify INVENTORY [--limit NAME] [--junit-xml PATH] [-n JOBS]   the verify suite
+vllm-fleet rollout INVENTORY [--limit NAME] [--canary N] [--batch N|P%] [--max-failures N] [--junit-xml PATH]
+vllm-fleet settings            every knob, its type, default and meaning
+vllm-fleet hosts INVENTORY     hosts, connections and validated settings (JSON)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vllm_fleet.sizing import Gpus
+    from vllm_fleet.host_facts import HostFacts
+    from vllm_fleet.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,19 +57,16 @@ def cmd_hosts(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from vllm_fleet.facts import resolve_accelerator
-    from vllm_fleet.gpus import gpus_from_data
     from vllm_fleet.inventory import host_data, load_inventory, sources
-    from vllm_fleet.plan import gateway_plan, offline_accelerator, plan_host
+    from vllm_fleet.plan import gateway_plan, resolve_host
     from vllm_fleet.rules import check_builder, check_gateway, validate
-    from vllm_fleet.settings import Settings, SettingsError
+    from vllm_fleet.settings import SettingsError
 
     inventory = load_inventory(args.inventory, REPO)
     hosts = [h for h in inventory if args.host in (None, h.name)]
     if not hosts:
         print(f"vllm_fleet: no host {args.host!r} in {args.inventory}", file=sys.stderr)
         return 2
-    facts = read_facts(args.inventory, [h.name for h in hosts]) if args.facts else {}
     valid: dict[str, Settings | SettingsError] = {}
     for host in inventory:
         try:
@@ -72,6 +74,7 @@ def cmd_plan(args) -> int:
         except SettingsError as exc:
             valid[host.name] = exc
     fleet = {name: v for name, v in valid.items() if not isinstance(v, SettingsError)}
+    facts = read_facts(args.inventory, [h.name for h in hosts], fleet) if args.facts else {}
     plans: dict[str, dict] = {}
     for host in hosts:
         settings = valid[host.name]
@@ -86,18 +89,10 @@ def cmd_plan(args) -> int:
         if settings.role == "gateway":
             plans[host.name] = gateway_plan(settings, fleet)
             continue
-        if host.name in facts:
-            vendors, gpus = facts[host.name]
-            accelerator, warnings = resolve_accelerator(settings.accelerator, vendors), list[str]()
-            gpus = gpus or gpus_from_data(settings)
-        else:
-            accelerator, warnings = offline_accelerator(settings)
-            gpus = gpus_from_data(settings)
-            if args.facts:
-                warnings.insert(0, "facts could not be read from this host (unreachable?): planned from host data")
-        plan = plan_host(settings, sources(host), accelerator, gpus)
+        plan = resolve_host(settings, sources(host), facts.get(host.name))
+        if args.facts and host.name not in facts:
+            plan.warnings.insert(0, "facts could not be read from this host (unreachable?): planned from host data")
         plans[host.name] = plan.as_dict()
-        plans[host.name]["warnings"] = warnings + plan.warnings
     if args.format == "json":
         json.dump({"hosts": plans}, sys.stdout, indent=2)
         print()
@@ -108,21 +103,21 @@ def cmd_plan(args) -> int:
     return 1 if any(p["refused"] for p in plans.values()) else 0
 
 
-def read_facts(inventory: str, names: list[str]) -> dict[str, tuple[list[str], Gpus | None]]:
-    """GPU vendors and GPUs of each host, read over SSH by pyinfra's own `fact` command."""
+def read_facts(inventory: str, names: list[str], settings: dict[str, Settings]) -> dict[str, HostFacts]:
+    """Each reachable host's facts, read over SSH by pyinfra's own `fact` command."""
     import subprocess
 
-    from vllm_fleet.facts import GpuVendors, resolve_accelerator
-    from vllm_fleet.gpus import GPU_FACTS, gpus_from_facts
+    from vllm_fleet.ansible_inventory import pyinfra_inventory
+    from vllm_fleet.host_facts import ALL_FACTS, HostFacts
     from vllm_fleet.rollout import limit_args
 
     def path(fact) -> str:
         return f"{fact.__module__}.{fact.__name__}"
 
     pyinfra = str(Path(sys.executable).parent / "pyinfra")
-    facts = [path(GpuVendors), *(path(fact) for fact in GPU_FACTS.values())]
+    facts = [path(fact) for fact in ALL_FACTS]
     result = subprocess.run(
-        [pyinfra, "--json", *limit_args(names), inventory, "fact", *facts],
+        [pyinfra, "--json", *limit_args(names), pyinfra_inventory(inventory), "fact", *facts],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -132,12 +127,13 @@ def read_facts(inventory: str, names: list[str]) -> dict[str, tuple[list[str], G
     by_fact = json.loads(result.stdout)  # {fact: {host: value}}
     read = {}
     for name in names:
-        vendors = by_fact.get(facts[0], {}).get(name)
-        if vendors is None:
+        if by_fact.get(facts[0], {}).get(name) is None:
             continue  # not reached: planned from host data, like the others without --facts
-        gpu_fact = GPU_FACTS.get(resolve_accelerator("auto", vendors))
-        listed = (by_fact.get(path(gpu_fact), {}).get(name) or []) if gpu_fact else []
-        read[name] = (vendors, gpus_from_facts(listed))
+
+        def read_fact(fact, name: str = name):
+            return by_fact.get(path(fact), {}).get(name)
+
+        read[name] = HostFacts.read(read_fact, settings[name].accelerator if name in settings else "auto")
     return read
 
 
@@ -160,8 +156,26 @@ def cmd_rollout(args) -> int:
     return rollout.main(args)
 
 
+def cmd_deploy(args) -> int:
+    from vllm_fleet.ansible_inventory import pyinfra_inventory
+    from vllm_fleet.rollout import PYINFRA, limit_args
+
+    flags = [*(["-y"] if args.yes else []), *(["--dry"] if args.dry else []), *limit_args(args.limit)]
+    return subprocess.run([PYINFRA, *flags, pyinfra_inventory(args.inventory), "deploy.py"], cwd=REPO).returncode
+
+
+def cmd_verify(args) -> int:
+    from vllm_fleet.rollout import limit_args
+
+    command = [sys.executable, "-m", "pytest", "tests/verify", "--inventory", args.inventory, *limit_args(args.limit)]
+    command += ["-p", "no:cacheprovider", "-n", str(args.jobs)]
+    if args.junit_xml:
+        command += ["--junit-xml", str(Path(args.junit_xml).resolve())]
+    return subprocess.run(command, cwd=REPO).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vllm_fleet", description="vllm-fleet command line")
+    parser = argparse.ArgumentParser(prog="vllm-fleet", description="Deploy vLLM on GPU hosts, verified")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("settings", help="list every setting with its default and meaning")
     hosts = sub.add_parser("hosts", help="print an inventory's hosts and validated settings as JSON")
@@ -171,6 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--host", help="only this host")
     plan.add_argument("--format", choices=("table", "json"), default="table")
     plan.add_argument("--facts", action="store_true", help="read GPU facts from the hosts (SSH) instead of host data")
+    deploy = sub.add_parser("deploy", help="run deploy.py on the inventory's hosts with pyinfra")
+    deploy.add_argument("inventory")
+    deploy.add_argument("--limit", action="append", default=[], help="only these hosts (name, group or glob; repeat)")
+    deploy.add_argument("--dry", action="store_true", help="plan the changes and make none (pyinfra --dry)")
+    deploy.add_argument("-y", "--yes", action="store_true", help="do not ask before changing hosts (for CI)")
+    verify = sub.add_parser("verify", help="prove every host serves: the verify suite (pytest-testinfra)")
+    verify.add_argument("inventory")
+    verify.add_argument("--limit", action="append", default=[], help="only these hosts (repeat)")
+    verify.add_argument("--junit-xml", help="write the JUnit report here")
+    verify.add_argument("-n", "--jobs", type=count, default=4, help="hosts checked in parallel (default 4)")
     rollout = sub.add_parser("rollout", help="deploy a fleet in verified batches behind its gateways")
     rollout.add_argument("inventory")
     rollout.add_argument("--limit", action="append", default=[], help="only these vLLM hosts (name or glob; repeat)")
@@ -186,5 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     rollout.add_argument("--junit-xml", help="write one test case per host here")
     args = parser.parse_args(argv)
-    commands = {"settings": cmd_settings, "hosts": cmd_hosts, "plan": cmd_plan, "rollout": cmd_rollout}
+    commands = {
+        "settings": cmd_settings,
+        "hosts": cmd_hosts,
+        "plan": cmd_plan,
+        "deploy": cmd_deploy,
+        "verify": cmd_verify,
+        "rollout": cmd_rollout,
+    }
     return commands[args.command](args)

@@ -18,8 +18,10 @@ def load_inventory(path: str, repo: Path) -> Inventory:
     # suite's workers (which import this module through the tasks' helpers) do not survive.
     from pyinfra_cli.inventory import make_inventory
 
+    from vllm_fleet.ansible_inventory import pyinfra_inventory
+
     with ctx_state.use(State()):
-        return make_inventory(path, cwd=str(repo))
+        return make_inventory(pyinfra_inventory(path), cwd=str(repo))
 
 
 def host_data(host) -> dict:

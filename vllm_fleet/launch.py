@@ -10,7 +10,7 @@ import ipaddress
 import re
 import shlex
 
-from vllm_fleet import nix, paths
+from vllm_fleet import nix, paths, releases
 from vllm_fleet.images import default_image
 from vllm_fleet.settings import Settings
 
@@ -247,7 +247,11 @@ def activate_command(host_label: str, release: str) -> str:
             release,
         ]
     )
-    return f"{run}; status=$?; cat {paths.ACTIVATE_LOG} >&2; exit $status"
+    outcome = paths.ACTIVATE_OUTCOME
+    return (
+        f"rm -f {outcome}; {run}; status=$?; cat {paths.ACTIVATE_LOG} >&2; "
+        f'echo "{releases.OUTCOME_MARK} $(cat {outcome} 2>/dev/null)" >&2; exit $status'
+    )
 
 
 def env_file_content(s: Settings) -> str:

@@ -27,6 +27,7 @@ MODELS_DIR = f"{STATE_DIR}/models"
 NIX_DIR = f"{STATE_DIR}/nix"
 NIX_INSTALLER_DIR = f"{STATE_DIR}/nix-installer"
 ACTIVATE_LOG = f"{STATE_DIR}/activate.log"
+ACTIVATE_OUTCOME = f"{STATE_DIR}/activate.json"  # what the last activation did (releases.Outcome)
 
 # Helpers the deploy installs and runs (rendered from templates/ with these names).
 HELPER_DIR = "/usr/local/lib/vllm-fleet"

@@ -1,7 +1,7 @@
 """One host's plan: resolved settings (with where each came from), arguments, memory, warnings.
 
-deploy.py and `python -m vllm_fleet plan` both build it, so what plan shows is what
-the deploy does.
+deploy.py, `python -m vllm_fleet plan` and the verify suite all build it with resolve_host,
+so what plan shows is what the deploy does and what the verify suite expects.
 """
 
 from __future__ import annotations
@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vllm_fleet import images, launch
-from vllm_fleet.gpus import has_aiter_kernels, open_kernel_modules_for, vendor_from_name
+from vllm_fleet.gpus import (
+    gpus_from_data,
+    gpus_from_facts,
+    has_aiter_kernels,
+    open_kernel_modules_for,
+    vendor_from_name,
+)
+from vllm_fleet.host_facts import HostFacts
 from vllm_fleet.rules import gateway_backends
 from vllm_fleet.settings import Settings, public_values
 from vllm_fleet.sizing import Gpus, Sizing, size
@@ -27,6 +34,11 @@ class HostPlan:
     @property
     def refusal(self) -> str | None:
         return self.sizing.refusal
+
+    @property
+    def manages_gpu_stack(self) -> bool:
+        """This run installs and keeps the GPU driver and its container runtime."""
+        return self.settings.manage_gpu_stack and self.accelerator in ("nvidia", "amd")
 
     def as_dict(self) -> dict:
         s = self.settings
@@ -78,6 +90,20 @@ def plan_host(
     resolved = settings.replace(**chosen)
     sources = {**sources, **sized, **defaults}
     return HostPlan(settings.host, resolved, accelerator, sizing, sources, list(sizing.warnings))
+
+
+def resolve_host(settings: Settings, sources: dict[str, str], facts: HostFacts | None) -> HostPlan:
+    """A vLLM host's plan from what its tools say, or, without facts (not read, or the host
+    unreachable), from its host data alone."""
+    if facts is None:
+        accelerator, warnings = offline_accelerator(settings)
+        gpus, machine = gpus_from_data(settings), ""
+    else:
+        accelerator, warnings = facts.accelerator(settings.accelerator), []
+        gpus, machine = gpus_from_facts(facts.gpus) or gpus_from_data(settings), facts.machine
+    plan = plan_host(settings, sources, accelerator, gpus, machine)
+    plan.warnings[:0] = warnings
+    return plan
 
 
 def offline_accelerator(settings: Settings) -> tuple[str, list[str]]:

@@ -8,11 +8,45 @@ and release.conf (what tells that it serves). templates/vllm-activate.sh switche
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 from vllm_fleet import paths
+
+# The activation command prints this, then the outcome's JSON, as the last line of its output.
+OUTCOME_MARK = "vllm-fleet-outcome"
+SERVING, ROLLED_BACK, FAILED = "serving", "rolled_back", "failed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one activation did (paths.ACTIVATE_OUTCOME, written by templates/vllm-activate.sh.j2)."""
+
+    host: str
+    outcome: str  # SERVING, ROLLED_BACK or FAILED
+    release: str
+    fallback: str
+    message: str
+
+
+def outcomes_in(log: str) -> dict[str, Outcome]:
+    """Each host's activation outcome among the lines of a deploy's output (the last one per host)."""
+    found = {}
+    for line in log.splitlines():
+        _, mark, text = line.partition(OUTCOME_MARK + " ")
+        if not mark:
+            continue
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            continue  # no outcome written: the activation did not get that far
+        if isinstance(data, dict) and data.get("outcome") in (SERVING, ROLLED_BACK, FAILED):
+            outcome = Outcome(**{f.name: str(data.get(f.name) or "") for f in fields(Outcome)})
+            found[outcome.host] = outcome
+    return found
 
 
 def _key(name: str) -> str:

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_fleet import paths
+from vllm_fleet import paths, releases
+from vllm_fleet.ansible_inventory import pyinfra_inventory
 
 REPO = Path(__file__).resolve().parent.parent
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
@@ -123,7 +124,7 @@ def plan(inventory: str) -> dict[str, dict]:
 
 def deploy(inventory: str, names: list[str]) -> dict[str, tuple[str, str]]:
     """pyinfra's deploy of these hosts; returns {host: (state, reason)}."""
-    done = _run([PYINFRA, "-y", "--json", *limit_args(names), inventory, "deploy.py"])
+    done = _run([PYINFRA, "-y", "--json", *limit_args(names), pyinfra_inventory(inventory), "deploy.py"])
     try:
         report = json.loads(done.stdout)["results"]
     except (json.JSONDecodeError, KeyError):
@@ -135,6 +136,7 @@ def deploy(inventory: str, names: list[str]) -> dict[str, tuple[str, str]]:
 def classify(names: list[str], report: dict, log: str) -> dict[str, tuple[str, str]]:
     """Each host's outcome from pyinfra's --json results and its log."""
     outcomes = {}
+    activations = releases.outcomes_in(log)
     for name in names:
         # A failed command's output comes without pyinfra's [host] prefix; our scripts name the host.
         mentions = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
@@ -142,14 +144,16 @@ def classify(names: list[str], report: dict, log: str) -> dict[str, tuple[str, s
         errors = [op["name"] for op in report.get("operations", []) if name in op["error"]]
         changed = any(name in op["success"] for op in report.get("operations", []))
         seen = any(name in op[k] for op in report.get("operations", []) for k in ("success", "error", "no_change"))
-        rolled_back = [line for line in lines if re.search(rf"(?<![\w.-]){re.escape(name)} ROLLED BACK", line)]
+        activation = activations.get(name)
         connect = [line for line in lines if line.startswith("Could not connect")]
         if connect and not seen:
             outcomes[name] = (UNREACHABLE, connect[0])
-        elif rolled_back:
-            outcomes[name] = (ROLLED_BACK, rolled_back[-1].removeprefix("vllm-fleet: "))
+        elif activation and activation.outcome == releases.ROLLED_BACK:
+            outcomes[name] = (ROLLED_BACK, activation.message)
         elif errors or name in report.get("failed_hosts", []):
-            detail = [line for line in lines if line.startswith(("vllm-fleet:", "stopped:", "pre-flight refused:"))]
+            detail = [line for line in lines if line.startswith(("stopped:", "pre-flight refused:"))]
+            if activation and activation.outcome == releases.FAILED:
+                detail.append(activation.message)
             reason = f"step '{errors[0]}' failed" if errors else f"failed: {_tail(log, 1)}"
             outcomes[name] = (FAILED, "; ".join([reason, *detail[-2:]]))
         else:
@@ -182,7 +186,7 @@ def gateway_control(inventory: str, gateways: list[str], action: str, timeout: i
     if not gateways or not names:
         return ""
     control = [paths.GATEWAY_SCRIPT, action, str(timeout), *names]
-    done = _run([PYINFRA, "-y", *limit_args(gateways), inventory, "exec", "--", *control])
+    done = _run([PYINFRA, "-y", *limit_args(gateways), pyinfra_inventory(inventory), "exec", "--", *control])
     return "" if done.returncode == 0 else _tail(done.stderr + done.stdout)
 
 

@@ -20,7 +20,8 @@ def path(name: str) -> str:
 
 
 def render(name: str, **values: Any) -> str:
-    return get_template(path(name)).render(**paths.template_names(), **values)
+    """values: the template's own variables (a test may also move an on-host name)."""
+    return get_template(path(name)).render({**paths.template_names(), **values})
 
 
 def rendered(name: str, **values: Any) -> StringIO:

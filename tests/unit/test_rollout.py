@@ -43,7 +43,8 @@ def op(name, success=(), error=(), no_change=()):
     return {"name": name, "success": list(success), "error": list(error), "no_change": list(no_change)}
 
 
-# pyinfra 3.10's --json results and log lines, as a batch of five hosts printed them.
+# pyinfra 3.10's --json results and log lines, as a batch of five hosts printed them; the
+# activation's outcome lines in the form its `jq -c` writes them.
 REPORT = {
     "operations": [
         op("Docker engine | Install Docker engine", no_change=["a", "b", "c", "d"]),
@@ -59,8 +60,12 @@ LOG = """--> Connecting to hosts...
 vLLM on c did not list m at http://127.0.0.1:8000/v1/models within 15s
 vllm-fleet: release 20261122-1 did not come up on c: going back to release 20261121-9
 vllm-fleet: c ROLLED BACK to release 20261121-9, which serves; release 20261122-1 is kept
+vllm-fleet-outcome {"host":"c","outcome":"rolled_back","release":"20261122-1","fallback":"20261121-9",\
+"message":"c ROLLED BACK to release 20261121-9, which serves; release 20261122-1 is kept"}
     [c] Error: executed 0/1 commands
 vllm-fleet: cc ROLLED BACK to release 20261121-9, which serves (another host, whose name ends like this one's)
+vllm-fleet-outcome {"host":"cc","outcome":"rolled_back","release":"1","fallback":"2","message":"cc ROLLED BACK"}
+vllm-fleet: b ROLLED BACK, said a log line with no outcome after it (not an outcome)
     [d] stopped: port: port 8000 is already taken by nginx
 """
 

@@ -20,9 +20,8 @@ import pytest
 import testinfra
 
 from vllm_fleet import launch, paths
-from vllm_fleet.facts import GpuVendors, resolve_accelerator
-from vllm_fleet.gpus import GPU_FACTS, gpus_from_data, gpus_from_facts
-from vllm_fleet.plan import plan_host
+from vllm_fleet.host_facts import HostFacts
+from vllm_fleet.plan import resolve_host
 from vllm_fleet.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,23 +54,28 @@ class Target:
         return testinfra.get_host(self.hostspec, **self.connection)
 
     @cached_property
-    def accelerator(self) -> str:
-        out = self.host.run(GpuVendors().command()).stdout.splitlines()
-        return resolve_accelerator(self.inventory_settings.accelerator, GpuVendors().process(out))
+    def facts(self) -> HostFacts:
+        """What the host's tools say, read with the deploy's own facts (run over testinfra)."""
 
-    @cached_property
+        def read_fact(fact):
+            return fact().process(self.host.run(fact().command()).stdout.splitlines())
+
+        return HostFacts.read(read_fact, self.inventory_settings.accelerator)
+
+    @property
+    def accelerator(self) -> str:
+        return self.facts.accelerator(self.inventory_settings.accelerator)
+
+    @property
     def gpus(self) -> list[dict]:
-        """The GPUs the host's tools list, read and parsed as the deploy reads them (the GPU fact
-        of its accelerator: nvidia-smi, or rocm-smi's JSON); [] on a CPU host or when the tool fails."""
-        fact = GPU_FACTS.get(self.accelerator)
-        return fact().process(self.host.run(fact().command()).stdout.splitlines()) if fact else []
+        """The GPUs the host's tools list (nvidia-smi, or rocm-smi's JSON); [] on a CPU host or
+        when the tool fails."""
+        return self.facts.gpus
 
     @cached_property
     def settings(self) -> Settings:
         """What the deploy resolved for this host: sized from the GPUs the host itself reports."""
-        gpus = gpus_from_facts(self.gpus) or gpus_from_data(self.inventory_settings)
-        machine = self.host.run("uname -m").stdout.strip()
-        return plan_host(self.inventory_settings, {}, self.accelerator, gpus, machine).settings
+        return resolve_host(self.inventory_settings, {}, self.facts).settings
 
     def api(self, path: str, body: str | None = None, with_key: bool = True):
         """curl on the host; the key goes from the root-only env file to curl's stdin."""
