@@ -11,7 +11,7 @@ JOBS ?= 4
 REPORTS := reports
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup nix-tools demo test test-unit test-planning test-integration lint verify sandbox-up sandbox-down clean \
+.PHONY: setup nix-tools demo test test-unit test-planning test-integration lint docs verify sandbox-up sandbox-down clean \
 	bench-rollout bench-engine
 
 # The virtual environment, rebuilt when the pinned dependencies change.
@@ -49,6 +49,10 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The documentation site (docs/, mkdocs.yml) into reports/site; broken links fail it.
+docs: setup
+	$(BIN)/mkdocs build --strict --quiet
+
 # Unit tests only: no Docker, no hosts, a few seconds.
 test-unit: setup nix-tools
 	$(BIN)/pytest tests/unit -q
@@ -61,8 +65,9 @@ test-planning: setup
 test-integration: setup
 	$(BIN)/pytest tests/integration
 
-# Everything: lint, unit tests, and the sandbox integration tests (starts Docker if needed).
-test: lint nix-tools
+# Everything: lint and types, the docs, unit and planning tests, and the sandbox integration
+# tests (starts Docker if needed).
+test: lint docs nix-tools
 	@mkdir -p $(REPORTS)
 	$(BIN)/pytest tests/unit tests/planning tests/integration --junit-xml $(REPORTS)/tests.xml
 

@@ -137,10 +137,10 @@ def read_facts(inventory: str, names: list[str], settings: dict[str, Settings]) 
     return read
 
 
-def cmd_settings(_args) -> int:
-    from vllm_fleet.settings import reference
+def cmd_settings(args) -> int:
+    from vllm_fleet.settings import reference, reference_markdown
 
-    print(reference())
+    print(reference_markdown() if args.format == "markdown" else reference())
     return 0
 
 
@@ -177,7 +177,8 @@ def cmd_verify(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vllm-fleet", description="Deploy vLLM on GPU hosts, verified")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("settings", help="list every setting with its default and meaning")
+    settings = sub.add_parser("settings", help="list every setting with its type, default and meaning")
+    settings.add_argument("--format", choices=("text", "markdown"), default="text")
     hosts = sub.add_parser("hosts", help="print an inventory's hosts and validated settings as JSON")
     hosts.add_argument("inventory")
     plan = sub.add_parser("plan", help="what a deploy would do on each host, without changing any")

@@ -113,3 +113,10 @@ def test_plan_without_gpu_details_says_what_it_assumed(tmp_path):
     assert plan["warnings"][0].startswith("accelerator auto and no gpu_name: assumed nvidia")
     assert any("no GPU details for this host: sized for 2 x 79.6 GiB" in w for w in plan["warnings"])
     assert plan["settings"]["vllm_tensor_parallel_size"] == {"value": 2, "source": "sizing"}
+
+
+def test_the_settings_reference_page_is_the_one_the_model_generates():
+    from vllm_fleet.settings import reference_markdown
+
+    page = (REPO / "docs" / "settings-reference.md").read_text()
+    assert page == reference_markdown() + "\n", "regenerate it: vllm-fleet settings --format markdown"
