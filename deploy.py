@@ -22,7 +22,7 @@ from tasks.firewall import firewall
 from tasks.gateway import gateway
 from tasks.gpu_reboot import gpu_reboot
 from tasks.host_tools import host_tools_setup
-from tasks.nix import nix_setup
+from tasks.nix_setup import nix_setup
 from tasks.nvidia_container_toolkit import nvidia_container_toolkit
 from tasks.nvidia_driver import nvidia_driver
 from tasks.preflight import preflight

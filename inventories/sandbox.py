@@ -59,7 +59,7 @@ else:
 
 
 def _at(h: dict) -> dict:
-    return {"ssh_port": h["ssh_port"], "fleet_address": h["address"], "sandbox_http_port": h["http_port"]}
+    return {"ssh_port": h["ssh_port"], "fleet_address": h["address"]}
 
 
 single_gpu = [(h["name"], {**_common, **_at(h)}) for h in _state["hosts"]]

@@ -11,34 +11,12 @@ from pyinfra.api.deploy import deploy
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server, systemd
 
-from vllm_fleet import paths, templates
+from vllm_fleet import haproxy, paths, templates
 from vllm_fleet.operations import root_only_directory, secret_file
-from vllm_fleet.rules import gateway_backends
 from vllm_fleet.settings import Settings
 
 paths.GATEWAY_STAGED_CONFIG = f"{paths.CONFIG_DIR}/haproxy.cfg"
 paths.GATEWAY_CERTIFICATE = f"{paths.CONFIG_DIR}/gateway.pem"
-
-
-def haproxy_quote(value: str) -> str:
-    """A double-quoted HAProxy word: taken literally (HAProxy expands $VARS and escapes inside)."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
-
-
-def haproxy_config(settings: Settings, fleet: dict[str, Settings]) -> str:
-    backends = gateway_backends(settings, fleet)
-    backend_key = backends[0].vllm_api_key  # validation: one key for all of them
-    client_key = settings.gateway_api_key
-    return templates.render(
-        "haproxy.cfg.j2",
-        bind=settings.gateway_bind_address,
-        port=settings.gateway_port,
-        tls=paths.GATEWAY_CERTIFICATE if settings.gateway_tls_certificate else None,
-        auth=settings.gateway_auth,
-        client_header=haproxy_quote(f"Bearer {client_key.get_secret_value()}") if client_key else None,
-        backend_header=haproxy_quote(f"Bearer {backend_key.get_secret_value()}") if backend_key else '""',
-        backends=[(b.host, b.fleet_address, b.vllm_port) for b in backends],
-    )
 
 
 @deploy("Gateway")
@@ -52,7 +30,7 @@ def gateway(settings: Settings, fleet: dict[str, Settings]) -> None:
             dest=paths.GATEWAY_CERTIFICATE,
             content=Path(settings.gateway_tls_certificate).read_text(),
         )
-    config = haproxy_config(settings, fleet)
+    config = haproxy.haproxy_config(settings, fleet)
     # HAProxy checks the new configuration before it replaces the one serving: a bad one
     # fails here and the gateway keeps answering with the old.
     secret_file(

@@ -8,34 +8,34 @@ from pyinfra import host
 from pyinfra.api.deploy import deploy
 from pyinfra.operations import files, server, systemd
 
-from vllm_fleet import host_tools
+from vllm_fleet import prerequisites
 from vllm_fleet.facts import HostTools
 from vllm_fleet.settings import Settings
 
 
 @deploy("Host tools")
 def host_tools_setup(settings: Settings) -> None:
-    tools = host_tools.ROLE_TOOLS[settings.role]
+    tools = prerequisites.ROLE_TOOLS[settings.role]
     state = host.get_fact(HostTools, tools=",".join(tools))
     timeout = settings.package_lock_timeout
     if state.get("family") == "apt":
         files.put(
             name=f"Make apt wait up to {timeout} s for the package lock (unattended-upgrades)",
-            src=StringIO(host_tools.apt_lock_conf(timeout)),
-            dest=host_tools.APT_LOCK_CONF,
+            src=StringIO(prerequisites.apt_lock_conf(timeout)),
+            dest=prerequisites.APT_LOCK_CONF,
             mode="644",
         )
     if state.get("lock_holder"):
         server.shell(
             name=f"Wait up to {timeout} s for the package manager (process {state['lock_holder']} holds its lock)",
-            commands=[host_tools.wait_command(timeout)],
+            commands=[prerequisites.wait_command(timeout)],
         )
-    missing = host_tools.missing(state, tools)
+    missing = prerequisites.missing(state, tools)
     if missing:
-        reasons = "; ".join(f"{name}: {host_tools.TOOLS[name].why}" for name in missing)
+        reasons = "; ".join(f"{name}: {prerequisites.TOOLS[name].why}" for name in missing)
         server.packages(
             name=f"Install what the deploy runs on the host ({reasons})",
-            packages=host_tools.packages(missing, state.get("family", "apt")),
+            packages=prerequisites.packages(missing, state.get("family", "apt")),
         )
     if "dbus" in tools:
         # Installing Debian's dbus does not start it.

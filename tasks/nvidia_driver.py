@@ -51,7 +51,8 @@ def nvidia_driver(settings: Settings, distro: Distro, probe: dict) -> list:
     return [blacklist, installed]
 
 
-def add_driver_sources(plan, distro: Distro, probe: dict) -> list:
+def add_driver_sources(plan, distro: Distro, probe: dict) -> None:
+    """Debian's non-free components or NVIDIA's CUDA repository, and apt's lists refreshed after them."""
     added = []
     if plan.debian_nonfree:
         added.append(
@@ -80,7 +81,6 @@ def add_driver_sources(plan, distro: Distro, probe: dict) -> list:
         )
     if added:
         apt.update(name="Refresh apt lists for the new sources", _if=lambda: any(op.did_change() for op in added))
-    return added
 
 
 def _install(distro: Distro, name: str, packages: list[str]):

@@ -6,11 +6,11 @@ from pyinfra import host
 from pyinfra.api.deploy import deploy
 
 from vllm_fleet import launch, nix
+from vllm_fleet.checks import Context, HostProbe, run_checks, verdict
 from vllm_fleet.distro import Distro
 from vllm_fleet.inventory import fleet_settings
 from vllm_fleet.operations import stop_host
 from vllm_fleet.plan import HostPlan
-from vllm_fleet.preflight import Context, HostProbe, run_checks, verdict
 
 
 @deploy("Pre-flight checks")

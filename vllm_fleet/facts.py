@@ -7,7 +7,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from vllm_fleet import host_tools
+from vllm_fleet import prerequisites
 
 # PCI vendor IDs of GPU makers we deploy for.
 PCI_VENDORS = {"0x10de": "nvidia", "0x1002": "amd"}
@@ -94,7 +94,7 @@ class HostTools(FactBase):
     and lock_holder: "pid name" of a process holding the package manager's lock, else empty."""
 
     def command(self, tools: str) -> str:
-        return host_tools.probe_script(tuple(t for t in tools.split(",") if t))
+        return prerequisites.probe_script(tuple(t for t in tools.split(",") if t))
 
     def process(self, output: list[str]) -> dict[str, str]:
         state = {}

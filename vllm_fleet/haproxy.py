@@ -1,11 +1,13 @@
-"""HAProxy on a gateway host: its runtime API's socket, the helper rollouts drain hosts through,
-and `show stat` read by the column names of its header line (not by position)."""
+"""HAProxy on a gateway host: its configuration (templates/haproxy.cfg.j2, installed by
+tasks/gateway.py), and `show stat` read by the column names of its header line (not by position)."""
 
 from __future__ import annotations
 
 import csv
 
-from vllm_fleet import paths
+from vllm_fleet import paths, templates
+from vllm_fleet.rules import gateway_backends
+from vllm_fleet.settings import Settings
 
 SHOW_STAT = f"echo 'show stat' | socat stdio unix-connect:{paths.HAPROXY_ADMIN_SOCKET}"
 
@@ -28,3 +30,24 @@ def parse_show_stat(text: str, backend: str = paths.HAPROXY_BACKEND) -> dict[str
 def server_status(text: str) -> dict[str, str]:
     """Server -> its status (UP, DOWN, MAINT, DRAIN, ...) in the vLLM backend."""
     return {server: row["status"] for server, row in parse_show_stat(text).items()}
+
+
+def haproxy_quote(value: str) -> str:
+    """A double-quoted HAProxy word: taken literally (HAProxy expands $VARS and escapes inside)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def haproxy_config(settings: Settings, fleet: dict[str, Settings]) -> str:
+    backends = gateway_backends(settings, fleet)
+    backend_key = backends[0].vllm_api_key  # validation: one key for all of them
+    client_key = settings.gateway_api_key
+    return templates.render(
+        "haproxy.cfg.j2",
+        bind=settings.gateway_bind_address,
+        port=settings.gateway_port,
+        tls=paths.GATEWAY_CERTIFICATE if settings.gateway_tls_certificate else None,
+        auth=settings.gateway_auth,
+        client_header=haproxy_quote(f"Bearer {client_key.get_secret_value()}") if client_key else None,
+        backend_header=haproxy_quote(f"Bearer {backend_key.get_secret_value()}") if backend_key else '""',
+        backends=[(b.host, b.fleet_address, b.vllm_port) for b in backends],
+    )

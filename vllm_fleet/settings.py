@@ -40,7 +40,7 @@ DriverSource = Literal["distro", "cuda"]
 RebootPolicy = Literal["never", "if_needed", "always"]
 GatewayAuth = Literal["passthrough", "gateway"]
 RocmUsecase = Literal["rocm", "dkms"]
-# The pre-flight checks (vllm_fleet/preflight.py registers one function per name).
+# The pre-flight checks (vllm_fleet/checks.py registers one function per name).
 PreflightCheck = Literal[
     "os",
     "gpu_stack",
@@ -468,7 +468,7 @@ class Settings(BaseModel):
     )
     preflight_warn_only: Annotated[tuple[PreflightCheck, ...], LAX] = knob(
         (),
-        "Pre-flight checks whose failure only warns (they still run): names from vllm_fleet/preflight.py.",
+        "Pre-flight checks whose failure only warns (they still run): names from vllm_fleet/checks.py.",
         "a list of pre-flight check names from " + ", ".join(PREFLIGHT_CHECKS),
     )
     manage_gpu_stack: bool = knob(

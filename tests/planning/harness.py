@@ -129,11 +129,6 @@ class FakeHost:
         return (f"@fake/{self.name}", {"fake_delay": 0, "fake_responses": self.responses(), **self.data})
 
 
-def _stat(mode: str, now: int, size: int, path: str) -> str:
-    """A line as pyinfra's File fact reads it from `stat -c`."""
-    return f"user=root group=root mode={mode} atime={now} mtime={now} ctime={now} size={size} '{path}'"
-
-
 def write_inventory(tmp_path: Path, hosts: list[FakeHost], group: str = "single_gpu") -> str:
     path = tmp_path / "fake_inventory.py"
     path.write_text(f"{group} = {[h.inventory_entry() for h in hosts]!r}\n")

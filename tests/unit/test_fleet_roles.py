@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.firewall import allowed_sources, rules, wanted
-from tasks.gateway import haproxy_config, haproxy_quote
+from vllm_fleet.firewall import allowed_sources, rules, wanted
+from vllm_fleet.haproxy import haproxy_config, haproxy_quote
 from vllm_fleet.rules import check_gateway, validate
 from vllm_fleet.settings import SettingsError
 

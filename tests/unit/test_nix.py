@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vllm_fleet import launch, nix
-from vllm_fleet.preflight import parse_probe
+from vllm_fleet.checks import parse_probe
 from vllm_fleet.rules import validate
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from vllm_fleet.checks import CHECKS, Context, Finding, parse_probe, run_checks, verdict
 from vllm_fleet.distro import Distro, read_distro
-from vllm_fleet.preflight import CHECKS, Context, Finding, parse_probe, run_checks, verdict
 from vllm_fleet.sizing import Gpus
 
 UBUNTU_2204 = Distro("ubuntu", "apt", "22.04", "jammy")
@@ -326,7 +326,7 @@ def test_a_port_seen_before_iproute2_is_refused_without_a_name():
 
 
 def test_every_check_name_the_settings_allow_is_a_check():
-    from vllm_fleet.preflight import CHECKS
+    from vllm_fleet.checks import CHECKS
     from vllm_fleet.settings import PREFLIGHT_CHECKS
 
     assert list(CHECKS) == list(PREFLIGHT_CHECKS)

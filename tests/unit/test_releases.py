@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from vllm_fleet import launch, paths, releases
-from vllm_fleet.preflight import parse_probe
+from vllm_fleet.checks import parse_probe
 
 CONTENTS = {"vllm.service": "[Unit]\n", "vllm.env": "VLLM_API_KEY=" + "k" * 20 + "\n", "release.conf": "MODEL=m\n"}
 
