@@ -55,3 +55,56 @@ def test_helpers_render_with_every_name_and_parse_as_sh(template, tmp_path):
     script.write_text(text)
     checked = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
+
+
+def _imports(path: Path) -> set[str]:
+    """vllm_fleet modules a module imports, at module level or inside a function; imports only
+    for the type checker (under `if TYPE_CHECKING:`) do not run and are left out."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and getattr(block.test, "id", "") == "TYPE_CHECKING"
+        for node in ast.walk(block)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vllm_fleet"):
+            if node.module == "vllm_fleet":
+                found |= {f"vllm_fleet.{alias.name}" for alias in node.names}
+            else:
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("vllm_fleet.")}
+    return found
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """An import circle in graph (module -> modules it imports), or None."""
+    done: set[str] = set()
+
+    def visit(module: str, trail: list[str]) -> list[str] | None:
+        if module in trail:
+            return [*trail[trail.index(module) :], module]
+        if module in done:
+            return None
+        for imported in sorted(graph.get(module, ())):
+            found = visit(imported, [*trail, module])
+            if found:
+                return found
+        done.add(module)
+        return None
+
+    return next((c for m in sorted(graph) if (c := visit(m, []))), None)
+
+
+def test_vllm_fleet_has_no_import_circle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the check can fail
+    graph = {f"vllm_fleet.{p.stem}": _imports(p) for p in (REPO / "vllm_fleet").glob("*.py") if p.stem != "__init__"}
+    assert "vllm_fleet.images" in graph["vllm_fleet.settings"] and "vllm_fleet.rules" in graph["vllm_fleet.cli"]
+    cycle = find_cycle(graph)
+    assert cycle is None, " -> ".join(cycle or [])
