@@ -150,7 +150,13 @@ def lock_holder(fleet):
 
     def holds(seconds: int) -> None:
         on_host(first, f"echo {seconds} > /tmp/hold-seconds; systemd-run --unit=lock-holder dpkg -i /tmp/holder.deb")
-        on_host(first, "for i in $(seq 50); do grep -q POSIX /proc/locks && break; sleep 0.2; done")
+        # Go on only once dpkg holds its own lock file (not any POSIX lock): fail if it never does.
+        on_host(
+            first,
+            "i=$(stat -c %i /var/lib/dpkg/lock-frontend); for n in $(seq 100); do "
+            "awk -v i=\":$i$\" '$6 ~ i {f = 1} END {exit !f}' /proc/locks && exit 0; sleep 0.2; done; "
+            "echo 'dpkg never took its lock' >&2; exit 1",
+        )
 
     yield holds
     on_host(first, "while systemctl is-active -q lock-holder; do sleep 1; done; dpkg -r lock-holder >/dev/null 2>&1")

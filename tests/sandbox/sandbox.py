@@ -84,6 +84,10 @@ def environment(prefix: str, state: Path, ssh_port: int, http_port: int, subnet:
 _RUN_NAME = re.compile(r"^vllm-fleet-[a-z-]+-p(\d+)(-|$)")
 # Ports a sandbox may publish above its bases: hosts from 1, gateways from 51.
 _PORTS_PER_SANDBOX = 60
+# What this process's sandboxes drew already (a test run has two): the ports of one are not yet
+# bound, nor its network made, when the next draws.
+_RESERVED_PORT_BASES: set[int] = set()
+_RESERVED_SUBNETS: set[str] = set()
 
 
 def _alive(pid: int) -> bool:
@@ -99,6 +103,8 @@ def _alive(pid: int) -> bool:
 def sweep_stale_runs() -> None:
     """Remove the containers and networks of earlier runs whose process is gone (a run killed
     before its teardown); those of live runs, and `make demo`'s, are left alone."""
+    if not shutil.which("docker"):
+        return  # no Docker yet (ensure_docker installs it): nothing of an earlier run to remove
     listed = {
         "container": ["docker", "ps", "-a", "--filter", "label=vllm-fleet-sandbox=1", "--format", "{{.Names}}"],
         "network": ["docker", "network", "ls", "--format", "{{.Name}}"],
@@ -128,7 +134,12 @@ def _free_port_base(rng: random.Random) -> int:
     kernel's ephemeral range (an outgoing connection could take a port of a stopped host, which
     then cannot start again) and apart from `make demo`'s."""
     top = _ephemeral_low() - _PORTS_PER_SANDBOX
-    bases = [b for b in range(10000, top, 100) if abs(b - HTTP_PORT_BASE_DEMO) >= _PORTS_PER_SANDBOX]
+    bases = [
+        b
+        for b in range(10000, top, 100)
+        if abs(b - HTTP_PORT_BASE_DEMO) >= _PORTS_PER_SANDBOX
+        and all(abs(b - r) >= _PORTS_PER_SANDBOX for r in _RESERVED_PORT_BASES)
+    ]
     for _ in range(200):
         base = rng.choice(bases)
         try:
@@ -143,14 +154,16 @@ def _free_port_base(rng: random.Random) -> int:
 
 
 def _free_subnet(rng: random.Random) -> str:
-    """A 172.30.X /24 no Docker network uses."""
+    """A 172.30.X /24 no Docker network uses, nor another sandbox of this process."""
+    if not shutil.which("docker"):
+        return rng.choice([f"172.30.{x}" for x in range(10, 250) if f"172.30.{x}" not in _RESERVED_SUBNETS])
     ids = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True).stdout.split()
     used = subprocess.run(
         ["docker", "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", *ids],
         capture_output=True,
         text=True,
     ).stdout.split()
-    taken = {subnet.rsplit(".", 1)[0] for subnet in used}
+    taken = {subnet.rsplit(".", 1)[0] for subnet in used} | _RESERVED_SUBNETS
     candidates = [f"172.30.{x}" for x in range(10, 250) if f"172.30.{x}" not in taken]
     if not candidates:
         raise RuntimeError("every 172.30.X.0/24 is taken by a Docker network")
@@ -165,10 +178,12 @@ def run_environment(name: str) -> dict[str, str]:
     rng = random.Random()
     state = Path(tempfile.mkdtemp(prefix=f"vllm-fleet-{name}-"))
     ssh_base = _free_port_base(rng)
+    _RESERVED_PORT_BASES.add(ssh_base)
     http_base = _free_port_base(rng)
-    while abs(http_base - ssh_base) < _PORTS_PER_SANDBOX:
-        http_base = _free_port_base(rng)
-    return environment(f"vllm-fleet-{name}-p{os.getpid()}", state, ssh_base, http_base, _free_subnet(rng))
+    _RESERVED_PORT_BASES.add(http_base)
+    subnet = _free_subnet(rng)
+    _RESERVED_SUBNETS.add(subnet)
+    return environment(f"vllm-fleet-{name}-p{os.getpid()}", state, ssh_base, http_base, subnet)
 
 
 def log(msg: str) -> None:
@@ -180,7 +195,10 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def quiet(cmd: list[str]) -> bool:
-    return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    try:
+        return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    except FileNotFoundError:
+        return False  # the program is not installed
 
 
 def as_root(cmd: list[str]) -> list[str]:
@@ -493,6 +511,11 @@ def start_host(name: str, index: int, image: str, pubkey: str) -> dict:
                 # container shares it (--ipc=host) and pre-flight checks its size.
                 "--shm-size",
                 "8g",
+                # sysfs is not namespaced: without this a host would see the runner's GPUs, and a
+                # deploy meant to be refused (accelerator nvidia on a GPU-less host) could install a
+                # driver stack into the runner's own kernel. The hosts are CPU hosts, always.
+                "--mount",
+                "type=tmpfs,destination=/sys/bus/pci/devices,tmpfs-mode=0555",
                 "-v",
                 "/sys/fs/cgroup:/sys/fs/cgroup:rw",
                 "--cgroupns=host",
@@ -520,6 +543,9 @@ def start_host(name: str, index: int, image: str, pubkey: str) -> dict:
         time.sleep(1)
     else:
         sys.exit(f"[sandbox] {name}: systemd did not reach 'running' within 60 s (last: {state!r})")
+    seen = subprocess.run(["docker", "exec", name, "ls", "/sys/bus/pci/devices"], capture_output=True, text=True)
+    if seen.returncode != 0 or seen.stdout.strip():
+        sys.exit(f"[sandbox] {name} sees the runner's PCI devices ({seen.stdout.split()[:3]}): refusing to go on")
     run(
         [
             "docker",

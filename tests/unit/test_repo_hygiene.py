@@ -1,4 +1,5 @@
-"""Sandbox state holds an SSH key, an API key and image archives: it must never be committed."""
+"""Repository hygiene: sandbox state (an SSH key, an API key, image archives) never committed, every
+on-host path spelled in one place, helpers that parse, no import circle, sandboxes of one run apart."""
 
 import subprocess
 from pathlib import Path
@@ -108,3 +109,13 @@ def test_vllm_fleet_has_no_import_circle():
     assert "vllm_fleet.images" in graph["vllm_fleet.settings"] and "vllm_fleet.rules" in graph["vllm_fleet.cli"]
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_two_sandboxes_of_one_run_draw_apart_ports_and_networks():
+    from tests.sandbox.sandbox import _PORTS_PER_SANDBOX, run_environment
+
+    first, second = run_environment("hygiene-a"), run_environment("hygiene-b")
+    bases = [int(env[f"VLLM_FLEET_SANDBOX_{kind}_PORT"]) for env in (first, second) for kind in ("SSH", "HTTP")]
+    assert all(abs(a - b) >= _PORTS_PER_SANDBOX for i, a in enumerate(bases) for b in bases[i + 1 :]), bases
+    assert first["VLLM_FLEET_SANDBOX_SUBNET"] != second["VLLM_FLEET_SANDBOX_SUBNET"]
+    assert first["VLLM_FLEET_SANDBOX_PREFIX"] != second["VLLM_FLEET_SANDBOX_PREFIX"]
