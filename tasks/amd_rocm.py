@@ -7,16 +7,17 @@ from pyinfra.operations import apt, dnf, server
 
 from vllm_fleet import gpu_packages
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
+from vllm_fleet.probe import Probe
 from vllm_fleet.settings import Settings
 
 
 @deploy("AMD ROCm")
-def amd_rocm(settings: Settings, distro: Distro, probe: dict) -> list:
+def amd_rocm(settings: Settings, distro: Distro, probe: Probe) -> list:
     """Returns the operations whose change needs a reboot to load amdgpu."""
     url = gpu_packages.amdgpu_install_url(distro, settings.rocm_version)
-    prerequisites = gpu_packages.amdgpu_prerequisites(distro, probe.get("kernel", ""))
+    prerequisites = gpu_packages.amdgpu_prerequisites(distro, probe.kernel)
     if distro.family == "dnf":
-        if probe.get("epel") != "yes":
+        if probe.epel != "yes":
             server.shell(
                 name="Enable CRB and install EPEL (amdgpu's DKMS lives there)",
                 commands=gpu_packages.epel_commands(distro),
@@ -38,7 +39,7 @@ def amd_rocm(settings: Settings, distro: Distro, probe: dict) -> list:
         dnf.rpm(name=f"Add AMD's repositories for ROCm {settings.rocm_version} (amdgpu-install)", src=url)
     # Adding AMD's repositories changes no driver: only the install below asks for a reboot.
     changes = []
-    if not probe.get("rocm_installed", "").startswith(settings.rocm_version):
+    if not probe.rocm_installed.startswith(settings.rocm_version):
         changes.append(
             server.shell(
                 name=f"Install the amdgpu driver and ROCm {settings.rocm_version} (use case {settings.rocm_usecase})",

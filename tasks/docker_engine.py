@@ -12,7 +12,8 @@ from pyinfra.operations import apt, dnf, files, systemd
 
 from vllm_fleet import docker_repo
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
-from vllm_fleet.facts import DaemonJsonError, parse_daemon_json
+from vllm_fleet.facts import DaemonJsonError
+from vllm_fleet.probe import Probe
 from vllm_fleet.settings import Settings
 
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -24,7 +25,7 @@ def merged_daemon_config(current: dict, wanted: dict) -> dict:
 
 
 @deploy("Docker engine")
-def docker_engine(settings: Settings, distro: Distro, probe: dict) -> list:
+def docker_engine(settings: Settings, distro: Distro, probe: Probe) -> list:
     """Returns the operations that restart the engine (which stops its containers).
 
     probe: pre-flight's HostProbe, whose daemon_json is the file as it stands.
@@ -46,7 +47,7 @@ def docker_engine(settings: Settings, distro: Distro, probe: dict) -> list:
             packages = ["docker.io"]
         apt.packages(name="Install Docker engine", packages=packages, update=True, cache_time=APT_CACHE_SECONDS)
 
-    current = parse_daemon_json(probe.get("daemon_json", ""))
+    current = probe.daemon_config
     if isinstance(current, DaemonJsonError):  # only reached when daemon_json is in preflight_warn_only
         raise PyinfraError(
             f"host {host.name}: {DAEMON_JSON} exists but {current}; fix or remove it by hand "

@@ -11,14 +11,15 @@ from pyinfra.operations.util import any_changed
 
 from vllm_fleet import paths, templates
 from vllm_fleet.firewall import rules, wanted
+from vllm_fleet.probe import Probe
 from vllm_fleet.settings import Settings
 
 
 @deploy("Firewall")
-def firewall(settings: Settings, fleet: dict[str, Settings], probe: dict) -> None:
+def firewall(settings: Settings, fleet: dict[str, Settings], probe: Probe) -> None:
     """probe: pre-flight's HostProbe, which says whether our table is loaded now."""
     if not wanted(settings):
-        if probe.get("firewall") == "yes":
+        if probe.firewall == "yes":
             systemd.service(
                 name="Remove the vLLM port firewall", service=paths.FIREWALL_SERVICE, running=False, enabled=False
             )

@@ -7,19 +7,20 @@ from pyinfra.api.deploy import deploy
 from pyinfra.operations import server
 
 from vllm_fleet.operations import stop_host
+from vllm_fleet.probe import Probe
 from vllm_fleet.settings import Settings
 
 
-def live_load_possible(probe: dict, accelerator: str) -> bool:
+def live_load_possible(probe: Probe, accelerator: str) -> bool:
     """A new NVIDIA module loads without a reboot only when nouveau and no other nvidia module hold the GPU."""
     if accelerator != "nvidia":
         return False  # amdgpu-install replaces a loaded amdgpu: reboot
-    return probe.get("nouveau") != "yes" and not probe.get("nvidia_driver")
+    return probe.nouveau != "yes" and not probe.nvidia_driver
 
 
 @deploy("Reboot for the GPU driver")
-def gpu_reboot(settings: Settings, probe: dict, accelerator: str, changes: list) -> None:
-    pending = probe.get("reboot_required") == "yes"
+def gpu_reboot(settings: Settings, probe: Probe, accelerator: str, changes: list) -> None:
+    pending = probe.reboot_required == "yes"
     live = live_load_possible(probe, accelerator)
 
     def changed() -> bool:

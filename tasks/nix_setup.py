@@ -13,11 +13,12 @@ from pyinfra.operations.util import any_changed
 
 from vllm_fleet import nix, paths
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
+from vllm_fleet.probe import Probe
 from vllm_fleet.settings import Settings
 
 
 @deploy("Nix")
-def nix_setup(settings: Settings, distro: Distro, probe: dict) -> None:
+def nix_setup(settings: Settings, distro: Distro, probe: Probe) -> None:
     """probe: pre-flight's HostProbe, which says whether Nix is there."""
     state = nix.serving_state(probe)
     source, detail = nix.install_source(distro.id, distro.version, nix.minimum_nix(nix.flake_dir(settings.nix_flake)))

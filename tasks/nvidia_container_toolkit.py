@@ -10,12 +10,12 @@ from pyinfra.operations import apt, dnf, files, server
 from tasks.docker_engine import restart_engine
 from vllm_fleet import gpu_packages
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
-from vllm_fleet.facts import parse_daemon_json
+from vllm_fleet.probe import Probe
 from vllm_fleet.settings import Settings
 
 
 @deploy("NVIDIA container toolkit")
-def nvidia_container_toolkit(settings: Settings, distro: Distro, probe: dict, driver_changes: list = ()) -> list:
+def nvidia_container_toolkit(settings: Settings, distro: Distro, probe: Probe, driver_changes: list = ()) -> list:
     """driver_changes: the driver's operations (a new driver needs a new CDI spec). Returns the
     operations that restart the Docker engine."""
     packages = gpu_packages.toolkit_packages(distro, settings.nvidia_container_toolkit_version)
@@ -59,7 +59,7 @@ def nvidia_container_toolkit(settings: Settings, distro: Distro, probe: dict, dr
         _if=rule.did_change,
     )
     # The spec names the driver's library files by version: written again whenever the driver changes.
-    spec_current = probe.get("cdi_spec") == "current"
+    spec_current = probe.cdi_spec == "current"
     server.shell(
         name="Generate the CDI spec for the loaded driver (Podman, Docker's CDI mode)",
         commands=[f"nvidia-ctk cdi generate --output={gpu_packages.CDI_SPEC}"],
@@ -67,7 +67,7 @@ def nvidia_container_toolkit(settings: Settings, distro: Distro, probe: dict, dr
     )
 
     # nvidia-ctk rewrites daemon.json: only when the runtime is missing, so a second run changes nothing.
-    config = parse_daemon_json(probe.get("daemon_json", ""))
+    config = probe.daemon_config
     if isinstance(config, dict) and "nvidia" in config.get("runtimes", {}):
         return []
     configured = server.shell(

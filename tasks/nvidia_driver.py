@@ -9,15 +9,16 @@ from pyinfra.operations import apt, dnf, files, server
 
 from vllm_fleet import gpu_packages
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
+from vllm_fleet.probe import Probe
 from vllm_fleet.settings import Settings
 
 NONFREE_SOURCE = "/etc/apt/sources.list.d/vllm-fleet-nonfree.sources"
 
 
 @deploy("NVIDIA driver")
-def nvidia_driver(settings: Settings, distro: Distro, probe: dict) -> list:
+def nvidia_driver(settings: Settings, distro: Distro, probe: Probe) -> list:
     """Returns the operations whose change means the running kernel needs the new driver."""
-    plan = gpu_packages.nvidia_driver(distro, settings, probe.get("kernel", ""))
+    plan = gpu_packages.nvidia_driver(distro, settings, probe.kernel)
     add_driver_sources(plan, distro, probe)
 
     if plan.headers:
@@ -32,7 +33,7 @@ def nvidia_driver(settings: Settings, distro: Distro, probe: dict) -> list:
     initramfs = "update-initramfs -u" if distro.family == "apt" else "dracut --force"
     server.shell(name="Rebuild the initramfs without nouveau", commands=[initramfs], _if=blacklist.did_change)
 
-    held = [p for p in probe.get("held", "").split(",") if p]
+    held = [p for p in probe.held.split(",") if p]
     # Holds on NVIDIA driver packages (ours from earlier releases of this deploy, or another
     # branch's) freeze the kernel modules while the kernel upgrades; a held container-toolkit
     # package is not ours to release.
@@ -51,7 +52,7 @@ def nvidia_driver(settings: Settings, distro: Distro, probe: dict) -> list:
     return [blacklist, installed]
 
 
-def add_driver_sources(plan, distro: Distro, probe: dict) -> None:
+def add_driver_sources(plan, distro: Distro, probe: Probe) -> None:
     """Debian's non-free components or NVIDIA's CUDA repository, and apt's lists refreshed after them."""
     added = []
     if plan.debian_nonfree:
@@ -69,7 +70,7 @@ def add_driver_sources(plan, distro: Distro, probe: dict) -> None:
             apt.deb(name="Add NVIDIA's CUDA repository (cuda-keyring)", src=gpu_packages.cuda_keyring_url(distro))
         )
     elif plan.cuda_repo:
-        if probe.get("epel") != "yes":
+        if probe.epel != "yes":
             server.shell(
                 name="Enable CRB and install EPEL (DKMS lives there)", commands=gpu_packages.epel_commands(distro)
             )
@@ -89,10 +90,10 @@ def _install(distro: Distro, name: str, packages: list[str]):
     return apt.packages(name=name, packages=packages, update=True, cache_time=APT_CACHE_SECONDS)
 
 
-def _dnf_module(plan, settings: Settings, probe: dict):
+def _dnf_module(plan, settings: Settings, probe: Probe):
     """The module stream's install, or None when this branch is already installed; another branch
     is switched from with `dnf module switch-to --allowerasing` (NVIDIA's driver installation guide)."""
-    installed = probe.get("nvidia_rpm", "")
+    installed = probe.nvidia_rpm
     if installed.startswith(f"{settings.nvidia_driver_branch}."):
         return None
     if installed:

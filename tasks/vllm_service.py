@@ -16,6 +16,7 @@ from vllm_fleet import images, launch, nix, paths, releases, shipped_model, temp
 from vllm_fleet.facts import DockerImageId
 from vllm_fleet.inventory import fleet_settings
 from vllm_fleet.operations import barrier, root_only_directory, secret_file
+from vllm_fleet.probe import Probe
 from vllm_fleet.settings import Settings
 
 paths.NIX_INSTALL_SCRIPT = f"{paths.HELPER_DIR}/vllm-nix-install"
@@ -25,7 +26,7 @@ ACTIVATE_NEW = (
 
 
 @deploy("vLLM service")
-def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_restarts: list = ()) -> None:
+def vllm_service(settings: Settings, accelerator: str, probe: Probe, engine_restarts: list = ()) -> None:
     """probe: pre-flight's HostProbe, which also says how vLLM is served now. engine_restarts:
     operations that restart the Docker engine; vLLM is restarted and waited for after them
     too, as the engine's restart stopped its container."""
@@ -88,7 +89,7 @@ def vllm_service(settings: Settings, accelerator: str, probe: dict, engine_resta
         )
 
 
-def _stage_release(settings: Settings, accelerator: str, probe: dict) -> str | None:
+def _stage_release(settings: Settings, accelerator: str, probe: Probe) -> str | None:
     """Write a new release beside the serving one when the unit, env file or readiness parameters
     differ from the current release's; returns its name, or None when the current one is wanted."""
     contents = {
@@ -121,22 +122,22 @@ def _stage_release(settings: Settings, accelerator: str, probe: dict) -> str | N
     return release
 
 
-def wants_download(settings: Settings, probe: dict) -> bool:
+def wants_download(settings: Settings, probe: Probe) -> bool:
     """A hub model on a Docker host whose cache holds no finished download of ours."""
     hub_model = not settings.vllm_model_dir and not settings.vllm_model.startswith("/")
     return (
         hub_model
         and settings.vllm_download_weights
         and settings.serving_method == "docker"
-        and probe.get("hf_cache_downloaded") != "yes"
+        and probe.hf_cache_downloaded != "yes"
     )
 
 
-def _ship_model(settings: Settings, probe: dict) -> None:
+def _ship_model(settings: Settings, probe: Probe) -> None:
     """Copy vllm_model_dir to its content-named directory, unless the host has it already; it
     appears whole or not at all (copied beside it, then renamed)."""
     target = settings.vllm_model
-    if Path(target).name in probe.get("shipped_models", "").split(","):
+    if Path(target).name in probe.shipped_models.split(","):
         return
     root_only_directory(paths.MODELS_DIR, f"Create root-only model directory {paths.MODELS_DIR}")
     incoming = f"{paths.MODELS_DIR}/.incoming-{Path(target).name}"

@@ -17,8 +17,8 @@ from pyinfra.api import FactBase
 
 from vllm_fleet import gpu_packages, images, nix, paths, releases, shipped_model
 from vllm_fleet.distro import Distro
-from vllm_fleet.facts import parse_daemon_json
 from vllm_fleet.launch import CONTAINER_PORT, DOWNLOADED_MARK
+from vllm_fleet.probe import Probe
 from vllm_fleet.settings import KNOBS, PREFLIGHT_CHECKS, Settings
 from vllm_fleet.sizing import CATALOGUE, Sizing
 
@@ -41,8 +41,8 @@ class HostProbe(FactBase):
             + releases.probe_lines()
         )
 
-    def process(self, output: list[str]) -> dict[str, str]:
-        return parse_probe(output)
+    def process(self, output: list[str]) -> Probe:
+        return Probe.parse(output)
 
 
 def probe_script(port: int, hf_cache_dir: str, model_dir: str) -> str:
@@ -91,15 +91,6 @@ systemctl is-active --quiet {paths.FIREWALL_SERVICE} && echo firewall=yes || ech
 """
 
 
-def parse_probe(lines: list[str]) -> dict[str, str]:
-    probe = {}
-    for line in lines:
-        key, sep, value = line.partition("=")
-        if sep and key.isidentifier():
-            probe[key] = value.strip()
-    return probe
-
-
 @dataclass(frozen=True)
 class Finding:
     check: str
@@ -111,7 +102,7 @@ class Finding:
 class Context:
     """What a check reads: the probe, the GPU vendors on the bus, settings, sizing."""
 
-    probe: dict[str, str]
+    probe: Probe
     vendors: list[str]
     settings: Settings
     accelerator: str
@@ -161,7 +152,7 @@ def _gpu_stack(c: Context):
         return None
     try:
         if c.accelerator == "nvidia":
-            plan = gpu_packages.nvidia_driver(c.distro, c.settings, c.probe.get("kernel", ""))
+            plan = gpu_packages.nvidia_driver(c.distro, c.settings, c.probe.kernel)
             branch = gpu_packages.DEBIAN_NVIDIA_BRANCH if plan.debian_nonfree else c.settings.nvidia_driver_branch
             if c.image in images.DEFAULT_IMAGES.values() and int(branch) < images.MIN_NVIDIA_DRIVER[0]:
                 fix = (
@@ -198,14 +189,14 @@ def _gpu_present(c: Context):
 
 @check("secure_boot", ("nvidia",))
 def _secure_boot(c: Context):
-    if "enabled" not in c.probe.get("secure_boot", "").lower():
+    if "enabled" not in c.probe.secure_boot.lower():
         return None
     if c.managed:
         # A module already loaded under Secure Boot is signed by an enrolled key.
-        if c.distro is None or c.settings.nvidia_secure_boot_unsigned_ok or c.probe.get("nvidia_driver"):
+        if c.distro is None or c.settings.nvidia_secure_boot_unsigned_ok or c.probe.nvidia_driver:
             return None
         try:
-            dkms = gpu_packages.nvidia_driver(c.distro, c.settings, c.probe.get("kernel", "")).dkms
+            dkms = gpu_packages.nvidia_driver(c.distro, c.settings, c.probe.kernel).dkms
         except gpu_packages.DriverUnavailable:
             return None  # gpu_stack says why
         if dkms:
@@ -215,7 +206,7 @@ def _secure_boot(c: Context):
                 "prebuilt modules: nvidia_driver_source = 'distro')"
             )
         return None
-    if not c.probe.get("nvidia_driver"):
+    if not c.probe.nvidia_driver:
         return (
             "Secure Boot is on and no NVIDIA module is loaded: an unsigned driver module will not load; "
             "enrol a Machine Owner Key (MOK) for DKMS-signed modules, or use your distribution's signed driver packages"
@@ -225,7 +216,7 @@ def _secure_boot(c: Context):
 
 @check("nouveau", ("nvidia",))
 def _nouveau(c: Context):
-    if c.probe.get("nouveau") == "yes" and not c.managed:
+    if c.probe.nouveau == "yes" and not c.managed:
         return (
             "the nouveau module is loaded and holds the GPU: blacklist it (modprobe.d), rebuild the initramfs, reboot"
         )
@@ -234,11 +225,11 @@ def _nouveau(c: Context):
 
 @check("nvidia_driver", ("nvidia",))
 def _nvidia_driver(c: Context):
-    version = c.probe.get("nvidia_driver", "")
+    version = c.probe.nvidia_driver
     if c.managed:
         return None  # installed, or replaced by the pinned branch, by this run
     if not version:
-        headers = "" if c.probe.get("headers") == "yes" else f" (and linux-headers-{c.probe.get('kernel')} for DKMS)"
+        headers = "" if c.probe.headers == "yes" else f" (and linux-headers-{c.probe.kernel} for DKMS)"
         return f"no NVIDIA driver is loaded: install the driver{headers} and reboot before deploying vLLM"
     have = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
     if c.image in images.DEFAULT_IMAGES.values() and have < images.MIN_NVIDIA_DRIVER:
@@ -254,7 +245,7 @@ def _image(c: Context):
     if c.settings.vllm_image:
         return None
     try:
-        images.default_image(c.accelerator, c.probe.get("machine", ""))
+        images.default_image(c.accelerator, c.probe.machine)
     except images.NoDefaultImage as exc:
         return str(exc)
     return None
@@ -262,8 +253,8 @@ def _image(c: Context):
 
 @check("container_toolkit", ("nvidia",), ("docker",))
 def _toolkit(c: Context):
-    runtimes = c.probe.get("docker_runtimes", "").split(",")
-    if not c.managed and c.probe.get("toolkit") != "yes" and "nvidia" not in runtimes:
+    runtimes = c.probe.docker_runtimes.split(",")
+    if not c.managed and c.probe.toolkit != "yes" and "nvidia" not in runtimes:
         return (
             "the NVIDIA container toolkit is missing, so `docker run --gpus all` fails with "
             '"could not select device driver": install nvidia-container-toolkit'
@@ -273,14 +264,14 @@ def _toolkit(c: Context):
 
 @check("docker_snap", methods=("docker",))
 def _docker_snap(c: Context):
-    if c.probe.get("docker_snap") == "yes":
+    if c.probe.docker_snap == "yes":
         return "Docker is installed from snap, which confines GPU devices and config paths: `snap remove docker`"
     return None
 
 
 @check("daemon_json", methods=("docker",))
 def _daemon_json(c: Context):
-    parsed = parse_daemon_json(c.probe.get("daemon_json", ""))
+    parsed = c.probe.daemon_config
     if not isinstance(parsed, dict):
         return f"/etc/docker/daemon.json exists but {parsed}: fix or remove it (it is merged into, never overwritten)"
     return None
@@ -289,7 +280,7 @@ def _daemon_json(c: Context):
 @check("shared_memory")
 def _shm(c: Context):
     # --ipc=host shares the host's /dev/shm with the container.
-    size = _gib(c.probe.get("shm_kib", ""))
+    size = _gib(c.probe.shm_kib)
     wanted = _size_gib(c.settings.vllm_container_shm_size)
     if size and size < wanted:
         return (
@@ -307,21 +298,21 @@ def _model_fits(c: Context):
 @check("disk")
 def _disk(c: Context):
     problems = []
-    shipped = c.probe.get("shipped_models", "").split(",")
+    shipped = c.probe.shipped_models.split(",")
     if c.settings.vllm_model_dir and os.path.basename(c.sizing.model) not in shipped:
-        free, need = _gib(c.probe.get("models_free_kib", "")), shipped_model.size_gib(c.settings.vllm_model_dir) * 1.1
+        free, need = _gib(c.probe.models_free_kib), shipped_model.size_gib(c.settings.vllm_model_dir) * 1.1
         if free < need:
             problems.append(f"{paths.MODELS_DIR} has {free:.1f} GiB free, vllm_model_dir needs {need:.1f} GiB")
     model = CATALOGUE.get(c.sizing.model)
-    if model and c.probe.get("hf_cache_has_model") != "yes":
-        free = _gib(c.probe.get("hf_cache_free_kib", ""))
+    if model and c.probe.hf_cache_has_model != "yes":
+        free = _gib(c.probe.hf_cache_free_kib)
         if free < model.disk_gib * 1.1:
             problems.append(
                 f"{c.settings.hf_cache_dir} has {free:.1f} GiB free, {model.id} needs {model.disk_gib * 1.1:.1f} GiB"
             )
     # The Nix closure of vLLM is about the size of its image (the same CUDA or ROCm libraries).
     where, key = SERVER_STORE[c.settings.serving_method]
-    free = _gib(c.probe.get(key, ""))
+    free = _gib(getattr(c.probe, key))
     need = IMAGE_DISK_GIB[c.accelerator]
     if c.settings.vllm_image_archive and c.settings.serving_method == "docker":
         need = 2.2 * os.path.getsize(c.settings.vllm_image_archive) / 2**30  # shipped copy + loaded layers
@@ -340,10 +331,10 @@ def _gated(c: Context):
 
 @check("port")
 def _port(c: Context):
-    listeners = [_listener(item) for item in c.probe.get("port_listeners", "").split()]
-    main_pid = c.probe.get("vllm_main_pid", "")  # systemd says 0 when vllm.service is not running
+    listeners = [_listener(item) for item in c.probe.port_listeners.split()]
+    main_pid = c.probe.vllm_main_pid  # systemd says 0 when vllm.service is not running
     # Ours: vllm.service's own process (Nix), or Docker's proxy while our container is up.
-    ours_up = bool(c.probe.get("vllm_container_port"))
+    ours_up = bool(c.probe.vllm_container_port)
     others = [
         name for name, pid in listeners if not (pid and pid == main_pid) and not (name == "docker-proxy" and ours_up)
     ]
@@ -401,7 +392,9 @@ def _amd_devices(c: Context):
     if c.managed:
         return None  # amdgpu-install provides them
     missing = [
-        what for what, key in (("/dev/kfd", "kfd"), ("the render group", "render_group")) if c.probe.get(key) != "yes"
+        what
+        for what, key in (("/dev/kfd", "kfd"), ("the render group", "render_group"))
+        if getattr(c.probe, key) != "yes"
     ]
     if missing:
         return f"{' and '.join(missing)} missing: install amdgpu (amdgpu-install --usecase=rocm) and reboot"
@@ -410,7 +403,7 @@ def _amd_devices(c: Context):
 
 @check("gfx_target", ("amd",))
 def _gfx(c: Context):
-    targets = {t for t in c.probe.get("gfx", "").split(",") if t}
+    targets = {t for t in c.probe.gfx.split(",") if t}
     if not targets and c.managed:
         return None  # rocminfo arrives with ROCm in this run; the next run checks the targets
     if not targets:

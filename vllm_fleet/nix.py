@@ -18,6 +18,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from vllm_fleet import paths
+from vllm_fleet.probe import NIX_BUILD_PREFIX, Probe
 from vllm_fleet.settings import Settings
 
 REPO_FLAKE = Path(__file__).resolve().parent.parent / "nix"
@@ -192,33 +193,28 @@ def probe_lines(unit_path: str, accelerators: list[str]) -> str:
     ]
     for accelerator in accelerators:
         lines.append(
-            f'echo "nix_build_{accelerator}=$(readlink {out_link(accelerator)} 2>/dev/null)'
+            f'echo "{NIX_BUILD_PREFIX}{accelerator}=$(readlink {out_link(accelerator)} 2>/dev/null)'
             f' $(cat {stamp(accelerator)} 2>/dev/null)"'
         )
     return "\n".join(lines) + "\n"
 
 
-def serving_state(probe: Mapping[str, str]) -> dict:
+def serving_state(probe: Probe) -> dict:
     """The probe's serving lines as data: unit_method ('docker', 'nix' or ''), nix ('yes'/'no'),
     nix_version, selinux (getenforce's answer, '' without SELinux),
     machine, nix_links, driver_libs, linked_driver_libs (lists), builds {accelerator: (target, hash)}."""
-
-    def listed(key: str) -> list[str]:
-        return [v for v in probe.get(key, "").split(",") if v]
-
     builds = {}
-    for key, value in probe.items():
-        if key.startswith("nix_build_"):
-            target, _, digest = value.partition(" ")
-            builds[key.removeprefix("nix_build_")] = (target.strip(), digest.strip())
+    for accelerator, value in probe.nix_builds.items():
+        target, _, digest = value.partition(" ")
+        builds[accelerator] = (target.strip(), digest.strip())
     return {
-        "unit_method": probe.get("unit_method", ""),
-        "nix": probe.get("nix", "no"),
-        "nix_version": probe.get("nix_version", ""),
-        "selinux": probe.get("selinux", ""),
-        "machine": probe.get("machine", ""),
-        "nix_links": listed("nix_links"),
-        "driver_libs": listed("driver_libs"),
-        "linked_driver_libs": listed("linked_driver_libs"),
+        "unit_method": probe.unit_method,
+        "nix": probe.nix,
+        "nix_version": probe.nix_version,
+        "selinux": probe.selinux,
+        "machine": probe.machine,
+        "nix_links": probe.listed("nix_links"),
+        "driver_libs": probe.listed("driver_libs"),
+        "linked_driver_libs": probe.listed("linked_driver_libs"),
         "builds": builds,
     }

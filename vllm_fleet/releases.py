@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from vllm_fleet import paths
+from vllm_fleet.probe import RELEASE_SHA_PREFIX, Probe
 
 # The activation command prints this, then the outcome's JSON, as the last line of its output.
 OUTCOME_MARK = "vllm-fleet-outcome"
@@ -50,7 +51,7 @@ def outcomes_in(log: str) -> dict[str, Outcome]:
 
 
 def _key(name: str) -> str:
-    return "release_sha_" + name.replace(".", "_")
+    return name.replace(".", "_")
 
 
 def probe_lines() -> str:
@@ -63,7 +64,9 @@ def probe_lines() -> str:
         f"echo \"release_unit_sha=$(sha256sum {paths.UNIT_PATH} 2>/dev/null | cut -d' ' -f1)\"",
     ]
     for name in paths.RELEASE_FILES:
-        lines.append(f"echo \"{_key(name)}=$(sha256sum {current}/{name} 2>/dev/null | cut -d' ' -f1)\"")
+        lines.append(
+            f"echo \"{RELEASE_SHA_PREFIX}{_key(name)}=$(sha256sum {current}/{name} 2>/dev/null | cut -d' ' -f1)\""
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -71,12 +74,12 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def is_current(probe: Mapping[str, str], contents: Mapping[str, str]) -> bool:
+def is_current(probe: Probe, contents: Mapping[str, str]) -> bool:
     """Whether the current release holds exactly these files and systemd runs its unit."""
-    if not probe.get("release_current"):
+    if not probe.release_current:
         return False
-    same = all(probe.get(_key(name)) == sha256(text) for name, text in contents.items())
-    return same and probe.get("release_unit_sha") == sha256(contents["vllm.service"])
+    same = all(probe.release_sha.get(_key(name)) == sha256(text) for name, text in contents.items())
+    return same and probe.release_unit_sha == sha256(contents["vllm.service"])
 
 
 def new_release_id() -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vllm_fleet import launch, nix
-from vllm_fleet.checks import parse_probe
+from vllm_fleet.probe import Probe
 from vllm_fleet.rules import validate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,7 +126,7 @@ def test_nix_server_takes_the_docker_image_arguments_plus_address_and_port():
 
 def test_serving_state_reads_the_probe_lines_of_a_real_host():
     # Recorded from a sandbox host serving the stand-in through Nix.
-    probe = parse_probe(
+    probe = Probe.parse(
         [
             "unit_method=nix",
             "nix=yes",
@@ -142,7 +142,7 @@ def test_serving_state_reads_the_probe_lines_of_a_real_host():
     assert (state["unit_method"], state["nix"], state["machine"]) == ("nix", "yes", "x86_64")
     assert state["nix_links"] == ["/var/lib/vllm-fleet/nix/vllm-server-cpu"] and state["driver_libs"] == []
     assert state["builds"] == {"cpu": ("/nix/store/s2gk45rf-vllm-server-standin-cpu", "ab39eb34"), "nvidia": ("", "")}
-    assert nix.serving_state({})["nix"] == "no"
+    assert nix.serving_state(Probe())["nix"] == "no"
 
 
 def test_a_builder_builds_for_itself_and_the_hosts_naming_it():

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from vllm_fleet.checks import CHECKS, Context, Finding, parse_probe, run_checks, verdict
+from vllm_fleet.checks import CHECKS, Context, Finding, run_checks, verdict
 from vllm_fleet.distro import Distro, read_distro
+from vllm_fleet.probe import Probe, key_values
 from vllm_fleet.sizing import Gpus
 
 UBUNTU_2204 = Distro("ubuntu", "apt", "22.04", "jammy")
 DEBIAN_12 = Distro("debian", "apt", "12", "bookworm")
 
-RECORDED = parse_probe(
+RECORDED = key_values(
     (Path(__file__).parent / "fixtures" / "probe-debian12-sandbox-serving.txt").read_text().splitlines()
 )
 H100 = Gpus(1, 80, "NVIDIA H100 80GB HBM3", "facts")
@@ -62,7 +63,7 @@ def findings(
     p = plan_host(s, {}, accelerator, gpus, probe.get("machine", ""))
     vendors = [accelerator] if vendors is None and accelerator != "cpu" else (vendors or [])
     image = launch.image(p.settings, accelerator)
-    context = Context(probe, vendors, p.settings, accelerator, p.sizing, image, distro, unsupported_os)
+    context = Context(Probe.of(probe), vendors, p.settings, accelerator, p.sizing, image, distro, unsupported_os)
     return {f.check: f for f in run_checks(context)}
 
 

@@ -7,12 +7,12 @@ import subprocess
 import time
 
 from vllm_fleet import launch, paths, releases
-from vllm_fleet.checks import parse_probe
+from vllm_fleet.probe import Probe
 
 CONTENTS = {"vllm.service": "[Unit]\n", "vllm.env": "VLLM_API_KEY=" + "k" * 20 + "\n", "release.conf": "MODEL=m\n"}
 
 
-def probe_of(tmp_path, contents: dict | None, unit: str | None) -> dict:
+def probe_of(tmp_path, contents: dict | None, unit: str | None) -> Probe:
     """Run the probe's release lines against a directory laid out like a host."""
     root = tmp_path / "host"
     lines = (
@@ -28,12 +28,12 @@ def probe_of(tmp_path, contents: dict | None, unit: str | None) -> dict:
         root.mkdir(exist_ok=True)
         (root / "unit").write_text(unit)
     out = subprocess.run(["sh", "-c", lines], capture_output=True, text=True, check=True).stdout
-    return parse_probe(out.splitlines())
+    return Probe.parse(out.splitlines())
 
 
 def test_the_same_files_and_unit_are_current(tmp_path):
     probe = probe_of(tmp_path, CONTENTS, CONTENTS["vllm.service"])
-    assert probe["release_current"] == "20261122-101010-abcdef"
+    assert probe.release_current == "20261122-101010-abcdef"
     assert releases.is_current(probe, CONTENTS)
 
 
