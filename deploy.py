@@ -10,7 +10,7 @@ allows), then Docker or Nix (serving_method), the firewall in front of vLLM's po
 the vLLM service, activated as a new release that rolls back by itself if it does not
 come up. Hosts of the gateway group get HAProxy in front of the vLLM hosts instead.
 
-Fleets behind a gateway roll out in verified batches with `python -m vllm_fleet rollout`.
+Fleets behind a gateway roll out in verified batches with `vllm-fleet rollout`.
 """
 
 from pyinfra import host
@@ -22,6 +22,7 @@ from tasks.firewall import firewall
 from tasks.gateway import gateway
 from tasks.gpu_reboot import gpu_reboot
 from tasks.host_tools import host_tools_setup
+from tasks.nix_server import nix_server
 from tasks.nix_setup import nix_setup
 from tasks.nvidia_container_toolkit import nvidia_container_toolkit
 from tasks.nvidia_driver import nvidia_driver
@@ -50,12 +51,12 @@ else:
             driver = nvidia_driver if accelerator == "nvidia" else amd_rocm
             driver_changes = driver(settings, distro, probe)
             gpu_reboot(settings, probe, accelerator, driver_changes)
-        engine_restarts = []
         if settings.serving_method == "docker":
-            engine_restarts = docker_engine(settings, distro, probe)
+            restarts = docker_engine(settings, distro, probe)
             if plan.manages_gpu_stack and accelerator == "nvidia":
-                engine_restarts += nvidia_container_toolkit(settings, distro, probe, driver_changes)
+                restarts += nvidia_container_toolkit(settings, distro, probe, driver_changes)
         else:
             nix_setup(settings, distro, probe)
+            restarts = nix_server(settings, accelerator, probe)
         firewall(settings, fleet_settings(host), probe)
-        vllm_service(settings, accelerator, probe, engine_restarts)
+        vllm_service(settings, accelerator, probe, restarts)

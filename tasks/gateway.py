@@ -15,9 +15,6 @@ from vllm_fleet import haproxy, paths, templates
 from vllm_fleet.operations import root_only_directory, secret_file
 from vllm_fleet.settings import Settings
 
-paths.GATEWAY_STAGED_CONFIG = f"{paths.CONFIG_DIR}/haproxy.cfg"
-paths.GATEWAY_CERTIFICATE = f"{paths.CONFIG_DIR}/gateway.pem"
-
 
 @deploy("Gateway")
 def gateway(settings: Settings, fleet: dict[str, Settings]) -> None:

@@ -14,22 +14,20 @@ from pyinfra.operations.util import any_changed
 
 from vllm_fleet import images, launch, nix, paths, releases, shipped_model, templates
 from vllm_fleet.facts import DockerImageId
-from vllm_fleet.inventory import fleet_settings
-from vllm_fleet.operations import barrier, root_only_directory, secret_file
+from vllm_fleet.operations import root_only_directory, secret_file
 from vllm_fleet.probe import Probe
 from vllm_fleet.settings import Settings
 
-paths.NIX_INSTALL_SCRIPT = f"{paths.HELPER_DIR}/vllm-nix-install"
 ACTIVATE_NEW = (
     "Activate the new release: restart vLLM, wait for the model, go back to the previous release if it does not come up"
 )
 
 
 @deploy("vLLM service")
-def vllm_service(settings: Settings, accelerator: str, probe: Probe, engine_restarts: list = ()) -> None:
-    """probe: pre-flight's HostProbe, which also says how vLLM is served now. engine_restarts:
-    operations that restart the Docker engine; vLLM is restarted and waited for after them
-    too, as the engine's restart stopped its container."""
+def vllm_service(settings: Settings, accelerator: str, probe: Probe, restarts: list = ()) -> None:
+    """probe: pre-flight's HostProbe, which also says how vLLM is served now. restarts: operations
+    after which the current release is restarted and waited for (an engine restart stopped its
+    container; a new Nix build is a new server)."""
     serving = nix.serving_state(probe)
     root_only_directory(paths.CONFIG_DIR, f"Create root-only config directory {paths.CONFIG_DIR}")
     root_only_directory(paths.RELEASES_DIR, f"Create root-only release directory {paths.RELEASES_DIR}")
@@ -42,10 +40,7 @@ def vllm_service(settings: Settings, accelerator: str, probe: Probe, engine_rest
     if settings.vllm_model_dir:
         _ship_model(settings, probe)
 
-    if settings.serving_method == "nix":
-        server_ops = _install_nix_server(settings, accelerator, serving)
-    else:
-        server_ops = _install_image(settings, accelerator)
+    server_ops = _install_image(settings, accelerator) if settings.serving_method == "docker" else []
 
     for script, dest in (("vllm-ready.sh.j2", paths.READY_SCRIPT), ("vllm-activate.sh.j2", paths.ACTIVATE_SCRIPT)):
         files.put(name=f"Install {Path(dest).name}", src=templates.rendered(script), dest=dest, mode="755")
@@ -65,7 +60,7 @@ def vllm_service(settings: Settings, accelerator: str, probe: Probe, engine_rest
         )
     # A new image or Nix build under the same release, or an engine restart that stopped the
     # container, restarts the current release, with the same wait and fallback.
-    restarts = [*server_ops, *engine_restarts]
+    restarts = [*server_ops, *restarts]
     if release:
         server.shell(name=ACTIVATE_NEW, commands=[launch.activate_command(host.name, release)])
     elif restarts:
@@ -183,91 +178,3 @@ def _install_image(settings: Settings, accelerator: str) -> list:
     if present:
         return []
     return [server.shell(name=f"Pull {ref}", commands=[f"docker pull --quiet {shlex.quote(ref)}"])]
-
-
-def _install_nix_server(settings: Settings, accelerator: str, serving: dict) -> list:
-    """Make the Nix-built server for this accelerator current; returns the operations that changed it.
-
-    Built here, or on the builder host of nix_builder (which builds for the hosts that name it
-    as well as for itself) and copied from there.
-    """
-    files.put(
-        name="Install the Nix build helper",
-        src=templates.path("vllm-nix-install.sh"),
-        dest=paths.NIX_INSTALL_SCRIPT,
-        mode="755",
-        create_remote_dir=True,
-    )
-    if accelerator == "nvidia":
-        _link_driver_libraries(serving)
-    flake = nix.flake_dir(settings.nix_flake)
-    due = {}  # accelerator -> hash of the flake it is to be built from
-    for wanted in nix.builds_for(settings, accelerator, fleet_settings(host)):
-        digest = nix.flake_hash(flake, nix.attribute(wanted))
-        target, built_from = serving.get("builds", {}).get(wanted, ("", ""))
-        if not target or built_from != digest:
-            due[wanted] = digest
-    if due and not settings.nix_builder:
-        files.sync(
-            name=f"Ship the flake {flake.name}/ to {nix.FLAKE_DIR}",
-            src=str(flake),
-            dest=nix.FLAKE_DIR,
-            delete=True,
-            exclude=list(nix.SKIPPED),
-            # exclude_dir matches paths relative to the flake, so at any depth too.
-            exclude_dir=[*nix.SKIPPED, *(f"*/{s}" for s in nix.SKIPPED)],
-        )
-    timeout = str(settings.nix_build_timeout)
-    done = {}
-    if not settings.nix_builder:
-        for wanted, digest in due.items():
-            attribute, link, stamp = nix.attribute(wanted), nix.out_link(wanted), nix.stamp(wanted)
-            command = ["build", host.name, nix.FLAKE_DIR, attribute, link, stamp, digest, timeout]
-            done[wanted] = server.shell(
-                name=f"Build {attribute} with Nix", commands=[shlex.join([paths.NIX_INSTALL_SCRIPT, *command])]
-            )
-    if any(other.data.get("nix_builder") for other in host.inventory):
-        # pyinfra orders each host's operations, not hosts against each other: this step,
-        # shared by builders and the hosts that copy from them, puts every build first.
-        barrier(name="Wait for the builder hosts' Nix builds")
-    for wanted, digest in due.items() if settings.nix_builder else ():
-        link, stamp = nix.out_link(wanted), nix.stamp(wanted)
-        command = ["copy", host.name, builder_address(settings.nix_builder), link, stamp, digest, timeout]
-        done[wanted] = server.shell(
-            name=f"Copy the Nix-built {nix.attribute(wanted)} from {settings.nix_builder}",
-            commands=[shlex.join([paths.NIX_INSTALL_SCRIPT, *command])],
-        )
-    return [done[accelerator]] if accelerator in done else []
-
-
-def builder_address(name: str) -> str:
-    """How other hosts reach a builder: its ssh_hostname, else its inventory name."""
-    return next(h for h in host.inventory if h.name == name).data.get("ssh_hostname") or name
-
-
-def _link_driver_libraries(serving: dict) -> None:
-    """Nix-built CUDA programs look for the driver in /run/opengl-driver (NixOS's convention):
-    link the host's NVIDIA libraries there, and keep the link across boots with tmpfiles."""
-    tmpfiles = files.put(
-        name=f"Keep {nix.OPENGL_DRIVER} at boot (systemd-tmpfiles)",
-        src=StringIO(nix.tmpfiles_conf()),
-        dest=nix.TMPFILES_CONF,
-        mode="644",
-    )
-    server.shell(
-        name=f"Create {nix.OPENGL_DRIVER} now",
-        commands=[f"systemd-tmpfiles --create {nix.TMPFILES_CONF}"],
-        _if=tmpfiles.did_change,
-    )
-    libs = serving.get("driver_libs", [])
-    if not libs or libs != serving.get("linked_driver_libs"):
-        server.shell(
-            name=f"Link the host's NVIDIA driver libraries into {nix.OPENGL_DRIVER}/lib",
-            commands=[
-                f"mkdir -p {nix.DRIVER_LINKS_DIR}/lib && rm -f {nix.DRIVER_LINKS_DIR}/lib/* && "
-                f"for lib in $(ldconfig -p | awk '{nix.NVIDIA_LIBS} {{print $NF}}'); do "
-                f'ln -s "$lib" {nix.DRIVER_LINKS_DIR}/lib/; done && '
-                f"test -e {nix.OPENGL_DRIVER}/lib/libcuda.so.1 || "
-                f"{{ echo 'ldconfig knows no libcuda.so.1: is the NVIDIA driver installed?' >&2; exit 1; }}"
-            ],
-        )

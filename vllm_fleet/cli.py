@@ -124,14 +124,15 @@ def read_facts(inventory: str, names: list[str], settings: dict[str, Settings]) 
     )
     if result.returncode != 0:
         raise SystemExit(f"vllm_fleet: reading facts failed: {result.stderr.strip()[-2000:]}")
-    by_fact = json.loads(result.stdout)  # {fact: {host: value}}
+    # {fact's name: {host: value}}; pyinfra names its own facts without "pyinfra.facts." (server.Arch).
+    by_fact = json.loads(result.stdout)
     read = {}
     for name in names:
-        if by_fact.get(facts[0], {}).get(name) is None:
+        if by_fact.get(ALL_FACTS[0].name, {}).get(name) is None:
             continue  # not reached: planned from host data, like the others without --facts
 
         def read_fact(fact, name: str = name):
-            return by_fact.get(path(fact), {}).get(name)
+            return by_fact.get(fact.name, {}).get(name)
 
         read[name] = HostFacts.read(read_fact, settings[name].accelerator if name in settings else "auto")
     return read
@@ -211,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     rollout.add_argument("--junit-xml", help="write one test case per host here")
     args = parser.parse_args(argv)
+    if getattr(args, "inventory", None) and Path(args.inventory).exists():
+        # The commands run pyinfra and pytest from this repository: an inventory path is taken
+        # from where the command was typed.
+        args.inventory = str(Path(args.inventory).resolve())
     commands = {
         "settings": cmd_settings,
         "hosts": cmd_hosts,

@@ -224,7 +224,7 @@ def local_url(settings: Settings) -> str:
 
 
 def release_conf(s: Settings) -> str:
-    """What the activation needs to tell that a release serves (sourced by templates/vllm-activate.sh)."""
+    """What the activation needs to tell that a release serves (sourced by templates/vllm-activate.sh.j2)."""
     model, url = shlex.quote(s.served_model_name), shlex.quote(local_url(s))
     return f"MODEL={model}\nURL={url}\nTIMEOUT={s.vllm_ready_timeout}\n"
 

@@ -30,6 +30,7 @@ class HostPlan:
     sizing: Sizing
     sources: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    machine: str = ""  # the host's `uname -m`, '' when it was not read
 
     @property
     def refusal(self) -> str | None:
@@ -49,6 +50,7 @@ class HostPlan:
         return {
             "phase": s.phase,
             "accelerator": self.accelerator,
+            "machine": self.machine,
             "serving_method": s.serving_method,
             "served_model_name": s.served_model_name,
             "vllm_args": launch.vllm_args(s, self.accelerator),
@@ -89,7 +91,7 @@ def plan_host(
             pass  # pre-flight's image check refuses the host, saying why
     resolved = settings.replace(**chosen)
     sources = {**sources, **sized, **defaults}
-    return HostPlan(settings.host, resolved, accelerator, sizing, sources, list(sizing.warnings))
+    return HostPlan(settings.host, resolved, accelerator, sizing, sources, list(sizing.warnings), machine)
 
 
 def resolve_host(settings: Settings, sources: dict[str, str], facts: HostFacts | None) -> HostPlan:

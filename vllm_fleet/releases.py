@@ -1,7 +1,7 @@
 """Releases of the vLLM service on a host: what the deploy compares, and how a new one is named.
 
 A release is a directory under paths.RELEASES_DIR holding the rendered unit, the env file
-and release.conf (what tells that it serves). templates/vllm-activate.sh switches the
+and release.conf (what tells that it serves). templates/vllm-activate.sh.j2 switches the
 `current` link to it and back; this module only reads the probe and names new releases.
 """
 

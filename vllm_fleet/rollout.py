@@ -5,7 +5,7 @@ to date, then deploy the canary hosts and the rest in batches with pyinfra's own
 (`--limit`), each batch drained at the gateways before it restarts, verified with the
 verify suite, and put back in rotation only once it verifies. A batch whose failures take
 the count past --max-failures stops the rollout: later hosts are not touched. A host that
-does not come up goes back to its previous release by itself (templates/vllm-activate.sh).
+does not come up goes back to its previous release by itself (templates/vllm-activate.sh.j2).
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_core import PydanticCustomError
 
 from vllm_fleet import images, paths
 
@@ -84,6 +85,7 @@ OWNED_FLAGS = {
     "--port": "vllm_port",
     "--host": "vllm_bind_address",
     "--api-key": "vllm_api_key",
+    "--hf-token": "hf_token",
 }
 SECRET_FLAGS = ("--api-key", "--hf-token")
 # Connection and pyinfra keys, never typos of ours.
@@ -118,7 +120,9 @@ def redact_args(args: Iterable[Any]) -> list:
 def show_secret(value: Any) -> str:
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
-    return "None" if value in (None, "") else f"<secret, {len(str(value))} characters>"
+    if value is None:
+        return "None"
+    return "''" if value == "" else f"<secret, {len(str(value))} characters>"
 
 
 # --- what each knob allows, as the error message words it ---
@@ -200,11 +204,26 @@ PINNED_IMAGE = (
 )
 FLAKE = "a directory holding flake.nix on the machine running pyinfra"
 TEXT = "a non-empty string without spaces"
-LAX = Field(strict=False)  # lists from the inventory become tuples
+
+
+def _only(*kinds: type) -> BeforeValidator:
+    """Refuse what the lax checks below would take besides these (a set for a list, bytes for a
+    string): the field's own words then say what is allowed."""
+
+    def check(value):
+        if not isinstance(value, kinds):
+            raise PydanticCustomError("wrong_kind", "not a {kinds}", {"kinds": kinds})
+        return value
+
+    return BeforeValidator(check)
+
+
+# Lists from the inventory become tuples; nothing else is taken for a list.
+LAX = (Field(strict=False), _only(list, tuple))
 
 Text = Annotated[str, Field(pattern=r"^\S+$")]
 IpAddress = Annotated[str, AfterValidator(_ip_address)]
-Secret = Annotated[SecretStr, Field(strict=False), AfterValidator(_secret)]
+Secret = Annotated[SecretStr, Field(strict=False), _only(str), AfterValidator(_secret)]
 AbsolutePath = Annotated[str, Field(pattern=r"^/\S*$")]
 LocalFile = Annotated[str, _checked(lambda v: Path(v).is_file(), LOCAL_FILE)]
 PinnedImage = Annotated[str, _checked(images.is_pinned, PINNED_IMAGE)]
@@ -327,10 +346,11 @@ class Settings(BaseModel):
         "the host and loaded instead of pulling (air-gapped hosts).",
         or_none(LOCAL_ARCHIVE),
     )
-    vllm_extra_args: Annotated[list[str], LAX, AfterValidator(_extra_args)] = knob(
+    vllm_extra_args: Annotated[list[str], *LAX, AfterValidator(_extra_args)] = knob(
         list,
         "More vLLM command-line arguments, one list item each.",
         "a list of strings, one command-line argument each",
+        repr=False,  # a secret-bearing flag's value would show in a traceback
     )
     vllm_container_shm_size: Text = knob(
         "4g",
@@ -349,7 +369,7 @@ class Settings(BaseModel):
         "Laptops bind to loopback instead.",
         "True or False",
     )
-    vllm_allowed_sources: Annotated[tuple[str, ...], LAX, AfterValidator(_networks)] = knob(
+    vllm_allowed_sources: Annotated[tuple[str, ...], *LAX, AfterValidator(_networks)] = knob(
         (),
         "Addresses or networks besides the gateways allowed to reach the vLLM port: monitoring hosts "
         "(Prometheus scraping /metrics), or a team's LAN for a single_gpu host without a gateway.",
@@ -361,7 +381,7 @@ class Settings(BaseModel):
         "(gateway backends, the vLLM hosts' firewall); None: ssh_hostname, else the inventory name.",
         or_none("an IP address or a DNS name such as 'gpu-01.example.internal'"),
     )
-    gateway_backends: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], LAX] | None = knob(
+    gateway_backends: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], *LAX] | None = knob(
         None,
         "Gateway hosts: the vLLM hosts HAProxy sends requests to; None: every enterprise host of the inventory.",
         or_none("a list of inventory host names"),
@@ -435,12 +455,12 @@ class Settings(BaseModel):
         "packages.<system>.vllm-server-<accelerator>; None: nix/ of this repository.",
         or_none(FLAKE),
     )
-    nix_substituters: Annotated[tuple[CacheUrl, ...], LAX] = knob(
+    nix_substituters: Annotated[tuple[CacheUrl, ...], *LAX] = knob(
         ("https://cache.nixos.org", "https://cache.nixos-cuda.org", "https://cuda-maintainers.cachix.org"),
         "Binary caches Nix substitutes from (the CUDA builds of vLLM come from the community CUDA caches).",
         "a list of binary cache URLs such as 'https://cache.nixos.org'",
     )
-    nix_trusted_public_keys: Annotated[tuple[CacheKey, ...], LAX] = knob(
+    nix_trusted_public_keys: Annotated[tuple[CacheKey, ...], *LAX] = knob(
         (
             "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=",
             "cache.nixos-cuda.org:74DUi4Ye579gUqzH4ziL9IyiJBlDpMRn9MBN8oNan9M=",
@@ -466,7 +486,7 @@ class Settings(BaseModel):
         "its lock before the host fails, naming the process that holds it.",
         integer(0, 7200),
     )
-    preflight_warn_only: Annotated[tuple[PreflightCheck, ...], LAX] = knob(
+    preflight_warn_only: Annotated[tuple[PreflightCheck, ...], *LAX] = knob(
         (),
         "Pre-flight checks whose failure only warns (they still run): names from vllm_fleet/checks.py.",
         "a list of pre-flight check names from " + ", ".join(PREFLIGHT_CHECKS),
@@ -519,7 +539,7 @@ class Settings(BaseModel):
         "(driver only: the vLLM image carries ROCm).",
         one_of(RocmUsecase),
     )
-    rocm_users: Annotated[tuple[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]*$")], ...], LAX] = knob(
+    rocm_users: Annotated[tuple[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]*$")], ...], *LAX] = knob(
         (), "Users added to the render and video groups (GPU access outside containers).", "a list of user names"
     )
     docker_source: DockerSource = knob(
@@ -534,7 +554,7 @@ class Settings(BaseModel):
         "shows it (e.g. '5:27.3.1-1~debian.12~bookworm'); None: newest.",
         or_none(TEXT),
     )
-    docker_daemon_config: Annotated[dict[str, Any], LAX] = knob(
+    docker_daemon_config: Annotated[dict[str, Any], Field(strict=False), _only(Mapping)] = knob(
         dict,
         "Keys merged one by one into /etc/docker/daemon.json; keys you do not name (another tool's runtime) are kept.",
         "a mapping of daemon.json keys to values",
@@ -620,10 +640,11 @@ def _error(host: str, data: Mapping[str, Any], error: Mapping[str, Any]) -> Sett
     shown = show_value(key, data.get(key))
     if error["type"] == "extra_forbidden":
         close = suggest(key)
-        hint = f"did you mean {close}?" if close else "see the settings reference (python -m vllm_fleet settings)"
+        hint = f"did you mean {close}?" if close else "see the settings reference (vllm-fleet settings)"
         return SettingsError(host, key, shown, f"{key} is not a setting; {hint}")
     if error["type"] == "value_error":
-        return SettingsError(host, key, shown, str(error["ctx"]["error"]))
+        words = str(error["ctx"]["error"])
+        return SettingsError(host, key, shown, or_none(words) if allowed(key).endswith("(or None)") else words)
     return SettingsError(host, key, shown, allowed(key))
 
 
@@ -648,8 +669,8 @@ def public_values(s: Settings) -> dict[str, Any]:
             value = "<set>" if value else None
         elif isinstance(value, Mapping):
             value = dict(value)
-        elif isinstance(value, tuple):
-            value = list(value)
+        elif isinstance(value, (list, tuple)):
+            value = redact_args(value)
         out[name] = value
     return out
 

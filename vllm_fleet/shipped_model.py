@@ -13,7 +13,6 @@ from pathlib import Path
 
 from vllm_fleet import paths
 
-paths.MODELS_DIR = f"{paths.STATE_DIR}/models"
 _CHUNK = 1 << 20
 
 

@@ -56,7 +56,7 @@ def test_docker_host_switches_to_nix_installed_from_debian(fleet, switched):
     done = changed(outcomes, first)
     for step in (
         "Nix | Install Nix (nix-setup-systemd)",
-        "vLLM service | Build vllm-server-cpu with Nix",
+        "Nix server | Build vllm-server-cpu with Nix",
         "vLLM service | Stop and remove the Docker-served vLLM (switching to Nix)",
         ACTIVATE,
     ):
@@ -125,7 +125,7 @@ def test_shipped_flake_is_refused_before_anything_is_built_on_debians_nix(fleet,
     assert "pre-flight refused: nix_version: Nix 2.8.0 on this host is older than the 2.18 nixpkgs needs" in (
         result.output
     )
-    assert "vLLM service | Build vllm-server-cpu with Nix" not in outcomes
+    assert "Nix server | Build vllm-server-cpu with Nix" not in outcomes
     assert host_state(first) == before
 
 
@@ -150,7 +150,7 @@ def test_a_flake_whose_inputs_cannot_be_fetched_fails_clearly_and_keeps_serving(
     result, outcomes = deploy_json(inventory)
     took = time.monotonic() - started
     assert result.rc != 0
-    assert outcomes["vLLM service | Build vllm-server-cpu with Nix"][first] == "error"
+    assert outcomes["Nix server | Build vllm-server-cpu with Nix"][first] == "error"
     assert f"nix build of vllm-server-cpu on {first} failed" in result.output
     assert f"{first} cannot reach what the build fetches" in result.output
     assert took < 240, f"the failing build took {took:.0f}s: it should fail fast, not hang"

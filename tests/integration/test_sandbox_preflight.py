@@ -126,12 +126,13 @@ def test_plan_with_facts_reads_the_pci_bus(fleet, converged, tmp_path):
     first, _ = fleet.names
     inventory = write_inventory(tmp_path, {first: {"accelerator": "auto"}})
     offline = json.loads(run([sys.executable, "-m", "vllm_fleet", "plan", inventory, "--format", "json"]).stdout)
-    assert offline["hosts"][first]["accelerator"] == "nvidia"
+    assert offline["hosts"][first]["accelerator"] == "nvidia" and offline["hosts"][first]["machine"] == ""
     assert offline["hosts"][first]["warnings"][0].startswith("accelerator auto and no gpu_name: assumed nvidia")
     result = run([sys.executable, "-m", "vllm_fleet", "plan", inventory, "--facts", "--format", "json"])
     assert result.rc == 0, result.output[-2000:]
     facts = json.loads(result.stdout)["hosts"][first]
     assert facts["accelerator"] == "cpu" and facts["warnings"] == []
+    assert facts["machine"] == on_host(first, "uname -m")  # pyinfra's own Arch fact, read by its name
     assert facts["settings"]["vllm_model"] == {"value": fleet.model_path, "source": "sizing"}
 
 

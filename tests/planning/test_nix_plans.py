@@ -39,22 +39,22 @@ def test_ubuntu_gets_nix_from_its_package_and_builds_the_cuda_server(planned):
     install = commands(planned, host, "Nix | Install Nix (nix-setup-systemd)")
     assert any(c.endswith(" nix-setup-systemd") for c in install), install
     assert "Nix | Include them from /etc/nix/nix.conf" in names
-    build = commands(planned, host, "vLLM service | Build vllm-server-nvidia with Nix")
+    build = commands(planned, host, "Nix server | Build vllm-server-nvidia with Nix")
     digest = nix.flake_hash(REPO / "nix", "vllm-server-nvidia")
     assert build == [
         f"/usr/local/lib/vllm-fleet/vllm-nix-install build @fake/{host} /var/lib/vllm-fleet/nix/flake "
         f"vllm-server-nvidia /var/lib/vllm-fleet/nix/vllm-server-nvidia "
         f"/var/lib/vllm-fleet/nix/vllm-server-nvidia.flake-sha256 {digest} 10800"
     ]
-    assert "vLLM service | Ship the flake nix/ to /var/lib/vllm-fleet/nix/flake" in names
+    assert "Nix server | Ship the flake nix/ to /var/lib/vllm-fleet/nix/flake" in names
     # The GPU stack still comes first; Docker and the container toolkit are not needed.
     assert any(name.startswith("NVIDIA driver |") for name in names)
     assert not [n for n in names if n.startswith(("Docker engine |", "NVIDIA container toolkit |"))]
-    link = commands(planned, host, "vLLM service | Link the host's NVIDIA driver libraries into /run/opengl-driver/lib")
+    link = commands(planned, host, "Nix server | Link the host's NVIDIA driver libraries into /run/opengl-driver/lib")
     assert link and "test -e /run/opengl-driver/lib/libcuda.so.1" in link[0]
-    assert "vLLM service | Keep /run/opengl-driver at boot (systemd-tmpfiles)" in names
+    assert "Nix server | Keep /run/opengl-driver at boot (systemd-tmpfiles)" in names
     order = list(planned.ops)
-    build_at = order.index("vLLM service | Build vllm-server-nvidia with Nix")
+    build_at = order.index("Nix server | Build vllm-server-nvidia with Nix")
     assert build_at < order.index("vLLM service | Write vllm.service of the new release")
 
 
@@ -90,16 +90,16 @@ def test_a_builder_builds_once_for_the_hosts_that_copy_from_it(tmp_path):
     client = FakeHost("cpu-client", "ubuntu22", pci="none", data={**CPU_NIX, "nix_builder": "@fake/gpu-builder"})
     planned = plan(write_inventory(tmp_path, [builder, client]))
     built = planned.names("gpu-builder")
-    assert "vLLM service | Build vllm-server-nvidia with Nix" in built
-    assert "vLLM service | Build vllm-server-cpu with Nix" in built
-    copy = "vLLM service | Copy the Nix-built vllm-server-cpu from @fake/gpu-builder"
+    assert "Nix server | Build vllm-server-nvidia with Nix" in built
+    assert "Nix server | Build vllm-server-cpu with Nix" in built
+    copy = "Nix server | Copy the Nix-built vllm-server-cpu from @fake/gpu-builder"
     assert commands(planned, "cpu-client", copy)[0].startswith(
         "/usr/local/lib/vllm-fleet/vllm-nix-install copy @fake/cpu-client 10.0.0.5 "
         "/var/lib/vllm-fleet/nix/vllm-server-cpu "
     )
     assert not [n for n in planned.names("cpu-client") if "Build vllm-server" in n or "Ship the flake" in n]
     order = list(planned.ops)
-    assert order.index("vLLM service | Build vllm-server-cpu with Nix") < order.index(copy)
+    assert order.index("Nix server | Build vllm-server-cpu with Nix") < order.index(copy)
 
 
 def test_amd_hosts_are_refused_the_nix_way_at_this_pin(tmp_path):
@@ -131,4 +131,4 @@ def test_a_host_built_from_this_flake_plans_no_build(tmp_path):
     costly = ("Install Nix", "Build vllm-server", "Ship the flake", "driver libraries")
     assert not [name for name in would_change if any(step in name for step in costly)], would_change
     # ... and the host was planned through to its service, not refused.
-    assert "vLLM service | Install the Nix build helper" in would_change, would_change
+    assert "Nix server | Install the Nix build helper" in would_change, would_change
