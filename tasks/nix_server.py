@@ -21,10 +21,10 @@ from vllm_fleet.settings import Settings
 @deploy("Nix server")
 def nix_server(settings: Settings, accelerator: str, probe: Probe) -> list:
     """Returns the operations that changed the server (the current release restarts after them)."""
-    return _install_nix_server(settings, accelerator, nix.serving_state(probe))
+    return _install_nix_server(settings, accelerator, probe)
 
 
-def _install_nix_server(settings: Settings, accelerator: str, serving: dict) -> list:
+def _install_nix_server(settings: Settings, accelerator: str, probe: Probe) -> list:
     """Make the Nix-built server for this accelerator current; returns the operations that changed it.
 
     Built here, or on the builder host of nix_builder (which builds for the hosts that name it
@@ -38,12 +38,12 @@ def _install_nix_server(settings: Settings, accelerator: str, serving: dict) -> 
         create_remote_dir=True,
     )
     if accelerator == "nvidia":
-        _link_driver_libraries(serving)
+        _link_driver_libraries(probe)
     flake = nix.flake_dir(settings.nix_flake)
     due = {}  # accelerator -> hash of the flake it is to be built from
     for wanted in nix.builds_for(settings, accelerator, fleet_settings(host)):
         digest = nix.flake_hash(flake, nix.attribute(wanted))
-        target, built_from = serving.get("builds", {}).get(wanted, ("", ""))
+        target, built_from = probe.nix_build(wanted)
         if not target or built_from != digest:
             due[wanted] = digest
     if due and not settings.nix_builder:
@@ -84,7 +84,7 @@ def builder_address(name: str) -> str:
     return next(h for h in host.inventory if h.name == name).data.get("ssh_hostname") or name
 
 
-def _link_driver_libraries(serving: dict) -> None:
+def _link_driver_libraries(probe: Probe) -> None:
     """Nix-built CUDA programs look for the driver in /run/opengl-driver (NixOS's convention):
     link the host's NVIDIA libraries there, and keep the link across boots with tmpfiles."""
     tmpfiles = files.put(
@@ -98,8 +98,8 @@ def _link_driver_libraries(serving: dict) -> None:
         commands=[f"systemd-tmpfiles --create {nix.TMPFILES_CONF}"],
         _if=tmpfiles.did_change,
     )
-    libs = serving.get("driver_libs", [])
-    if not libs or libs != serving.get("linked_driver_libs"):
+    libs = probe.listed("driver_libs")
+    if not libs or libs != probe.listed("linked_driver_libs"):
         server.shell(
             name=f"Link the host's NVIDIA driver libraries into {nix.OPENGL_DRIVER}/lib",
             commands=[

@@ -20,13 +20,12 @@ from vllm_fleet.settings import Settings
 @deploy("Nix")
 def nix_setup(settings: Settings, distro: Distro, probe: Probe) -> None:
     """probe: pre-flight's HostProbe, which says whether Nix is there."""
-    state = nix.serving_state(probe)
     source, detail = nix.install_source(distro.id, distro.version, nix.minimum_nix(nix.flake_dir(settings.nix_flake)))
-    if state["nix"] != "yes":
+    if probe.nix != "yes":
         if source == "distro":
             apt.packages(name=f"Install Nix ({detail})", packages=[detail], update=True, cache_time=APT_CACHE_SECONDS)
         else:
-            _run_official_installer(state["machine"], detail)
+            _run_official_installer(distro.machine, detail)
 
     ours = files.put(
         name="Write vllm-fleet's Nix settings (flakes, binary caches)",

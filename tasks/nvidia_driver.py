@@ -33,7 +33,7 @@ def nvidia_driver(settings: Settings, distro: Distro, probe: Probe) -> list:
     initramfs = "update-initramfs -u" if distro.family == "apt" else "dracut --force"
     server.shell(name="Rebuild the initramfs without nouveau", commands=[initramfs], _if=blacklist.did_change)
 
-    held = [p for p in probe.held.split(",") if p]
+    held = probe.listed("held")
     # Holds on NVIDIA driver packages (ours from earlier releases of this deploy, or another
     # branch's) freeze the kernel modules while the kernel upgrades; a held container-toolkit
     # package is not ours to release.

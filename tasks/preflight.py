@@ -24,9 +24,8 @@ def preflight(plan: HostPlan, vendors: list[str], distro: Distro | None, unsuppo
         model_dir=launch.hub_cache_name(s.vllm_model),
         accelerators=",".join(nix.builds_for(s, plan.accelerator, fleet_settings(host))),
     )
-    context = Context(
-        probe, vendors, s, plan.accelerator, plan.sizing, launch.image(s, plan.accelerator), distro, unsupported_os
-    )
+    image = launch.image(s, plan.accelerator)
+    context = Context(probe, vendors, s, plan.accelerator, plan.sizing, image, distro, unsupported_os, plan.machine)
     failures, warnings = verdict(run_checks(context), s.preflight_warn_only)
     for warning in warnings:
         host.log_styled(f"pre-flight warning (in preflight_warn_only): {warning}", fg="yellow")

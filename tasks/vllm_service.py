@@ -28,7 +28,6 @@ def vllm_service(settings: Settings, accelerator: str, probe: Probe, restarts: l
     """probe: pre-flight's HostProbe, which also says how vLLM is served now. restarts: operations
     after which the current release is restarted and waited for (an engine restart stopped its
     container; a new Nix build is a new server)."""
-    serving = nix.serving_state(probe)
     root_only_directory(paths.CONFIG_DIR, f"Create root-only config directory {paths.CONFIG_DIR}")
     root_only_directory(paths.RELEASES_DIR, f"Create root-only release directory {paths.RELEASES_DIR}")
     files.directory(
@@ -53,7 +52,7 @@ def vllm_service(settings: Settings, accelerator: str, probe: Probe, restarts: l
             commands=[launch.download_command(settings, accelerator, env_file)],
         )
 
-    if settings.serving_method == "nix" and serving.get("unit_method") == "docker":
+    if settings.serving_method == "nix" and probe.unit_method == "docker":
         server.shell(
             name="Stop and remove the Docker-served vLLM (switching to Nix)",
             commands=[f"systemctl stop {paths.SERVICE}; docker rm -f {paths.CONTAINER_NAME} >/dev/null 2>&1 || true"],
@@ -76,7 +75,7 @@ def vllm_service(settings: Settings, accelerator: str, probe: Probe, restarts: l
         running=True,
         enabled=True,
     )
-    if settings.serving_method == "docker" and serving.get("nix_links"):
+    if settings.serving_method == "docker" and probe.nix_links:
         # Only the GC roots go: the store paths stay until nix-collect-garbage.
         server.shell(
             name="Release the Nix-built vLLM server (switched to Docker)",
@@ -132,7 +131,7 @@ def _ship_model(settings: Settings, probe: Probe) -> None:
     """Copy vllm_model_dir to its content-named directory, unless the host has it already; it
     appears whole or not at all (copied beside it, then renamed)."""
     target = settings.vllm_model
-    if Path(target).name in probe.shipped_models.split(","):
+    if Path(target).name in probe.listed("shipped_models"):
         return
     root_only_directory(paths.MODELS_DIR, f"Create root-only model directory {paths.MODELS_DIR}")
     incoming = f"{paths.MODELS_DIR}/.incoming-{Path(target).name}"

@@ -110,6 +110,7 @@ class Context:
     image: str
     distro: Distro | None = None  # None when unsupported
     unsupported_os: str | None = None  # why, from vllm_fleet.distro
+    machine: str = ""  # the host's `uname -m` (pyinfra's Arch fact), '' when not read
 
     @property
     def managed(self) -> bool:
@@ -245,7 +246,7 @@ def _image(c: Context):
     if c.settings.vllm_image:
         return None
     try:
-        images.default_image(c.accelerator, c.probe.machine)
+        images.default_image(c.accelerator, c.machine)
     except images.NoDefaultImage as exc:
         return str(exc)
     return None
@@ -253,7 +254,7 @@ def _image(c: Context):
 
 @check("container_toolkit", ("nvidia",), ("docker",))
 def _toolkit(c: Context):
-    runtimes = c.probe.docker_runtimes.split(",")
+    runtimes = c.probe.listed("docker_runtimes")
     if not c.managed and c.probe.toolkit != "yes" and "nvidia" not in runtimes:
         return (
             "the NVIDIA container toolkit is missing, so `docker run --gpus all` fails with "
@@ -298,7 +299,7 @@ def _model_fits(c: Context):
 @check("disk")
 def _disk(c: Context):
     problems = []
-    shipped = c.probe.shipped_models.split(",")
+    shipped = c.probe.listed("shipped_models")
     if c.settings.vllm_model_dir and os.path.basename(c.sizing.model) not in shipped:
         free, need = _gib(c.probe.models_free_kib), shipped_model.size_gib(c.settings.vllm_model_dir) * 1.1
         if free < need:
@@ -353,12 +354,11 @@ def _listener(item: str) -> tuple[str, str]:
 
 @check("nix_version", methods=("nix",))
 def _nix_version(c: Context):
-    state = nix.serving_state(c.probe)
     need = nix.minimum_nix(nix.flake_dir(c.settings.nix_flake))
-    if state["nix"] == "yes":
-        if nix.older(state["nix_version"], need):
+    if c.probe.nix == "yes":
+        if nix.older(c.probe.nix_version, need):
             return (
-                f"Nix {state['nix_version']} on this host is older than the {need} nixpkgs needs (nixpkgs' "
+                f"Nix {c.probe.nix_version} on this host is older than the {need} nixpkgs needs (nixpkgs' "
                 "lib/minver.nix; Debian 12's package is 2.8, Ubuntu 22.04's 2.6): remove it (apt purge nix-bin "
                 f"nix-setup-systemd) so the deploy installs Nix {nix.INSTALLER.version} with the official installer, "
                 f"or install Nix {need} or newer yourself"
@@ -367,7 +367,7 @@ def _nix_version(c: Context):
     if c.distro is None:
         return None
     source, _ = nix.install_source(c.distro.id, c.distro.version, need)
-    if source == "official" and state["selinux"].lower() == "enforcing":
+    if source == "official" and c.probe.selinux.lower() == "enforcing":
         return (
             "SELinux is enforcing, and the official Nix installer refuses to run then: install Nix yourself with "
             "an installer that brings an SELinux policy (Determinate Systems' nix-installer), or serve this host "
@@ -403,7 +403,7 @@ def _amd_devices(c: Context):
 
 @check("gfx_target", ("amd",))
 def _gfx(c: Context):
-    targets = {t for t in c.probe.gfx.split(",") if t}
+    targets = set(c.probe.listed("gfx"))
     if not targets and c.managed:
         return None  # rocminfo arrives with ROCm in this run; the next run checks the targets
     if not targets:

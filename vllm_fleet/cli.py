@@ -166,12 +166,10 @@ def cmd_deploy(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from vllm_fleet.rollout import limit_args
+    from vllm_fleet.rollout import verify_command
 
-    command = [sys.executable, "-m", "pytest", "tests/verify", "--inventory", args.inventory, *limit_args(args.limit)]
-    command += ["-p", "no:cacheprovider", "-n", str(args.jobs)]
-    if args.junit_xml:
-        command += ["--junit-xml", str(Path(args.junit_xml).resolve())]
+    report = ["--junit-xml", str(Path(args.junit_xml).resolve())] if args.junit_xml else []
+    command = verify_command(args.inventory, args.limit, "-n", str(args.jobs), *report)
     return subprocess.run(command, cwd=REPO).returncode
 
 

@@ -18,7 +18,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from vllm_fleet import paths
-from vllm_fleet.probe import NIX_BUILD_PREFIX, Probe
+from vllm_fleet.probe import NIX_BUILD_PREFIX
 from vllm_fleet.settings import Settings
 
 REPO_FLAKE = Path(__file__).resolve().parent.parent / "nix"
@@ -186,7 +186,6 @@ def probe_lines(unit_path: str, accelerators: list[str]) -> str:
         f"{{ command -v nix || ls {NIX}; }} >/dev/null 2>&1 && echo nix=yes || echo nix=no",
         f"echo \"nix_version=$({{ nix --version || {NIX} --version; }} 2>/dev/null | head -n1 | awk '{{print $NF}}')\"",
         'echo "selinux=$(getenforce 2>/dev/null)"',
-        'echo "machine=$(uname -m)"',
         f'echo "nix_links=$(ls -d {paths.NIX_DIR}/vllm-server-* 2>/dev/null | grep -v flake-sha256 | tr "\\n" ,)"',
         f"echo \"driver_libs=$(ldconfig -p 2>/dev/null | awk '{NVIDIA_LIBS} {{print $1}}' | sort -u | tr '\\n' ,)\"",
         f'echo "linked_driver_libs=$(ls {DRIVER_LINKS_DIR}/lib 2>/dev/null | sort -u | tr "\\n" ,)"',
@@ -197,24 +196,3 @@ def probe_lines(unit_path: str, accelerators: list[str]) -> str:
             f' $(cat {stamp(accelerator)} 2>/dev/null)"'
         )
     return "\n".join(lines) + "\n"
-
-
-def serving_state(probe: Probe) -> dict:
-    """The probe's serving lines as data: unit_method ('docker', 'nix' or ''), nix ('yes'/'no'),
-    nix_version, selinux (getenforce's answer, '' without SELinux),
-    machine, nix_links, driver_libs, linked_driver_libs (lists), builds {accelerator: (target, hash)}."""
-    builds = {}
-    for accelerator, value in probe.nix_builds.items():
-        target, _, digest = value.partition(" ")
-        builds[accelerator] = (target.strip(), digest.strip())
-    return {
-        "unit_method": probe.unit_method,
-        "nix": probe.nix,
-        "nix_version": probe.nix_version,
-        "selinux": probe.selinux,
-        "machine": probe.machine,
-        "nix_links": probe.listed("nix_links"),
-        "driver_libs": probe.listed("driver_libs"),
-        "linked_driver_libs": probe.listed("linked_driver_libs"),
-        "builds": builds,
-    }

@@ -70,7 +70,6 @@ class Probe:
     nix: str = "no"  # yes: Nix is installed
     nix_version: str = ""
     selinux: str = ""  # getenforce's answer
-    machine: str = ""  # uname -m
     nix_links: str = ""
     driver_libs: str = ""
     linked_driver_libs: str = ""
@@ -106,6 +105,12 @@ class Probe:
     def daemon_config(self) -> dict[str, Any] | DaemonJsonError:
         """daemon.json as it stands: its keys, {} when absent, or why it cannot be read."""
         return parse_daemon_json(self.daemon_json)
+
+    def nix_build(self, accelerator: str) -> tuple[str, str]:
+        """The Nix build of an accelerator's server on this host: (its store path, the hash of the
+        flake it was built from); ('', '') when there is none."""
+        target, _, digest = self.nix_builds.get(accelerator, "").partition(" ")
+        return target.strip(), digest.strip()
 
     def listed(self, name: str) -> list[str]:
         """A comma-separated field as a list."""

@@ -161,14 +161,17 @@ def classify(names: list[str], report: dict, log: str) -> dict[str, tuple[str, s
     return outcomes
 
 
+def verify_command(inventory: str, names: list[str], *options: str) -> list[str]:
+    """The verify suite on these hosts (all with no names), run from this repository."""
+    suite = [sys.executable, "-m", "pytest", "tests/verify", "--inventory", inventory, *limit_args(names)]
+    return [*suite, "-p", "no:cacheprovider", *options]
+
+
 def verify(inventory: str, names: list[str]) -> dict[str, str]:
     """The verify suite on these hosts; returns {host: what failed} for the hosts that did not pass."""
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "verify.xml"
-        done = _run(
-            [sys.executable, "-m", "pytest", "tests/verify", "--inventory", inventory, *limit_args(names)]
-            + ["-p", "no:cacheprovider", "-q", "--junit-xml", str(junit)]
-        )
+        done = _run(verify_command(inventory, names, "-q", "--junit-xml", str(junit)))
         if not junit.exists():
             return {name: f"the verify suite did not run: {_tail(done.stdout + done.stderr)}" for name in names}
         failed: dict[str, list[str]] = {}

@@ -140,9 +140,9 @@ def integer(low: int, high: int) -> str:
     return f"an integer from {low} to {high}"
 
 
-def knob(default: Any, meaning: str, allowed: str, *, secret: bool = False, **constraints: Any) -> Any:
+def knob(default: Any, meaning: str, allowed: str, **constraints: Any) -> Any:
     """A settings field: its default, its meaning (the reference's text) and the words of what it allows."""
-    extra: dict[str, Any] = {"allowed": allowed, "secret": secret}
+    extra: dict[str, Any] = {"allowed": allowed}
     if callable(default):
         return Field(default_factory=default, description=meaning, json_schema_extra=extra, **constraints)
     return Field(default, description=meaning, json_schema_extra=extra, **constraints)
@@ -399,7 +399,6 @@ class Settings(BaseModel):
         "Gateway hosts with gateway_auth = gateway: the key clients send; read from the environment "
         "(GATEWAY_API_KEY) in group_data/all.py, never committed.",
         or_none(SECRET_RULE),
-        secret=True,
     )
     gateway_tls_certificate: LocalFile | None = knob(
         None,
@@ -417,14 +416,12 @@ class Settings(BaseModel):
         None,
         "API key clients must send; read from the environment (VLLM_API_KEY) in group_data/all.py, never committed.",
         or_none(SECRET_RULE),
-        secret=True,
     )
     hf_token: Secret | None = knob(
         None,
         "Hugging Face token for gated models; read from the environment "
         "(HF_TOKEN) in group_data/all.py, never committed.",
         or_none(SECRET_RULE),
-        secret=True,
     )
     hf_cache_dir: AbsolutePath = knob(
         f"{paths.STATE_DIR}/huggingface",
@@ -593,6 +590,11 @@ def _extra(name: str) -> dict[str, Any]:
     return extra
 
 
+def _types_in(annotation: Any) -> set[Any]:
+    """Every type an annotation names, through Annotated, unions and containers."""
+    return {annotation, *(t for arg in get_args(annotation) for t in _types_in(arg))}
+
+
 def allowed(name: str) -> str:
     return str(_extra(name)["allowed"])
 
@@ -600,7 +602,7 @@ def allowed(name: str) -> str:
 def is_secret(name: str) -> bool:
     info = KNOBS.get(name)
     if info is not None:
-        return bool(_extra(name)["secret"])
+        return SecretStr in _types_in(info.annotation)
     close = suggest(name)
     return bool(close and is_secret(close)) or any(word in name.lower() for word in SECRET_WORDS)
 

@@ -124,7 +124,7 @@ def test_nix_server_takes_the_docker_image_arguments_plus_address_and_port():
     assert "--env-file" not in argv and "docker" not in " ".join(argv)
 
 
-def test_serving_state_reads_the_probe_lines_of_a_real_host():
+def test_the_probe_reads_the_serving_lines_of_a_real_host():
     # Recorded from a sandbox host serving the stand-in through Nix.
     probe = Probe.parse(
         [
@@ -138,11 +138,14 @@ def test_serving_state_reads_the_probe_lines_of_a_real_host():
             "nix_build_nvidia= ",
         ]
     )
-    state = nix.serving_state(probe)
-    assert (state["unit_method"], state["nix"], state["machine"]) == ("nix", "yes", "x86_64")
-    assert state["nix_links"] == ["/var/lib/vllm-fleet/nix/vllm-server-cpu"] and state["driver_libs"] == []
-    assert state["builds"] == {"cpu": ("/nix/store/s2gk45rf-vllm-server-standin-cpu", "ab39eb34"), "nvidia": ("", "")}
-    assert nix.serving_state(Probe())["nix"] == "no"
+    assert (probe.unit_method, probe.nix) == ("nix", "yes")
+    assert (
+        probe.listed("nix_links") == ["/var/lib/vllm-fleet/nix/vllm-server-cpu"] and probe.listed("driver_libs") == []
+    )
+    builds = {accelerator: probe.nix_build(accelerator) for accelerator in probe.nix_builds}
+    assert builds == {"cpu": ("/nix/store/s2gk45rf-vllm-server-standin-cpu", "ab39eb34"), "nvidia": ("", "")}
+    assert probe.nix_build("amd") == ("", "")
+    assert Probe().nix == "no"
 
 
 def test_a_builder_builds_for_itself_and_the_hosts_naming_it():

@@ -63,7 +63,10 @@ def findings(
     p = plan_host(s, {}, accelerator, gpus, probe.get("machine", ""))
     vendors = [accelerator] if vendors is None and accelerator != "cpu" else (vendors or [])
     image = launch.image(p.settings, accelerator)
-    context = Context(Probe.of(probe), vendors, p.settings, accelerator, p.sizing, image, distro, unsupported_os)
+    machine = probe.get("machine", "")  # what pyinfra's Arch fact read
+    context = Context(
+        Probe.of(probe), vendors, p.settings, accelerator, p.sizing, image, distro, unsupported_os, machine
+    )
     return {f.check: f for f in run_checks(context)}
 
 

@@ -21,7 +21,7 @@ def test_every_line_the_probe_prints_is_a_field_and_every_field_is_printed():
     probe = Probe.parse(out)
     assert set(probe.nix_builds) == {"nvidia", "cpu"}
     assert set(probe.release_sha) == {"vllm_service", "vllm_env", "release_conf"}
-    assert probe.machine == subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip()
+    assert probe.kernel == subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
 
 
 def test_daemon_json_is_parsed_once_into_its_keys_or_why_not():
