@@ -11,7 +11,7 @@ JOBS ?= 4
 REPORTS := reports
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup nix-tools demo test test-unit test-planning test-integration lint docs verify sandbox-up sandbox-down clean \
+.PHONY: checkers setup nix-tools demo test test-unit test-planning test-integration lint docs verify sandbox-up sandbox-down clean \
 	bench-rollout bench-engine
 
 # The virtual environment, rebuilt when the pinned dependencies change.
@@ -28,6 +28,16 @@ setup: $(VENV)/.installed
 nix-tools:
 	@command -v nix-instantiate >/dev/null || { echo "installing Debian's nix-bin"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nix-bin; }
+
+# The formats' own checkers the injection tests run (haproxy -c, nft -c, systemd-analyze verify):
+# Debian's packages, installed without starting their services (policy-rc.d refuses them).
+CHECKERS := haproxy nftables systemd
+checkers:
+	@command -v haproxy >/dev/null && command -v nft >/dev/null && command -v systemd-analyze >/dev/null || { \
+		echo "installing $(CHECKERS) (not started)"; \
+		printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; $(SUDO) chmod +x /usr/sbin/policy-rc.d; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(CHECKERS); \
+		status=$$?; $(SUDO) rm -f /usr/sbin/policy-rc.d; exit $$status; }
 
 sandbox-up: setup
 	$(BIN)/python -m tests.sandbox.sandbox up --hosts $(HOSTS) --gateways $(GATEWAYS) $(if $(ENGINE),--engine $(ENGINE))
@@ -54,7 +64,7 @@ docs: setup
 	$(BIN)/mkdocs build --strict --quiet
 
 # Unit tests only: no Docker, no hosts, a few seconds.
-test-unit: setup nix-tools
+test-unit: setup nix-tools checkers
 	$(BIN)/pytest tests/unit -q
 
 # Deploys planned against hand-written facts of GPU hosts (pyinfra's @fake connector): no hosts, no Docker.
@@ -67,7 +77,7 @@ test-integration: setup
 
 # Everything: lint and types, the docs, unit and planning tests, and the sandbox integration
 # tests (starts Docker if needed).
-test: lint docs nix-tools
+test: lint docs nix-tools checkers
 	@mkdir -p $(REPORTS)
 	$(BIN)/pytest tests/unit tests/planning tests/integration --junit-xml $(REPORTS)/tests.xml
 

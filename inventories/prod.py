@@ -32,6 +32,8 @@ enterprise = [
         {
             "accelerator": "amd",
             "gpu_count": 8,
+            "gpu_memory_gib": 192,
+            "gpu_name": "AMD Instinct MI300X",
             "vllm_tensor_parallel_size": 8,
             "vllm_model": "Qwen/Qwen2.5-72B-Instruct",
             "vllm_quantization": None,

@@ -3,6 +3,7 @@ and rolled back on the host when it does not come up."""
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 from io import StringIO
 from pathlib import Path
@@ -21,6 +22,9 @@ from vllm_fleet.settings import Settings
 ACTIVATE_NEW = (
     "Activate the new release: restart vLLM, wait for the model, go back to the previous release if it does not come up"
 )
+# `docker rm -f` of a container that systemctl stop has already stopped (TimeoutStopSec=60): only a
+# daemon that no longer answers takes longer, and then the Nix server starts beside it anyway.
+CONTAINER_REMOVE_TIMEOUT = 60
 
 
 @deploy("vLLM service")
@@ -30,6 +34,7 @@ def vllm_service(settings: Settings, accelerator: str, probe: Probe, restarts: l
     container; a new Nix build is a new server)."""
     root_only_directory(paths.CONFIG_DIR, f"Create root-only config directory {paths.CONFIG_DIR}")
     root_only_directory(paths.RELEASES_DIR, f"Create root-only release directory {paths.RELEASES_DIR}")
+    _activation_log()
     files.directory(
         name=f"Create Hugging Face cache {settings.hf_cache_dir}",
         path=settings.hf_cache_dir,
@@ -55,7 +60,10 @@ def vllm_service(settings: Settings, accelerator: str, probe: Probe, restarts: l
     if settings.serving_method == "nix" and probe.unit_method == "docker":
         server.shell(
             name="Stop and remove the Docker-served vLLM (switching to Nix)",
-            commands=[f"systemctl stop {paths.SERVICE}; docker rm -f {paths.CONTAINER_NAME} >/dev/null 2>&1 || true"],
+            commands=[
+                f"systemctl stop {paths.SERVICE}; "
+                f"timeout {CONTAINER_REMOVE_TIMEOUT} docker rm -f {paths.CONTAINER_NAME} >/dev/null 2>&1 || true"
+            ],
         )
     # A new image or Nix build under the same release, or an engine restart that stopped the
     # container, restarts the current release, with the same wait and fallback.
@@ -154,26 +162,111 @@ def _ship_model(settings: Settings, probe: Probe) -> None:
     )
 
 
+def _activation_log() -> None:
+    """The activation's log and outcome are written by systemd (StandardOutput=truncate:, which
+    fails when the directory is missing) and by the activation into a directory that a host whose
+    caches are elsewhere would not have. The log holds the service's journal lines, which the
+    journal shows only to its readers' groups: it is root-only, and systemd keeps the mode of a
+    file it truncates."""
+    for directory in sorted({posixpath.dirname(paths.ACTIVATE_LOG), posixpath.dirname(paths.ACTIVATE_OUTCOME)}):
+        files.directory(
+            name=f"Create {directory} (the activation writes its log there)",
+            path=directory,
+            user="root",
+            group="root",
+            mode="755",
+        )
+    files.file(
+        name=f"Keep the activation's log {Path(paths.ACTIVATE_LOG).name} root-only",
+        path=paths.ACTIVATE_LOG,
+        user="root",
+        group="root",
+        mode="600",
+        create_remote_dir=False,
+    )
+
+
+def says_when_timed_out(command: str, what: str, seconds: int, setting: str) -> str:
+    """command, which runs something under `timeout seconds`; when that ran out of time (status
+    124, and nothing says so otherwise), a message naming what was stopped and the setting."""
+    message = shlex.quote(f"{what} did not finish within {seconds} s ({setting}) and was stopped")
+    return f'{command} || {{ status=$?; [ "$status" -ne 124 ] || echo {message} >&2; exit "$status"; }}'
+
+
+def pull_command(ref: str, seconds: int) -> str:
+    return says_when_timed_out(
+        f"timeout {seconds} docker pull --quiet {shlex.quote(ref)}",
+        f"docker pull of {ref}",
+        seconds,
+        "vllm_download_timeout",
+    )
+
+
+def load_command(archive: str, staged: str, size: int, ref: str, seconds: int) -> str:
+    """Load the shipped archive into Docker, then remove it whatever happened: loaded, failed, or
+    timed out, and when the shell was signalled meanwhile, once the load has ended. staged: where
+    files.put's upload passes first under sudo, left behind when the copy from it fails. An archive
+    that did not arrive whole (the upload failed) is not loaded."""
+    quoted = shlex.quote(archive)
+    name = Path(archive).name
+    load = says_when_timed_out(
+        f"timeout {seconds} docker load --quiet --input {quoted}",
+        f"docker load of {name} ({ref})",
+        seconds,
+        "vllm_download_timeout",
+    )
+    incomplete = shlex.quote(f"the image archive {name} reached the host incomplete")
+    leftovers = f"{quoted} {shlex.quote(staged)}"
+    return (
+        f"cleanup() {{ rm -f {leftovers}; rmdir {shlex.quote(posixpath.dirname(archive))} 2>/dev/null; }}; "
+        "trap cleanup EXIT; trap 'exit 143' HUP INT TERM; "
+        f"arrived=$(stat -c %s {quoted} 2>/dev/null || echo 0); "
+        f'[ "$arrived" -eq {size} ] || {{ echo {incomplete} "($arrived of {size} bytes): not loaded" >&2; exit 1; }}; '
+        f"{load}"
+    )
+
+
 def _install_image(settings: Settings, accelerator: str) -> list:
     """Make the image present; returns the operations that changed it."""
     ref = launch.image(settings, accelerator)
     present = host.get_fact(DockerImageId, image=shlex.quote(ref))
+    limit = settings.vllm_download_timeout
     if settings.vllm_image_archive:
         if present == images.archive_image_id(settings.vllm_image_archive, ref):
+            _forget_archives()
             return []
-        remote = f"{paths.IMAGE_DIR}/{Path(settings.vllm_image_archive).name}"
+        local = settings.vllm_image_archive
+        remote = f"{paths.IMAGE_DIR}/{Path(local).name}"
         shipped = files.put(
-            name=f"Ship image archive {Path(settings.vllm_image_archive).name}",
-            src=settings.vllm_image_archive,
+            name=f"Ship image archive {Path(local).name}",
+            src=local,
             dest=remote,
             mode="600",
             create_remote_dir=True,
+            # The load step runs whatever the upload did: it removes what arrived and fails the host.
+            _ignore_errors=True,
         )
         loaded = server.shell(
             name=f"Load {ref} into Docker",
-            commands=[f"docker load --quiet --input {shlex.quote(remote)} && rm -f {shlex.quote(remote)}"],
+            commands=[load_command(remote, _staged(remote), Path(local).stat().st_size, ref, limit)],
         )
         return [shipped, loaded]
+    _forget_archives()
     if present:
         return []
-    return [server.shell(name=f"Pull {ref}", commands=[f"docker pull --quiet {shlex.quote(ref)}"])]
+    return [server.shell(name=f"Pull {ref}", commands=[pull_command(ref, limit)])]
+
+
+def _staged(dest: str) -> str:
+    """Where files.put uploads dest first under sudo: its own choice, made the same way."""
+    return host.get_temp_filename(dest, temp_directory=host.data.get("_temp_dir"))
+
+
+def _forget_archives() -> None:
+    """An archive a dropped connection cut off mid-upload or mid-load is never loaded from; a load
+    that ended removed its own, so this changes nothing on a host where none was cut off."""
+    files.directory(
+        name=f"Remove image archives left in {paths.IMAGE_DIR}",
+        path=paths.IMAGE_DIR,
+        present=False,
+    )

@@ -3,7 +3,7 @@
 import pytest
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_archive():
     """A minimal `docker save` archive (manifest only) holding one tag."""
     import io

@@ -17,7 +17,7 @@ from pyinfra.api import FactBase
 
 from vllm_fleet import gpu_packages, images, nix, paths, releases, shipped_model
 from vllm_fleet.distro import Distro
-from vllm_fleet.launch import CONTAINER_PORT, DOWNLOADED_MARK
+from vllm_fleet.launch import DOWNLOADED_MARK
 from vllm_fleet.probe import Probe
 from vllm_fleet.settings import KNOBS, PREFLIGHT_CHECKS, Settings
 from vllm_fleet.sizing import CATALOGUE, Sizing
@@ -86,7 +86,7 @@ listeners=$(awk 'NR > 1 && $4 == "0A" && $2 ~ /:{port:04X}$/ {{print "users:((\\
 fi
 echo "port_listeners=$(echo "$listeners" | tr '\\n' ' ')"
 echo "vllm_main_pid=$(systemctl show -p MainPID --value {paths.SERVICE} 2>/dev/null)"
-echo "vllm_container_port=$(docker port {paths.CONTAINER_NAME} {CONTAINER_PORT}/tcp 2>/dev/null | head -n1)"
+echo "vllm_container_port=$(docker port {paths.CONTAINER_NAME} {paths.CONTAINER_PORT}/tcp 2>/dev/null | head -n1)"
 systemctl is-active --quiet {paths.FIREWALL_SERVICE} && echo firewall=yes || echo firewall=no
 """
 
@@ -244,6 +244,12 @@ def _nvidia_driver(c: Context):
 @check("image", methods=("docker",))
 def _image(c: Context):
     if c.settings.vllm_image:
+        built_for = images.accelerator_of(c.settings.vllm_image)
+        if built_for and built_for != c.accelerator:
+            return (
+                f"vllm_image {c.settings.vllm_image} is vLLM's {built_for} image and this host's accelerator is "
+                f"{c.accelerator}: set vllm_image to one built for {c.accelerator}, or leave it unset"
+            )
         return None
     try:
         images.default_image(c.accelerator, c.machine)

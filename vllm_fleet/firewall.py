@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from vllm_fleet import templates
+from vllm_fleet import paths, templates
 from vllm_fleet.rules import gateway_backends
 from vllm_fleet.settings import Settings
 
@@ -26,11 +26,13 @@ def rules(settings: Settings, fleet: dict[str, Settings]) -> str:
     return templates.render(
         "vllm-firewall.nft.j2",
         port=settings.vllm_port,
+        container_port=paths.CONTAINER_PORT if settings.serving_method == "docker" else None,
         ipv4=[n for n in sources if ipaddress.ip_network(n).version == 4],
         ipv6=[n for n in sources if ipaddress.ip_network(n).version == 6],
     )
 
 
 def wanted(settings: Settings) -> bool:
-    """Laptops bind to loopback; the other phases filter unless vllm_firewall is off."""
-    return settings.vllm_firewall and settings.phase != "laptop"
+    """Every vLLM host filters unless vllm_firewall is off, laptops too: Docker before 28 lets the
+    hosts of a laptop's network reach a port published on 127.0.0.1 (moby issue 45610)."""
+    return settings.role == "vllm" and settings.vllm_firewall

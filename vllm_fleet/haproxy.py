@@ -37,17 +37,27 @@ def haproxy_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
 
+def haproxy_format(value: str) -> str:
+    """A log-format argument (set-header, http-check's hdr), where % starts a sample fetch."""
+    return haproxy_quote(value.replace("%", "%%"))
+
+
 def haproxy_config(settings: Settings, fleet: dict[str, Settings]) -> str:
     backends = gateway_backends(settings, fleet)
-    backend_key = backends[0].vllm_api_key  # validation: one key for all of them
-    client_key = settings.gateway_api_key
+    # Validation: every backend has one key, the same for all of them (a gateway fronts no host
+    # that binds to loopback, and a host reachable from elsewhere needs a key).
+    backend_key = backends[0].vllm_api_key
+    assert backend_key is not None
+    client_key = settings.gateway_api_key if settings.gateway_auth == "gateway" else backend_key
+    assert client_key is not None
+    backend_bearer = f"Bearer {backend_key.get_secret_value()}"
     return templates.render(
         "haproxy.cfg.j2",
         bind=settings.gateway_bind_address,
         port=settings.gateway_port,
         tls=paths.GATEWAY_CERTIFICATE if settings.gateway_tls_certificate else None,
         auth=settings.gateway_auth,
-        client_header=haproxy_quote(f"Bearer {client_key.get_secret_value()}") if client_key else None,
-        backend_header=haproxy_quote(f"Bearer {backend_key.get_secret_value()}") if backend_key else '""',
+        client_header=haproxy_quote(f"Bearer {client_key.get_secret_value()}"),
+        backend_header=haproxy_format(backend_bearer),
         backends=[(b.host, b.fleet_address, b.vllm_port) for b in backends],
     )

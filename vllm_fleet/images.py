@@ -32,16 +32,64 @@ class NoDefaultImage(ValueError):
     """vLLM publishes no image for this accelerator on this architecture."""
 
 
-_TAG = re.compile(r":([\w][\w.\-]{0,127})$")
+# Docker's reference grammar (github.com/distribution/reference, regexp.go), which `docker pull`
+# applies: a lowercase path, a tag of up to 128 word characters, a digest of a known algorithm.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+REFERENCE = re.compile(
+    rf"^(?P<name>(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?\Z",
+    re.ASCII,
+)
+# The digests Docker verifies, and their length in hex digits.
+DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+# Images vLLM publishes per accelerator, by repository: a host of another accelerator cannot run them.
+IMAGE_ACCELERATORS = {
+    "vllm/vllm-openai": "nvidia",
+    "vllm/vllm-openai-rocm": "amd",
+    "rocm/vllm": "amd",
+    "rocm/vllm-dev": "amd",
+    "vllm/vllm-openai-cpu": "cpu",
+    "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo": "cpu",
+}
+
+
+def parse_reference(ref: str) -> tuple[str, str | None, str | None] | None:
+    """(name, tag, digest) of an image reference Docker accepts, or None."""
+    match = REFERENCE.match(ref)
+    if not match or len(match["name"]) > 255:
+        return None
+    first, _, rest = match["name"].partition("/")
+    # Docker takes the first part for a registry only when it looks like one; else it is
+    # part of the repository, which must be lowercase.
+    if rest and not ("." in first or ":" in first or first == "localhost") and first != first.lower():
+        return None
+    digest = match["digest"]
+    if digest:
+        algorithm, _, hexdigest = digest.partition(":")
+        if DIGEST_LENGTHS.get(algorithm) != len(hexdigest) or hexdigest != hexdigest.lower():
+            return None
+    return match["name"], match["tag"], digest
 
 
 def is_pinned(ref: str) -> bool:
-    """True when the reference names a digest, or a tag other than 'latest'."""
-    if "@sha256:" in ref:
-        return True
-    name = ref.rsplit("/", 1)[-1]
-    match = _TAG.search(name)
-    return match is not None and match.group(1) != "latest"
+    """True when the reference is valid and names a digest, or a tag other than 'latest'."""
+    parsed = parse_reference(ref)
+    if parsed is None:
+        return False
+    _, tag, digest = parsed
+    return bool(digest) or (tag is not None and tag != "latest")
+
+
+def accelerator_of(ref: str) -> str | None:
+    """The accelerator a vLLM image is built for, when it is one of vLLM's or AMD's own."""
+    parsed = parse_reference(ref)
+    if parsed is None:
+        return None
+    name = parsed[0].removeprefix("docker.io/").removeprefix("index.docker.io/")
+    return IMAGE_ACCELERATORS.get(name)
 
 
 def default_image(accelerator: str, machine: str = "x86_64") -> str:

@@ -10,12 +10,10 @@ import ipaddress
 import re
 import shlex
 
-from vllm_fleet import nix, paths, releases
+from vllm_fleet import firewall, nix, paths, releases
 from vllm_fleet.images import default_image
 from vllm_fleet.settings import Settings
 
-# vLLM's own default port inside the container; the host port is vllm_port.
-CONTAINER_PORT = 8000
 CONTAINER_HF_CACHE = "/root/.cache/huggingface"
 
 ACCELERATOR_CONTAINER_ARGS = {
@@ -74,7 +72,7 @@ def publish_arg(s: Settings) -> str:
     address = s.vllm_bind_address
     if ipaddress.ip_address(address).version == 6:
         address = f"[{address}]"
-    return f"{address}:{s.vllm_port}:{CONTAINER_PORT}"
+    return f"{address}:{s.vllm_port}:{paths.CONTAINER_PORT}"
 
 
 def cache_env(s: Settings, hf_home: str) -> dict[str, str]:
@@ -206,6 +204,7 @@ def unit_context(s: Settings, accelerator: str) -> dict:
         # ProtectHome hides /root: whatever else writes under ~ writes to the cache directory.
         "environment": {"HOME": s.vllm_cache_dir, **cache_env(s, s.hf_cache_dir), **accelerator_env(s, accelerator)},
         "read_only_paths": [s.vllm_model] if s.vllm_model_dir else [],
+        "firewall_unit": paths.FIREWALL_SERVICE if firewall.wanted(s) else None,
     }
     if s.serving_method == "nix":
         context["exec_start"] = exec_line(nix_server_argv(s, accelerator))

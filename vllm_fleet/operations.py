@@ -7,9 +7,11 @@ import posixpath
 from io import BytesIO
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
+from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations import files
+
+from vllm_fleet import paths
 
 
 def root_only_directory(path: str, name: str):
@@ -36,6 +38,32 @@ def barrier():
     yield from ()
 
 
+# The user pyinfra connects as: sudo names it in SUDO_USER; connected as root, there is no sudo.
+_CONNECTING_USER = '"${SUDO_USER:-$(id -un)}"'
+
+
+def secret_file_commands(dest: str, data: bytes) -> list[StringCommand | FileUploadCommand]:
+    """What secret_file runs to write new content into dest (see secret_file).
+
+    The staging directory is removed before the new content moves into place: a connection
+    dropped earlier than that leaves dest's old content, so the next deploy writes it again and
+    removes the leftover first.
+    """
+    staged = posixpath.join(posixpath.dirname(dest), f".{posixpath.basename(dest)}.new")
+    upload_dir, upload_file = QuoteString(paths.UPLOAD_DIR), QuoteString(paths.UPLOAD_FILE)
+    return [
+        StringCommand("install", "-m", "600", "-o", "root", "-g", "root", "/dev/null", QuoteString(staged)),
+        StringCommand("rm", "-rf", upload_dir),
+        StringCommand("install", "-d", "-m", "700", "-o", _CONNECTING_USER, upload_dir),
+        # SFTP's open truncates an existing file and keeps its mode: the upload never widens it.
+        StringCommand("install", "-m", "600", "-o", _CONNECTING_USER, "/dev/null", upload_file),
+        # Connected as root, pyinfra uploads straight into staged, which keeps its 0600 alike.
+        FileUploadCommand(BytesIO(data), staged, remote_temp_filename=paths.UPLOAD_FILE),
+        StringCommand("rm", "-rf", upload_dir),
+        StringCommand("mv", "-f", QuoteString(staged), QuoteString(dest)),
+    ]
+
+
 @operation()
 def secret_file(dest: str, content: str):
     """A root-only (0600) file holding secrets.
@@ -43,19 +71,15 @@ def secret_file(dest: str, content: str):
     Unlike files.put it never prints a diff (its content is secret), and the new
     content is written into the file's own directory, which must already be
     root-only (0700), then renamed into place: at no moment can anyone but root
-    read it, and a dropped connection leaves the old file whole.
+    read it, and a dropped connection leaves the old file whole. Under _sudo the
+    upload passes through UPLOAD_FILE, which only root and the SSH user can read.
     """
     data = content.encode()
     want = hashlib.sha256(data).hexdigest()
     current = host.get_fact(File, path=dest)
     changed_content = not current or host.get_fact(Sha256File, path=dest) != want
-    staged = posixpath.join(posixpath.dirname(dest), f".{posixpath.basename(dest)}.new")
     if changed_content:
-        yield StringCommand("install", "-m", "600", "-o", "root", "-g", "root", "/dev/null", staged)
-        # Only used under _sudo: pyinfra's default staging file is in /tmp under the SSH
-        # user's umask; a relative path puts it in that user's home, and pyinfra removes it.
-        yield FileUploadCommand(BytesIO(data), staged, remote_temp_filename=".vllm-fleet-upload.tmp")
-        yield StringCommand("mv", "-f", staged, dest)
+        yield from secret_file_commands(dest, data)
     elif not current or current["mode"] != 600 or current["user"] != "root" or current["group"] != "root":
-        yield StringCommand("chown", "root:root", dest)
-        yield StringCommand("chmod", "600", dest)
+        yield StringCommand("chown", "root:root", QuoteString(dest))
+        yield StringCommand("chmod", "600", QuoteString(dest))

@@ -7,6 +7,8 @@ from __future__ import annotations
 SERVICE = "vllm.service"
 UNIT_PATH = f"/etc/systemd/system/{SERVICE}"
 CONTAINER_NAME = "vllm"
+# vLLM's own default port, inside the container; the host publishes it on vllm_port.
+CONTAINER_PORT = 8000
 
 # Configuration, root-only. Each deploy's unit, env file and readiness parameters form a
 # release; current and previous are links in RELEASES_DIR, and ENV_FILE links to the current
@@ -15,6 +17,9 @@ CONFIG_DIR = "/etc/vllm-fleet"
 RELEASES_DIR = f"{CONFIG_DIR}/releases"
 ENV_FILE = f"{CONFIG_DIR}/vllm.env"
 RELEASE_FILES = ("vllm.service", "vllm.env", "release.conf")
+# Present while an activation has not yet ended on a release that serves (it was killed, or
+# nothing served): the host is then not settled on its current release.
+ACTIVATE_PENDING = f"{RELEASES_DIR}/.activating"
 FIREWALL_RULES = f"{CONFIG_DIR}/firewall.nft"
 FIREWALL_SERVICE = "vllm-fleet-firewall.service"
 GATEWAY_STAGED_CONFIG = f"{CONFIG_DIR}/haproxy.cfg"
@@ -47,3 +52,10 @@ HAPROXY_BACKEND = "vllm"  # the backend (and frontend) haproxy.cfg.j2 names
 def template_names() -> dict[str, str]:
     """The names above, as the templates that render helpers and units read them."""
     return {name.lower(): value for name, value in globals().items() if name.isupper() and isinstance(value, str)}
+
+
+# Where secret_file stages its content under _sudo. pyinfra's SFTP writes as the SSH user, so
+# the file has to be one that user owns; only root creates entries in /run (a tmpfs: a leftover
+# is gone at reboot), and the directory is that user's alone, 0700.
+UPLOAD_DIR = "/run/vllm-fleet-upload"
+UPLOAD_FILE = f"{UPLOAD_DIR}/content"

@@ -1,8 +1,9 @@
 """Releases of the vLLM service on a host: what the deploy compares, and how a new one is named.
 
 A release is a directory under paths.RELEASES_DIR holding the rendered unit, the env file
-and release.conf (what tells that it serves). templates/vllm-activate.sh.j2 switches the
-`current` link to it and back; this module only reads the probe and names new releases.
+and release.conf (what tells that it serves). templates/vllm-activate.sh.j2 tries it and
+switches the `current` link to it once it serves; this module only reads the probe and names
+new releases.
 """
 
 from __future__ import annotations
@@ -56,12 +57,16 @@ def _key(name: str) -> str:
 
 def probe_lines() -> str:
     """Lines of pre-flight's host probe: the current and previous release, and the hashes of
-    the current release's files and of the unit systemd runs."""
+    the current release's files and of the unit systemd runs (none while paths.ACTIVATE_PENDING
+    says an activation did not end on a release that serves)."""
     current = f"{paths.RELEASES_DIR}/current"
     lines = [
         f'echo "release_current=$(readlink {current} 2>/dev/null)"',
         f'echo "release_previous=$(readlink {paths.RELEASES_DIR}/previous 2>/dev/null)"',
-        f"echo \"release_unit_sha=$(sha256sum {paths.UNIT_PATH} 2>/dev/null | cut -d' ' -f1)\"",
+        # An activation cut off while it tried a release may have left that release's unit or env
+        # file in place, or its server running: no unit is vouched for until one ends serving.
+        f'echo "release_unit_sha=$(test -e {paths.ACTIVATE_PENDING} || '
+        f"sha256sum {paths.UNIT_PATH} 2>/dev/null | cut -d' ' -f1)\"",
     ]
     for name in paths.RELEASE_FILES:
         lines.append(

@@ -2,10 +2,16 @@
 
 Plan every host first (one invalid host refuses the whole rollout), bring the gateways up
 to date, then deploy the canary hosts and the rest in batches with pyinfra's own CLI
-(`--limit`), each batch drained at the gateways before it restarts, verified with the
-verify suite, and put back in rotation only once it verifies. A batch whose failures take
-the count past --max-failures stops the rollout: later hosts are not touched. A host that
-does not come up goes back to its previous release by itself (templates/vllm-activate.sh.j2).
+(`--limit`), each batch drained before it restarts at the gateways that front its hosts,
+verified with the verify suite, and put back in rotation only once it verifies. A batch whose
+failures take the count past --max-failures stops the rollout: later hosts are not touched. A
+host that does not come up goes back to its previous release by itself
+(templates/vllm-activate.sh.j2).
+
+Every step has a time limit. A step that passes it, Ctrl-C, or any other error stops the
+rollout with the interrupted batch's hosts failed, saying which step; the hosts it left drained
+are put back into rotation (or named in the report as left drained), and the table and the
+JUnit report are written all the same.
 """
 
 from __future__ import annotations
@@ -19,12 +25,13 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vllm_fleet import paths, releases
 from vllm_fleet.ansible_inventory import pyinfra_inventory
+from vllm_fleet.settings import SECRET_FLAGS, Settings
 
 REPO = Path(__file__).resolve().parent.parent
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
@@ -38,6 +45,17 @@ CHANGED, UNCHANGED, FAILED, ROLLED_BACK, UNREACHABLE, NOT_STARTED = (
     "not started",
 )
 SERVING = (CHANGED, UNCHANGED)
+
+# Time limits, in seconds. Planning reads host data only (no SSH), so it has a fixed one.
+PLAN_TIMEOUT = 300
+# No knob bounds installing packages, pulling an image or the GPU driver's reboot (900 s of
+# its own): the deploy gets this on top of what its knobs allow.
+DEPLOY_MARGIN = 1800
+# The verify suite runs on one host after another; SSH gives up after 15 s and each request
+# after 30 s, so a host that hangs still ends within this.
+VERIFY_START, VERIFY_PER_HOST = 120, 300
+# The gateway helper waits at most the drain timeout itself; this is pyinfra connecting.
+GATEWAY_MARGIN = 120
 
 
 @dataclass
@@ -53,12 +71,17 @@ class HostResult:
 class Rollout:
     inventory: str
     batches: list[list[str]]
-    gateways: list[str]
+    gateways: dict[str, list[str]]  # each gateway and the vLLM hosts it fronts
     drain_timeout: int
     max_failures: int
     say: Callable[[str], None] = print
+    deploy_limits: dict[str, int] = field(default_factory=dict)  # host: seconds its deploy may take
     results: dict[str, HostResult] = field(default_factory=dict)
     stopped: str = ""
+    drained: dict[str, set[str]] = field(default_factory=dict)  # host: gateways it may be drained at
+    batch: int = 0  # the batch under way, 0 between batches
+    step: str = ""  # the step under way, for the reason when it does not end by itself
+    interrupted: BaseException | None = None
 
     def __post_init__(self):
         for number, batch in enumerate(self.batches, 1):
@@ -72,6 +95,14 @@ class Rollout:
     @property
     def completed(self) -> bool:
         return all(r.state in SERVING for r in self.results.values())
+
+    @property
+    def left_drained(self) -> dict[str, list[str]]:
+        return {name: sorted(at) for name, at in self.drained.items() if at}
+
+    def deploy_limit(self, names: list[str]) -> int:
+        # pyinfra deploys a batch's hosts side by side: the slowest one sets the limit.
+        return max((self.deploy_limits.get(name, deploy_limit({})) for name in names), default=DEPLOY_MARGIN)
 
 
 # --- what to roll out, in which order ------------------------------------------------------
@@ -100,10 +131,34 @@ def select(names: list[str], limits: list[str]) -> list[str]:
     return [n for n in names if any(fnmatch.fnmatchcase(n, pattern) for pattern in limits)]
 
 
+def deploy_limit(host_plan: dict) -> int:
+    """The seconds a host's deploy may take by its plan's settings (their defaults where the plan
+    has none, as a gateway's has not): the package lock, the download, a Nix build, the new
+    release's start and, when it does not come up, the previous one's."""
+    values = {name: knob["value"] for name, knob in host_plan.get("settings", {}).items()}
+
+    def knob(name: str):
+        return values.get(name, Settings.model_fields[name].default)
+
+    limit = DEPLOY_MARGIN + knob("package_lock_timeout")
+    if host_plan.get("role") == "gateway":
+        return limit
+    limit += 2 * knob("vllm_ready_timeout")
+    if knob("serving_method") == "nix":
+        limit += knob("nix_build_timeout")
+    elif knob("vllm_download_weights"):
+        limit += knob("vllm_download_timeout")
+    return limit
+
+
+def verify_limit(names: list[str]) -> int:
+    return VERIFY_START + VERIFY_PER_HOST * len(names)
+
+
 # --- running pyinfra and the verify suite ----------------------------------------------------
 
 
-def _run(cmd: list[str], timeout: int = 7200) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], timeout: int) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
@@ -112,19 +167,23 @@ def limit_args(names: list[str]) -> list[str]:
     return [arg for name in names for arg in ("--limit", name)]
 
 
+class PlanFailed(RuntimeError):
+    pass
+
+
 def plan(inventory: str) -> dict[str, dict]:
     """Every host's plan, from `python -m vllm_fleet plan` (run apart: pyinfra's CLI patches the
     process it is imported into)."""
-    done = _run([sys.executable, "-m", "vllm_fleet", "plan", inventory, "--format", "json"])
+    done = _run([sys.executable, "-m", "vllm_fleet", "plan", inventory, "--format", "json"], PLAN_TIMEOUT)
     try:
         return json.loads(done.stdout)["hosts"]
     except (json.JSONDecodeError, KeyError):
-        raise SystemExit(f"vllm_fleet rollout: planning {inventory} failed:\n{done.stderr.strip()[-3000:]}") from None
+        raise PlanFailed(f"planning {inventory} failed:\n{redact(done.stderr.strip()[-3000:])}") from None
 
 
-def deploy(inventory: str, names: list[str]) -> dict[str, tuple[str, str]]:
+def deploy(inventory: str, names: list[str], timeout: int) -> dict[str, tuple[str, str]]:
     """pyinfra's deploy of these hosts; returns {host: (state, reason)}."""
-    done = _run([PYINFRA, "-y", "--json", *limit_args(names), pyinfra_inventory(inventory), "deploy.py"])
+    done = _run([PYINFRA, "-y", "--json", *limit_args(names), pyinfra_inventory(inventory), "deploy.py"], timeout)
     try:
         report = json.loads(done.stdout)["results"]
     except (json.JSONDecodeError, KeyError):
@@ -133,32 +192,140 @@ def deploy(inventory: str, names: list[str]) -> dict[str, tuple[str, str]]:
     return classify(names, report, done.stderr)
 
 
+# pyinfra 3's log (pyinfra/api/util.py, pyinfra_cli/log.py): "--> Starting operation: NAME (ARGS)"
+# (or "Starting nested operation: ..."), then each host's lines under it as "[HOST] ...".
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STARTING = re.compile(r"(?:-->\s*)?Starting (?:[\w ,]+ )?operation:\s*(?P<op>.*?)\s*")
+_PREFIXED = re.compile(r"\[(?P<host>[^\]\s]+)\](?:\s+nested)?(?:\s+(?P<rest>.*))?")
+# What pyinfra itself says of a host's operation: no news of why it failed.
+_PYINFRA_OWN = re.compile(
+    r"(?:Success|No changes|Changed|Skipped|Connected|Error|Error in nested operation)"
+    r"(?: on retry \d+)?(?: \(ignored[^)]*\))?(?::\s*executed \d+(?:/\d+)? commands.*)?"
+    r"|Retrying .*|Loaded fact .*"
+)
+_ERRORISH = re.compile(
+    r"error|fail|fatal|denied|refused|not found|no such|unable|cannot|can't|timed out|invalid|^E: ", re.IGNORECASE
+)
+# Our own scripts' words for why they stopped a host (pre-flight, the GPU reboot, the port check).
+_OURS = ("stopped:", "pre-flight refused:")
+
+
+def host_log(name: str, log: str, others: Collection[str] = ()) -> list[tuple[str, str]]:
+    """(operation, line) for each line pyinfra printed for this host, the operation '' before
+    the first one; a line prefixed with another host of `others` is that host's."""
+    mentions = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
+    operation, found = "", []
+    for raw in _ANSI.sub("", log).splitlines():
+        line = raw.strip()
+        starting = _STARTING.fullmatch(line)
+        if starting:
+            operation = starting["op"]
+        elif line.startswith("-->"):
+            operation = ""
+        elif (prefixed := _PREFIXED.fullmatch(line)) and prefixed["host"] == name:
+            found.append((operation, (prefixed["rest"] or "").strip()))
+        elif not (prefixed and prefixed["host"] in others) and mentions.search(line):
+            # A command's output in our own scripts' words, which name the host.
+            found.append((operation, line))
+    return found
+
+
+def last_operations(log: str, names: list[str]) -> dict[str, str]:
+    """The last operation pyinfra printed a line for, of each of these hosts that it printed one."""
+    last = {}
+    for name in names:
+        ran = [op for op, _ in host_log(name, log, names) if op]
+        if ran:
+            last[name] = ran[-1]
+    return last
+
+
 def classify(names: list[str], report: dict, log: str) -> dict[str, tuple[str, str]]:
     """Each host's outcome from pyinfra's --json results and its log."""
     outcomes = {}
     activations = releases.outcomes_in(log)
+    operations = report.get("operations", [])
     for name in names:
-        # A failed command's output comes without pyinfra's [host] prefix; our scripts name the host.
-        mentions = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
-        lines = [line.strip().removeprefix(f"[{name}]").strip() for line in log.splitlines() if mentions.search(line)]
-        errors = [op["name"] for op in report.get("operations", []) if name in op["error"]]
-        changed = any(name in op["success"] for op in report.get("operations", []))
-        seen = any(name in op[k] for op in report.get("operations", []) for k in ("success", "error", "no_change"))
+        entries = host_log(name, log, names)
+        lines = [line for _, line in entries]
+        # pyinfra lists a failed host in the error of every operation it did not finish: the
+        # first is the one that failed.
+        errors = [op["name"] for op in operations if name in op["error"]]
+        changed = any(name in op["success"] for op in operations)
+        seen = any(name in op[k] for op in operations for k in ("success", "error", "no_change"))
         activation = activations.get(name)
         connect = [line for line in lines if line.startswith("Could not connect")]
         if connect and not seen:
-            outcomes[name] = (UNREACHABLE, connect[0])
+            outcomes[name] = (UNREACHABLE, redact(connect[0]))
         elif activation and activation.outcome == releases.ROLLED_BACK:
             outcomes[name] = (ROLLED_BACK, activation.message)
         elif errors or name in report.get("failed_hosts", []):
-            detail = [line for line in lines if line.startswith(("stopped:", "pre-flight refused:"))]
-            if activation and activation.outcome == releases.FAILED:
-                detail.append(activation.message)
-            reason = f"step '{errors[0]}' failed" if errors else f"failed: {_tail(log, 1)}"
-            outcomes[name] = (FAILED, "; ".join([reason, *detail[-2:]]))
+            failed_activation = activation.message if activation and activation.outcome == releases.FAILED else ""
+            outcomes[name] = (FAILED, failure(errors[0] if errors else "", entries, failed_activation, log))
         else:
             outcomes[name] = (CHANGED if changed else UNCHANGED, "")
     return outcomes
+
+
+def failure(step: str, entries: list[tuple[str, str]], activation: str, log: str) -> str:
+    """Why a host failed, short: the step, then the last few lines the host itself printed in
+    it (its errors first), never pyinfra's own summary."""
+    ran = [op for op, _ in entries if op]
+    where = ran[-1] if ran else None
+    step = step or where or ""
+    said = [
+        line
+        for op, line in entries
+        if (where is None or op == where)
+        and line
+        and not _PYINFRA_OWN.fullmatch(line)
+        and releases.OUTCOME_MARK not in line
+        and not line.startswith("Could not connect")
+    ]
+    ours = [line for _, line in entries if line.startswith(_OURS)] + ([activation] if activation else [])
+    errorish = [line for line in said if _ERRORISH.search(line)]
+    detail = _unique([*ours, *(errorish or said)[-3:]])[:3]
+    if not step and not detail:
+        detail = _pyinfra_errors(log)
+    head = f"step '{step}' failed" if step else "failed"
+    return redact(": ".join([head, "; ".join(_short(line) for line in detail)]) if detail else head)
+
+
+def _pyinfra_errors(log: str) -> list[str]:
+    """pyinfra's own error, for a host it printed nothing of: one that stopped the whole run
+    (an exception in deploy.py, a bad inventory), not its count of hosts left."""
+    found = [
+        line.strip().removeprefix("-->").strip()
+        for line in _ANSI.sub("", log).splitlines()
+        if re.search(r"^-->.*(error|exception)|^\w+(Error|Exception): ", line.strip(), re.IGNORECASE)
+        and "No hosts remaining" not in line
+    ]
+    return found[-2:] or ["pyinfra printed nothing of this host"]
+
+
+def _unique(lines: list[str]) -> list[str]:
+    return list(dict.fromkeys(lines))
+
+
+def _short(line: str, width: int = 300) -> str:
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+_FLAGS = "|".join(re.escape(flag) for flag in SECRET_FLAGS)
+_SECRETS = [
+    # --api-key K, --api-key=K, and in a printed list: '--api-key', 'K'
+    (re.compile(rf"({_FLAGS})([\"']?(?:=|,?\s+)[\"']?)[^\s\"',]+"), r"\1\2<secret>"),
+    (re.compile(r"(Authorization:\s*\w+\s+|Bearer\s+)[^\s\"',]+", re.IGNORECASE), r"\1<secret>"),
+    (re.compile(r"\b(\w*(?:key|token|secret|password)\w*=)[^\s\"',]+", re.IGNORECASE), r"\1<secret>"),
+    (re.compile(r"\bhf_[A-Za-z0-9]{20,}"), "<secret>"),
+]
+
+
+def redact(text: str) -> str:
+    """Text from a host or pyinfra with what may be a key hidden: it goes into reports and CI logs."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def verify_command(inventory: str, names: list[str], *options: str) -> list[str]:
@@ -167,11 +334,11 @@ def verify_command(inventory: str, names: list[str], *options: str) -> list[str]
     return [*suite, "-p", "no:cacheprovider", *options]
 
 
-def verify(inventory: str, names: list[str]) -> dict[str, str]:
+def verify(inventory: str, names: list[str], timeout: int) -> dict[str, str]:
     """The verify suite on these hosts; returns {host: what failed} for the hosts that did not pass."""
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "verify.xml"
-        done = _run(verify_command(inventory, names, "-q", "--junit-xml", str(junit)))
+        done = _run(verify_command(inventory, names, "-q", "--junit-xml", str(junit)), timeout)
         if not junit.exists():
             return {name: f"the verify suite did not run: {_tail(done.stdout + done.stderr)}" for name in names}
         failed: dict[str, list[str]] = {}
@@ -184,18 +351,39 @@ def verify(inventory: str, names: list[str]) -> dict[str, str]:
     return {name: "verify suite failed: " + ", ".join(failed[name]) for name in names if name in failed}
 
 
-def gateway_control(inventory: str, gateways: list[str], action: str, timeout: int, names: list[str]) -> str:
-    """drain / ready / restore these vLLM hosts at every gateway; returns what went wrong, or ''."""
-    if not gateways or not names:
-        return ""
-    control = [paths.GATEWAY_SCRIPT, action, str(timeout), *names]
-    done = _run([PYINFRA, "-y", *limit_args(gateways), pyinfra_inventory(inventory), "exec", "--", *control])
-    return "" if done.returncode == 0 else _tail(done.stderr + done.stdout)
+def gateway_control(rollout: Rollout, action: str, names: list[str]) -> str:
+    """drain these vLLM hosts at the gateways that front them, or ready / restore them where they
+    are drained; returns what went wrong, or ''. A gateway's helper fails on a host it does not
+    front, so each gateway is given only its own."""
+    at: dict[tuple[str, ...], list[str]] = {}
+    for gateway, fronted in rollout.gateways.items():
+        if action == "drain":
+            servers = tuple(n for n in names if n in fronted)
+        else:
+            servers = tuple(n for n in names if gateway in rollout.drained.get(n, ()))
+        if servers:
+            at.setdefault(servers, []).append(gateway)
+    problems = []
+    for servers, gateways in at.items():
+        if action == "drain":
+            # Counted before the helper runs: one cut short may have drained some already.
+            for name in servers:
+                rollout.drained.setdefault(name, set()).update(gateways)
+        rollout.step = f"{action} at {', '.join(gateways)}"
+        control = [paths.GATEWAY_SCRIPT, action, str(rollout.drain_timeout), *servers]
+        command = [PYINFRA, "-y", *limit_args(gateways), pyinfra_inventory(rollout.inventory), "exec", "--", *control]
+        done = _run(command, rollout.drain_timeout + GATEWAY_MARGIN)
+        if done.returncode != 0:
+            problems.append(f"{', '.join(gateways)}: {_tail(done.stderr + done.stdout)}")
+        elif action != "drain":
+            for name in servers:
+                rollout.drained[name].difference_update(gateways)
+    return "; ".join(problems)
 
 
 def _tail(text: str, lines: int = 6) -> str:
-    kept = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(kept[-lines:])
+    kept = [line.strip() for line in _ANSI.sub("", text).strip().splitlines() if line.strip()]
+    return redact(" | ".join(kept[-lines:]))
 
 
 # --- the rollout -----------------------------------------------------------------------------
@@ -203,19 +391,27 @@ def _tail(text: str, lines: int = 6) -> str:
 
 def run_batch(rollout: Rollout, number: int, batch: list[str]) -> None:
     say, inventory = rollout.say, rollout.inventory
+    rollout.batch = number
     label = "canary" if number == 1 and len(rollout.batches) > 1 else f"{len(batch)} host(s)"
     say(f"batch {number} of {len(rollout.batches)} ({label}): {', '.join(batch)}")
     started = time.monotonic()
-    problem = gateway_control(inventory, rollout.gateways, "drain", rollout.drain_timeout, batch)
+    problem = gateway_control(rollout, "drain", batch)
     if problem:
         rollout.stopped = f"draining batch {number} at the gateways failed, so nothing of it was deployed: {problem}"
-        gateway_control(inventory, rollout.gateways, "restore", rollout.drain_timeout, batch)
+        gateway_control(rollout, "restore", batch)
+        rollout.batch, rollout.step = 0, ""
         return
-    if rollout.gateways:
-        say(f"  drained at {', '.join(rollout.gateways)}")
-    outcomes = deploy(inventory, batch)
+    drained = rollout.left_drained
+    for name in batch:
+        if name in drained:
+            say(f"  {name}: drained at {', '.join(drained[name])}")
+        elif rollout.gateways:
+            say(f"  {name}: fronted by no gateway, deployed without draining")
+    rollout.step = "deploy"
+    outcomes = deploy(inventory, batch, rollout.deploy_limit(batch))
     serving = [name for name in batch if outcomes[name][0] in SERVING]
-    verdicts = verify(inventory, serving) if serving else {}
+    rollout.step = "verify suite"
+    verdicts = verify(inventory, serving, verify_limit(serving)) if serving else {}
     for name in batch:
         state, reason = outcomes[name]
         if name in verdicts:
@@ -226,20 +422,34 @@ def run_batch(rollout: Rollout, number: int, batch: list[str]) -> None:
     # Back in rotation: hosts that verified, and rolled-back hosts (their previous release
     # serves); unreachable ones are left to the health checks; failed ones stay drained.
     back = [n for n in batch if rollout.results[n].state in (*SERVING, ROLLED_BACK)]
-    problem = gateway_control(inventory, rollout.gateways, "ready", rollout.drain_timeout, back)
+    problem = gateway_control(rollout, "ready", back)
     unreachable = [n for n in batch if rollout.results[n].state == UNREACHABLE]
-    gateway_control(inventory, rollout.gateways, "restore", rollout.drain_timeout, unreachable)
+    # Hosts a gateway did not see UP in time are left to its health checks, not drained.
+    gateway_control(rollout, "restore", [*unreachable, *back])
     if problem:
         rollout.stopped = f"batch {number} did not come back into rotation at the gateways: {problem}"
-    elif rollout.gateways and back:
-        say(f"  back in rotation: {', '.join(back)}")
+    elif rollout.gateways and any(n in rollout.drained for n in back):
+        say(f"  back in rotation: {', '.join(n for n in back if n in rollout.drained)}")
+    rollout.batch, rollout.step = 0, ""
 
 
-def execute(rollout: Rollout, gateway_hosts: list[str]) -> None:
+def execute(rollout: Rollout) -> None:
+    """The rollout; whatever stops it (a step past its limit, Ctrl-C, any error) ends in
+    rollout.stopped and the results, never in a traceback with hosts drained unsaid."""
+    try:
+        _execute(rollout)
+    except (Exception, KeyboardInterrupt) as exc:
+        interrupt(rollout, exc)
+
+
+def _execute(rollout: Rollout) -> None:
     say = rollout.say
-    if gateway_hosts:
-        say(f"gateways: {', '.join(gateway_hosts)}")
-        outcomes = deploy(rollout.inventory, gateway_hosts)
+    if rollout.gateways:
+        names = list(rollout.gateways)
+        say(f"gateways: {', '.join(names)}")
+        rollout.step = "deploy of the gateways"
+        outcomes = deploy(rollout.inventory, names, rollout.deploy_limit(names))
+        rollout.step = ""
         bad = {n: o for n, o in outcomes.items() if o[0] not in SERVING}
         for name, (state, reason) in outcomes.items():
             say(f"  {name}: {state}" + (f" ({reason})" if reason else ""))
@@ -255,6 +465,50 @@ def execute(rollout: Rollout, gateway_hosts: list[str]) -> None:
                 f"{rollout.failures} host(s) failed or rolled back, more than --max-failures {rollout.max_failures}"
             )
             break
+
+
+def why(exc: BaseException, step: str) -> str:
+    step = f"step '{step}'" if step else "between steps"
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"{step} timed out after {exc.timeout:.0f}s"
+    if isinstance(exc, KeyboardInterrupt):
+        return f"interrupted (Ctrl-C) during {step}" if step != "between steps" else "interrupted (Ctrl-C)"
+    return redact(f"{step} failed: {type(exc).__name__}: {exc}")
+
+
+def interrupt(rollout: Rollout, exc: BaseException) -> None:
+    """The interrupted batch's hosts failed, saying why; its hosts not known to be broken put
+    back into rotation (the gateways' health checks decide, as for an unreachable host)."""
+    rollout.interrupted = exc
+    reason = why(exc, rollout.step)
+    batch = rollout.batches[rollout.batch - 1] if rollout.batch else []
+    where: dict[str, str] = {}
+    if isinstance(exc, subprocess.TimeoutExpired) and rollout.step == "deploy":
+        # What pyinfra printed before it was stopped (bytes, as subprocess leaves it on a timeout).
+        log = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        where = last_operations(log, batch)
+    broken = [name for name in batch if rollout.results[name].state == FAILED]
+    for name in batch:
+        result = rollout.results[name]
+        before = result.state + (f" ({result.reason})" if result.reason else "")
+        result.reason = reason + (f", pyinfra at '{redact(where[name])}'" if name in where else "")
+        if result.state != NOT_STARTED:
+            result.reason += f"; before that: {before}"
+        result.state = FAILED
+    if batch:
+        rollout.stopped = f"batch {rollout.batch}: {reason}"
+    elif all(r.state == NOT_STARTED for r in rollout.results.values()):
+        rollout.stopped = f"{reason}, so no vLLM host was touched"
+    else:
+        rollout.stopped = reason
+    rollout.say(f"stopped: {rollout.stopped}")
+    rollout.batch = 0
+    try:
+        gateway_control(rollout, "restore", [name for name in batch if name not in broken])
+    except (Exception, KeyboardInterrupt) as again:
+        # Those it did not restore stay in rollout.drained: the report names them.
+        rollout.say(f"putting batch hosts back into rotation: {why(again, rollout.step)}")
+    rollout.step = ""
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -287,13 +541,47 @@ def junit(rollout: Rollout) -> str:
         if r.state in (FAILED, ROLLED_BACK, UNREACHABLE):
             ET.SubElement(case, "failure", message=f"{r.state}: {r.reason}", type=r.state.replace(" ", "_"))
         elif r.state == NOT_STARTED:
-            ET.SubElement(case, "skipped", message=f"not started: {rollout.stopped}")
+            message = f"not started: {rollout.stopped}" + (f"; {r.reason}" if r.reason else "")
+            ET.SubElement(case, "skipped", message=message)
         else:
-            ET.SubElement(case, "system-out").text = r.state
+            ET.SubElement(case, "system-out").text = r.state + (f": {r.reason}" if r.reason else "")
+    if not results and rollout.stopped:
+        # Stopped before any host was known (planning): CI still sees a failed report, not an empty one.
+        case = ET.SubElement(suite, "testcase", classname="rollout", name="plan", time="0.0")
+        ET.SubElement(case, "failure", message=rollout.stopped, type="stopped")
+        suite.set("tests", "1")
+        suite.set("failures", "1")
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def report(rollout: Rollout, junit_xml: str | None, took: float) -> int:
+    """The table, the JUnit file and the verdict; the exit status."""
+    drained = rollout.left_drained
+    for name, gateways in drained.items():
+        result = rollout.results[name]
+        result.reason = "; ".join(filter(None, [result.reason, f"left drained at {', '.join(gateways)}"]))
+    print()
+    print(table(rollout))
+    if junit_xml:
+        Path(junit_xml).parent.mkdir(parents=True, exist_ok=True)
+        Path(junit_xml).write_text(junit(rollout))
+    if drained:
+        print(
+            f"\nleft drained at the gateways: {', '.join(drained)}; on the gateway, "
+            f"`{paths.GATEWAY_SCRIPT} restore 0 HOST...` puts a host back into rotation"
+        )
+    if rollout.stopped:
+        print(f"\nrollout STOPPED after {took:.0f}s: {rollout.stopped}")
+    elif rollout.completed and not drained:
+        print(f"\nrollout completed in {took:.0f}s: every host serves its new release")
+    else:
+        print(f"\nrollout went through every batch in {took:.0f}s, but not every host serves its new release")
+    if isinstance(rollout.interrupted, KeyboardInterrupt):
+        return 130
+    return 0 if rollout.completed and not rollout.stopped and not drained else 1
 
 
 def main(args) -> int:
@@ -302,14 +590,21 @@ def main(args) -> int:
     except ValueError as exc:
         print(f"vllm_fleet rollout: {exc}", file=sys.stderr)
         return 2
-    plans = plan(args.inventory)
+    started = time.monotonic()
+    try:
+        plans = plan(args.inventory)
+    except (Exception, KeyboardInterrupt) as exc:
+        stopped = str(exc) if isinstance(exc, PlanFailed) else why(exc, "plan")
+        print(f"vllm_fleet rollout: {stopped}", file=sys.stderr)
+        unplanned = Rollout(args.inventory, [], {}, 0, 0, stopped=stopped, interrupted=exc)
+        return report(unplanned, args.junit_xml, time.monotonic() - started)
     refused = {name: p["refused"] for name, p in plans.items() if p.get("refused")}
     if refused:
         print("vllm_fleet rollout: refused before touching any host:", file=sys.stderr)
         for name, reason in refused.items():
             print(f"  {name}: {reason}", file=sys.stderr)
         return 2
-    gateways = [name for name, p in plans.items() if p.get("role") == "gateway"]
+    gateways = {name: list(p.get("backends", {})) for name, p in plans.items() if p.get("role") == "gateway"}
     hosts = select([name for name in plans if name not in gateways], args.limit)
     if not hosts:
         print(f"vllm_fleet rollout: no vLLM host of {args.inventory} matches --limit {args.limit}", file=sys.stderr)
@@ -322,19 +617,7 @@ def main(args) -> int:
         drain_timeout,
         args.max_failures,
         say=lambda line: print(f"[rollout] {line}", flush=True),
+        deploy_limits={name: deploy_limit(p) for name, p in plans.items()},
     )
-    started = time.monotonic()
-    execute(rollout, gateways)
-    print()
-    print(table(rollout))
-    if args.junit_xml:
-        Path(args.junit_xml).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.junit_xml).write_text(junit(rollout))
-    took = time.monotonic() - started
-    if rollout.stopped:
-        print(f"\nrollout STOPPED after {took:.0f}s: {rollout.stopped}")
-    elif rollout.completed:
-        print(f"\nrollout completed in {took:.0f}s: every host serves its new release")
-    else:
-        print(f"\nrollout went through every batch in {took:.0f}s, but not every host serves its new release")
-    return 0 if rollout.completed else 1
+    execute(rollout)
+    return report(rollout, args.junit_xml, time.monotonic() - started)

@@ -4,6 +4,7 @@ inventory must agree on. Each refusal is a SettingsError naming the host and the
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -13,6 +14,8 @@ from vllm_fleet.settings import GATEWAY_GROUP, PHASES, Settings, SettingsError, 
 # Characters systemd's EnvironmentFile= would read as quoting or escapes, so the value
 # vLLM saw would differ from the one Docker's --env-file passes literally.
 ENV_FILE_SPECIAL = set("'\"\\`$")
+# HAProxy's server names: its config parser refuses anything else.
+HAPROXY_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def validate(host: str, data: Mapping[str, Any], groups: Iterable[str] = ()) -> Settings:
@@ -89,6 +92,8 @@ def _vllm_host(s: Settings, groups: set[str]) -> None:
         )
     if s.serving_method == "nix":
         _nix_host(s)
+    else:
+        _docker_host(s)
     if s.docker_version and s.docker_source != "docker":
         raise SettingsError(
             s.host,
@@ -114,7 +119,33 @@ def _vllm_host(s: Settings, groups: set[str]) -> None:
             )
 
 
+def _docker_host(s: Settings) -> None:
+    if s.nix_builder:
+        raise SettingsError(
+            s.host,
+            "nix_builder",
+            s.show("nix_builder"),
+            "only with serving_method = 'nix' (a Docker host runs an image and builds nothing)",
+        )
+    built_for = images.accelerator_of(s.vllm_image) if s.vllm_image else None
+    if s.accelerator != "auto" and built_for and built_for != s.accelerator:
+        raise SettingsError(
+            s.host,
+            "vllm_image",
+            s.show("vllm_image"),
+            f"an image for accelerator {s.accelerator}: this one is vLLM's {built_for} image",
+        )
+
+
 def _nix_host(s: Settings) -> None:
+    for name in ("vllm_image", "vllm_image_archive"):
+        if getattr(s, name):
+            raise SettingsError(
+                s.host,
+                name,
+                s.show(name),
+                "only with serving_method = 'docker' (the Nix way builds the server and runs no image)",
+            )
     for name in ("vllm_api_key", "hf_token"):
         value = getattr(s, name)
         if value and ENV_FILE_SPECIAL & set(value.get_secret_value()):
@@ -180,12 +211,39 @@ def check_gateway(gateway: Settings, fleet: Mapping[str, Settings]) -> None:
             shown,
             f"hosts the gateway can reach: {', '.join(local)} bind(s) vLLM to loopback (set vllm_bind_address)",
         )
+    odd = [b.host for b in backends if not HAPROXY_NAME.fullmatch(b.host)]
+    if odd:
+        raise SettingsError(
+            gateway.host,
+            "gateway_backends",
+            shown,
+            f"hosts whose inventory names are HAProxy server names (letters, digits and . _ -): {', '.join(odd)}",
+        )
+    places: dict[tuple[str, int], str] = {(gateway.fleet_address or "", gateway.gateway_port): gateway.host}
+    for b in backends:
+        place = (b.fleet_address or "", b.vllm_port)
+        if place in places:
+            raise SettingsError(
+                gateway.host,
+                "gateway_backends",
+                shown,
+                f"hosts at addresses and ports of their own: {b.host} and {places[place]} are both at "
+                f"{place[0]}:{place[1]}",
+            )
+        places[place] = b.host
     if len({b.vllm_api_key for b in backends}) > 1:
         raise SettingsError(
             gateway.host,
             "gateway_backends",
             shown,
             "vLLM hosts sharing one vllm_api_key (the gateway checks and forwards one key)",
+        )
+    if gateway.gateway_api_key and gateway.gateway_api_key in {b.vllm_api_key for b in backends}:
+        raise SettingsError(
+            gateway.host,
+            "gateway_api_key",
+            gateway.show("gateway_api_key"),
+            "a key other than its vLLM hosts' vllm_api_key (clients of the gateway must never hold the hosts' key)",
         )
     if any(b.vllm_firewall for b in backends):
         try:

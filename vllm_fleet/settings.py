@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import UnionType
@@ -72,22 +74,50 @@ PREFLIGHT_CHECKS: tuple[str, ...] = get_args(PreflightCheck)
 GATEWAY_GROUP = "gateway"
 
 # Flags a knob owns: passing them through vllm_extra_args would fight the knob
-# (or, for --api-key, put a secret on a command line).
+# (or, for --api-key, put a secret on a command line). The aliases are vLLM's own (its
+# serve parser, read from vLLM 0.32's: tests/integration/test_vllm_args.py keeps them in step).
 OWNED_FLAGS = {
     "--model": "vllm_model",
     "--served-model-name": "vllm_served_model_name",
     "--quantization": "vllm_quantization",
+    "-q": "vllm_quantization",
     "--max-model-len": "vllm_max_model_len",
     "--gpu-memory-utilization": "vllm_gpu_memory_utilization",
+    "--device-memory-utilization": "vllm_gpu_memory_utilization",
     "--max-num-seqs": "vllm_max_num_seqs",
     "--tensor-parallel-size": "vllm_tensor_parallel_size",
+    "-tp": "vllm_tensor_parallel_size",
     "--kv-cache-memory-bytes": "vllm_kv_cache_gib",
     "--port": "vllm_port",
     "--host": "vllm_bind_address",
     "--api-key": "vllm_api_key",
     "--hf-token": "hf_token",
+    # A YAML file of arguments could set any of the flags above.
+    "--config": "the knobs themselves (a config file could set the flags they own)",
 }
 SECRET_FLAGS = ("--api-key", "--hf-token")
+
+
+def vllm_flag(arg: str) -> str | None:
+    """The flag of vLLM's serve parser an argument names, spelled as vLLM reads it: underscores
+    in the name become dashes (up to a '.' of a sub-key), a unique prefix stands for the whole
+    flag (argparse's allow_abbrev, on in vLLM), a short option takes its value attached (-qawq).
+    Only flags a knob owns are resolved; None for every other argument."""
+    if arg.startswith("--") and len(arg) > 2:
+        name = arg.split("=", 1)[0]
+        head, dot, tail = name[2:].partition(".")
+        name = "--" + head.replace("_", "-")
+        for flag in OWNED_FLAGS:
+            if flag.startswith("--") and (flag == name or (not dot and flag.startswith(name) and len(name) > 3)):
+                return flag
+        return None
+    if arg.startswith("-") and not arg.startswith("--"):
+        for flag in OWNED_FLAGS:
+            if not flag.startswith("--") and arg.split("=", 1)[0].startswith(flag):
+                return flag
+    return None
+
+
 # Connection and pyinfra keys, never typos of ours.
 FOREIGN_PREFIXES = ("ssh_", "_", "winrm_", "docker_ssh", "local_", "chroot_", "terraform_")
 # An unknown key with one of these in its name may hold a secret: its value is never shown.
@@ -103,18 +133,40 @@ class SettingsError(ValueError):
 
 
 def redact_args(args: Iterable[Any]) -> list:
-    """Command-line arguments with the value of any secret-bearing flag hidden."""
+    """Command-line arguments with the value of any secret-bearing flag (however vLLM would
+    spell it) and anything that looks like a key hidden."""
     shown: list = []
     hide_next = False
     for arg in args:
-        if hide_next:
-            shown.append("<secret>")
-        elif isinstance(arg, str) and arg.startswith(SECRET_FLAGS) and "=" in arg:
+        flag = vllm_flag(arg) if isinstance(arg, str) else None
+        if flag in SECRET_FLAGS and "=" in arg:
             shown.append(arg.split("=", 1)[0] + "=<secret>")
+        elif hide_next or looks_secret(arg):
+            shown.append("<secret>")
         else:
             shown.append(arg)
-        hide_next = isinstance(arg, str) and arg in SECRET_FLAGS
+        hide_next = flag in SECRET_FLAGS and "=" not in arg
     return shown
+
+
+# Prefixes of the tokens operators paste: Hugging Face, OpenAI-style, GitHub, GitLab, Slack, AWS.
+TOKEN_PREFIXES = ("hf_", "sk-", "ghp_", "gho_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "AKIA")
+
+
+def looks_secret(value: Any) -> bool:
+    """A string that may be a key or token wherever it was put: a known token prefix, or a long
+    run of letters and digits with no path, version or name punctuation."""
+    if not isinstance(value, str) or len(value) < 16 or value.startswith("-") or any(c in value for c in "/.: "):
+        return False
+    if value.startswith(TOKEN_PREFIXES):
+        return True
+    return (
+        len(value) >= 20
+        and re.fullmatch(r"[A-Za-z0-9_+=-]+", value) is not None
+        and any(c.isdigit() for c in value)
+        and any(c.isalpha() for c in value)
+        and len(set(value)) >= 10
+    )
 
 
 def show_secret(value: Any) -> str:
@@ -175,23 +227,113 @@ def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _secret(value: SecretStr) -> SecretStr:
+    # Printable ASCII: it travels in an HTTP header, an env file and HAProxy's configuration.
     raw = value.get_secret_value()
-    if len(raw) < 16 or any(c.isspace() for c in raw):
+    if len(raw) < 16 or not all("!" <= c <= "~" for c in raw):
         raise ValueError(SECRET_RULE)
     return value
 
 
+# Directories a cache must not be (it is made root-only, mounted into the container and filled).
+SYSTEM_DIRECTORIES = {
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/media",
+    "/mnt",
+    "/nix",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+    "/var/cache",
+    "/var/lib",
+    "/var/log",
+    "/var/run",
+    "/var/tmp",
+    "/var/spool",
+    "/var/mail",
+}
+# Trees owned by the OS, its packages or another daemon: nothing of ours goes under them.
+SYSTEM_TREES = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/nix",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+)
+
+
+def _host_directory(value: str) -> str:
+    parts = value.split("/")[1:]
+    if (
+        not re.fullmatch(r"(/[A-Za-z0-9_.+@-]+)+", value)
+        or any(p in (".", "..") for p in parts)
+        or value in SYSTEM_DIRECTORIES
+        or value.startswith(tuple(tree + "/" for tree in SYSTEM_TREES))
+    ):
+        raise ValueError(HOST_DIRECTORY)
+    return value
+
+
+def control_characters(value: Any) -> bool:
+    """Whether a value holds, anywhere inside it, a character that ends a line or a field of the
+    formats settings are written into (newline, carriage return, tab, NUL, escapes, line and
+    paragraph separators, invisible format characters)."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        return any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value)
+    if isinstance(value, Mapping):
+        return any(control_characters(k) or control_characters(v) for k, v in value.items())
+    if isinstance(value, (list, tuple, set)):
+        return any(control_characters(v) for v in value)
+    return False
+
+
 def _extra_args(args: list[str]) -> list[str]:
     for arg in args:
-        flag = arg.split("=", 1)[0]
-        if flag in OWNED_FLAGS:
-            raise ValueError(f"extra vLLM arguments other than {flag}, which is set by {OWNED_FLAGS[flag]}")
+        flag = vllm_flag(arg)
+        if flag:
+            given = arg.split("=", 1)[0]
+            spelled = given if given == flag else f"{given} (vLLM reads it as {flag})"
+            raise ValueError(f"extra vLLM arguments other than {spelled}, which is set by {OWNED_FLAGS[flag]}")
     return args
 
 
 IP_ADDRESS = "an IP address such as 127.0.0.1 (loopback) or 0.0.0.0 (all interfaces)"
 NETWORKS = "a list of IP addresses or networks such as '10.20.0.0/16'"
-SECRET_RULE = "a string of at least 16 characters without whitespace"  # noqa: S105 (the rule, not a secret)
+SECRET_RULE = "a string of at least 16 printable ASCII characters without whitespace"  # noqa: S105 (the rule)
+HOST_DIRECTORY = (
+    "an absolute path of letters, digits and . _ - + @, not a system directory nor under one "
+    "(/, /etc, /usr, /var/lib, /run, /var/lib/docker, ...)"
+)
+NO_CONTROL = (
+    "a value without control characters (newline, tab, NUL, escapes): it is written into unit files and commands"
+)
+SERVED_NAME = "a name of letters, digits and . _ : / @ + -, starting with a letter or digit"
 MODEL_DIRECTORY = (
     "a model directory (config.json, weights, tokenizer) on the machine running pyinfra, its path made of "
     "letters, digits and . _ / -"
@@ -203,7 +345,10 @@ PINNED_IMAGE = (
     "'vllm/vllm-openai:v0.11.0' (an untagged or ':latest' image changes under you)"
 )
 FLAKE = "a directory holding flake.nix on the machine running pyinfra"
-TEXT = "a non-empty string without spaces"
+SIZE = "a size such as '4g': digits, then b, k, m or g"
+PACKAGE_VERSION = "a package version as apt or dnf shows it: letters, digits and . + ~ : _ -"
+ADDRESS = "an IP address or a DNS name such as 'gpu-01.example.internal'"
+HOST_NAME = "an inventory name of letters, digits and . _ - (optionally after a pyinfra connector such as @docker/)"
 
 
 def _only(*kinds: type) -> BeforeValidator:
@@ -221,22 +366,29 @@ def _only(*kinds: type) -> BeforeValidator:
 # Lists from the inventory become tuples; nothing else is taken for a list.
 LAX = (Field(strict=False), _only(list, tuple))
 
-Text = Annotated[str, Field(pattern=r"^\S+$")]
+Size = Annotated[str, Field(pattern=r"^[0-9]+[bkmgBKMG]?$")]
+PackageVersion = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.+~:_-]*$")]
+# pyinfra's own names (@local, @docker/NAME) and plain host names: they end up as HAProxy server
+# names, in shell commands and in file names.
+ADDRESS_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9.\-]*|[0-9a-fA-F:.]+)$"
+Address = Annotated[str, Field(pattern=ADDRESS_PATTERN)]
+InventoryName = Annotated[str, Field(pattern=r"^((@[a-z]+/?)?[A-Za-z0-9][A-Za-z0-9._-]*|@[a-z]+)$")]
 IpAddress = Annotated[str, AfterValidator(_ip_address)]
 Secret = Annotated[SecretStr, Field(strict=False), _only(str), AfterValidator(_secret)]
-AbsolutePath = Annotated[str, Field(pattern=r"^/\S*$")]
+HostDirectory = Annotated[str, AfterValidator(_host_directory)]
+ServedName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,255}$")]
 LocalFile = Annotated[str, _checked(lambda v: Path(v).is_file(), LOCAL_FILE)]
 PinnedImage = Annotated[str, _checked(images.is_pinned, PINNED_IMAGE)]
 LocalArchive = Annotated[str, _checked(lambda v: Path(v).is_file(), LOCAL_ARCHIVE)]
 ModelDirectory = Annotated[
     str,
-    Field(pattern=r"^[\w./\-]+$"),
+    Field(pattern=r"^[A-Za-z0-9_./\-]+$"),
     _checked(lambda v: (Path(v) / "config.json").is_file(), MODEL_DIRECTORY, lambda v: str(Path(v).resolve())),
 ]
 FlakeDirectory = Annotated[str, _checked(lambda v: (Path(v) / "flake.nix").is_file(), FLAKE)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 CacheUrl = Annotated[str, Field(pattern=r"^(https?|file|ssh|ssh-ng|s3)://\S+$")]
-CacheKey = Annotated[str, Field(pattern=r"^[\w.\-]+:[A-Za-z0-9+/]+=*$")]
+CacheKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+:[A-Za-z0-9+/]+=*$")]
 
 
 class Settings(BaseModel):
@@ -244,7 +396,7 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
-    host: str = Field(description="The host's inventory name.")
+    host: InventoryName = Field(description="The host's inventory name.")
     role: Role = Field("vllm", description="gateway for a host of the gateway group, else vllm.")
 
     phase: Phase | None = knob(
@@ -280,7 +432,9 @@ class Settings(BaseModel):
         "plan the vendor without contacting the host.",
         or_none("a non-empty string"),
     )
-    vllm_model: Annotated[str, Field(pattern=r"^([A-Za-z0-9][\w.\-]*(/[\w.\-]+)?|/[\w./\-]+)$")] = knob(
+    vllm_model: Annotated[
+        str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.\-]+)?|/[A-Za-z0-9_./\-]+)$")
+    ] = knob(
         "auto",
         "Model to serve (Hugging Face id or a path inside the HF cache volume); auto: sizing picks the "
         "best model of the phase that fits the GPUs (vllm_fleet/data/models.toml).",
@@ -294,7 +448,9 @@ class Settings(BaseModel):
         "vllm_model stays 'auto'.",
         or_none(MODEL_DIRECTORY),
     )
-    vllm_served_model_name: Text | None = knob(None, "Name clients use in the API; None: the model id.", or_none(TEXT))
+    vllm_served_model_name: ServedName | None = knob(
+        None, "Name clients use in the API; None: the model id.", or_none(SERVED_NAME)
+    )
     vllm_quantization: Quantization | None = knob(
         None, "vLLM --quantization; None lets vLLM read it from the model.", or_none(one_of(Quantization))
     )
@@ -352,10 +508,10 @@ class Settings(BaseModel):
         "a list of strings, one command-line argument each",
         repr=False,  # a secret-bearing flag's value would show in a traceback
     )
-    vllm_container_shm_size: Text = knob(
+    vllm_container_shm_size: Size = knob(
         "4g",
         "Container --shm-size (with --ipc=host it is the floor if the host IPC namespace is ever dropped).",
-        TEXT,
+        SIZE,
     )
     vllm_ready_timeout: Annotated[int, Field(ge=10, le=7200)] = knob(
         900,
@@ -364,9 +520,10 @@ class Settings(BaseModel):
     )
     vllm_firewall: bool = knob(
         True,
-        "single_gpu and enterprise hosts: the vLLM port accepts connections only from loopback, the inventory's "
-        "gateway hosts and vllm_allowed_sources (an nftables table of our own; SSH and other ports are left alone). "
-        "Laptops bind to loopback instead.",
+        "The vLLM port accepts connections only from loopback, the inventory's gateway hosts that front the host "
+        "and vllm_allowed_sources (an nftables table of our own; SSH and other ports are left alone), and nobody "
+        "reaches the container directly. Laptops too: Docker before 28 lets their network reach a port published "
+        "on 127.0.0.1. vLLM stops when the table goes (nftables.service stopped).",
         "True or False",
     )
     vllm_allowed_sources: Annotated[tuple[str, ...], *LAX, AfterValidator(_networks)] = knob(
@@ -375,11 +532,11 @@ class Settings(BaseModel):
         "(Prometheus scraping /metrics), or a team's LAN for a single_gpu host without a gateway.",
         NETWORKS,
     )
-    fleet_address: Annotated[str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9.\-]*|[0-9a-fA-F:.]+)$")] | None = knob(
+    fleet_address: Address | None = knob(
         None,
         "The address the other hosts of the fleet reach this host at, and see its connections come from "
         "(gateway backends, the vLLM hosts' firewall); None: ssh_hostname, else the inventory name.",
-        or_none("an IP address or a DNS name such as 'gpu-01.example.internal'"),
+        or_none(ADDRESS),
     )
     gateway_backends: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], *LAX] | None = knob(
         None,
@@ -423,10 +580,10 @@ class Settings(BaseModel):
         "(HF_TOKEN) in group_data/all.py, never committed.",
         or_none(SECRET_RULE),
     )
-    hf_cache_dir: AbsolutePath = knob(
+    hf_cache_dir: HostDirectory = knob(
         f"{paths.STATE_DIR}/huggingface",
         "Host directory mounted as the container's Hugging Face cache, so weights survive restarts.",
-        "an absolute path without spaces",
+        HOST_DIRECTORY,
     )
     vllm_download_weights: bool = knob(
         True,
@@ -440,11 +597,11 @@ class Settings(BaseModel):
         "Seconds the weights' download may take before it is stopped and the host fails, still on its old release.",
         integer(60, 86400),
     )
-    vllm_cache_dir: AbsolutePath = knob(
+    vllm_cache_dir: HostDirectory = knob(
         f"{paths.STATE_DIR}/cache",
         "Host directory, root-only, for vLLM's compile and kernel caches (VLLM_CACHE_ROOT, XDG_CACHE_HOME), so "
         "the second start of the same model skips the compilation.",
-        "an absolute path without spaces",
+        HOST_DIRECTORY,
     )
     nix_flake: FlakeDirectory | None = knob(
         None,
@@ -466,11 +623,11 @@ class Settings(BaseModel):
         "Public keys of the binary caches in nix_substituters.",
         "a list of Nix public keys such as 'cache.nixos.org-1:6NCHdD59X431o0gW...='",
     )
-    nix_builder: Text | None = knob(
+    nix_builder: InventoryName | None = knob(
         None,
         "Inventory host that builds the server; this host copies the build from it (nix copy over SSH as root, "
         "so this host needs a root SSH key the builder accepts) instead of building. None: build here.",
-        or_none(TEXT),
+        or_none(HOST_NAME),
     )
     nix_build_timeout: Annotated[int, Field(ge=60, le=86400)] = knob(
         10800,
@@ -518,8 +675,8 @@ class Settings(BaseModel):
         "Install DKMS-built (unsigned) modules although Secure Boot is on, because you enrol a MOK yourself.",
         "True or False",
     )
-    nvidia_container_toolkit_version: Text | None = knob(
-        None, "nvidia-container-toolkit version to pin (e.g. '1.17.8-1'); None: newest.", or_none(TEXT)
+    nvidia_container_toolkit_version: PackageVersion | None = knob(
+        None, "nvidia-container-toolkit version to pin (e.g. '1.17.8-1'); None: newest.", or_none(PACKAGE_VERSION)
     )
     reboot_policy: RebootPolicy = knob(
         "if_needed",
@@ -545,11 +702,11 @@ class Settings(BaseModel):
         "package (docker.io) or Docker's own repository (docker-ce).",
         one_of(DockerSource),
     )
-    docker_version: Text | None = knob(
+    docker_version: PackageVersion | None = knob(
         None,
         "docker-ce version to pin when docker_source is docker, as apt "
         "shows it (e.g. '5:27.3.1-1~debian.12~bookworm'); None: newest.",
-        or_none(TEXT),
+        or_none(PACKAGE_VERSION),
     )
     docker_daemon_config: Annotated[dict[str, Any], Field(strict=False), _only(Mapping)] = knob(
         dict,
@@ -607,11 +764,20 @@ def is_secret(name: str) -> bool:
     return bool(close and is_secret(close)) or any(word in name.lower() for word in SECRET_WORDS)
 
 
-def show_value(name: str, value: Any) -> str:
+def show_value(name: str, value: Any, data: Mapping[str, Any] | None = None) -> str:
+    """A value as an error may show it: never a secret's, nor one that looks like a key or equals
+    one of the host's secrets (data), whatever the key it was put under."""
     if is_secret(name):
         return show_secret(value)
+    secrets = {
+        str(v.get_secret_value() if isinstance(v, SecretStr) else v)
+        for k, v in (data or {}).items()
+        if v and is_secret(k)
+    }
     if isinstance(value, (list, tuple)):
-        return repr(redact_args(value))
+        return repr(["<secret>" if str(v) in secrets else v for v in redact_args(value)])
+    if looks_secret(value) or (value and str(value) in secrets):
+        return show_secret(value)
     return repr(value)
 
 
@@ -639,7 +805,7 @@ def _ours(key: str) -> bool:
 
 def _error(host: str, data: Mapping[str, Any], error: Mapping[str, Any]) -> SettingsError:
     key = str(error["loc"][0])
-    shown = show_value(key, data.get(key))
+    shown = show_value(key, data.get(key), data)
     if error["type"] == "extra_forbidden":
         close = suggest(key)
         hint = f"did you mean {close}?" if close else "see the settings reference (vllm-fleet settings)"
@@ -652,14 +818,26 @@ def _error(host: str, data: Mapping[str, Any], error: Mapping[str, Any]) -> Sett
 
 def parse(host: str, data: Mapping[str, Any], role: str = "vllm") -> Settings:
     """One host's data as Settings, or SettingsError naming the first bad key (unknown keys first)."""
+    if not re.fullmatch(Settings.model_fields["host"].metadata[0].pattern, host):
+        raise SettingsError(repr(host), "name", repr(host), HOST_NAME)
     knob_data = {key: value for key, value in data.items() if _ours(key)}
+    for key, value in knob_data.items():
+        if key in KNOBS and control_characters(value):
+            raise SettingsError(host, key, show_value(key, value, data), NO_CONTROL)
     try:
         settings = Settings.model_validate({**knob_data, "host": host, "role": role})
     except ValidationError as exc:
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         raise _error(host, data, errors[0]) from None
     if settings.fleet_address is None:
-        settings = settings.replace(fleet_address=data.get("ssh_hostname") or host)
+        address = data.get("ssh_hostname") or host
+        if isinstance(address, str) and address.startswith("@"):
+            # A pyinfra connector's name (@docker/NAME, @local): the host part, else this machine.
+            address = address.partition("/")[2] or "localhost"
+        if not isinstance(address, str) or not re.fullmatch(ADDRESS_PATTERN, address):
+            shown = show_value("ssh_hostname", address, data)
+            raise SettingsError(host, "ssh_hostname", shown, f"{ADDRESS} (it is the fleet_address the others reach)")
+        settings = settings.replace(fleet_address=address)
     return settings
 
 

@@ -14,7 +14,7 @@ from tests.unit.conftest import load_group_data
 from vllm_fleet import launch
 from vllm_fleet.plan import plan_host
 from vllm_fleet.rules import validate
-from vllm_fleet.settings import PHASES, SERVING_METHODS
+from vllm_fleet.settings import OWNED_FLAGS, PHASES, SERVING_METHODS, vllm_flag
 from vllm_fleet.sizing import CATALOGUE
 
 pytestmark = pytest.mark.sandbox
@@ -28,10 +28,11 @@ def image() -> str:
     return tag
 
 
-def parse(image: str, cases: dict[str, list[str]]) -> dict[str, str]:
+def in_image(image: str, script: str, cases: dict[str, list[str]]):
+    """Run one of tests/sandbox's scripts with the image's Python on these argument lists."""
     done = subprocess.run(
         ["docker", "run", "--rm", "-i", "--network", "none", "--entrypoint", "/opt/vllm/bin/python3"]
-        + ["-v", f"{sandbox.HERE / 'check_vllm_args.py'}:/check.py:ro", image, "/check.py"],
+        + ["-v", f"{sandbox.HERE / script}:/script.py:ro", image, "/script.py"],
         input=json.dumps(cases),
         capture_output=True,
         text=True,
@@ -39,6 +40,10 @@ def parse(image: str, cases: dict[str, list[str]]) -> dict[str, str]:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
+
+
+def parse(image: str, cases: dict[str, list[str]]) -> dict[str, str]:
+    return in_image(image, "check_vllm_args.py", cases)
 
 
 def argv(phase: str, accelerator: str, method: str, **data) -> list[str]:
@@ -89,3 +94,27 @@ def test_the_weights_download_runs_in_the_image_up_to_the_hub(image):
     assert done.returncode != 0
     assert "ConnectError" in done.stderr or "ConnectionError" in done.stderr, done.stderr[-2000:]
     assert "ImportError" not in done.stderr and "SyntaxError" not in done.stderr
+
+
+def test_extra_args_are_read_the_way_vllms_own_parser_reads_them(image):
+    """vllm_extra_args refuses a flag a knob owns however vLLM would accept it (aliases,
+    underscores, unique prefixes, short options with their value attached), and no other flag."""
+    cases = {
+        "underscores": ["--max_model_len=4096"],
+        "prefix": ["--served-model", "x"],
+        "short-attached": ["-qfp8"],
+        "alias": ["--device-memory-utilization", "0.5"],
+    }
+    found = in_image(image, "vllm_flags.py", cases)
+    owned_dests = {found["options"][flag] for flag in OWNED_FLAGS if flag in found["options"]}
+    assert len(owned_dests) == len(set(OWNED_FLAGS.values()))  # aliases share their flag's dest
+    for flag, dest in found["options"].items():
+        if dest in owned_dests:
+            assert vllm_flag(flag), f"vLLM's {flag} sets {dest}, which a knob owns, and extra args would pass it"
+        else:
+            assert vllm_flag(flag) is None, f"extra args would refuse vLLM's own {flag} ({dest})"
+    # vLLM really reads these spellings as the owned flags the settings refuse them for.
+    for case, argv in cases.items():
+        dests = set(found["cases"][case]) if isinstance(found["cases"][case], dict) else set()
+        assert dests and dests <= owned_dests, (case, found["cases"][case])
+        assert all(vllm_flag(arg) for arg in argv if arg.startswith("-")), case

@@ -334,3 +334,12 @@ def test_every_check_name_the_settings_allow_is_a_check():
     from vllm_fleet.settings import PREFLIGHT_CHECKS
 
     assert list(CHECKS) == list(PREFLIGHT_CHECKS)
+
+
+def test_an_image_of_another_accelerator_is_refused_on_the_host_auto_found():
+    """accelerator auto: the rules cannot tell before the bus is read; pre-flight can."""
+    problems = failed(findings(AMD_READY, accelerator="amd", vllm_image="vllm/vllm-openai:v0.33.0"))
+    assert problems["image"].startswith(
+        "vllm_image vllm/vllm-openai:v0.33.0 is vLLM's nvidia image and this host's accelerator is amd"
+    )
+    assert "image" not in failed(findings(NVIDIA_READY, vllm_image="vllm/vllm-openai:v0.33.0"))

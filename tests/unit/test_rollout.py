@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -77,7 +81,7 @@ def test_each_host_outcome_is_read_from_pyinfras_results():
     assert got["c"] == (ROLLED_BACK, "c ROLLED BACK to release 20261121-9, which serves; release 20261122-1 is kept")
     assert got["d"] == (
         FAILED,
-        "step 'Pre-flight checks | Refuse the host: pre-flight checks failed' failed; stopped: port: port 8000 is "
+        "step 'Pre-flight checks | Refuse the host: pre-flight checks failed' failed: stopped: port: port 8000 is "
         "already taken by nginx",
     )
     assert got["e"] == (UNREACHABLE, "Could not connect ([Errno None] Unable to connect to port 2225 on 127.0.0.1)")
@@ -88,15 +92,15 @@ def test_outcomes_when_every_host_failed_and_pyinfra_gave_no_results():
     log = LOG + "--> pyinfra error: No hosts remaining!\n"
     got = rollout.classify(["c", "d", "e"], {"operations": [], "failed_hosts": ["c", "d", "e"]}, log)
     assert got["c"][0] == ROLLED_BACK
-    assert got["d"] == (
-        FAILED,
-        "failed: --> pyinfra error: No hosts remaining!; stopped: port: port 8000 is already taken by nginx",
-    )
+    # This log names no operation: the host's own words are all there is, never pyinfra's summary.
+    assert got["d"] == (FAILED, "failed: stopped: port: port 8000 is already taken by nginx")
     assert got["e"][0] == UNREACHABLE
 
 
 def finished(states: dict[str, str], stopped: str = "") -> rollout.Rollout:
-    done = rollout.Rollout("inv.py", [["a"], ["b", "c"], ["d"]], ["gw"], 60, 0, say=lambda _: None)
+    done = rollout.Rollout(
+        "inv.py", [["a"], ["b", "c"], ["d"]], {"gw": ["a", "b", "c", "d"]}, 60, 0, say=lambda _: None
+    )
     for name, state in states.items():
         done.results[name].state = state
         done.results[name].reason = f"why {name}" if state not in (CHANGED, UNCHANGED, NOT_STARTED) else ""
@@ -127,3 +131,345 @@ def test_table_has_a_row_per_host_with_its_reason():
     assert lines[0].split() == ["host", "batch", "state", "reason"]
     assert lines[2].split() == ["b", "2", "rolled", "back", "why", "b"]
     assert lines[4].split() == ["d", "3", "not", "started"]
+
+
+# --- the rollout run against a stand-in for pyinfra and the verify suite ----------------------
+#
+# Fleet answers each command the rollout starts (through subprocess.run), as pyinfra 3.10's CLI
+# and pytest would, and records it; a step named in `raises` raises instead what subprocess.run
+# would (on a timeout, Ctrl-C, an OSError), or, given a function of the hosts, when it returns one.
+
+
+def settings(**values):
+    return {name: {"value": value, "source": "host data"} for name, value in values.items()}
+
+
+def planned_vllm(**values):
+    knobs = {"package_lock_timeout": 0, "vllm_ready_timeout": 100, "serving_method": "docker"}
+    knobs |= {"vllm_download_weights": True, "vllm_download_timeout": 600} | values
+    return {"role": "vllm", "refused": None, "warnings": [], "settings": settings(**knobs)}
+
+
+def planned_gateway(*backends, drain_timeout=30):
+    fronted = {name: f"10.0.0.{i}:8000" for i, name in enumerate(backends, 1)}
+    return {"role": "gateway", "drain_timeout": drain_timeout, "backends": fronted, "refused": None, "warnings": []}
+
+
+def done(cmd, rc=0, stdout="", stderr=""):
+    return subprocess.CompletedProcess(cmd, rc, stdout, stderr)
+
+
+class Fleet:
+    def __init__(self, plans, raises=None, verify_fails=()):
+        self.plans, self.raises, self.verify_fails = plans, raises or {}, verify_fails
+        self.calls: list[tuple[str, list[str], float]] = []  # (step, hosts, timeout)
+
+    def __call__(self, cmd, timeout=None, **_):
+        limited = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--limit"]
+        if "plan" in cmd:
+            step, hosts = "plan", []
+        elif "exec" in cmd:
+            step, hosts = cmd[cmd.index("--") + 2], cmd[cmd.index("--") + 4 :]
+            hosts = [f"{gateway}:{host}" for gateway in limited for host in hosts]
+        else:
+            step, hosts = ("deploy" if "deploy.py" in cmd else "verify"), limited
+        self.calls.append((step, hosts, timeout))
+        raises = self.raises.get(step)
+        if callable(raises) and not isinstance(raises, BaseException):
+            raises = raises(limited if step in ("deploy", "verify") else hosts)
+        if raises is not None:
+            raise raises
+        if step == "plan":
+            return done(cmd, stdout=json.dumps({"hosts": self.plans}))
+        if step == "deploy":
+            report = {
+                "operations": [op("vLLM service | Activate the new release", success=limited)],
+                "failed_hosts": [],
+            }
+            return done(cmd, stdout=json.dumps({"plan": {}, "results": report}))
+        if step == "verify":
+            cases = "".join(
+                f'<testcase name="test_health[{h}]">' + ("<failure/>" if h in self.verify_fails else "") + "</testcase>"
+                for h in limited
+            )
+            Path(cmd[cmd.index("--junit-xml") + 1]).write_text(
+                f"<testsuites><testsuite>{cases}</testsuite></testsuites>"
+            )
+            return done(cmd)
+        return done(cmd, stdout="\n".join(f"gateway: {h} {step}" for h in hosts))
+
+    def gateway_calls(self, action):
+        """The gateway:host pairs of each call of the gateway helper's `action`."""
+        return [hosts for step, hosts, _ in self.calls if step == action]
+
+
+@pytest.fixture
+def run_rollout(monkeypatch, tmp_path, capsys):
+    """main() on a Fleet: returns (exit status, the Rollout's printed output, the JUnit cases)."""
+
+    def run(fleet, batch="1", canary=1, max_failures=0):
+        monkeypatch.setattr(subprocess, "run", fleet)
+        report = tmp_path / "reports" / "rollout.xml"
+        args = argparse.Namespace(
+            inventory="inv.py", batch=batch, canary=canary, max_failures=max_failures, limit=[], junit_xml=str(report)
+        )
+        status = rollout.main(args)
+        cases = {case.get("name"): case for case in ET.parse(report).getroot().iter("testcase")}
+        return status, capsys.readouterr().out, cases
+
+    return run
+
+
+# 1. Drain only where a host is fronted.
+
+
+def test_each_host_is_drained_and_put_back_only_at_the_gateways_that_front_it(run_rollout):
+    plans = {"gw-1": planned_gateway("a", "b"), "gw-2": planned_gateway("b"), **{n: planned_vllm() for n in "abc"}}
+    fleet = Fleet(plans)
+    status, out, cases = run_rollout(fleet, batch="100%", canary=0)
+    assert status == 0, out
+    assert fleet.gateway_calls("drain") == [["gw-1:a", "gw-1:b"], ["gw-2:b"]]
+    assert fleet.gateway_calls("ready") == [["gw-1:a", "gw-1:b"], ["gw-2:b"]]
+    assert fleet.gateway_calls("restore") == []
+    assert "c: fronted by no gateway, deployed without draining" in out
+    assert all(case.find("failure") is None for case in cases.values())
+
+
+def test_gateways_fronting_the_same_hosts_are_driven_in_one_call(run_rollout):
+    plans = {"gw-1": planned_gateway("a"), "gw-2": planned_gateway("a"), "a": planned_vllm()}
+    fleet = Fleet(plans)
+    assert run_rollout(fleet)[0] == 0
+    assert fleet.gateway_calls("drain") == [["gw-1:a", "gw-2:a"]]
+
+
+def test_a_batch_no_gateway_fronts_is_deployed_without_any_gateway_call(run_rollout):
+    plans = {"gw": planned_gateway("a"), "a": planned_vllm(), "b": planned_vllm()}
+    fleet = Fleet(plans)
+    status, out, _ = run_rollout(fleet)
+    assert status == 0, out
+    steps = [(step, hosts) for step, hosts, _ in fleet.calls]
+    # Batch 2 (b): deployed and verified with no drain, no ready.
+    assert steps[-2:] == [("deploy", ["b"]), ("verify", ["b"])]
+
+
+def test_the_gateway_plan_names_the_backends_it_fronts():
+    from vllm_fleet.plan import gateway_plan
+    from vllm_fleet.settings import parse
+
+    fleet = {
+        "gw": parse("gw", {"gateway_backends": ["a"], "vllm_api_key": "k" * 16}, role="gateway"),
+        "a": parse("a", {"phase": "enterprise", "fleet_address": "10.0.0.1", "vllm_api_key": "k" * 16}),
+        "b": parse("b", {"phase": "enterprise", "fleet_address": "10.0.0.2", "vllm_api_key": "k" * 16}),
+    }
+    assert list(gateway_plan(fleet["gw"], fleet)["backends"]) == ["a"]
+
+
+# 2. Every wait has a limit; whatever stops the rollout ends in its report.
+
+
+def test_every_step_runs_under_a_limit_from_the_settings(run_rollout):
+    plans = {"gw": planned_gateway("a", drain_timeout=45), "a": planned_vllm(), "n": planned_vllm(serving_method="nix")}
+    plans["n"]["settings"] |= settings(nix_build_timeout=5000)
+    fleet = Fleet(plans)
+    assert run_rollout(fleet, batch="100%", canary=0)[0] == 0
+    limits = {step: timeout for step, hosts, timeout in fleet.calls}
+    assert limits["plan"] == rollout.PLAN_TIMEOUT
+    # The slowest host of the batch: the margin, twice the ready timeout and the Nix build.
+    assert limits["deploy"] == rollout.DEPLOY_MARGIN + 2 * 100 + 5000
+    assert limits["verify"] == rollout.VERIFY_START + 2 * rollout.VERIFY_PER_HOST
+    assert limits["drain"] == limits["ready"] == 45 + rollout.GATEWAY_MARGIN
+    gateway_deploy = [timeout for step, hosts, timeout in fleet.calls if step == "deploy" and hosts == ["gw"]]
+    assert gateway_deploy == [rollout.DEPLOY_MARGIN + 900]  # a gateway's own: the package lock's default
+
+
+def test_a_deploy_past_its_limit_fails_its_batch_puts_it_back_and_writes_the_report(run_rollout):
+    # What pyinfra had printed when subprocess.run stopped it: bytes, as subprocess leaves them.
+    log = b"--> Starting operation: vLLM service | Download the weights (up to 600 s) \n    [b] Success\n"
+    plans = {"gw": planned_gateway("a", "b"), "a": planned_vllm(), "b": planned_vllm(), "c": planned_vllm()}
+    past_its_limit = subprocess.TimeoutExpired(["pyinfra"], 2400, stderr=log)
+    fleet = Fleet(plans, raises={"deploy": lambda hosts: past_its_limit if "b" in hosts else None})
+    status, out, cases = run_rollout(fleet, max_failures=5)
+    assert status == 1
+    assert cases["a"].find("failure") is None
+    message = cases["b"].find("failure").get("message")
+    assert message == (
+        "failed: step 'deploy' timed out after 2400s, pyinfra at 'vLLM service | Download the weights (up to 600 s)'"
+    )
+    # Its batch back in rotation (the health checks decide), the rollout stopped there.
+    assert fleet.gateway_calls("restore") == [["gw:b"]]
+    assert cases["c"].find("skipped").get("message") == "not started: batch 2: step 'deploy' timed out after 2400s"
+    assert "rollout STOPPED" in out and "left drained" not in out
+    assert ["b", "2", "failed", "step", "'deploy'"] in [line.split()[:5] for line in out.splitlines()]
+
+
+def test_ctrl_c_fails_the_batch_and_keeps_its_known_failure_drained(run_rollout):
+    plans = {"gw": planned_gateway("a", "b"), "a": planned_vllm(), "b": planned_vllm()}
+    fleet = Fleet(plans, raises={"ready": KeyboardInterrupt()}, verify_fails=["b"])
+    status, out, cases = run_rollout(fleet, batch="100%", canary=0)
+    assert status == 130
+    # a verified, then Ctrl-C while the gateway put it back: a goes back to the health checks,
+    # b failed its verify suite and stays drained, named so.
+    assert fleet.gateway_calls("restore") == [["gw:a"]]
+    a, b = (cases[n].find("failure").get("message") for n in "ab")
+    assert a == "failed: interrupted (Ctrl-C) during step 'ready at gw'; before that: changed"
+    assert b == (
+        "failed: interrupted (Ctrl-C) during step 'ready at gw'; before that: failed (verify suite failed: "
+        "test_health); left drained at gw"
+    )
+    assert "left drained at the gateways: b" in out
+
+
+def test_an_error_anywhere_is_a_reason_and_what_could_not_be_restored_is_named(run_rollout):
+    plans = {"gw": planned_gateway("a"), "a": planned_vllm()}
+    missing = FileNotFoundError(2, "No such file or directory", "/venv/bin/pyinfra")
+    fleet = Fleet(plans, raises={"drain": missing, "restore": missing})
+    status, out, cases = run_rollout(fleet)
+    assert status == 1
+    assert cases["a"].find("failure").get("message") == (
+        "failed: step 'drain at gw' failed: FileNotFoundError: [Errno 2] No such file or directory: "
+        "'/venv/bin/pyinfra'; left drained at gw"
+    )
+    assert "Traceback" not in out
+
+
+def test_a_gateway_that_does_not_see_a_host_up_leaves_it_to_its_health_checks(run_rollout):
+    plans = {"gw": planned_gateway("a"), "a": planned_vllm(), "b": planned_vllm()}
+    fleet = Fleet(plans)
+
+    def ready_fails(cmd, **kwargs):
+        answer = fleet(cmd, **kwargs)
+        return done(cmd, rc=1, stderr="gateway gw: a is DOWN after 30s, not UP") if "ready" in cmd else answer
+
+    status, out, cases = run_rollout(ready_fails)
+    assert status == 1
+    assert fleet.gateway_calls("restore") == [["gw:a"]]
+    assert "did not come back into rotation at the gateways: gw: gateway gw: a is DOWN" in out
+    assert "left drained" not in out
+
+
+def test_planning_past_its_limit_still_writes_a_failed_report(run_rollout):
+    fleet = Fleet({}, raises={"plan": subprocess.TimeoutExpired(["python"], rollout.PLAN_TIMEOUT)})
+    status, out, cases = run_rollout(fleet)
+    assert status == 1
+    assert cases["plan"].find("failure").get("message") == f"step 'plan' timed out after {rollout.PLAN_TIMEOUT}s"
+
+
+# 3. An unforeseen failure names its step and the host's own error lines.
+
+# pyinfra 3.10's log (stderr) as its CLI prints it with -y: a header per operation, each host's
+# lines under it ("[host] ..."; a failed command's output printed for it, then its Error line);
+# it ends "No hosts remaining!" without --json results when no host is left. Written by hand
+# in the form of pyinfra/api/util.py (log_operation_start, print_host_combined_output,
+# log_error_or_warning) and pyinfra_cli/log.py.
+UNFORESEEN = """--> Loading config...
+--> Loading inventory...
+--> Connecting to hosts...
+    [gpu-1]  Connected
+    [gpu-22] Connected
+--> Preparing operation files...
+--> Skipping change detection
+--> Beginning operation run...
+--> Starting operation: Pre-flight checks | Probe the host$
+    [gpu-1]  Success
+    [gpu-22] Success
+--> Starting operation: Docker engine | Install Docker engine$
+    [gpu-1]  No changes
+    [gpu-22] Reading package lists...
+    [gpu-22] Building dependency tree...
+    [gpu-22] E: Unable to locate package docker-ce
+    [gpu-22] Error: executed 0 commands
+--> Starting operation: vLLM service | Download the weights of m before the restart (up to 600 s)$
+    [gpu-1]  + hf download m --token hf_abcdefghijklmnopqrstuvwxyz0123 --api-key sk-live-1234
+    [gpu-1]  > Authorization: Bearer sk-live-1234
+    [gpu-1]  HF_TOKEN=hf_abcdefghijklmnopqrstuvwxyz0123 vllm serve --hf-token=tok-5678 m
+    [gpu-1]  401 Client Error: Unauthorized for url: https://huggingface.co/api/models/m
+    [gpu-1]  Error: executed 0 commands
+
+--> pyinfra error: No hosts remaining!
+""".replace("$\n", " \n")  # an operation header ends in a space where its arguments would go
+
+
+def test_an_unforeseen_failure_names_the_step_and_the_hosts_own_error_lines():
+    got = rollout.classify(["gpu-1", "gpu-22"], {"operations": [], "failed_hosts": ["gpu-1", "gpu-22"]}, UNFORESEEN)
+    assert got["gpu-22"] == (
+        FAILED,
+        "step 'Docker engine | Install Docker engine' failed: E: Unable to locate package docker-ce",
+    )
+    state, reason = got["gpu-1"]
+    assert state == FAILED
+    assert reason.startswith(
+        "step 'vLLM service | Download the weights of m before the restart (up to 600 s)' failed: "
+    )
+    assert "401 Client Error: Unauthorized" in reason
+    assert "No hosts remaining" not in reason and "pyinfra error" not in reason and "executed 0" not in reason
+
+
+def test_the_step_is_pyinfras_own_name_for_it_when_its_results_came():
+    report = {
+        "operations": [
+            op("Pre-flight checks | Probe the host", success=["gpu-22"]),
+            op("Docker engine | Install Docker engine (docker-ce)", error=["gpu-22"]),
+            op("vLLM service | Activate the new release", error=["gpu-22"]),
+        ],
+        "failed_hosts": ["gpu-22"],
+    }
+    assert rollout.classify(["gpu-22"], report, UNFORESEEN)["gpu-22"] == (
+        FAILED,
+        "step 'Docker engine | Install Docker engine (docker-ce)' failed: E: Unable to locate package docker-ce",
+    )
+
+
+def test_no_secret_a_failing_command_printed_reaches_the_reason():
+    log = "".join(line for line in UNFORESEEN.splitlines(keepends=True) if "401 Client Error" not in line)
+    _, reason = rollout.classify(["gpu-1"], {"operations": [], "failed_hosts": ["gpu-1"]}, log)["gpu-1"]
+    # No error in its words: the host's last lines, its command lines among them.
+    assert "hf download m" in reason and "vllm serve" in reason
+    for secret in ("sk-live-1234", "hf_abcdefghijklmnopqrstuvwxyz0123", "tok-5678"):
+        assert secret not in reason
+    assert "Bearer <secret>" in reason and "--hf-token=<secret>" in reason and "--api-key <secret>" in reason
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        ("vllm serve m --api-key sk-1 --port 8000", "vllm serve m --api-key <secret> --port 8000"),
+        (
+            "['vllm', '--api-key', 'sk-1', '--hf-token=hf_2']",
+            "['vllm', '--api-key', '<secret>', '--hf-token=<secret>']",
+        ),
+        ("curl -H 'Authorization: Bearer sk-1' http://h", "curl -H 'Authorization: Bearer <secret>' http://h"),
+        ("VLLM_API_KEY=sk-1 GATEWAY_API_KEY=sk-2 x", "VLLM_API_KEY=<secret> GATEWAY_API_KEY=<secret> x"),
+        ("port 8000 is already taken by nginx", "port 8000 is already taken by nginx"),
+    ],
+)
+def test_redact_hides_keys_in_command_lines(line, shown):
+    assert rollout.redact(line) == shown
+
+
+def test_a_line_of_another_host_that_names_this_one_is_not_its_own():
+    log = UNFORESEEN.replace("[gpu-22] E: Unable", "[gpu-1]  gpu-22 says E: Unable")
+    _, reason = rollout.classify(["gpu-1", "gpu-22"], {"operations": [], "failed_hosts": ["gpu-22"]}, log)["gpu-22"]
+    own = "Reading package lists...; Building dependency tree..."
+    assert reason == f"step 'Docker engine | Install Docker engine' failed: {own}"
+
+
+def test_a_failure_before_any_operation_shows_pyinfras_error_not_its_count_of_hosts():
+    log = """--> Preparing operation files...
+--> An exception occurred in: deploy.py:
+
+Traceback (most recent call last):
+  File "deploy.py", line 3
+ValueError: gpu_name is not a string
+--> pyinfra error: No hosts remaining!
+"""
+    assert rollout.classify(["gpu-1"], {"operations": [], "failed_hosts": ["gpu-1"]}, log)["gpu-1"] == (
+        FAILED,
+        "failed: An exception occurred in: deploy.py:; ValueError: gpu_name is not a string",
+    )
+
+
+def test_at_most_three_lines_of_a_host_are_kept():
+    lines = "".join(f"    [gpu-1] error {i}\n" for i in range(10))
+    log = f"--> Starting operation: Step \n{lines}    [gpu-1] Error: executed 0 commands\n"
+    _, reason = rollout.classify(["gpu-1"], {"operations": [], "failed_hosts": ["gpu-1"]}, log)["gpu-1"]
+    assert reason == "step 'Step' failed: error 7; error 8; error 9"

@@ -1,6 +1,7 @@
 """vllm.service is enabled, active, and runs the configured image or Nix build."""
 
 import pytest
+from secret_checks import process_runs
 
 from vllm_fleet import launch, nix, paths
 
@@ -36,5 +37,7 @@ def test_service_runs_the_nix_build(target):
     built = target.host.run(f"readlink {link}")
     assert built.rc == 0 and built.stdout.startswith("/nix/store/"), f"{link} is not a Nix build on {target.name}"
     pid = target.host.check_output(f"systemctl show -p MainPID --value {paths.SERVICE}")
-    command = target.host.check_output(f"tr '\\0' ' ' < /proc/{pid}/cmdline")
-    assert built.stdout.strip() in command, f"{paths.SERVICE} on {target.name} runs {command!r}, not {built.stdout}"
+    # Compared on the host: the process's arguments are what a leaked secret would be in.
+    assert pid.isdigit() and process_runs(target, int(pid), built.stdout.strip()), (
+        f"{paths.SERVICE} on {target.name} (PID {pid}) does not run {built.stdout.strip()}"
+    )
