@@ -69,12 +69,14 @@ def vllm_service(settings: Settings, accelerator: str, probe: Probe, restarts: l
     # container, restarts the current release, with the same wait and fallback.
     restarts = [*server_ops, *restarts]
     if release:
-        server.shell(name=ACTIVATE_NEW, commands=[launch.activate_command(host.name, release)])
+        server.shell(
+            name=ACTIVATE_NEW, commands=[launch.activate_command(host.name, release, launch.activation_limit(settings))]
+        )
     elif restarts:
         server.shell(
             name="Restart the current release: wait for the model, go back to the previous release if it does not "
             "come up",
-            commands=[launch.activate_command(host.name, "current")],
+            commands=[launch.activate_command(host.name, "current", launch.activation_limit(settings))],
             _if=any_changed(*restarts),
         )
     systemd.service(

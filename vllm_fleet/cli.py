@@ -103,10 +103,12 @@ def cmd_plan(args) -> int:
     return 1 if any(p["refused"] for p in plans.values()) else 0
 
 
-def read_facts(inventory: str, names: list[str], settings: dict[str, Settings]) -> dict[str, HostFacts]:
-    """Each reachable host's facts, read over SSH by pyinfra's own `fact` command."""
-    import subprocess
+FACTS_TIMEOUT = 300
 
+
+def read_facts(inventory: str, names: list[str], settings: dict[str, Settings]) -> dict[str, HostFacts]:
+    """Each reachable host's facts, read over SSH by pyinfra's own `fact` command, within
+    FACTS_TIMEOUT (a few small commands per host; an unreachable host is pyinfra's to time out)."""
     from vllm_fleet.ansible_inventory import pyinfra_inventory
     from vllm_fleet.host_facts import ALL_FACTS, HostFacts
     from vllm_fleet.rollout import limit_args
@@ -116,12 +118,19 @@ def read_facts(inventory: str, names: list[str], settings: dict[str, Settings]) 
 
     pyinfra = str(Path(sys.executable).parent / "pyinfra")
     facts = [path(fact) for fact in ALL_FACTS]
-    result = subprocess.run(
-        [pyinfra, "--json", *limit_args(names), pyinfra_inventory(inventory), "fact", *facts],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    try:
+        result = subprocess.run(
+            [pyinfra, "--json", *limit_args(names), pyinfra_inventory(inventory), "fact", *facts],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=FACTS_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        raise SystemExit(
+            f"vllm_fleet: reading facts did not finish within {FACTS_TIMEOUT}s; plan without --facts plans from "
+            "host data"
+        ) from None
     if result.returncode != 0:
         raise SystemExit(f"vllm_fleet: reading facts failed: {result.stderr.strip()[-2000:]}")
     # {fact's name: {host: value}}; pyinfra names its own facts without "pyinfra.facts." (server.Arch).
@@ -207,6 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         type=count,
         default=0,
         help="failed or rolled-back hosts tolerated before stopping (default 0)",
+    )
+    rollout.add_argument(
+        "--verify-timeout",
+        type=count,
+        default=None,
+        help="seconds the verify suite may take per batch (default: a limit that grows with the batch's hosts); "
+        "past it the batch fails and is put back into rotation",
     )
     rollout.add_argument("--junit-xml", help="write one test case per host here")
     args = parser.parse_args(argv)

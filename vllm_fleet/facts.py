@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 from pyinfra.api import FactBase
@@ -65,7 +66,7 @@ class DockerImageId(FactBase):
     def command(self, image: str) -> str:
         return (
             f"command -v docker >/dev/null 2>&1 && "
-            f"docker image inspect --format '{{{{.Id}}}}' {image} 2>/dev/null || true"
+            f"docker image inspect --format '{{{{.Id}}}}' {shlex.quote(image)} 2>/dev/null || true"
         )
 
     def process(self, output: list[str]) -> str | None:

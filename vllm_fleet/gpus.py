@@ -10,6 +10,8 @@ from pyinfra.api import FactBase
 from vllm_fleet.sizing import Gpus
 
 NVIDIA_QUERY = "name,memory.total,driver_version,compute_cap"
+# The GPU tools hang on a GPU that fell off the bus (an Xid 79): the deploy reads none then.
+GPU_TOOL_TIMEOUT = 60
 
 
 class NvidiaGpus(FactBase):
@@ -23,7 +25,8 @@ class NvidiaGpus(FactBase):
     def command(self) -> str:
         return (
             f"command -v nvidia-smi >/dev/null 2>&1 && "
-            f"nvidia-smi --query-gpu={NVIDIA_QUERY} --format=csv,noheader,nounits 2>/dev/null || true"
+            f"timeout {GPU_TOOL_TIMEOUT} nvidia-smi --query-gpu={NVIDIA_QUERY} --format=csv,noheader,nounits"
+            " 2>/dev/null || true"
         )
 
     def process(self, output: list[str]) -> list[dict]:
@@ -58,7 +61,7 @@ class AmdGpus(FactBase):
     def command(self) -> str:
         return (
             "command -v rocm-smi >/dev/null 2>&1 && "
-            "rocm-smi --showproductname --showmeminfo vram --json 2>/dev/null || true"
+            f"timeout {GPU_TOOL_TIMEOUT} rocm-smi --showproductname --showmeminfo vram --json 2>/dev/null || true"
         )
 
     def process(self, output: list[str]) -> list[dict]:

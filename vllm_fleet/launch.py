@@ -163,7 +163,15 @@ def download_command(s: Settings, accelerator: str, env_file: str) -> str:
         DOWNLOAD_SCRIPT,
         s.vllm_model,
     ]
-    return f"{shlex.join(run)} && touch {shlex.quote(hub_cache_dir(s) + '/' + DOWNLOADED_MARK)}"
+    stopped = (
+        f"the weights' download of {s.vllm_model} did not finish within {s.vllm_download_timeout}s "
+        "(vllm_download_timeout) and was stopped; the host stays on its release"
+    )
+    mark = shlex.quote(hub_cache_dir(s) + "/" + DOWNLOADED_MARK)
+    return (
+        f"{{ {shlex.join(run)} && touch {mark}; }} || "
+        f"{{ status=$?; [ $status -ne 124 ] || echo {shlex.quote(stopped)} >&2; exit $status; }}"
+    )
 
 
 def image(s: Settings, accelerator: str) -> str:
@@ -228,9 +236,27 @@ def release_conf(s: Settings) -> str:
     return f"MODEL={model}\nURL={url}\nTIMEOUT={s.vllm_ready_timeout}\n"
 
 
-def activate_command(host_label: str, release: str) -> str:
+# Besides the two waits for readiness (the new release, then the one it falls back to): the
+# restarts, the readiness probes' own timeouts and the journal lines printed on failure.
+ACTIVATION_MARGIN = 300
+
+
+def activation_limit(s: Settings) -> int:
+    """Seconds an activation may take in all: the transient unit is stopped after them, and the
+    pending mark it leaves makes the next deploy activate again."""
+    return 2 * s.vllm_ready_timeout + ACTIVATION_MARGIN
+
+
+def recovery(host_label: str) -> str:
+    """The activation unit's ExecStopPost: the helper itself, which starts the current release
+    again when its run was killed with an attempt unfinished, and does nothing otherwise."""
+    return " ".join(systemd_quote(arg) for arg in [paths.ACTIVATE_SCRIPT, host_label, "--recover"])
+
+
+def activate_command(host_label: str, release: str, limit: int) -> str:
     """Runs the activation as a transient systemd unit, so that a dropped SSH connection cannot
-    stop it halfway; prints its log and exits with its status."""
+    stop it halfway, for at most `limit` seconds (activation_limit); prints its log and exits
+    with its status."""
     run = shlex.join(
         [
             "systemd-run",
@@ -241,6 +267,18 @@ def activate_command(host_label: str, release: str) -> str:
             "--quiet",
             "--property",
             f"StandardOutput=truncate:{paths.ACTIVATE_LOG}",
+            # A oneshot unit has no start timeout by default.
+            "--property",
+            f"TimeoutStartSec={limit}",
+            # The log may name the host's paths and model: root's alone, like its directory's files.
+            "--property",
+            "UMask=0077",
+            # Killed halfway (its limit, an OOM kill, an operator), it leaves the unit of the release
+            # it was trying installed: current, a release that served, is started again.
+            "--property",
+            f"ExecStopPost={recovery(host_label)}",
+            "--property",
+            f"TimeoutStopSec={limit}",
             paths.ACTIVATE_SCRIPT,
             host_label,
             release,

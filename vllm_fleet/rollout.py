@@ -25,13 +25,14 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vllm_fleet import paths, releases
 from vllm_fleet.ansible_inventory import pyinfra_inventory
-from vllm_fleet.settings import SECRET_FLAGS, Settings
+from vllm_fleet.pyinfra_log import failure, host_log, last_operations, redact, tail
+from vllm_fleet.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
@@ -76,6 +77,7 @@ class Rollout:
     max_failures: int
     say: Callable[[str], None] = print
     deploy_limits: dict[str, int] = field(default_factory=dict)  # host: seconds its deploy may take
+    verify_timeout: int | None = None  # seconds the verify suite may take per batch; None: verify_limit
     results: dict[str, HostResult] = field(default_factory=dict)
     stopped: str = ""
     drained: dict[str, set[str]] = field(default_factory=dict)  # host: gateways it may be drained at
@@ -192,54 +194,6 @@ def deploy(inventory: str, names: list[str], timeout: int) -> dict[str, tuple[st
     return classify(names, report, done.stderr)
 
 
-# pyinfra 3's log (pyinfra/api/util.py, pyinfra_cli/log.py): "--> Starting operation: NAME (ARGS)"
-# (or "Starting nested operation: ..."), then each host's lines under it as "[HOST] ...".
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_STARTING = re.compile(r"(?:-->\s*)?Starting (?:[\w ,]+ )?operation:\s*(?P<op>.*?)\s*")
-_PREFIXED = re.compile(r"\[(?P<host>[^\]\s]+)\](?:\s+nested)?(?:\s+(?P<rest>.*))?")
-# What pyinfra itself says of a host's operation: no news of why it failed.
-_PYINFRA_OWN = re.compile(
-    r"(?:Success|No changes|Changed|Skipped|Connected|Error|Error in nested operation)"
-    r"(?: on retry \d+)?(?: \(ignored[^)]*\))?(?::\s*executed \d+(?:/\d+)? commands.*)?"
-    r"|Retrying .*|Loaded fact .*"
-)
-_ERRORISH = re.compile(
-    r"error|fail|fatal|denied|refused|not found|no such|unable|cannot|can't|timed out|invalid|^E: ", re.IGNORECASE
-)
-# Our own scripts' words for why they stopped a host (pre-flight, the GPU reboot, the port check).
-_OURS = ("stopped:", "pre-flight refused:")
-
-
-def host_log(name: str, log: str, others: Collection[str] = ()) -> list[tuple[str, str]]:
-    """(operation, line) for each line pyinfra printed for this host, the operation '' before
-    the first one; a line prefixed with another host of `others` is that host's."""
-    mentions = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
-    operation, found = "", []
-    for raw in _ANSI.sub("", log).splitlines():
-        line = raw.strip()
-        starting = _STARTING.fullmatch(line)
-        if starting:
-            operation = starting["op"]
-        elif line.startswith("-->"):
-            operation = ""
-        elif (prefixed := _PREFIXED.fullmatch(line)) and prefixed["host"] == name:
-            found.append((operation, (prefixed["rest"] or "").strip()))
-        elif not (prefixed and prefixed["host"] in others) and mentions.search(line):
-            # A command's output in our own scripts' words, which name the host.
-            found.append((operation, line))
-    return found
-
-
-def last_operations(log: str, names: list[str]) -> dict[str, str]:
-    """The last operation pyinfra printed a line for, of each of these hosts that it printed one."""
-    last = {}
-    for name in names:
-        ran = [op for op, _ in host_log(name, log, names) if op]
-        if ran:
-            last[name] = ran[-1]
-    return last
-
-
 def classify(names: list[str], report: dict, log: str) -> dict[str, tuple[str, str]]:
     """Each host's outcome from pyinfra's --json results and its log."""
     outcomes = {}
@@ -267,67 +221,6 @@ def classify(names: list[str], report: dict, log: str) -> dict[str, tuple[str, s
     return outcomes
 
 
-def failure(step: str, entries: list[tuple[str, str]], activation: str, log: str) -> str:
-    """Why a host failed, short: the step, then the last few lines the host itself printed in
-    it (its errors first), never pyinfra's own summary."""
-    ran = [op for op, _ in entries if op]
-    where = ran[-1] if ran else None
-    step = step or where or ""
-    said = [
-        line
-        for op, line in entries
-        if (where is None or op == where)
-        and line
-        and not _PYINFRA_OWN.fullmatch(line)
-        and releases.OUTCOME_MARK not in line
-        and not line.startswith("Could not connect")
-    ]
-    ours = [line for _, line in entries if line.startswith(_OURS)] + ([activation] if activation else [])
-    errorish = [line for line in said if _ERRORISH.search(line)]
-    detail = _unique([*ours, *(errorish or said)[-3:]])[:3]
-    if not step and not detail:
-        detail = _pyinfra_errors(log)
-    head = f"step '{step}' failed" if step else "failed"
-    return redact(": ".join([head, "; ".join(_short(line) for line in detail)]) if detail else head)
-
-
-def _pyinfra_errors(log: str) -> list[str]:
-    """pyinfra's own error, for a host it printed nothing of: one that stopped the whole run
-    (an exception in deploy.py, a bad inventory), not its count of hosts left."""
-    found = [
-        line.strip().removeprefix("-->").strip()
-        for line in _ANSI.sub("", log).splitlines()
-        if re.search(r"^-->.*(error|exception)|^\w+(Error|Exception): ", line.strip(), re.IGNORECASE)
-        and "No hosts remaining" not in line
-    ]
-    return found[-2:] or ["pyinfra printed nothing of this host"]
-
-
-def _unique(lines: list[str]) -> list[str]:
-    return list(dict.fromkeys(lines))
-
-
-def _short(line: str, width: int = 300) -> str:
-    return line if len(line) <= width else line[: width - 3] + "..."
-
-
-_FLAGS = "|".join(re.escape(flag) for flag in SECRET_FLAGS)
-_SECRETS = [
-    # --api-key K, --api-key=K, and in a printed list: '--api-key', 'K'
-    (re.compile(rf"({_FLAGS})([\"']?(?:=|,?\s+)[\"']?)[^\s\"',]+"), r"\1\2<secret>"),
-    (re.compile(r"(Authorization:\s*\w+\s+|Bearer\s+)[^\s\"',]+", re.IGNORECASE), r"\1<secret>"),
-    (re.compile(r"\b(\w*(?:key|token|secret|password)\w*=)[^\s\"',]+", re.IGNORECASE), r"\1<secret>"),
-    (re.compile(r"\bhf_[A-Za-z0-9]{20,}"), "<secret>"),
-]
-
-
-def redact(text: str) -> str:
-    """Text from a host or pyinfra with what may be a key hidden: it goes into reports and CI logs."""
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
 def verify_command(inventory: str, names: list[str], *options: str) -> list[str]:
     """The verify suite on these hosts (all with no names), run from this repository."""
     suite = [sys.executable, "-m", "pytest", "tests/verify", "--inventory", inventory, *limit_args(names)]
@@ -340,7 +233,7 @@ def verify(inventory: str, names: list[str], timeout: int) -> dict[str, str]:
         junit = Path(tmp) / "verify.xml"
         done = _run(verify_command(inventory, names, "-q", "--junit-xml", str(junit)), timeout)
         if not junit.exists():
-            return {name: f"the verify suite did not run: {_tail(done.stdout + done.stderr)}" for name in names}
+            return {name: f"the verify suite did not run: {tail(done.stdout + done.stderr)}" for name in names}
         failed: dict[str, list[str]] = {}
         # Our own pytest run's report, written just now: not untrusted input.
         for case in ET.parse(junit).getroot().iter("testcase"):  # noqa: S314
@@ -374,16 +267,11 @@ def gateway_control(rollout: Rollout, action: str, names: list[str]) -> str:
         command = [PYINFRA, "-y", *limit_args(gateways), pyinfra_inventory(rollout.inventory), "exec", "--", *control]
         done = _run(command, rollout.drain_timeout + GATEWAY_MARGIN)
         if done.returncode != 0:
-            problems.append(f"{', '.join(gateways)}: {_tail(done.stderr + done.stdout)}")
+            problems.append(f"{', '.join(gateways)}: {tail(done.stderr + done.stdout)}")
         elif action != "drain":
             for name in servers:
                 rollout.drained[name].difference_update(gateways)
     return "; ".join(problems)
-
-
-def _tail(text: str, lines: int = 6) -> str:
-    kept = [line.strip() for line in _ANSI.sub("", text).strip().splitlines() if line.strip()]
-    return redact(" | ".join(kept[-lines:]))
 
 
 # --- the rollout -----------------------------------------------------------------------------
@@ -411,7 +299,7 @@ def run_batch(rollout: Rollout, number: int, batch: list[str]) -> None:
     outcomes = deploy(inventory, batch, rollout.deploy_limit(batch))
     serving = [name for name in batch if outcomes[name][0] in SERVING]
     rollout.step = "verify suite"
-    verdicts = verify(inventory, serving, verify_limit(serving)) if serving else {}
+    verdicts = verify(inventory, serving, rollout.verify_timeout or verify_limit(serving)) if serving else {}
     for name in batch:
         state, reason = outcomes[name]
         if name in verdicts:
@@ -618,6 +506,7 @@ def main(args) -> int:
         args.max_failures,
         say=lambda line: print(f"[rollout] {line}", flush=True),
         deploy_limits={name: deploy_limit(p) for name, p in plans.items()},
+        verify_timeout=getattr(args, "verify_timeout", None),
     )
     execute(rollout)
     return report(rollout, args.junit_xml, time.monotonic() - started)

@@ -30,7 +30,9 @@ from vllm_fleet import nix, paths
 pytestmark = pytest.mark.sandbox
 
 UNIT = "/etc/systemd/system/vllm.service"
-STANDIN_FLAKE = {"serving_method": "nix", "nix_flake": str(REPO / "tests" / "standin")}
+# The sandbox's hosts get their image from an archive: a Nix host runs none (validation refuses both).
+NO_IMAGE = {"vllm_image": None, "vllm_image_archive": None}
+STANDIN_FLAKE = {"serving_method": "nix", "nix_flake": str(REPO / "tests" / "standin"), **NO_IMAGE}
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +120,7 @@ def test_second_nix_run_changes_nothing(fleet, switched):
 def test_shipped_flake_is_refused_before_anything_is_built_on_debians_nix(fleet, switched, tmp_path):
     """nixpkgs needs Nix 2.18 (lib/minver.nix); the host has Debian 12's 2.8, read from `nix --version`."""
     first, _ = fleet.names
-    inventory = write_inventory(tmp_path, {first: {"serving_method": "nix"}})
+    inventory = write_inventory(tmp_path, {first: {"serving_method": "nix", **NO_IMAGE}})
     before = host_state(first)
     result, outcomes = deploy_json(inventory)
     assert result.rc != 0
@@ -143,7 +145,7 @@ def test_a_flake_whose_inputs_cannot_be_fetched_fails_clearly_and_keeps_serving(
     )
     assert "inputs.upstream" in text
     (flake / "flake.nix").write_text(text)
-    overrides = {"serving_method": "nix", "nix_flake": str(flake), "nix_build_timeout": 300}
+    overrides = {"serving_method": "nix", "nix_flake": str(flake), "nix_build_timeout": 300, **NO_IMAGE}
     inventory = write_inventory(tmp_path, {first: overrides})
     unit, before = on_host(first, f"sha256sum {UNIT}"), invocation(first)
     started = time.monotonic()

@@ -203,6 +203,27 @@ def test_host_stopped_during_the_rollout_is_reported_unreachable(fleet, tmp_path
     assert models(fleet, fleet.hosts[3])["data"][0]["max_model_len"] == 4096
 
 
+# A oneshot unit is "activating" while its script runs.
+RUNNING = f"systemctl is-active {paths.ACTIVATE_UNIT} || true"
+
+
+def deploy_until_activating(name: str, inventory: str) -> subprocess.Popen:
+    """A deploy of one host, returned once its activation runs."""
+    deploy = subprocess.Popen(
+        [PYINFRA, "-y", "--limit", name, inventory, "deploy.py"],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(240):
+        if on_host(name, RUNNING) == "activating":
+            return deploy
+        time.sleep(0.25)
+    deploy.kill()
+    pytest.fail(f"the activation never started on {name}")
+
+
 @pytest.mark.parametrize(("variant", "ends_on"), [("slow", "new"), ("broken", "old")])
 def test_connection_cut_during_activation_leaves_a_working_release(fleet, tmp_path, variant, ends_on):
     first = fleet.hosts[0]
@@ -211,28 +232,13 @@ def test_connection_cut_during_activation_leaves_a_working_release(fleet, tmp_pa
     inventory = write_inventory(tmp_path, {name: {"vllm_image": image, "vllm_ready_timeout": 30}})
     before = on_host(name, f"readlink {CURRENT}")
     image_before = on_host(name, "docker inspect --format '{{.Config.Image}}' vllm")
-    deploy = subprocess.Popen(
-        [PYINFRA, "-y", "--limit", name, inventory, "deploy.py"],
-        cwd=REPO,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    # A oneshot unit is "activating" while its script runs.
-    running = f"systemctl is-active {paths.ACTIVATE_UNIT} || true"
-    for _ in range(240):
-        if on_host(name, running) == "activating":
-            break
-        time.sleep(0.25)
-    else:
-        deploy.kill()
-        pytest.fail(f"the activation never started on {name}")
+    deploy = deploy_until_activating(name, inventory)
     # Cut every SSH session pyinfra has on the host, as a dropped network would.
     on_host(name, "pkill -KILL -f 'sshd: root[@]' || true")  # [@]: not this shell's own line
     assert deploy.wait(timeout=120) != 0, "pyinfra did not notice its connection was cut"
 
     for _ in range(120):
-        if on_host(name, running) != "activating":
+        if on_host(name, RUNNING) != "activating":
             break
         time.sleep(1)
     current = on_host(name, f"readlink {CURRENT}")
@@ -243,6 +249,37 @@ def test_connection_cut_during_activation_leaves_a_working_release(fleet, tmp_pa
     assert [card["id"] for card in models(fleet, first)["data"]] == [fleet.model]
     expected = image if ends_on == "new" else image_before
     assert on_host(name, "docker inspect --format '{{.Config.Image}}' vllm") == expected
+
+
+def test_activation_killed_midway_goes_back_to_current_and_the_next_deploy_finishes_it(fleet, tmp_path):
+    """The activation itself killed (SIGKILL, as an OOM kill would) while the new release is
+    tried: its unit's ExecStopPost starts the release that served again, and the next deploy
+    activates the new one."""
+    first = fleet.hosts[0]
+    name = first["name"]
+    image = fleet.state["vllm_image_variants"]["slow"]
+    inventory = write_inventory(tmp_path, {name: {"vllm_image": image, "vllm_ready_timeout": 60}})
+    before = on_host(name, f"readlink {CURRENT}")
+    deploy = deploy_until_activating(name, inventory)
+    time.sleep(2)  # into the wait for the new release
+    on_host(name, f"systemctl kill --signal=SIGKILL {paths.ACTIVATE_UNIT} || true")
+    assert deploy.wait(timeout=300) != 0, "the deploy did not fail with its activation killed"
+    assert on_host(name, RUNNING) != "activating"
+    assert on_host(name, f"readlink {CURRENT}") == before, "current moved to a release that never served"
+    unit = on_host(name, f"sha256sum < {paths.UNIT_PATH}; sha256sum < {CURRENT}/vllm.service")
+    assert len(set(unit.splitlines())) == 1, f"{name} was left on the unit of the release it was trying"
+    assert on_host(name, f"test -e {paths.ACTIVATE_PENDING} && echo pending || echo settled") == "settled"
+    assert [card["id"] for card in models(fleet, first)["data"]] == [fleet.model]
+
+    again, _ = deploy_json(inventory, "--limit", name, env=ENV)
+    assert again.rc == 0, again.output[-4000:]
+    current = on_host(name, f"readlink {CURRENT}")
+    assert current != before
+    unit = on_host(name, f"sha256sum < {paths.UNIT_PATH}; sha256sum < {CURRENT}/vllm.service")
+    assert len(set(unit.splitlines())) == 1, f"{name} runs a unit that is not its current release's"
+    assert on_host(name, f"test -e {paths.ACTIVATE_PENDING} && echo pending || echo settled") == "settled"
+    assert on_host(name, "docker inspect --format '{{.Config.Image}}' vllm") == image
+    assert [card["id"] for card in models(fleet, first)["data"]] == [fleet.model]
 
 
 def test_firewall_admits_the_gateway_and_monitoring_only_and_leaves_ssh_open(fleet):
@@ -326,3 +363,22 @@ def test_gateway_checks_its_own_key_over_tls(fleet, tmp_path):
     assert on_host(gateway["name"], "stat -c '%U %a' /etc/haproxy/haproxy.cfg /etc/vllm-fleet/gateway.pem").split(
         "\n"
     ) == ["root 600", "root 600"]
+
+
+def test_a_verify_step_past_its_limit_ends_with_a_report_and_the_batch_back(fleet, tmp_path):
+    """The verify suite outlives its limit: no traceback, the batch failed and put back into
+    rotation, the later batches not started, the JUnit report written."""
+    inventory = write_inventory(tmp_path, {})
+    report = tmp_path / "r.xml"
+    result = rollout(inventory, "--canary", "1", "--batch", "3", "--verify-timeout", "1", "--junit-xml", str(report))
+    assert result.rc == 1, result.output[-4000:]
+    assert "Traceback" not in result.output
+    assert "rollout STOPPED" in result.output and "step 'verify suite' timed out after 1s" in result.output
+    assert junit(report) == {
+        f"{PREFIX}-1": ("failure", "failed"),
+        f"{PREFIX}-2": ("skipped", ""),
+        f"{PREFIX}-3": ("skipped", ""),
+        f"{PREFIX}-4": ("skipped", ""),
+    }
+    assert "left drained" not in result.output
+    wait_until_up(fleet, fleet.names)

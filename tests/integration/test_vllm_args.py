@@ -14,8 +14,9 @@ from tests.unit.conftest import load_group_data
 from vllm_fleet import launch
 from vllm_fleet.plan import plan_host
 from vllm_fleet.rules import validate
-from vllm_fleet.settings import OWNED_FLAGS, PHASES, SERVING_METHODS, vllm_flag
+from vllm_fleet.settings import PHASES, SERVING_METHODS
 from vllm_fleet.sizing import CATALOGUE
+from vllm_fleet.vllm_flags import OWNED_FLAGS, vllm_flag
 
 pytestmark = pytest.mark.sandbox
 ACCELERATORS = ("nvidia", "amd", "cpu")

@@ -53,11 +53,13 @@ def test_weights_come_down_before_the_restart_with_the_new_releases_token(planne
     assert f"/etc/vllm-fleet/releases/{release.group(1)}/vllm.env" in " ".join(
         planned.ops["vLLM service | Write secrets to root-only vllm.env of the new release"]["@fake/fresh-cache"]
     )
-    assert command.startswith("timeout 7200 /usr/bin/docker run --rm --name vllm-download ")
+    assert command.startswith("{ timeout 7200 /usr/bin/docker run --rm --name vllm-download ")
     assert "-v /var/lib/vllm-fleet/huggingface:/root/.cache/huggingface" in command
     assert "snapshot_download" in command and " Qwen/Qwen2.5-32B-Instruct && touch " in command
-    assert command.endswith(
-        "/var/lib/vllm-fleet/huggingface/hub/models--Qwen--Qwen2.5-32B-Instruct/.vllm-fleet-downloaded"
+    assert "/var/lib/vllm-fleet/huggingface/hub/models--Qwen--Qwen2.5-32B-Instruct/.vllm-fleet-downloaded; }" in command
+    # Stopped by its time limit (timeout's 124), the step says what stopped and why.
+    assert (
+        "[ $status -ne 124 ] || echo " in command and "did not finish within 7200s (vllm_download_timeout)" in command
     )
     assert TOKEN not in planned.output
 

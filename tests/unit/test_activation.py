@@ -123,11 +123,16 @@ class Host:
         (self.root / "running").write_text("legacy legacy\n")
         (self.root / "verified").write_text("legacy\n")
 
-    def run(self, name: str, serving: list[str], kill_at: int = 0) -> subprocess.CompletedProcess:
+    def run(
+        self, name: str, serving: list[str], kill_at: int = 0, result: str | None = None
+    ) -> subprocess.CompletedProcess:
+        """result: systemd's SERVICE_RESULT, as an ExecStopPost gets it."""
         (self.root / "serving").write_text("".join(f"{s}\n" for s in serving))
         (self.root / "steps").write_text("0\n")
         (self.root / "trace").write_text("")
         env = {"PATH": f"{self.root / 'bin'}:/usr/bin:/bin", "KILL_AT": str(kill_at)}
+        if result:
+            env["SERVICE_RESULT"] = result
         # A session of its own: the kill takes its process group, never the test's.
         return subprocess.run(
             [str(self.script), "gpu-01", name],
@@ -240,8 +245,12 @@ def test_a_failed_restart_goes_back_to_previous_and_stays_unsettled_when_nothing
 
 
 def test_the_activation_command_prints_the_outcome_after_the_log():
-    command = launch.activate_command("gpu-01", "r1")
+    command = launch.activate_command("gpu-01", "r1", 2100)
     assert command.startswith("rm -f /var/lib/vllm-fleet/activate.json; systemd-run ")
+    # A oneshot unit would otherwise wait forever; its log is root's alone.
+    assert " --property TimeoutStartSec=2100 --property UMask=0077 " in command
+    # Killed halfway, the unit starts current again (launch.recovery, run in test_format_checkers).
+    assert f"--property 'ExecStopPost={launch.recovery('gpu-01')}' --property TimeoutStopSec=2100 " in command
     assert command.endswith(
         'echo "vllm-fleet-outcome $(cat /var/lib/vllm-fleet/activate.json 2>/dev/null)" >&2; exit $status'
     )
@@ -393,7 +402,7 @@ def test_the_image_pull_and_the_weights_download_have_time_limits(monkeypatch, s
     [pull] = [kw["commands"][0] for k, kw in ops if k == "server.shell" and kw["name"].startswith("Pull ")]
     assert pull.startswith(f"timeout 1234 docker pull --quiet {launch.image(settings, 'nvidia')} || ")
     [download] = [kw["commands"][0] for k, kw in ops if k == "server.shell" and kw["name"].startswith("Download ")]
-    assert download.startswith("timeout 1234 ")
+    assert download.startswith("{ timeout 1234 ") and "did not finish within 1234s" in download
 
 
 def test_a_shipped_archive_is_loaded_after_an_upload_whose_failure_the_load_cleans_up(
@@ -498,3 +507,39 @@ def test_the_commands_quote_what_they_are_given():
 
     assert shlex.split(pull_command("r/vllm:1", 5))[:5] == ["timeout", "5", "docker", "pull", "--quiet"]
     assert "'/images/a b.tar'" in load_command("/images/a b.tar", "/tmp/s", 1, "r:1", 5)
+
+
+def test_killed_midway_its_recovery_starts_the_current_release_again(host):
+    """launch.recovery runs `vllm-activate HOST --recover` as the activation unit's ExecStopPost."""
+    host.release("r0")
+    host.activate("r0", serving=["r0", "r1"])
+    host.release("r1")
+    restart = next(i for i, line in enumerate(trace_of(host, "r1"), 1) if "systemctl restart" in line)
+    host.run("r1", serving=["r0", "r1"], kill_at=restart + 1)
+    assert host.state().running == ("r1", "r1") and host.state().pending  # left on the trial
+    for clean in ("success", "exit-code"):  # the script ended by itself: nothing to do
+        assert host.run("--recover", serving=["r0", "r1"], result=clean).returncode == 0
+        assert host.state().running == ("r1", "r1")
+    done = host.run("--recover", serving=["r0", "r1"], result="signal")
+    assert done.returncode == 0, done.stderr
+    assert host.state() == State("r0", None, "r0", "r0", ("r0", "r0"), pending=False)
+    assert "stopped halfway (signal): starting its current release again" in done.stderr
+
+
+def test_the_recovery_does_nothing_when_no_attempt_was_left_unfinished(host):
+    host.release("r0")
+    host.activate("r0", serving=["r0"])
+    before = host.state()
+    assert host.run("--recover", serving=["r0"], result="timeout").returncode == 0
+    assert host.state() == before and "systemctl restart" not in " ".join(host.trace())
+
+
+def trace_of(host: Host, name: str) -> list[str]:
+    """The steps an uninterrupted activation of this release takes (then undone: the host is copied)."""
+    copy = Host(host.root.parent / f"{host.root.name}-trace")
+    shutil.copytree(host.root / "etc", copy.root / "etc", symlinks=True, dirs_exist_ok=True)
+    for name_ in ("running", "loaded", "verified"):
+        if (host.root / name_).exists():
+            shutil.copy(host.root / name_, copy.root / name_)
+    copy.run(name, serving=["r0", "r1"])
+    return copy.trace()

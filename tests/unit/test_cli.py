@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.seed import SEED_VLLM_ARGS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,3 +122,18 @@ def test_the_settings_reference_page_is_the_one_the_model_generates():
 
     page = (REPO / "docs" / "settings-reference.md").read_text()
     assert page == reference_markdown() + "\n", "regenerate it: vllm-fleet settings --format markdown"
+
+
+def test_reading_facts_has_a_time_limit_and_says_when_it_ran_out(monkeypatch):
+    from vllm_fleet import cli
+
+    limits = []
+
+    def run(cmd, **kwargs):
+        limits.append(kwargs.get("timeout"))
+        raise subprocess.TimeoutExpired(cmd, kwargs["timeout"])
+
+    monkeypatch.setattr(cli.subprocess, "run", run)
+    with pytest.raises(SystemExit, match=f"reading facts did not finish within {cli.FACTS_TIMEOUT}s"):
+        cli.read_facts("inventories/sandbox.py", ["h"], {})
+    assert limits == [cli.FACTS_TIMEOUT]

@@ -153,3 +153,9 @@ def test_laptops_get_the_firewall_too_and_opted_out_hosts_none():
 def test_allowed_sources_must_be_addresses_or_networks():
     with pytest.raises(SettingsError, match="vllm_allowed_sources = \\['monitoring'\\] is not allowed: a list of IP"):
         vllm_host("a", vllm_allowed_sources=["monitoring"])
+
+
+def test_a_backend_whose_name_haproxy_would_refuse_is_refused_at_the_gateway():
+    gw, odd = gateway_host(), vllm_host("@docker/gpu-1")
+    message = refuse_gateway(gw, odd)
+    assert "hosts whose inventory names are HAProxy server names (letters, digits and . _ -): @docker/gpu-1" in message

@@ -237,3 +237,9 @@ def test_the_gateway_refuses_host_headers_that_are_not_a_name_and_a_port(live_ga
     assert get(port, "/v1/models", {**good, "Host": "gw.example:8000"}) == 200
     assert get(port, "/v1/models", {**good, "Host": "[2001:db8::1]:8000"}) == 200
     assert get(port, "/v1/models", {**good, "Host": host}) == 400
+
+
+def test_the_activation_units_recovery_is_one_plain_command(tmp_path):
+    """systemd-run reads a transient unit's ExecStopPost itself: no shell, no quoting to lose."""
+    line = launch.recovery("gpu-01.example")
+    assert shlex.split(line) == [paths.ACTIVATE_SCRIPT, "gpu-01.example", "--recover"]

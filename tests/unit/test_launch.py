@@ -3,6 +3,7 @@ the env file, and the rendered unit."""
 
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,23 @@ def test_rendered_unit_runs_the_container(settings_for):
 )
 def test_systemd_quote(arg, quoted):
     assert launch.systemd_quote(arg) == quoted
+
+
+def test_a_download_stopped_by_its_limit_says_so_and_leaves_no_mark(tmp_path, settings_for):
+    """The command itself, run with a stand-in for docker that outlives the limit."""
+    s = settings_for("single_gpu", vllm_model="Qwen/Qwen2.5-1.5B-Instruct", hf_cache_dir=str(tmp_path / "hf"))
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\nsleep 30\n")
+    docker.chmod(0o755)
+    command = launch.download_command(s, "cpu", "/dev/null")
+    command = command.replace("/usr/bin/docker", str(docker)).replace(
+        f"timeout {s.vllm_download_timeout} ", "timeout 1 "
+    )
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 124
+    assert "download of Qwen/Qwen2.5-1.5B-Instruct did not finish within 7200s (vllm_download_timeout)" in done.stderr
+    assert not (tmp_path / "hf").exists()
+    docker.write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "hf" / "hub" / launch.hub_cache_name(s.vllm_model)).mkdir(parents=True)
+    assert subprocess.run(["sh", "-c", command], timeout=20).returncode == 0
+    assert (tmp_path / "hf" / "hub" / launch.hub_cache_name(s.vllm_model) / launch.DOWNLOADED_MARK).exists()

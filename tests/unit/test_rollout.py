@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_fleet import rollout
+from vllm_fleet import pyinfra_log, rollout
 from vllm_fleet.rollout import CHANGED, FAILED, NOT_STARTED, ROLLED_BACK, UNCHANGED, UNREACHABLE
 
 HOSTS = [f"gpu-{i}" for i in range(1, 9)]
@@ -443,7 +443,7 @@ def test_no_secret_a_failing_command_printed_reaches_the_reason():
     ],
 )
 def test_redact_hides_keys_in_command_lines(line, shown):
-    assert rollout.redact(line) == shown
+    assert pyinfra_log.redact(line) == shown
 
 
 def test_a_line_of_another_host_that_names_this_one_is_not_its_own():

@@ -1,0 +1,89 @@
+"""vLLM's command-line flags as its own serve parser reads them, the ones a knob owns, and
+arguments shown with their secrets hidden."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+# Flags a knob owns: passing them through vllm_extra_args would fight the knob
+# (or, for --api-key, put a secret on a command line). The aliases are vLLM's own (its
+# serve parser, read from vLLM 0.32's: tests/integration/test_vllm_args.py keeps them in step).
+OWNED_FLAGS = {
+    "--model": "vllm_model",
+    "--served-model-name": "vllm_served_model_name",
+    "--quantization": "vllm_quantization",
+    "-q": "vllm_quantization",
+    "--max-model-len": "vllm_max_model_len",
+    "--gpu-memory-utilization": "vllm_gpu_memory_utilization",
+    "--device-memory-utilization": "vllm_gpu_memory_utilization",
+    "--max-num-seqs": "vllm_max_num_seqs",
+    "--tensor-parallel-size": "vllm_tensor_parallel_size",
+    "-tp": "vllm_tensor_parallel_size",
+    "--kv-cache-memory-bytes": "vllm_kv_cache_gib",
+    "--port": "vllm_port",
+    "--host": "vllm_bind_address",
+    "--api-key": "vllm_api_key",
+    "--hf-token": "hf_token",
+    # A YAML file of arguments could set any of the flags above.
+    "--config": "the knobs themselves (a config file could set the flags they own)",
+}
+SECRET_FLAGS = ("--api-key", "--hf-token")
+
+
+def vllm_flag(arg: str) -> str | None:
+    """The flag of vLLM's serve parser an argument names, spelled as vLLM reads it: underscores
+    in the name become dashes (up to a '.' of a sub-key), a unique prefix stands for the whole
+    flag (argparse's allow_abbrev, on in vLLM), a short option takes its value attached (-qawq).
+    Only flags a knob owns are resolved; None for every other argument."""
+    if arg.startswith("--") and len(arg) > 2:
+        name = arg.split("=", 1)[0]
+        head, dot, tail = name[2:].partition(".")
+        name = "--" + head.replace("_", "-")
+        for flag in OWNED_FLAGS:
+            if flag.startswith("--") and (flag == name or (not dot and flag.startswith(name) and len(name) > 3)):
+                return flag
+        return None
+    if arg.startswith("-") and not arg.startswith("--"):
+        for flag in OWNED_FLAGS:
+            if not flag.startswith("--") and arg.split("=", 1)[0].startswith(flag):
+                return flag
+    return None
+
+
+def redact_args(args: Iterable[Any]) -> list:
+    """Command-line arguments with the value of any secret-bearing flag (however vLLM would
+    spell it) and anything that looks like a key hidden."""
+    shown: list = []
+    hide_next = False
+    for arg in args:
+        flag = vllm_flag(arg) if isinstance(arg, str) else None
+        if flag in SECRET_FLAGS and "=" in arg:
+            shown.append(arg.split("=", 1)[0] + "=<secret>")
+        elif hide_next or looks_secret(arg):
+            shown.append("<secret>")
+        else:
+            shown.append(arg)
+        hide_next = flag in SECRET_FLAGS and "=" not in arg
+    return shown
+
+
+# Prefixes of the tokens operators paste: Hugging Face, OpenAI-style, GitHub, GitLab, Slack, AWS.
+TOKEN_PREFIXES = ("hf_", "sk-", "ghp_", "gho_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "AKIA")
+
+
+def looks_secret(value: Any) -> bool:
+    """A string that may be a key or token wherever it was put: a known token prefix, or a long
+    run of letters and digits with no path, version or name punctuation."""
+    if not isinstance(value, str) or len(value) < 16 or value.startswith("-") or any(c in value for c in "/.: "):
+        return False
+    if value.startswith(TOKEN_PREFIXES):
+        return True
+    return (
+        len(value) >= 20
+        and re.fullmatch(r"[A-Za-z0-9_+=-]+", value) is not None
+        and any(c.isdigit() for c in value)
+        and any(c.isalpha() for c in value)
+        and len(set(value)) >= 10
+    )
