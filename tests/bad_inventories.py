@@ -259,7 +259,7 @@ FORMAT_CASES = [
     (
         "shm-size-with-flag",
         {"vllm_container_shm_size": "4g --privileged"},
-        H + "vllm_container_shm_size = '4g --privileged' is not allowed: a size such as '4g'",
+        H + "vllm_container_shm_size = '4g --privileged' is not allowed: a size as Docker reads it",
     ),
     (
         "version-with-shell",

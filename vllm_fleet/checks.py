@@ -9,6 +9,7 @@ refuses the host unless its name is in preflight_warn_only (then it warns).
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from vllm_fleet import gpu_packages, images, nix, paths, releases, shipped_model
 from vllm_fleet.distro import Distro
 from vllm_fleet.launch import DOWNLOADED_MARK
 from vllm_fleet.probe import Probe
-from vllm_fleet.settings import KNOBS, PREFLIGHT_CHECKS, Settings
+from vllm_fleet.settings import KNOBS, PREFLIGHT_CHECKS, SIZE_PATTERN, Settings
 from vllm_fleet.sizing import CATALOGUE, Sizing
 
 # Image size on disk, GiB, by accelerator (CUDA and ROCm images are large; pulled plus unpacked).
@@ -424,12 +425,12 @@ def _gfx(c: Context):
 
 
 def _size_gib(text: str) -> float:
-    units = {"k": 1 / KIB_PER_GIB, "m": 1 / 1024, "g": 1.0}
-    number, unit = text[:-1], text[-1:].lower()
-    try:
-        return float(number) * units[unit] if unit in units else float(text) / 2**30
-    except ValueError:
+    """A size in Docker's syntax (settings.SIZE_PATTERN; units of 1024, as Docker counts them) in GiB."""
+    match = re.fullmatch(SIZE_PATTERN, text)
+    if not match:
         return 0.0
+    power = {"": -3, "k": -2, "m": -1, "g": 0, "t": 1, "p": 2}[(match[3] or "").lower()]
+    return float(match[1]) * 1024.0**power
 
 
 def run_checks(c: Context) -> list[Finding]:

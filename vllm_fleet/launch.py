@@ -266,7 +266,8 @@ def activate_command(host_label: str, release: str, limit: int) -> str:
             "--wait",
             "--quiet",
             "--property",
-            f"StandardOutput=truncate:{paths.ACTIVATE_LOG}",
+            # append: truncate: would empty the log again for the ExecStopPost (the wrapper empties it).
+            f"StandardOutput=append:{paths.ACTIVATE_LOG}",
             # A oneshot unit has no start timeout by default.
             "--property",
             f"TimeoutStartSec={limit}",
@@ -286,7 +287,7 @@ def activate_command(host_label: str, release: str, limit: int) -> str:
     )
     outcome = paths.ACTIVATE_OUTCOME
     return (
-        f"rm -f {outcome}; {run}; status=$?; cat {paths.ACTIVATE_LOG} >&2; "
+        f"rm -f {outcome}; : > {paths.ACTIVATE_LOG}; {run}; status=$?; cat {paths.ACTIVATE_LOG} >&2; "
         f'echo "{releases.OUTCOME_MARK} $(cat {outcome} 2>/dev/null)" >&2; exit $status'
     )
 

@@ -3,6 +3,7 @@ why a host failed in words an operator can act on, with anything that may be a k
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Collection
 
@@ -103,16 +104,26 @@ def _short(line: str, width: int = 300) -> str:
 
 _FLAGS = "|".join(re.escape(flag) for flag in SECRET_FLAGS)
 _SECRETS = [
-    # --api-key K, --api-key=K, and in a printed list: '--api-key', 'K'
-    (re.compile(rf"({_FLAGS})([\"']?(?:=|,?\s+)[\"']?)[^\s\"',]+"), r"\1\2<secret>"),
+    # --api-key K, --api-key=K, and in a printed list: '--api-key', 'K'; and as vLLM also reads
+    # them (--api_key, --api-k, --hf-tok, ...).
+    (re.compile(rf"({_FLAGS}|--api[-_]k[\w-]*|--hf[-_]t[\w-]*)([\"']?(?:=|,?\s+)[\"']?)[^\s\"',]+"), r"\1\2<secret>"),
     (re.compile(r"(Authorization:\s*\w+\s+|Bearer\s+)[^\s\"',]+", re.IGNORECASE), r"\1<secret>"),
     (re.compile(r"\b(\w*(?:key|token|secret|password)\w*=)[^\s\"',]+", re.IGNORECASE), r"\1<secret>"),
     (re.compile(r"\bhf_[A-Za-z0-9]{20,}"), "<secret>"),
 ]
 
 
+# Where group_data/all.py reads the inventory's secrets from: the rollout runs in the same
+# environment, so it knows their values and hides them wherever they appear, whole.
+SECRET_ENVIRONMENT = ("VLLM_API_KEY", "HF_TOKEN", "GATEWAY_API_KEY")
+
+
 def redact(text: str) -> str:
     """Text from a host or pyinfra with what may be a key hidden: it goes into reports and CI logs."""
+    for name in SECRET_ENVIRONMENT:
+        value = os.environ.get(name, "")
+        if len(value) >= 8:
+            text = text.replace(value, "<secret>")
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text

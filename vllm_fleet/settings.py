@@ -206,6 +206,8 @@ SYSTEM_TREES = (
 
 
 def _host_directory(value: str) -> str:
+    if len(value) > 1:
+        value = value.rstrip("/")
     parts = value.split("/")[1:]
     if (
         not re.fullmatch(r"(/[A-Za-z0-9_.+@-]+)+", value)
@@ -264,10 +266,12 @@ PINNED_IMAGE = (
     "'vllm/vllm-openai:v0.11.0' (an untagged or ':latest' image changes under you)"
 )
 FLAKE = "a directory holding flake.nix on the machine running pyinfra"
-SIZE = "a size such as '4g': digits, then b, k, m or g"
+SIZE = "a size as Docker reads it, such as '4g', '16GB' or '1.5GiB'"
 PACKAGE_VERSION = "a package version as apt or dnf shows it: letters, digits and . + ~ : _ -"
 ADDRESS = "an IP address or a DNS name such as 'gpu-01.example.internal'"
-HOST_NAME = "an inventory name of letters, digits and . _ - (optionally after a pyinfra connector such as @docker/)"
+HOST_NAME = (
+    "an inventory name of letters, digits and . _ -, an IP address, or a pyinfra connector's name such as @docker/NAME"
+)
 
 
 def _only(*kinds: type) -> BeforeValidator:
@@ -285,13 +289,18 @@ def _only(*kinds: type) -> BeforeValidator:
 # Lists from the inventory become tuples; nothing else is taken for a list.
 LAX = (Field(strict=False), _only(list, tuple))
 
-Size = Annotated[str, Field(pattern=r"^[0-9]+[bkmgBKMG]?$")]
+# Docker's own size syntax (go-units RAMInBytes): 4g, 16GB, 1.5GiB, 512m, 1t.
+SIZE_PATTERN = r"^([0-9]+(\.[0-9]+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$"
+Size = Annotated[str, Field(pattern=SIZE_PATTERN)]
 PackageVersion = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.+~:_-]*$")]
 # pyinfra's own names (@local, @docker/NAME) and plain host names: they end up as HAProxy server
 # names, in shell commands and in file names.
-ADDRESS_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9.\-]*|[0-9a-fA-F:.]+)$"
+# A host name (an ssh_config alias may hold _) or an IP address: no room for a shell or a format.
+ADDRESS_PATTERN = r"^([A-Za-z0-9_][A-Za-z0-9._\-]*|[0-9a-fA-F:.]+)$"
 Address = Annotated[str, Field(pattern=ADDRESS_PATTERN)]
-InventoryName = Annotated[str, Field(pattern=r"^((@[a-z]+/?)?[A-Za-z0-9][A-Za-z0-9._-]*|@[a-z]+)$")]
+InventoryName = Annotated[
+    str, Field(pattern=r"^(@[a-z]+(/[A-Za-z0-9._:@/-]*)?|[A-Za-z0-9_][A-Za-z0-9._-]*|[0-9a-fA-F:.]+)$")
+]
 IpAddress = Annotated[str, AfterValidator(_ip_address)]
 Secret = Annotated[SecretStr, Field(strict=False), _only(str), AfterValidator(_secret)]
 HostDirectory = Annotated[str, AfterValidator(_host_directory)]
@@ -749,15 +758,24 @@ def parse(host: str, data: Mapping[str, Any], role: str = "vllm") -> Settings:
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         raise _error(host, data, errors[0]) from None
     if settings.fleet_address is None:
-        address = data.get("ssh_hostname") or host
-        if isinstance(address, str) and address.startswith("@"):
-            # A pyinfra connector's name (@docker/NAME, @local): the host part, else this machine.
-            address = address.partition("/")[2] or "localhost"
-        if not isinstance(address, str) or not re.fullmatch(ADDRESS_PATTERN, address):
-            shown = show_value("ssh_hostname", address, data)
-            raise SettingsError(host, "ssh_hostname", shown, f"{ADDRESS} (it is the fleet_address the others reach)")
-        settings = settings.replace(fleet_address=address)
+        settings = settings.replace(fleet_address=_fleet_address(host, data))
     return settings
+
+
+def _fleet_address(host: str, data: Mapping[str, Any]) -> str:
+    """ssh_hostname, else the inventory name; for a pyinfra connector's name (@docker/NAME,
+    @local) the part after it when that is an address, else this machine."""
+    given = data.get("ssh_hostname")
+    if isinstance(given, str) and given.startswith("@"):
+        host, given = given, None  # pyinfra names a connector's hosts so in their data too
+    if given is not None:
+        if not isinstance(given, str) or not re.fullmatch(ADDRESS_PATTERN, given):
+            shown = show_value("ssh_hostname", given, data)
+            raise SettingsError(host, "ssh_hostname", shown, f"{ADDRESS} (the fleet_address the others reach)")
+        return given
+    if host.startswith("@"):
+        host = host.partition("/")[2]
+    return host if re.fullmatch(ADDRESS_PATTERN, host) else "localhost"
 
 
 def public_values(s: Settings) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from importlib import resources
 from typing import Any
 
 # Flags a knob owns: passing them through vllm_extra_args would fight the knob
@@ -32,24 +33,40 @@ OWNED_FLAGS = {
 SECRET_FLAGS = ("--api-key", "--hf-token")
 
 
-def vllm_flag(arg: str) -> str | None:
-    """The flag of vLLM's serve parser an argument names, spelled as vLLM reads it: underscores
-    in the name become dashes (up to a '.' of a sub-key), a unique prefix stands for the whole
-    flag (argparse's allow_abbrev, on in vLLM), a short option takes its value attached (-qawq).
-    Only flags a knob owns are resolved; None for every other argument."""
-    if arg.startswith("--") and len(arg) > 2:
-        name = arg.split("=", 1)[0]
-        head, dot, tail = name[2:].partition(".")
-        name = "--" + head.replace("_", "-")
-        for flag in OWNED_FLAGS:
-            if flag.startswith("--") and (flag == name or (not dot and flag.startswith(name) and len(name) > 3)):
-                return flag
+def serve_flags() -> frozenset[str]:
+    """Every option string of the pinned vLLM's serve parser (data/vllm_serve_flags.txt)."""
+    text = resources.files("vllm_fleet").joinpath("data/vllm_serve_flags.txt").read_text()
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
+
+
+SERVE_FLAGS = serve_flags()
+
+
+def resolve(arg: str) -> str | None:
+    """The option of vLLM's serve parser an argument names, as that parser reads it: underscores
+    in a long name become dashes (up to a '.' of a sub-key), a unique prefix stands for its
+    option (argparse's allow_abbrev, on in vLLM), a one-letter option takes its value attached
+    (-qawq). None for a value, a sub-key, an unknown or an ambiguous name (vLLM refuses those)."""
+    if not arg.startswith("-") or len(arg) < 2 or arg[1].isdigit():
         return None
-    if arg.startswith("-") and not arg.startswith("--"):
-        for flag in OWNED_FLAGS:
-            if not flag.startswith("--") and arg.split("=", 1)[0].startswith(flag):
-                return flag
-    return None
+    name = arg.split("=", 1)[0]
+    if name.startswith("--"):
+        head, dot, _ = name[2:].partition(".")
+        name = "--" + head.replace("_", "-")
+        if dot:
+            return name if name in SERVE_FLAGS else None
+    elif name not in SERVE_FLAGS and name[:2] in SERVE_FLAGS:
+        return name[:2]
+    if name in SERVE_FLAGS:
+        return name
+    candidates = [flag for flag in SERVE_FLAGS if flag.startswith(name)]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def vllm_flag(arg: str) -> str | None:
+    """The flag a knob owns that vLLM would read this argument as, else None."""
+    flag = resolve(arg)
+    return flag if flag in OWNED_FLAGS else None
 
 
 def redact_args(args: Iterable[Any]) -> list:

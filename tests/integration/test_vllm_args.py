@@ -16,7 +16,7 @@ from vllm_fleet.plan import plan_host
 from vllm_fleet.rules import validate
 from vllm_fleet.settings import PHASES, SERVING_METHODS
 from vllm_fleet.sizing import CATALOGUE
-from vllm_fleet.vllm_flags import OWNED_FLAGS, vllm_flag
+from vllm_fleet.vllm_flags import OWNED_FLAGS, SERVE_FLAGS, vllm_flag
 
 pytestmark = pytest.mark.sandbox
 ACCELERATORS = ("nvidia", "amd", "cpu")
@@ -107,6 +107,8 @@ def test_extra_args_are_read_the_way_vllms_own_parser_reads_them(image):
         "alias": ["--device-memory-utilization", "0.5"],
     }
     found = in_image(image, "vllm_flags.py", cases)
+    # The recorded flags are this vLLM's (regenerate data/vllm_serve_flags.txt when it moves).
+    assert set(found["options"]) == SERVE_FLAGS, set(found["options"]) ^ SERVE_FLAGS
     owned_dests = {found["options"][flag] for flag in OWNED_FLAGS if flag in found["options"]}
     assert len(owned_dests) == len(set(OWNED_FLAGS.values()))  # aliases share their flag's dest
     for flag, dest in found["options"].items():

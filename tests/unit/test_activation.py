@@ -246,7 +246,11 @@ def test_a_failed_restart_goes_back_to_previous_and_stays_unsettled_when_nothing
 
 def test_the_activation_command_prints_the_outcome_after_the_log():
     command = launch.activate_command("gpu-01", "r1", 2100)
-    assert command.startswith("rm -f /var/lib/vllm-fleet/activate.json; systemd-run ")
+    # The log is emptied once, by the wrapper: systemd appends to it for the script and its recovery.
+    assert command.startswith(
+        "rm -f /var/lib/vllm-fleet/activate.json; : > /var/lib/vllm-fleet/activate.log; systemd-run "
+    )
+    assert "StandardOutput=append:/var/lib/vllm-fleet/activate.log" in command
     # A oneshot unit would otherwise wait forever; its log is root's alone.
     assert " --property TimeoutStartSec=2100 --property UMask=0077 " in command
     # Killed halfway, the unit starts current again (launch.recovery, run in test_format_checkers).
@@ -520,10 +524,10 @@ def test_killed_midway_its_recovery_starts_the_current_release_again(host):
     for clean in ("success", "exit-code"):  # the script ended by itself: nothing to do
         assert host.run("--recover", serving=["r0", "r1"], result=clean).returncode == 0
         assert host.state().running == ("r1", "r1")
-    done = host.run("--recover", serving=["r0", "r1"], result="signal")
+    done = host.run("--recover", serving=["r0", "r1"], result="oom-kill")
     assert done.returncode == 0, done.stderr
     assert host.state() == State("r0", None, "r0", "r0", ("r0", "r0"), pending=False)
-    assert "stopped halfway (signal): starting its current release again" in done.stderr
+    assert "stopped halfway (oom-kill): starting its current release again" in done.stderr
 
 
 def test_the_recovery_does_nothing_when_no_attempt_was_left_unfinished(host):

@@ -440,6 +440,7 @@ def test_no_secret_a_failing_command_printed_reaches_the_reason():
         ("curl -H 'Authorization: Bearer sk-1' http://h", "curl -H 'Authorization: Bearer <secret>' http://h"),
         ("VLLM_API_KEY=sk-1 GATEWAY_API_KEY=sk-2 x", "VLLM_API_KEY=<secret> GATEWAY_API_KEY=<secret> x"),
         ("port 8000 is already taken by nginx", "port 8000 is already taken by nginx"),
+        ("vllm serve m --api_key=sk-1 --hf-tok hf_3", "vllm serve m --api_key=<secret> --hf-tok <secret>"),
     ],
 )
 def test_redact_hides_keys_in_command_lines(line, shown):
@@ -473,3 +474,11 @@ def test_at_most_three_lines_of_a_host_are_kept():
     log = f"--> Starting operation: Step \n{lines}    [gpu-1] Error: executed 0 commands\n"
     _, reason = rollout.classify(["gpu-1"], {"operations": [], "failed_hosts": ["gpu-1"]}, log)["gpu-1"]
     assert reason == "step 'Step' failed: error 7; error 8; error 9"
+
+
+def test_redact_hides_the_inventorys_own_secrets_whole_wherever_they_appear(monkeypatch):
+    """A key may hold , " ' which end the patterns: the values group_data/all.py reads go whole."""
+    key = "Zx9,Q7mN\"p'1-abcdefgh"
+    monkeypatch.setenv("VLLM_API_KEY", key)
+    shown = pyinfra_log.redact(f"curl: (22) 401 for key {key} (VLLM_API_KEY={key})")
+    assert "Zx9" not in shown and "Q7mN" not in shown and "abcdefgh" not in shown
