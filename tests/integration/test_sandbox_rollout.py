@@ -319,13 +319,9 @@ def test_verify_suite_checks_the_gateway(fleet, tmp_path):
         "every_backend_is_up",
         "gateway_answers",
         "gateway_checks_the_key_on_paths_vllm_leaves_open",
+        "gateway_refuses_host_headers_that_are_not_a_name_and_a_port",
     )
-    expected = {f"test_{name}[{gateway}]": "passed" for name in names}
-    for host_header in ("gw.example/#@evil", "gw.example@evil"):
-        expected[f"test_gateway_refuses_a_host_header_that_is_not_a_name_and_a_port[{gateway}-{host_header}]"] = (
-            "passed"
-        )
-    assert outcomes == expected, outcomes
+    assert outcomes == {f"test_{name}[{gateway}]": "passed" for name in names}, outcomes
 
 
 def test_gateway_checks_its_own_key_over_tls(fleet, tmp_path):

@@ -36,15 +36,17 @@ def test_gateway_answers(gateway):
     assert result.stdout == "200"
 
 
-@pytest.mark.parametrize("host_header", ["gw.example/#@evil", "gw.example@evil"])
-def test_gateway_refuses_a_host_header_that_is_not_a_name_and_a_port(gateway, host_header):
+def test_gateway_refuses_host_headers_that_are_not_a_name_and_a_port(gateway):
     """vLLM before 0.22 skipped its key check for such Host headers (GHSA-94f4-hr76-p5j6)."""
     port = gateway.inventory_settings.gateway_port
     scheme = "https" if gateway.inventory_settings.gateway_tls_certificate else "http"
-    result = gateway.host.run(
-        f"curl -sk -o /dev/null -w '%{{http_code}}' -H 'Host: {host_header}' {scheme}://127.0.0.1:{port}/v1/models"
-    )
-    assert result.stdout == "400", f"{gateway.name} answered {result.stdout or result.stderr.strip()} to it"
+    answered = {}
+    for host_header in ("gw.example/#@evil", "gw.example@evil"):
+        result = gateway.host.run(
+            f"curl -sk -o /dev/null -w '%{{http_code}}' -H 'Host: {host_header}' {scheme}://127.0.0.1:{port}/v1/models"
+        )
+        answered[host_header] = result.stdout or result.stderr.strip()
+    assert set(answered.values()) == {"400"}, f"{gateway.name} answered {answered}"
 
 
 def test_gateway_checks_the_key_on_paths_vllm_leaves_open(gateway):
