@@ -245,8 +245,8 @@ def _nvidia_driver(c: Context):
 @check("image", methods=("docker",))
 def _image(c: Context):
     if c.settings.vllm_image:
-        built_for = images.accelerator_of(c.settings.vllm_image)
-        if built_for and built_for != c.accelerator:
+        built_for = images.built_for_another(c.settings.vllm_image, c.accelerator)
+        if built_for:
             return (
                 f"vllm_image {c.settings.vllm_image} is vLLM's {built_for} image and this host's accelerator is "
                 f"{c.accelerator}: set vllm_image to one built for {c.accelerator}, or leave it unset"

@@ -92,6 +92,12 @@ def accelerator_of(ref: str) -> str | None:
     return IMAGE_ACCELERATORS.get(name)
 
 
+def built_for_another(ref: str | None, accelerator: str) -> str | None:
+    """The other accelerator a vLLM image is built for, when it is not this one's ('auto': unknown yet)."""
+    built_for = accelerator_of(ref) if ref else None
+    return built_for if built_for and accelerator != "auto" and built_for != accelerator else None
+
+
 def default_image(accelerator: str, machine: str = "x86_64") -> str:
     """machine: `uname -m` of the host ('' when unknown: x86_64)."""
     machine = {"arm64": "aarch64", "amd64": "x86_64", "": "x86_64"}.get(machine, machine)

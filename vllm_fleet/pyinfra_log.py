@@ -8,7 +8,7 @@ import re
 from collections.abc import Collection
 
 from vllm_fleet import releases
-from vllm_fleet.vllm_flags import SECRET_FLAGS
+from vllm_fleet.vllm_flags import SECRET_FLAGS, TOKEN_PREFIXES
 
 # pyinfra 3's log (pyinfra/api/util.py, pyinfra_cli/log.py): "--> Starting operation: NAME (ARGS)"
 # (or "Starting nested operation: ..."), then each host's lines under it as "[HOST] ...".
@@ -109,7 +109,7 @@ _SECRETS = [
     (re.compile(rf"({_FLAGS}|--api[-_]k[\w-]*|--hf[-_]t[\w-]*)([\"']?(?:=|,?\s+)[\"']?)[^\s\"',]+"), r"\1\2<secret>"),
     (re.compile(r"(Authorization:\s*\w+\s+|Bearer\s+)[^\s\"',]+", re.IGNORECASE), r"\1<secret>"),
     (re.compile(r"\b(\w*(?:key|token|secret|password)\w*=)[^\s\"',]+", re.IGNORECASE), r"\1<secret>"),
-    (re.compile(r"\bhf_[A-Za-z0-9]{20,}"), "<secret>"),
+    (re.compile(rf"\b(?:{'|'.join(re.escape(p) for p in TOKEN_PREFIXES)})[A-Za-z0-9_-]{{16,}}"), "<secret>"),
 ]
 
 

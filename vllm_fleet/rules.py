@@ -127,8 +127,8 @@ def _docker_host(s: Settings) -> None:
             s.show("nix_builder"),
             "only with serving_method = 'nix' (a Docker host runs an image and builds nothing)",
         )
-    built_for = images.accelerator_of(s.vllm_image) if s.vllm_image else None
-    if s.accelerator != "auto" and built_for and built_for != s.accelerator:
+    built_for = images.built_for_another(s.vllm_image, s.accelerator)
+    if built_for:
         raise SettingsError(
             s.host,
             "vllm_image",

@@ -298,9 +298,8 @@ PackageVersion = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.+~:_-]*$"
 # A host name (an ssh_config alias may hold _) or an IP address: no room for a shell or a format.
 ADDRESS_PATTERN = r"^([A-Za-z0-9_][A-Za-z0-9._\-]*|[0-9a-fA-F:.]+)$"
 Address = Annotated[str, Field(pattern=ADDRESS_PATTERN)]
-InventoryName = Annotated[
-    str, Field(pattern=r"^(@[a-z]+(/[A-Za-z0-9._:@/-]*)?|[A-Za-z0-9_][A-Za-z0-9._-]*|[0-9a-fA-F:.]+)$")
-]
+INVENTORY_NAME_PATTERN = r"^(@[a-z]+(/[A-Za-z0-9._:@/-]*)?|[A-Za-z0-9_][A-Za-z0-9._-]*|[0-9a-fA-F:.]+)$"
+InventoryName = Annotated[str, Field(pattern=INVENTORY_NAME_PATTERN)]
 IpAddress = Annotated[str, AfterValidator(_ip_address)]
 Secret = Annotated[SecretStr, Field(strict=False), _only(str), AfterValidator(_secret)]
 HostDirectory = Annotated[str, AfterValidator(_host_directory)]
@@ -746,7 +745,7 @@ def _error(host: str, data: Mapping[str, Any], error: Mapping[str, Any]) -> Sett
 
 def parse(host: str, data: Mapping[str, Any], role: str = "vllm") -> Settings:
     """One host's data as Settings, or SettingsError naming the first bad key (unknown keys first)."""
-    if not re.fullmatch(Settings.model_fields["host"].metadata[0].pattern, host):
+    if not re.fullmatch(INVENTORY_NAME_PATTERN, host):
         raise SettingsError(repr(host), "name", repr(host), HOST_NAME)
     knob_data = {key: value for key, value in data.items() if _ours(key)}
     for key, value in knob_data.items():
