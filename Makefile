@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 INVENTORY ?= inventories/sandbox.py
 HOSTS ?= 1
 GATEWAYS ?= 0
+MONITORS ?= 0
 ENGINE ?=
 JOBS ?= 4
 REPORTS := reports
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: checkers setup nix-tools demo test test-unit test-planning test-integration lint docs verify sandbox-up sandbox-down clean \
+.PHONY: checkers setup nix-tools demo test test-unit test-planning test-integration lint docs verify sandbox-up sandbox-down clean graphs \
 	bench-rollout bench-engine
 
 # The virtual environment, rebuilt when the pinned dependencies change.
@@ -29,18 +30,19 @@ nix-tools:
 	@command -v nix-instantiate >/dev/null || { echo "installing Debian's nix-bin"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nix-bin; }
 
-# The formats' own checkers the injection tests run (haproxy -c, nft -c, systemd-analyze verify):
-# Debian's packages, installed without starting their services (policy-rc.d refuses them).
-CHECKERS := haproxy nftables systemd
+# The formats' own checkers the tests run (haproxy -c, nft -c, systemd-analyze verify, promtool,
+# amtool): Debian's packages, installed without starting their services (policy-rc.d refuses them).
+CHECKERS := haproxy nftables systemd prometheus prometheus-alertmanager
 checkers:
-	@command -v haproxy >/dev/null && command -v nft >/dev/null && command -v systemd-analyze >/dev/null || { \
+	@command -v haproxy >/dev/null && command -v nft >/dev/null && command -v systemd-analyze >/dev/null \
+		&& command -v promtool >/dev/null && command -v amtool >/dev/null || { \
 		echo "installing $(CHECKERS) (not started)"; \
 		printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; $(SUDO) chmod +x /usr/sbin/policy-rc.d; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(CHECKERS); \
 		status=$$?; $(SUDO) rm -f /usr/sbin/policy-rc.d; exit $$status; }
 
 sandbox-up: setup
-	$(BIN)/python -m tests.sandbox.sandbox up --hosts $(HOSTS) --gateways $(GATEWAYS) $(if $(ENGINE),--engine $(ENGINE))
+	$(BIN)/python -m tests.sandbox.sandbox up --hosts $(HOSTS) --gateways $(GATEWAYS) --monitors $(MONITORS) $(if $(ENGINE),--engine $(ENGINE))
 
 sandbox-down: setup
 	$(BIN)/python -m tests.sandbox.sandbox down
@@ -88,6 +90,14 @@ bench-rollout: setup
 # Real vLLM's start, with an empty compile cache and then with the cache kept (about 6 minutes).
 bench-engine: setup
 	$(BIN)/python -m bench.engine_start
+
+# The README's picture of the fleet's graphs, from a sandbox with a monitoring host: six minutes
+# of traffic and one stopped vLLM, as the sandbox's Prometheus recorded them.
+graphs: setup
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[graphs]'
+	$(MAKE) sandbox-up HOSTS=2 MONITORS=1
+	$(BIN)/vllm-fleet deploy -y inventories/sandbox.py
+	$(BIN)/python -m tests.sandbox.graphs
 
 clean: sandbox-down
 	rm -rf $(VENV) $(REPORTS) tests/sandbox/.state

@@ -8,7 +8,9 @@ model, run the pre-flight checks (a host that fails them is refused and left as
 it was, the others go on), install the GPU stack (rebooting as reboot_policy
 allows), then Docker or Nix (serving_method), the firewall in front of vLLM's port, and
 the vLLM service, activated as a new release that rolls back by itself if it does not
-come up. Hosts of the gateway group get HAProxy in front of the vLLM hosts instead.
+come up. Hosts of the gateway group get HAProxy in front of the vLLM hosts instead, and hosts
+of the monitoring group Prometheus and Alertmanager; in an inventory with monitoring hosts,
+every host also runs the exporters they scrape.
 
 Fleets behind a gateway roll out in verified batches with `vllm-fleet rollout`.
 """
@@ -18,10 +20,12 @@ from pyinfra.facts.server import LinuxDistribution
 
 from tasks.amd_rocm import amd_rocm
 from tasks.docker_engine import docker_engine
+from tasks.exporters import exporters
 from tasks.firewall import firewall
 from tasks.gateway import gateway
 from tasks.gpu_reboot import gpu_reboot
 from tasks.host_tools import host_tools_setup
+from tasks.monitoring import monitoring_server
 from tasks.nix_server import nix_server
 from tasks.nix_setup import nix_setup
 from tasks.nvidia_container_toolkit import nvidia_container_toolkit
@@ -34,9 +38,15 @@ from vllm_fleet.inventory import fleet_settings, settings_for, sources
 from vllm_fleet.plan import resolve_host
 
 inventory_settings = settings_for(host)
-if inventory_settings.role == "gateway":
+fleet = fleet_settings(host)
+if inventory_settings.role in ("gateway", "monitoring"):
     host_tools_setup(inventory_settings)
-    gateway(inventory_settings, fleet_settings(host))
+    firewall(inventory_settings, fleet)
+    if inventory_settings.role == "gateway":
+        gateway(inventory_settings, fleet)
+    else:
+        monitoring_server(inventory_settings, fleet)
+    exporters(inventory_settings, fleet)
 else:
     facts = HostFacts.read(host.get_fact, inventory_settings.accelerator)
     plan = resolve_host(inventory_settings, sources(host), facts)
@@ -58,5 +68,6 @@ else:
         else:
             nix_setup(settings, distro, probe)
             restarts = nix_server(settings, accelerator, probe)
-        firewall(settings, fleet_settings(host), probe)
+        firewall(settings, fleet, probe)
         vllm_service(settings, accelerator, probe, restarts)
+        exporters(settings, fleet)

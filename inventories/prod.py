@@ -40,3 +40,15 @@ enterprise = [
         },
     ),
 ]
+
+# Prometheus and Alertmanager for the whole fleet; every host above exports to it, and only to it.
+# Alerts go to the team's webhook (a bearer token from ALERT_WEBHOOK_TOKEN, if it wants one).
+monitoring = [
+    (
+        "mon-01.example.internal",
+        {
+            "fleet_address": "10.20.0.5",  # the hosts' firewalls admit it by address
+            "alert_webhook_url": "https://alerts.example.internal/vllm-fleet",
+        },
+    ),
+]

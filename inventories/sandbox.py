@@ -43,6 +43,8 @@ _common = {
     # The machine running the tests reaches the hosts from the sandbox network's own address;
     # it stands in for a monitoring host in the firewall.
     "vllm_allowed_sources": [_state["runner_address"]],
+    # vLLM on 2 shared CPU cores is slow to its first token by any GPU's measure.
+    "alert_ttft_p95_seconds": 60.0,
 }
 
 
@@ -63,6 +65,20 @@ def _at(h: dict) -> dict:
 
 
 single_gpu = [(h["name"], {**_common, **_at(h)}) for h in _state["hosts"]]
+# Prometheus and Alertmanager watching the others (make sandbox-up MONITORS=1), quick to notice
+# for the tests: alerts go to a webhook on the machine running the tests.
+monitoring = [
+    (
+        m["name"],
+        {
+            **_connection,
+            **_at(m),
+            "alert_webhook_url": f"http://{_state['runner_address']}:{_state['alert_webhook_port']}/alerts",
+            **_state["monitoring"],
+        },
+    )
+    for m in _state.get("monitors", [])
+]
 # HAProxy in front of every sandbox vLLM host (make sandbox-up GATEWAYS=1).
 gateway = [
     (g["name"], {**_connection, **_at(g), "gateway_backends": [h["name"] for h in _state["hosts"]]})

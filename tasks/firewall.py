@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from io import StringIO
 
+from pyinfra import host
 from pyinfra.api.deploy import deploy
+from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -14,19 +16,20 @@ from vllm_fleet.firewall import rules, wanted
 from vllm_fleet.probe import Probe
 from vllm_fleet.settings import Settings
 
+FIREWALL_UNIT = f"/etc/systemd/system/{paths.FIREWALL_SERVICE}"
+
 
 @deploy("Firewall")
-def firewall(settings: Settings, fleet: dict[str, Settings], probe: Probe) -> None:
-    """probe: pre-flight's HostProbe, which says whether our table is loaded now."""
-    if not wanted(settings):
-        if probe.firewall == "yes":
-            systemd.service(
-                name="Remove the vLLM port firewall", service=paths.FIREWALL_SERVICE, running=False, enabled=False
-            )
+def firewall(settings: Settings, fleet: dict[str, Settings], probe: Probe | None = None) -> None:
+    """probe: pre-flight's HostProbe on vLLM hosts, which says whether our table is loaded now."""
+    if not wanted(settings, fleet):
+        loaded = probe.firewall == "yes" if probe else host.get_fact(File, path=FIREWALL_UNIT)
+        if loaded:
+            systemd.service(name="Remove the firewall", service=paths.FIREWALL_SERVICE, running=False, enabled=False)
         return
     server.packages(name="Install nftables", packages=["nftables"])
     table = files.put(
-        name=f"Write the vLLM port firewall {paths.FIREWALL_RULES}",
+        name=f"Write the firewall {paths.FIREWALL_RULES}",
         src=StringIO(rules(settings, fleet)),
         dest=paths.FIREWALL_RULES,
         mode="600",
@@ -34,12 +37,12 @@ def firewall(settings: Settings, fleet: dict[str, Settings], probe: Probe) -> No
     unit = files.put(
         name=f"Install {paths.FIREWALL_SERVICE}",
         src=templates.rendered("vllm-firewall.service.j2"),
-        dest=f"/etc/systemd/system/{paths.FIREWALL_SERVICE}",
+        dest=FIREWALL_UNIT,
         mode="644",
     )
     systemd.daemon_reload(name=f"Reload systemd for {paths.FIREWALL_SERVICE}", _if=unit.did_change)
     systemd.service(
-        name="Load the vLLM port firewall and keep it at boot",
+        name="Load the firewall and keep it at boot",
         service=paths.FIREWALL_SERVICE,
         running=True,
         enabled=True,

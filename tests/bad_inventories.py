@@ -399,6 +399,52 @@ FLEET_CASES = [
         "be-c1 are both at 10.9.0.3:8000",
     ),
 ]
+MONITOR = {"fleet_address": "10.9.0.9", "alert_webhook_url": "http://10.9.0.10:9999/alerts"}
+FLEET_CASES += [
+    (
+        "monitoring-host-without-receiver",
+        {
+            "monitoring": [("mon-a", {"fleet_address": "10.9.0.9"})],
+            "enterprise": [("be-d", {**BACKEND, "fleet_address": "10.9.0.4"})],
+        },
+        "host mon-a: alert_webhook_url = None is not allowed: a URL Alertmanager posts alerts to, or alert_email_to",
+    ),
+    (
+        "monitoring-token-without-webhook",
+        {
+            "monitoring": [
+                (
+                    "mon-b",
+                    {
+                        "fleet_address": "10.9.0.9",
+                        "alert_email_to": "oncall@example.com",
+                        "alert_email_from": "alerts@example.com",
+                        "alert_smtp_smarthost": "smtp.example.com:587",
+                        "alert_webhook_token": "hunter2-webhook-token",
+                    },
+                )
+            ],
+        },
+        "host mon-b: alert_webhook_token = <secret, 21 characters> is not allowed: only with alert_webhook_url",
+    ),
+    (
+        "vllm-on-the-node-exporters-port",
+        {
+            "monitoring": [("mon-c", MONITOR)],
+            "enterprise": [("be-e", {**BACKEND, "fleet_address": "10.9.0.5", "vllm_port": 9100})],
+        },
+        "host be-e: vllm_port = 9100 is not allowed: a port other than 9100, where the host exports node metrics",
+    ),
+    (
+        "gateway-and-monitoring-at-once",
+        {
+            "monitoring": [("both-a", MONITOR)],
+            "gateway": [("both-a", MONITOR)],
+            "enterprise": [("be-f", {**BACKEND, "fleet_address": "10.9.0.6"})],
+        },
+        "host both-a: groups = ['gateway', 'monitoring'] is not allowed: one of the gateway and monitoring groups",
+    ),
+]
 CASES = SCHEMA_CASES + SECRET_CASES + FORMAT_CASES + PATH_CASES + CONTRADICTION_CASES
 # A GPU the host claims but lacks keeps pre-flight refusing, whatever the case.
 DEFAULTS = {"accelerator": "nvidia"}

@@ -58,8 +58,8 @@ def cmd_hosts(args) -> int:
 
 def cmd_plan(args) -> int:
     from vllm_fleet.inventory import host_data, load_inventory, sources
-    from vllm_fleet.plan import gateway_plan, resolve_host
-    from vllm_fleet.rules import check_builder, check_gateway, validate
+    from vllm_fleet.plan import gateway_plan, monitoring_plan, resolve_host
+    from vllm_fleet.rules import check_fleet, validate
     from vllm_fleet.settings import SettingsError
 
     inventory = load_inventory(args.inventory, REPO)
@@ -81,13 +81,15 @@ def cmd_plan(args) -> int:
         try:
             if isinstance(settings, SettingsError):
                 raise settings
-            check_builder(settings, fleet.get(settings.nix_builder or ""))
-            check_gateway(settings, fleet)
+            check_fleet(settings, fleet)
         except SettingsError as exc:
             plans[host.name] = {"refused": str(exc)}
             continue
         if settings.role == "gateway":
             plans[host.name] = gateway_plan(settings, fleet)
+            continue
+        if settings.role == "monitoring":
+            plans[host.name] = monitoring_plan(settings, fleet)
             continue
         plan = resolve_host(settings, sources(host), facts.get(host.name))
         if args.facts and host.name not in facts:

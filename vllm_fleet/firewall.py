@@ -1,38 +1,112 @@
-"""The firewall in front of vLLM's port: which networks it admits, and its nftables table
-(templates/vllm-firewall.nft.j2). tasks/firewall.py installs it."""
+"""The firewall: which networks reach which of a host's ports, and its nftables table
+(templates/vllm-firewall.nft.j2). vLLM's port admits loopback, the gateways in front of the host,
+the monitoring hosts and vllm_allowed_sources; the exporters' ports the monitoring hosts; a
+monitoring host's Prometheus and Alertmanager monitoring_allowed_sources. tasks/firewall.py
+installs it."""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from vllm_fleet import paths, templates
+from vllm_fleet import monitoring, paths, templates
 from vllm_fleet.rules import gateway_backends
 from vllm_fleet.settings import Settings
 
+# Alertmanager's gossip port: closed (no cluster), also before our flags first restart it.
+ALERTMANAGER_CLUSTER_PORT = 9094
+
+
+@dataclass(frozen=True)
+class Guard:
+    name: str  # the nftables sets' prefix
+    what: str
+    who: str
+    ports: tuple[int, ...]
+    sources: tuple[str, ...]
+
+    @property
+    def match(self) -> str:
+        """The ports as nftables' tcp dport takes them."""
+        return str(self.ports[0]) if len(self.ports) == 1 else "{ " + ", ".join(map(str, self.ports)) + " }"
+
+    @property
+    def ipv4(self) -> list[str]:
+        return [n for n in self.sources if ipaddress.ip_network(n).version == 4]
+
+    @property
+    def ipv6(self) -> list[str]:
+        return [n for n in self.sources if ipaddress.ip_network(n).version == 6]
+
+
+def _networks(addresses: Iterable[str]) -> tuple[str, ...]:
+    networks = {str(ipaddress.ip_network(a, strict=False)) for a in addresses}
+    return tuple(sorted(networks, key=lambda n: (ipaddress.ip_network(n).version, ipaddress.ip_network(n))))
+
 
 def allowed_sources(settings: Settings, fleet: dict[str, Settings]) -> list[str]:
-    """Networks admitted to the vLLM port: the gateways that front this host, then vllm_allowed_sources."""
+    """Networks admitted to the vLLM port: the gateways that front this host, the monitoring
+    hosts, then vllm_allowed_sources."""
     gateways = [
         g.fleet_address or g.host  # parse() always sets fleet_address
         for g in fleet.values()
         if g.role == "gateway" and settings.host in {b.host for b in gateway_backends(g, fleet)}
     ]
-    networks = {str(ipaddress.ip_network(a, strict=False)) for a in [*gateways, *settings.vllm_allowed_sources]}
-    return sorted(networks, key=lambda n: (ipaddress.ip_network(n).version, ipaddress.ip_network(n)))
+    monitors = monitoring.monitoring_sources(fleet) if monitoring.scrapes_vllm(settings) else []
+    return list(_networks([*gateways, *monitors, *settings.vllm_allowed_sources]))
+
+
+def guards(settings: Settings, fleet: dict[str, Settings]) -> list[Guard]:
+    found = []
+    if settings.role == "vllm":
+        sources = tuple(allowed_sources(settings, fleet))
+        found.append(
+            Guard(
+                "vllm",
+                "vLLM's port",
+                "its gateways, monitoring hosts and vllm_allowed_sources",
+                (settings.vllm_port,),
+                sources,
+            )
+        )
+    exporters = monitoring.exporters(settings, fleet)
+    if exporters:
+        found.append(
+            Guard(
+                "metrics",
+                "the exporters' ports",
+                "the monitoring hosts",
+                tuple(e.port for e in exporters),
+                _networks(monitoring.monitoring_sources(fleet)),
+            )
+        )
+    if settings.role == "monitoring":
+        ports = (settings.prometheus_port, settings.alertmanager_port, ALERTMANAGER_CLUSTER_PORT)
+        found.append(
+            Guard(
+                "monitoring",
+                "Prometheus' and Alertmanager's ports",
+                "monitoring_allowed_sources",
+                ports,
+                _networks(settings.monitoring_allowed_sources),
+            )
+        )
+    return found
 
 
 def rules(settings: Settings, fleet: dict[str, Settings]) -> str:
-    sources = allowed_sources(settings, fleet)
     return templates.render(
         "vllm-firewall.nft.j2",
-        port=settings.vllm_port,
-        container_port=paths.CONTAINER_PORT if settings.serving_method == "docker" else None,
-        ipv4=[n for n in sources if ipaddress.ip_network(n).version == 4],
-        ipv6=[n for n in sources if ipaddress.ip_network(n).version == 6],
+        guards=guards(settings, fleet),
+        container_port=paths.CONTAINER_PORT
+        if settings.role == "vllm" and settings.serving_method == "docker"
+        else None,
     )
 
 
-def wanted(settings: Settings) -> bool:
+def wanted(settings: Settings, fleet: dict[str, Settings]) -> bool:
     """Every vLLM host filters unless vllm_firewall is off, laptops too: Docker before 28 lets the
-    hosts of a laptop's network reach a port published on 127.0.0.1 (moby issue 45610)."""
-    return settings.role == "vllm" and settings.vllm_firewall
+    hosts of a laptop's network reach a port published on 127.0.0.1 (moby issue 45610). Gateways
+    and monitoring hosts filter the ports of their exporters and of Prometheus."""
+    return settings.vllm_firewall and bool(guards(settings, fleet))

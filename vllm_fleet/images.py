@@ -21,6 +21,14 @@ DEFAULT_IMAGES = {
     ("cpu", "x86_64"): f"vllm/vllm-openai-cpu:v{VLLM_VERSION}-x86_64",
     ("cpu", "aarch64"): f"vllm/vllm-openai-cpu:v{VLLM_VERSION}-arm64",
 }
+# The GPU exporters monitoring scrapes on Docker GPU hosts, pinned to releases whose metric names
+# vllm_fleet/data/metrics/ records (NVIDIA/dcgm-exporter 4.5.3-4.8.2: etc/default-counters.csv;
+# 4.9.0 renames them). ROCm/device-metrics-exporter v1.5.1: docs/installation/docker.md.
+DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-ubuntu22.04"
+AMD_METRICS_EXPORTER_IMAGE = "docker.io/rocm/device-metrics-exporter:v1.5.1"
+# Node metrics where the OS has no node exporter package (Rocky, RHEL): the Prometheus
+# project's own image, run as its README says (host network and PID namespace, / read-only).
+NODE_EXPORTER_IMAGE = "quay.io/prometheus/node-exporter:v1.9.1"
 # The CUDA release the default NVIDIA image is built with (vLLM's docker/Dockerfile: ARG
 # CUDA_VERSION=13.0.x, as vLLM's CI configuration quotes it) and the oldest driver that runs it
 # (CUDA Toolkit release notes, table 3: CUDA 13.0 needs 580.65.06 on Linux).

@@ -8,7 +8,7 @@ from pyinfra.api import Inventory, State
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_state
 
-from vllm_fleet.rules import check_builder, check_gateway, validate
+from vllm_fleet.rules import check_fleet, validate
 from vllm_fleet.settings import KNOBS, Settings, SettingsError
 
 
@@ -60,8 +60,7 @@ def validate_inventory(inventory: Inventory) -> dict[str, Settings]:
             errors.append(str(exc))
     for settings in result.values():
         try:
-            check_builder(settings, result.get(settings.nix_builder or ""))
-            check_gateway(settings, result)
+            check_fleet(settings, result)
         except SettingsError as exc:
             errors.append(str(exc))
     if errors:

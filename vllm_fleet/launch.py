@@ -10,7 +10,7 @@ import ipaddress
 import re
 import shlex
 
-from vllm_fleet import firewall, nix, paths, releases
+from vllm_fleet import nix, paths, releases
 from vllm_fleet.images import default_image
 from vllm_fleet.settings import Settings
 
@@ -212,7 +212,8 @@ def unit_context(s: Settings, accelerator: str) -> dict:
         # ProtectHome hides /root: whatever else writes under ~ writes to the cache directory.
         "environment": {"HOME": s.vllm_cache_dir, **cache_env(s, s.hf_cache_dir), **accelerator_env(s, accelerator)},
         "read_only_paths": [s.vllm_model] if s.vllm_model_dir else [],
-        "firewall_unit": paths.FIREWALL_SERVICE if firewall.wanted(s) else None,
+        # Every vLLM host's firewall guards at least vLLM's port (vllm_fleet/firewall.py).
+        "firewall_unit": paths.FIREWALL_SERVICE if s.vllm_firewall else None,
     }
     if s.serving_method == "nix":
         context["exec_start"] = exec_line(nix_server_argv(s, accelerator))

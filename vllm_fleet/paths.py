@@ -49,6 +49,30 @@ HAPROXY_ADMIN_SOCKET = "/run/haproxy/admin.sock"
 HAPROXY_BACKEND = "vllm"  # the backend (and frontend) haproxy.cfg.j2 names
 
 
+# Monitoring: Debian's Prometheus, Alertmanager and node exporter read these; staged copies are
+# checked by promtool and amtool before they replace the live ones.
+PROMETHEUS_DIR = "/etc/prometheus"
+PROMETHEUS_CONFIG = f"{PROMETHEUS_DIR}/prometheus.yml"
+PROMETHEUS_RULES = f"{PROMETHEUS_DIR}/vllm-fleet-rules.yml"
+PROMETHEUS_DEFAULTS = "/etc/default/prometheus"
+ALERTMANAGER_CONFIG = f"{PROMETHEUS_DIR}/alertmanager.yml"
+ALERTMANAGER_DEFAULTS = "/etc/default/prometheus-alertmanager"
+NODE_EXPORTER_DEFAULTS = "/etc/default/prometheus-node-exporter"
+MONITORING_STAGE_DIR = f"{CONFIG_DIR}/monitoring"
+# Exporters run as containers (the GPU vendors', and node metrics where the OS has no package).
+GPU_EXPORTER_SERVICE = "vllm-fleet-gpu-exporter.service"
+GPU_EXPORTER_CONTAINER = "vllm-fleet-gpu-exporter"
+NODE_EXPORTER_SERVICE = "vllm-fleet-node-exporter.service"
+NODE_EXPORTER_CONTAINER = "vllm-fleet-node-exporter"
+DCGM_COUNTERS = f"{CONFIG_DIR}/dcgm-counters.csv"
+DCGM_COUNTERS_IN_CONTAINER = "/etc/dcgm-exporter/vllm-fleet-counters.csv"
+# The Grafana dashboard and the provisioning files that load it, for a Grafana on the host.
+GRAFANA_DIR = f"{STATE_DIR}/grafana"
+GRAFANA_DASHBOARD = f"{GRAFANA_DIR}/dashboards/vllm-fleet.json"
+GRAFANA_DASHBOARD_PROVIDER = f"{GRAFANA_DIR}/provisioning/dashboards/vllm-fleet.yaml"
+GRAFANA_DATASOURCE = f"{GRAFANA_DIR}/provisioning/datasources/vllm-fleet.yaml"
+
+
 def template_names() -> dict[str, str]:
     """The names above, as the templates that render helpers and units read them."""
     return {name.lower(): value for name, value in globals().items() if name.isupper() and isinstance(value, str)}

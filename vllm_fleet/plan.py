@@ -130,3 +130,32 @@ def gateway_plan(settings: Settings, fleet: dict[str, Settings]) -> dict:
         "warnings": [],
         "refused": None,
     }
+
+
+def monitoring_plan(settings: Settings, fleet: dict[str, Settings]) -> dict:
+    """What a monitoring host runs: Prometheus and Alertmanager, the targets they scrape, the
+    alerts and where they go."""
+    from vllm_fleet import monitoring
+
+    receivers = [
+        kind for kind, on in (("webhook", settings.alert_webhook_url), ("email", settings.alert_email_to)) if on
+    ]
+    return {
+        "role": "monitoring",
+        "listen": {
+            "prometheus": f"http://{monitoring.target(settings.prometheus_bind_address, settings.prometheus_port)}",
+            "alertmanager": f"http://{monitoring.target(settings.prometheus_bind_address, settings.alertmanager_port)}",
+        },
+        "targets": {
+            job["job_name"]: [t for static in job["static_configs"] for t in static["targets"]]
+            for job in monitoring.scrape_configs(settings, fleet)
+        },
+        "alerts": sorted(monitoring.alert_names(settings, fleet)),
+        "receivers": receivers,
+        "warnings": [
+            f"{s.host}: vLLM is bound to loopback, so only its node metrics are scraped"
+            for s in fleet.values()
+            if s.role == "vllm" and not monitoring.scrapes_vllm(s)
+        ],
+        "refused": None,
+    }

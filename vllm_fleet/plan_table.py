@@ -13,6 +13,17 @@ def render(plans: dict[str, dict]) -> str:
             heading = f"{name}  (gateway: HAProxy on {plan['listen']}, auth {plan['auth']})"
             blocks.append(f"{heading}\n  backends:  {backends}")
             continue
+        if plan.get("role") == "monitoring":
+            lines = [
+                f"{name}  (monitoring: Prometheus on {plan['listen']['prometheus']}, "
+                f"Alertmanager on {plan['listen']['alertmanager']})"
+            ]
+            lines += [f"  {job + ':':<13} {', '.join(targets)}" for job, targets in plan["targets"].items()]
+            lines.append(f"  alerts:       {', '.join(plan['alerts'])}")
+            lines.append(f"  receivers:    {', '.join(plan['receivers'])}")
+            lines += [f"  warning:      {w}" for w in plan["warnings"]]
+            blocks.append("\n".join(lines))
+            continue
         if "settings" not in plan:
             blocks.append(f"{name}\n  REFUSED: {plan['refused']}")
             continue

@@ -38,7 +38,7 @@ TOOLS = {
 }
 # What each role runs; a gateway's HAProxy and socat come with its own task, curl is for the
 # verify suite's check that the gateway answers.
-ROLE_TOOLS = {"vllm": tuple(TOOLS), "gateway": ("curl", "ca-certificates")}
+ROLE_TOOLS = {"vllm": tuple(TOOLS), "gateway": ("curl", "ca-certificates"), "monitoring": ("curl", "ca-certificates")}
 
 # apt waits for dpkg's lock by itself when told to (apt 1.9.11 and later: Debian 11+, Ubuntu 20.04+).
 APT_LOCK_CONF = "/etc/apt/apt.conf.d/90vllm-fleet-lock-timeout"

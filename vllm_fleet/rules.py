@@ -8,8 +8,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from vllm_fleet import images
-from vllm_fleet.settings import GATEWAY_GROUP, PHASES, Settings, SettingsError, parse
+from vllm_fleet import images, monitoring
+from vllm_fleet.settings import GATEWAY_GROUP, MONITORING_GROUP, PHASES, Settings, SettingsError, parse
+from vllm_fleet.settings import allowed as allowed_words
 
 # Characters systemd's EnvironmentFile= would read as quoting or escapes, so the value
 # vLLM saw would differ from the one Docker's --env-file passes literally.
@@ -21,23 +22,37 @@ HAPROXY_NAME = re.compile(r"[A-Za-z0-9._-]+")
 def validate(host: str, data: Mapping[str, Any], groups: Iterable[str] = ()) -> Settings:
     """Validate one host's data; returns its Settings or raises SettingsError."""
     group_set = set(groups)
-    settings = parse(host, data, "gateway" if GATEWAY_GROUP in group_set else "vllm")
+    roles = [role for role in (GATEWAY_GROUP, MONITORING_GROUP) if role in group_set]
+    settings = parse(host, data, roles[0] if roles else "vllm")
+    if len(roles) > 1:
+        raise SettingsError(
+            host,
+            "groups",
+            repr(roles),
+            f"one of the {GATEWAY_GROUP} and {MONITORING_GROUP} groups: each is a host's whole role",
+        )
     if settings.role == "gateway":
         _gateway_host(settings, group_set)
+    elif settings.role == "monitoring":
+        _monitoring_host(settings, group_set)
     else:
         _vllm_host(settings, group_set)
     return settings
 
 
-def _gateway_host(s: Settings, groups: set[str]) -> None:
+def _in_no_phase_group(s: Settings, groups: set[str], group: str, runs: str) -> None:
     phase_groups = sorted(groups & set(PHASES))
     if phase_groups:
         raise SettingsError(
             s.host,
             "phase",
             repr(phase_groups[0]),
-            f"a host of the {GATEWAY_GROUP} group runs HAProxy, not vLLM: put it in no phase group",
+            f"a host of the {group} group runs {runs}, not vLLM: put it in no phase group",
         )
+
+
+def _gateway_host(s: Settings, groups: set[str]) -> None:
+    _in_no_phase_group(s, groups, GATEWAY_GROUP, "HAProxy")
     if s.gateway_auth == "gateway" and not s.gateway_api_key:
         raise SettingsError(
             s.host,
@@ -45,6 +60,38 @@ def _gateway_host(s: Settings, groups: set[str]) -> None:
             "None",
             "a key of at least 16 characters with gateway_auth = 'gateway' (export GATEWAY_API_KEY before running "
             "pyinfra)",
+        )
+
+
+def _monitoring_host(s: Settings, groups: set[str]) -> None:
+    _in_no_phase_group(s, groups, MONITORING_GROUP, "Prometheus")
+    if s.prometheus_port == s.alertmanager_port:
+        raise SettingsError(
+            s.host, "alertmanager_port", s.show("alertmanager_port"), "a port other than prometheus_port"
+        )
+    if not s.alert_webhook_url and not s.alert_email_to:
+        raise SettingsError(
+            s.host,
+            "alert_webhook_url",
+            "None",
+            "a URL Alertmanager posts alerts to, or alert_email_to set: a monitoring host's alerts must reach someone",
+        )
+    if s.alert_webhook_token and not s.alert_webhook_url:
+        raise SettingsError(s.host, "alert_webhook_token", s.show("alert_webhook_token"), "only with alert_webhook_url")
+    if s.alert_email_to:
+        for name in ("alert_email_from", "alert_smtp_smarthost"):
+            if not getattr(s, name):
+                raise SettingsError(s.host, name, "None", f"set with alert_email_to ({allowed_words(name)})")
+    elif s.alert_smtp_smarthost or s.alert_smtp_username or s.alert_smtp_password or s.alert_email_from:
+        name = next(
+            n
+            for n in ("alert_email_from", "alert_smtp_smarthost", "alert_smtp_username", "alert_smtp_password")
+            if getattr(s, n)
+        )
+        raise SettingsError(s.host, name, s.show(name), "only with alert_email_to")
+    if s.alert_smtp_password and not s.alert_smtp_username:
+        raise SettingsError(
+            s.host, "alert_smtp_password", s.show("alert_smtp_password"), "only with alert_smtp_username"
         )
 
 
@@ -255,3 +302,56 @@ def check_gateway(gateway: Settings, fleet: Mapping[str, Settings]) -> None:
                 gateway.show("fleet_address"),
                 "the gateway's IP address as its backends see it (their nftables firewall admits it by address)",
             ) from None
+
+
+def check_monitoring(s: Settings, fleet: Mapping[str, Settings]) -> None:
+    """Rules across hosts in an inventory with monitoring hosts: every exporter has a port of its
+    own on its host, the firewalls can admit the monitoring hosts by address, and each GPU host
+    says which vendor's exporter the monitoring hosts scrape."""
+
+    monitors = monitoring.monitoring_hosts(fleet)
+    if not monitors:
+        return
+    if s.role == "monitoring":
+        try:
+            ipaddress.ip_address(s.fleet_address or "")
+        except ValueError:
+            raise SettingsError(
+                s.host,
+                "fleet_address",
+                s.show("fleet_address"),
+                "the monitoring host's IP address as the other hosts see it (their firewalls admit it by address)",
+            ) from None
+    own = {"vllm": "vllm_port", "gateway": "gateway_port", "monitoring": "prometheus_port"}[s.role]
+    ports = [own] + (["alertmanager_port"] if s.role == "monitoring" else [])
+    for exporter in monitoring.exporters(s, fleet):
+        for name in ports:
+            if getattr(s, name) == exporter.port:
+                raise SettingsError(
+                    s.host,
+                    name,
+                    s.show(name),
+                    f"a port other than {exporter.port}, where the host exports {exporter.what} to the "
+                    "monitoring hosts",
+                )
+    if (
+        s.role == "vllm"
+        and s.serving_method == "docker"
+        and s.gpu_exporter
+        and s.accelerator == "auto"
+        and monitoring.gpu_vendor(s) is None
+    ):
+        raise SettingsError(
+            s.host,
+            "accelerator",
+            "'auto'",
+            "nvidia, amd or cpu (or a gpu_name that names the vendor) in an inventory with a monitoring host, so it "
+            "knows which GPU exporter to scrape; or gpu_exporter = False",
+        )
+
+
+def check_fleet(s: Settings, fleet: Mapping[str, Settings]) -> None:
+    """Every rule across hosts, for one host of a validated inventory."""
+    check_builder(s, fleet.get(s.nix_builder or ""))
+    check_gateway(s, fleet)
+    check_monitoring(s, fleet)

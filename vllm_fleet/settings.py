@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from vllm_fleet import images, paths
+from vllm_fleet.images import AMD_METRICS_EXPORTER_IMAGE, DCGM_EXPORTER_IMAGE
 from vllm_fleet.vllm_flags import OWNED_FLAGS, looks_secret, redact_args, vllm_flag
 
 Phase = Literal["laptop", "single_gpu", "enterprise"]
@@ -66,13 +67,14 @@ PreflightCheck = Literal[
     "amd_devices",
     "gfx_target",
 ]
-Role = Literal["vllm", "gateway"]
+Role = Literal["vllm", "gateway", "monitoring"]
 
 PHASES: tuple[str, ...] = get_args(Phase)
 SERVING_METHODS: tuple[str, ...] = get_args(ServingMethod)
 PREFLIGHT_CHECKS: tuple[str, ...] = get_args(PreflightCheck)
 # Inventory groups that give a host a role other than serving vLLM.
 GATEWAY_GROUP = "gateway"
+MONITORING_GROUP = "monitoring"
 
 # Connection and pyinfra keys, never typos of ours.
 FOREIGN_PREFIXES = ("ssh_", "_", "winrm_", "docker_ssh", "local_", "chroot_", "terraform_")
@@ -269,6 +271,10 @@ FLAKE = "a directory holding flake.nix on the machine running pyinfra"
 SIZE = "a size as Docker reads it, such as '4g', '16GB' or '1.5GiB'"
 PACKAGE_VERSION = "a package version as apt or dnf shows it: letters, digits and . + ~ : _ -"
 ADDRESS = "an IP address or a DNS name such as 'gpu-01.example.internal'"
+WEBHOOK_URL = "an http:// or https:// URL without spaces, quotes or backslashes"
+WEBHOOK_URL_PATTERN = r"^https?://[A-Za-z0-9\[][^\s\"'\\<>`]*$"
+EMAIL = "a mail address such as 'oncall@example.com'"
+SMTP_HOST = "a host and port such as 'smtp.example.com:587'"
 HOST_NAME = (
     "an inventory name of letters, digits and . _ -, an IP address, or a pyinfra connector's name such as @docker/NAME"
 )
@@ -314,6 +320,9 @@ ModelDirectory = Annotated[
 ]
 FlakeDirectory = Annotated[str, _checked(lambda v: (Path(v) / "flake.nix").is_file(), FLAKE)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+WebhookUrl = Annotated[str, Field(pattern=WEBHOOK_URL_PATTERN)]
+EmailAddress = Annotated[str, Field(pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")]
+SmtpHost = Annotated[str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9a-fA-F:.]+\]):[0-9]{1,5}$")]
 CacheUrl = Annotated[str, Field(pattern=r"^(https?|file|ssh|ssh-ng|s3)://\S+$")]
 CacheKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+:[A-Za-z0-9+/]+=*$")]
 
@@ -324,7 +333,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
     host: InventoryName = Field(description="The host's inventory name.")
-    role: Role = Field("vllm", description="gateway for a host of the gateway group, else vllm.")
+    role: Role = Field("vllm", description="gateway or monitoring for a host of the group of that name, else vllm.")
 
     phase: Phase | None = knob(
         None,
@@ -495,6 +504,123 @@ class Settings(BaseModel):
         "Gateway hosts: seconds a rollout waits for a drained vLLM host's requests in flight to finish "
         "before it restarts the host anyway.",
         integer(5, 3600),
+    )
+    alert_ttft_p95_seconds: Annotated[float, Field(gt=0, le=3600)] = knob(
+        5.0,
+        "vLLM hosts: the alert TimeToFirstTokenSlow fires when the host's 95th percentile time to first token "
+        "over 5 minutes is above this many seconds (phase defaults in group_data/).",
+        "a number of seconds greater than 0 and at most 3600",
+    )
+    alert_queue_time_seconds: Annotated[float, Field(gt=0, le=3600)] = knob(
+        10.0,
+        "vLLM hosts: the alert RequestsWaitTooLong fires when the 95th percentile of the time requests waited "
+        "in vLLM's queue over 5 minutes is above this many seconds.",
+        "a number of seconds greater than 0 and at most 3600",
+    )
+    alert_kv_cache_usage: Annotated[float, Field(gt=0, le=1)] = knob(
+        0.95,
+        "vLLM hosts: the alert KvCacheNearlyFull fires when this fraction of the KV cache stays in use for 10 minutes.",
+        "a fraction greater than 0 and at most 1",
+    )
+    alert_gpu_temperature_celsius: Annotated[int, Field(ge=40, le=120)] = knob(
+        85,
+        "GPU hosts: the alert GpuTooHot fires when a GPU stays above this temperature (degrees Celsius) for 5 minutes.",
+        integer(40, 120),
+    )
+    alert_disk_free_ratio: Annotated[float, Field(gt=0, lt=1)] = knob(
+        0.10,
+        "Every host: the alert DiskFilling fires when a filesystem (models, images and caches live on them) has "
+        "less than this fraction free, or will be full within 24 hours at its rate of the last 6.",
+        "a fraction greater than 0 and less than 1",
+    )
+    gpu_exporter: bool = knob(
+        True,
+        "GPU hosts served with Docker, in an inventory with a monitoring group: run the vendor's GPU exporter "
+        "(NVIDIA's DCGM exporter, AMD's device metrics exporter) in a container of its own.",
+        "True or False",
+    )
+    dcgm_exporter_image: PinnedImage = knob(
+        DCGM_EXPORTER_IMAGE,
+        "NVIDIA hosts: NVIDIA's DCGM exporter image, pinned (listens on port 9400).",
+        PINNED_IMAGE,
+    )
+    amd_metrics_exporter_image: PinnedImage = knob(
+        AMD_METRICS_EXPORTER_IMAGE,
+        "AMD hosts: AMD's device metrics exporter image, pinned (listens on port 5000).",
+        PINNED_IMAGE,
+    )
+    prometheus_bind_address: IpAddress = knob(
+        "127.0.0.1",
+        "Monitoring hosts: the address Prometheus and Alertmanager listen on; loopback by default (reach them "
+        "through an SSH tunnel, or a Grafana on the host). Any other address is filtered to "
+        "monitoring_allowed_sources.",
+        IP_ADDRESS,
+    )
+    prometheus_port: Port = knob(9090, "Monitoring hosts: Prometheus' port.", integer(1, 65535))
+    alertmanager_port: Port = knob(9093, "Monitoring hosts: Alertmanager's port.", integer(1, 65535))
+    monitoring_allowed_sources: Annotated[tuple[str, ...], *LAX, AfterValidator(_networks)] = knob(
+        (),
+        "Monitoring hosts: addresses or networks (a Grafana, the operators' network) admitted to Prometheus' and "
+        "Alertmanager's ports when prometheus_bind_address is not loopback.",
+        NETWORKS,
+    )
+    prometheus_scrape_interval: Annotated[int, Field(ge=1, le=600)] = knob(
+        15,
+        "Monitoring hosts: seconds between two scrapes of each target, and between rule evaluations.",
+        integer(1, 600),
+    )
+    prometheus_retention_days: Annotated[int, Field(ge=1, le=3650)] = knob(
+        15, "Monitoring hosts: days of metrics Prometheus keeps.", integer(1, 3650)
+    )
+    alert_not_serving_for: Annotated[int, Field(ge=0, le=86400)] = knob(
+        120,
+        "Monitoring hosts: seconds a vLLM host's metrics endpoint must stay unreachable before VllmNotServing "
+        "fires (the rule's for:).",
+        integer(0, 86400),
+    )
+    alert_group_wait: Annotated[int, Field(ge=0, le=3600)] = knob(
+        30,
+        "Monitoring hosts: seconds Alertmanager waits to group a new alert with others before it notifies.",
+        integer(0, 3600),
+    )
+    alert_group_interval: Annotated[int, Field(ge=1, le=86400)] = knob(
+        300,
+        "Monitoring hosts: seconds Alertmanager waits before it notifies again about a group (an alert and a "
+        "host) it has notified about: a new firing or a resolution in that group waits this long.",
+        integer(1, 86400),
+    )
+    alert_webhook_url: WebhookUrl | None = knob(
+        None,
+        "Monitoring hosts: Alertmanager posts every alert, and its resolution, to this URL (Alertmanager's "
+        "webhook format). A monitoring host needs this or alert_email_to.",
+        or_none(WEBHOOK_URL),
+    )
+    alert_webhook_token: Secret | None = knob(
+        None,
+        "Monitoring hosts: a bearer token Alertmanager sends to alert_webhook_url; read from the environment "
+        "(ALERT_WEBHOOK_TOKEN) in group_data/all.py, never committed.",
+        or_none(SECRET_RULE),
+    )
+    alert_email_to: EmailAddress | None = knob(
+        None, "Monitoring hosts: Alertmanager mails every alert, and its resolution, here.", or_none(EMAIL)
+    )
+    alert_email_from: EmailAddress | None = knob(
+        None, "Monitoring hosts: the sender of the alert mails (required with alert_email_to).", or_none(EMAIL)
+    )
+    alert_smtp_smarthost: SmtpHost | None = knob(
+        None,
+        "Monitoring hosts: the mail relay, host:port, the alert mails go through (required with alert_email_to); "
+        "Alertmanager requires TLS (STARTTLS).",
+        or_none(SMTP_HOST),
+    )
+    alert_smtp_username: Annotated[str, Field(pattern=r"^[!-~]+$")] | None = knob(
+        None, "Monitoring hosts: the user Alertmanager logs in to the mail relay as.", or_none("a name without spaces")
+    )
+    alert_smtp_password: Secret | None = knob(
+        None,
+        "Monitoring hosts: the mail relay's password; read from the environment (ALERT_SMTP_PASSWORD) in "
+        "group_data/all.py, never committed.",
+        or_none(SECRET_RULE),
     )
     vllm_api_key: Secret | None = knob(
         None,
@@ -721,7 +847,7 @@ def _ours(key: str) -> bool:
         return False
     return (
         bool(suggest(key))
-        or key.startswith(("vllm_", "hf_", "docker_", "gateway_", "nix_"))
+        or key.startswith(("vllm_", "hf_", "docker_", "gateway_", "nix_", "alert_", "prometheus_", "monitoring_"))
         or key
         in (
             "accelerator",

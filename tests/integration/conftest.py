@@ -6,11 +6,13 @@ tests never touch a sandbox `make demo` left running.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -100,7 +102,7 @@ def on_host(host: str, command: str) -> str:
 # Everything a deploy writes on a host (the Hugging Face cache excepted: vLLM's to fill).
 MANAGED_PATHS = (
     "/etc/vllm-fleet /etc/systemd/system /etc/docker /etc/apt /etc/nix /etc/tmpfiles.d /etc/haproxy "
-    "/usr/local/lib/vllm-fleet /var/lib/vllm-fleet"
+    "/usr/local/lib/vllm-fleet /var/lib/vllm-fleet /etc/prometheus /etc/default"
 )
 
 
@@ -132,6 +134,56 @@ def models(fleet: Fleet, host: dict) -> dict:
         return json.load(response)
 
 
+def complete(fleet: Fleet, host: dict) -> dict:
+    """One completion from a host, asked from the runner through its published port."""
+    body = json.dumps({"model": fleet.model, "prompt": "Hello", "max_tokens": 4}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{host['http_port']}/v1/completions",
+        data=body,
+        headers={"Authorization": f"Bearer {fleet.api_key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.load(response)
+
+
+class AlertWebhook:
+    """What the sandbox's Alertmanager posted to the runner (its webhook receiver), collected by a
+    real HTTP server on the sandbox network's runner address."""
+
+    def __init__(self, address: str, port: int):
+        self.received: list[dict] = []
+        hook = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                hook.received.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((address, port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def find(self, alertname: str, host: str, status: str, since: int = 0) -> dict | None:
+        """The first such alert in the messages from number `since` on."""
+        for message in self.received[since:]:
+            for alert in message.get("alerts", []):
+                labels = alert.get("labels", {})
+                if labels.get("alertname") == alertname and labels.get("host") == host and alert["status"] == status:
+                    return alert
+        return None
+
+
+@pytest.fixture(scope="session")
+def alert_webhook(fleet):
+    hook = AlertWebhook(fleet.state["runner_address"], fleet.state["alert_webhook_port"])
+    yield hook
+    hook.server.shutdown()
+
+
 def invocation(host: str) -> str:
     return on_host(host, "systemctl show -p InvocationID --value vllm.service")
 
@@ -145,6 +197,7 @@ def write_inventory(tmp_path: Path, overrides: dict[str, dict]) -> str:
         f"_overrides = {overrides!r}\n"
         "single_gpu = [(name, {**data, **_overrides.get(name, {})}) for name, data in _base['single_gpu']]\n"
         "gateway = [(name, {**data, **_overrides.get(name, {})}) for name, data in _base['gateway']]\n"
+        "monitoring = [(name, {**data, **_overrides.get(name, {})}) for name, data in _base['monitoring']]\n"
     )
     return str(path)
 
@@ -170,8 +223,17 @@ class Fleet:
     def gateways(self) -> list[dict]:
         return self.state.get("gateways", [])
 
+    @property
+    def monitors(self) -> list[dict]:
+        return self.state.get("monitors", [])
 
-def start_fleet(env: dict, hosts: int, gateways: int = 0, engine: str = "vllm"):
+    @property
+    def monitor_settings(self) -> dict:
+        """The monitoring hosts' quick timings (the sandbox's state gives them to the inventory)."""
+        return self.state["monitoring"]
+
+
+def start_fleet(env: dict, hosts: int, gateways: int = 0, engine: str = "vllm", monitors: int = 0):
     """Fresh sandbox hosts serving the real vLLM or the stand-in (any left from an earlier run
     are removed first); yields the Fleet, then removes them unless VLLM_FLEET_KEEP_SANDBOX is set."""
     sandbox = [sys.executable, "-m", "tests.sandbox.sandbox"]
@@ -179,7 +241,20 @@ def start_fleet(env: dict, hosts: int, gateways: int = 0, engine: str = "vllm"):
     assert down.rc == 0, down.output
     started = time.monotonic()
     up = run(
-        [*sandbox, "up", "--hosts", str(hosts), "--gateways", str(gateways), "--engine", engine], timeout=2400, env=env
+        [
+            *sandbox,
+            "up",
+            "--hosts",
+            str(hosts),
+            "--gateways",
+            str(gateways),
+            "--monitors",
+            str(monitors),
+            "--engine",
+            engine,
+        ],
+        timeout=2400,
+        env=env,
     )
     assert up.rc == 0, up.output
     print(f"sandbox up in {time.monotonic() - started:.0f}s")
@@ -201,4 +276,4 @@ def start_fleet(env: dict, hosts: int, gateways: int = 0, engine: str = "vllm"):
 
 @pytest.fixture(scope="session")
 def fleet() -> Fleet:
-    yield from start_fleet(TEST_ENV, HOSTS)
+    yield from start_fleet(TEST_ENV, HOSTS, monitors=1)

@@ -5,8 +5,11 @@ rolled back, and a bad inventory refused with every host left as it was."""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
+import urllib.parse
+import urllib.request
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -16,6 +19,7 @@ from conftest import (
     RESTART,
     SANDBOX_INVENTORY,
     changed,
+    complete,
     deploy_json,
     host_state,
     invocation,
@@ -25,6 +29,8 @@ from conftest import (
     write_inventory,
 )
 
+from tests import metric_names
+
 pytestmark = pytest.mark.sandbox
 
 UNIT = "/etc/systemd/system/vllm.service"
@@ -32,7 +38,8 @@ RELEASES = "/etc/vllm-fleet/releases"
 
 
 @pytest.fixture(scope="module")
-def converged(fleet):
+def converged(fleet, alert_webhook):
+    """alert_webhook: Alertmanager's receiver listens from the first deploy on, as an operator's would."""
     started = time.monotonic()
     result, outcomes = deploy_json(SANDBOX_INVENTORY)
     print(f"first deploy of {len(fleet.names)} hosts in {time.monotonic() - started:.0f}s")
@@ -80,6 +87,126 @@ def test_endpoint_answers_from_the_runner(fleet, converged):
         assert [card["id"] for card in cards] == [fleet.model]
 
 
+def prometheus(fleet, query: str) -> list[dict]:
+    """An instant query to the sandbox's Prometheus, asked on its host (it listens on loopback)."""
+    monitor = fleet.monitors[0]["name"]
+    url = f"http://127.0.0.1:9090/api/v1/query?query={urllib.parse.quote(query)}"
+    answer = json.loads(on_host(monitor, f"curl -sf {shlex.quote(url)}"))
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+def wait_for(what: str, test, timeout: float, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = test()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:.0f} s")
+        time.sleep(every)
+
+
+def test_prometheus_scrapes_every_host_and_the_request_counters_move(fleet, converged):
+    # Every target of every job is up: vLLM, the node exporters, Prometheus and Alertmanager.
+    hosts = set(fleet.names)
+    wait_for(
+        "every target up",
+        lambda: (
+            {(r["metric"]["job"], r["metric"]["host"]) for r in prometheus(fleet, "up == 1")}
+            >= {("vllm", h) for h in hosts} | {("node", h) for h in hosts | {fleet.monitors[0]["name"]}}
+        ),
+        timeout=60,
+    )
+    assert {r["metric"]["host"] for r in prometheus(fleet, "vllm:num_requests_running")} == hosts
+    first = fleet.hosts[0]
+    query = f'sum(vllm:request_success_total{{host="{first["name"]}"}})'
+    wait_for("the counter scraped", lambda: prometheus(fleet, query), timeout=30)
+    before = float(prometheus(fleet, query)[0]["value"][1])
+    for _ in range(3):
+        complete(fleet, first)
+    wait_for(
+        "the request counter moved by the 3 requests",
+        lambda: float(prometheus(fleet, query)[0]["value"][1]) >= before + 3,
+        timeout=30,
+    )
+    assert prometheus(fleet, f'sum(rate(vllm:generation_tokens_total{{host="{first["name"]}"}}[1m])) > 0')
+
+
+def test_only_the_monitoring_host_reaches_the_exporters(fleet, converged):
+    first, second = fleet.hosts
+    monitor = fleet.monitors[0]
+    probe = "curl -s -m 3 -o /dev/null -w '%{{http_code}}' http://{}/metrics; echo \" $?\""
+    node = f"{first['address']}:9100"
+    assert on_host(monitor["name"], probe.format(node)) == "200 0"
+    # Dropped, not refused: curl gives up after its 3 s (exit 28).
+    assert on_host(second["name"], probe.format(node)) == "000 28"
+    assert on_host(second["name"], probe.format(f"{monitor['address']}:9090")) == "000 28"
+
+
+def test_the_metrics_monitoring_reads_are_the_real_vllms_and_node_exporters(fleet, converged):
+    """Every metric a rule or a panel reads exists in what the real vLLM and node exporter export,
+    and vllm_fleet/data/metrics/ still records what they do."""
+    host = fleet.hosts[0]
+    complete(fleet, host)
+    # vLLM leaves /metrics open whatever --api-key says (its key check covers /v1 only): Prometheus
+    # needs no key. Should a release close it, this fails.
+    with urllib.request.urlopen(f"http://127.0.0.1:{host['http_port']}/metrics", timeout=10) as response:
+        vllm_live = metric_names.exported(response.read().decode())
+    node_live = metric_names.exported(on_host(host["name"], "curl -sf http://127.0.0.1:9100/metrics"))
+    used = metric_names.used()
+    assert not used["vllm"] - vllm_live, used["vllm"] - vllm_live
+    assert not used["node"] - node_live, used["node"] - node_live
+    assert not metric_names.recorded("vllm") - vllm_live
+    # The node exporter's metrics depend on the host's hardware: those the rules read are checked.
+
+
+def test_stopping_vllm_fires_the_alert_at_the_webhook_and_restarting_clears_it(fleet, converged, alert_webhook):
+    monitor = fleet.monitors[0]["name"]
+    second = fleet.names[1]
+    settings = fleet.monitor_settings
+    since = len(alert_webhook.received)  # this host's first start fired and resolved it already
+    started = time.monotonic()
+    on_host(second, "systemctl stop vllm.service")
+    try:
+        deadline = settings["alert_not_serving_for"] + 2 * settings["prometheus_scrape_interval"]
+        # Alertmanager's wait (group_wait for a new group, group_interval for a group it notified
+        # about before) and the webhook's delivery come on top.
+        limit = deadline + max(settings["alert_group_wait"], settings["alert_group_interval"]) + 5
+        alert = wait_for(
+            "VllmNotServing at the webhook",
+            lambda: alert_webhook.find("VllmNotServing", second, "firing", since),
+            timeout=limit,
+            every=0.5,
+        )
+        fired_after = time.monotonic() - started
+        print(f"VllmNotServing reached the webhook {fired_after:.1f} s after the stop (for + 2 scrapes: {deadline} s)")
+        assert alert["labels"]["severity"] == "critical" and "is not serving" in alert["annotations"]["summary"]
+        assert fleet.api_key not in json.dumps(alert_webhook.received)
+        assert not alert_webhook.find("VllmNotServing", fleet.names[0], "firing", since), "the serving host alerted"
+        firing = len(alert_webhook.received)
+    finally:
+        on_host(second, "systemctl start vllm.service")
+    wait_for("vLLM serving again", lambda: _serves(fleet, fleet.hosts[1]), timeout=600, every=5)
+    started = time.monotonic()
+    wait_for(
+        "the resolution at the webhook",
+        lambda: alert_webhook.find("VllmNotServing", second, "resolved", firing),
+        timeout=2 * settings["prometheus_scrape_interval"] + settings["alert_group_interval"] + 10,
+    )
+    print(f"its resolution reached the webhook {time.monotonic() - started:.1f} s after vLLM served again")
+    active = "curl -sf 'http://127.0.0.1:9093/api/v2/alerts?active=true&filter=alertname=%22VllmNotServing%22'"
+    assert not json.loads(on_host(monitor, active))
+    assert not prometheus(fleet, 'ALERTS{alertname="VllmNotServing", alertstate="firing"}')
+
+
+def _serves(fleet, host) -> bool:
+    try:
+        return bool(models(fleet, host)["data"])
+    except OSError:
+        return False
+
+
 def test_verify_suite_passes(fleet, converged, tmp_path):
     junit = tmp_path / "verify.xml"
     result = run(
@@ -114,10 +241,11 @@ def test_verify_suite_passes(fleet, converged, tmp_path):
 
 
 def test_second_run_changes_nothing(fleet, converged):
-    before = {host: host_state(host) for host in fleet.names}
+    every = fleet.names + [m["name"] for m in fleet.monitors]
+    before = {host: host_state(host) for host in every}
     result, outcomes = deploy_json(SANDBOX_INVENTORY)
     assert result.rc == 0, result.output[-4000:]
-    for host in fleet.names:
+    for host in every:
         assert changed(outcomes, host) == [], f"{host} changed on a second run"
         assert host_state(host) == before[host], f"{host}: files, packages or services changed on a second run"
 

@@ -10,7 +10,7 @@ is the same deploy a user runs against a server. Also builds what the hosts serv
 - engine "standin": the STAND-IN (tests/standin/, not vLLM), for fleets of several hosts
   whose engines the machine's 2 cores cannot run at once (rollout tests, the benchmark).
 
-    python -m tests.sandbox.sandbox up [--hosts N] [--gateways M] [--engine vllm|standin]
+    python -m tests.sandbox.sandbox up [--hosts N] [--gateways M] [--monitors K] [--engine vllm|standin]
     python -m tests.sandbox.sandbox down
     python -m tests.sandbox.sandbox status
 
@@ -82,7 +82,7 @@ def environment(prefix: str, state: Path, ssh_port: int, http_port: int, subnet:
 
 # A run's sandboxes are named vllm-fleet-<name>-p<pid>: the pid of the test or benchmark process.
 _RUN_NAME = re.compile(r"^vllm-fleet-[a-z-]+-p(\d+)(-|$)")
-# Ports a sandbox may publish above its bases: hosts from 1, gateways from 51.
+# Ports a sandbox may publish above its bases: hosts from 1, monitoring hosts from 41, gateways from 51.
 _PORTS_PER_SANDBOX = 60
 # What this process's sandboxes drew already (a test run has two): the ports of one are not yet
 # bound, nor its network made, when the next draws.
@@ -439,6 +439,10 @@ def gateway_name(index: int) -> str:
     return f"{PREFIX}-gw{index}"
 
 
+def monitor_name(index: int) -> str:
+    return f"{PREFIX}-mon{index}"
+
+
 def ensure_network() -> None:
     if not quiet(["docker", "network", "inspect", NETWORK]):
         log(f"creating network {NETWORK} ({SUBNET}.0/24)")
@@ -587,7 +591,7 @@ def wait_for_ssh(host: dict, key: Path) -> None:
     sys.exit(f"[sandbox] {host['name']}: sshd did not accept the sandbox key within 30 s")
 
 
-def up(count: int, gateways: int = 0, engine: str | None = None) -> dict:
+def up(count: int, gateways: int = 0, engine: str | None = None, monitors: int = 0) -> dict:
     """engine None: what the sandbox already serves (bringing a host back changes nothing else), else vllm."""
     known = STATE / "hosts.json"
     engine = engine or (json.loads(known.read_text()).get("engine") if known.exists() else None) or "vllm"
@@ -613,19 +617,33 @@ def up(count: int, gateways: int = 0, engine: str | None = None) -> dict:
     hosts = [start_host(container_name(i), i, bare, pubkey) for i in range(1, count + 1)]
     # Gateways come after the vLLM hosts in ports and addresses.
     gws = [start_host(gateway_name(i), 50 + i, bare, pubkey) for i in range(1, gateways + 1)]
-    for host in hosts + gws:
+    mons = [start_host(monitor_name(i), 40 + i, bare, pubkey) for i in range(1, monitors + 1)]
+    for host in hosts + gws + mons:
         wait_for_ssh(host, key)
     state = {
         "hosts": hosts,
         "gateways": gws,
+        "monitors": mons,
         "runner_address": f"{SUBNET}.1",
+        # Where the sandbox's Alertmanager posts alerts: a port on the runner a test listens on.
+        "alert_webhook_port": HTTP_PORT_BASE + 59,
+        # Quick to notice, for the tests (inventories/sandbox.py gives them to the monitoring hosts).
+        "monitoring": {
+            "prometheus_scrape_interval": 5,
+            "alert_not_serving_for": 15,
+            "alert_group_wait": 1,
+            "alert_group_interval": 5,
+        },
         "ssh_key": str(key),
         "api_key_file": str(api_key),
         "hf_token_file": str(api_key.with_name("hf_token")),
         **served,
     }
     (STATE / "hosts.json").write_text(json.dumps(state, indent=2) + "\n")
-    log(f"{count} host(s) and {gateways} gateway(s) up, to serve {engine}; inventory: inventories/sandbox.py")
+    log(
+        f"{count} host(s), {gateways} gateway(s) and {monitors} monitoring host(s) up, to serve {engine}; "
+        "inventory: inventories/sandbox.py"
+    )
     return state
 
 
@@ -690,6 +708,7 @@ def main() -> int:
     up_cmd = sub.add_parser("up", help="build images and start hosts")
     up_cmd.add_argument("--hosts", type=int, default=1)
     up_cmd.add_argument("--gateways", type=int, default=0, help="HAProxy gateway hosts in front of the others")
+    up_cmd.add_argument("--monitors", type=int, default=0, help="Prometheus and Alertmanager hosts watching the others")
     up_cmd.add_argument(
         "--engine",
         choices=ENGINES,
@@ -700,7 +719,7 @@ def main() -> int:
     sub.add_parser("endpoint", help="print each host's endpoint and a curl line that works")
     args = parser.parse_args()
     if args.command == "up":
-        up(args.hosts, args.gateways, args.engine)
+        up(args.hosts, args.gateways, args.engine, args.monitors)
     elif args.command == "down":
         down()
     elif args.command == "endpoint":

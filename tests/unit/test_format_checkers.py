@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_fleet import firewall, haproxy, launch, paths, templates
+from vllm_fleet import firewall, haproxy, launch, monitoring, paths, templates
 from vllm_fleet.rules import check_gateway, validate
 
 # Printable ASCII that means something to HAProxy (% , " \ $ ' # { }), to shells (; ` & |)
@@ -243,3 +243,55 @@ def test_the_activation_units_recovery_is_one_plain_command(tmp_path):
     """systemd-run reads a transient unit's ExecStopPost itself: no shell, no quoting to lose."""
     line = launch.recovery("gpu-01.example")
     assert shlex.split(line) == [paths.ACTIVATE_SCRIPT, "gpu-01.example", "--recover"]
+
+
+def monitored_gateway_fleet(port: int, backend_port: int):
+    from tests.unit.monitored_fleet import HOSTS
+
+    gw, hosts = gateway_fleet("passthrough", port, backend_port)
+    mon_data, groups = HOSTS["mon"]
+    hosts["mon"] = validate("mon", mon_data, groups)
+    return hosts[gw.host], hosts
+
+
+def test_the_monitoring_units_and_tables_pass_their_checkers(tmp_path):
+    from tests.unit.monitored_fleet import fleet
+
+    hosts = fleet()
+    for name in ("gpu-a", "gpu-b", "cpu.c", "gw", "mon"):
+        table = tmp_path / f"{name}.nft"
+        table.write_text(firewall.rules(hosts[name], hosts))
+        done = run("nft", "-c", "-f", str(table))
+        assert done.returncode == 0, (name, done.stderr)
+    for exporter, host in ((monitoring.DCGM, "gpu-a"), (monitoring.AMD_GPU, "gpu-b"), (monitoring.NODE, "cpu.c")):
+        unit = templates.render("vllm-fleet-exporter.service.j2", **monitoring.exporter_unit(exporter, hosts[host]))
+        systemd_verify(tmp_path, paths.GPU_EXPORTER_SERVICE, unit)
+
+
+def test_the_gateways_metrics_frontend_answers_with_the_recorded_names(tmp_path):
+    """Real HAProxy with the rendered configuration: its Prometheus frontend answers, with every
+    series vllm_fleet/data/metrics/haproxy.txt records and the dashboard reads."""
+    from tests import metric_names
+
+    port, backend_port, metrics_port = free_port(), free_port(), free_port()
+    gw, hosts = monitored_gateway_fleet(port, backend_port)
+    config = haproxy.haproxy_config(gw, hosts)
+    assert f"bind :{monitoring.HAPROXY_METRICS_PORT}" in config
+    config = config.replace(paths.HAPROXY_ADMIN_SOCKET, str(tmp_path / "admin.sock"))
+    config = config.replace(f"bind :{monitoring.HAPROXY_METRICS_PORT}", f"bind 127.0.0.1:{metrics_port}")
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(config)
+    assert haproxy_check(tmp_path, config).returncode == 0
+    proc = subprocess.Popen(["haproxy", "-db", "-f", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while get(metrics_port, "/metrics", {}) != 200:
+            assert proc.poll() is None and time.monotonic() < deadline, "HAProxy's metrics frontend never answered"
+            time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:  # noqa: S310
+            live = metric_names.exported(response.read().decode())
+        assert get(metrics_port, "/", {}) == 404
+    finally:
+        proc.kill()
+    assert metric_names.recorded("haproxy") <= live, metric_names.recorded("haproxy") - live
+    assert metric_names.used()["haproxy"] <= live

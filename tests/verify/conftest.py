@@ -122,14 +122,16 @@ def load_targets(inventory_path: str) -> list[Target]:
 
 
 def pytest_generate_tests(metafunc):
-    """`target`: each vLLM host; `gateway`: each gateway host (of --limit, when given)."""
+    """`target`: each vLLM host; `gateway`: each gateway host; `monitor`: each monitoring host (of
+    --limit, when given)."""
     config = metafunc.config
-    for fixture, role in (("target", "vllm"), ("gateway", "gateway")):
+    for fixture, role in (("target", "vllm"), ("gateway", "gateway"), ("monitor", "monitoring")):
         if fixture not in metafunc.fixturenames:
             continue
         if not hasattr(config, "_vllm_fleet_targets"):
             limit = set(config.getoption("limit"))
             targets = load_targets(config.getoption("inventory"))
+            config._vllm_fleet_all = targets
             config._vllm_fleet_targets = [t for t in targets if not limit or t.name in limit]
         targets = [t for t in config._vllm_fleet_targets if t.role == role]
         if not targets:
@@ -137,6 +139,12 @@ def pytest_generate_tests(metafunc):
             metafunc.parametrize(fixture, [none], scope="module")
             continue
         metafunc.parametrize(fixture, targets, ids=[t.name for t in targets], scope="module")
+
+
+@pytest.fixture
+def fleet(request) -> dict[str, Settings]:
+    """Every host of the inventory, --limit or not (a monitoring host scrapes them all)."""
+    return {t.name: t.inventory_settings for t in request.config._vllm_fleet_all}
 
 
 def split_status(result) -> tuple[str, int]:

@@ -1,0 +1,76 @@
+"""Exporters: what a host hands the monitoring hosts' Prometheus. Node metrics on every host (Debian's
+and Ubuntu's prometheus-node-exporter, else the Prometheus project's image), the vendor's GPU
+exporter on Docker GPU hosts. Nothing in an inventory without a monitoring group; the firewall
+table admits only the monitoring hosts to their ports."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api.deploy import deploy
+from pyinfra.facts.server import LinuxDistribution, Which
+from pyinfra.operations import apt, files, systemd
+from pyinfra.operations.util import any_changed
+
+from vllm_fleet import monitoring, paths, templates
+from vllm_fleet.operations import stop_host
+from vllm_fleet.settings import Settings
+
+
+@deploy("Exporters")
+def exporters(settings: Settings, fleet: dict[str, Settings]) -> None:
+    if not monitoring.exporters(settings, fleet):
+        return
+    if host.get_fact(LinuxDistribution).get("name") in ("Debian", "Ubuntu"):
+        apt.packages(
+            name="Install the node exporter (prometheus-node-exporter)",
+            packages=["prometheus-node-exporter"],
+            # Its recommended collectors pull in smartmontools and more.
+            extra_install_args="--no-install-recommends",
+        )
+        systemd.service(
+            name="Keep the node exporter running and enabled at boot",
+            service="prometheus-node-exporter.service",
+            running=True,
+            enabled=True,
+        )
+    else:
+        _container(monitoring.NODE, settings, paths.NODE_EXPORTER_SERVICE)
+    gpu = monitoring.gpu_exporter(settings, fleet)
+    if gpu is None:
+        return
+    restart = []
+    if gpu is monitoring.DCGM:
+        counters = files.put(
+            name=f"Write the DCGM exporter's collectors {paths.DCGM_COUNTERS} (the defaults, ECC and violations)",
+            src=monitoring.DCGM_COUNTERS_FILE,
+            dest=paths.DCGM_COUNTERS,
+            mode="644",
+        )
+        restart.append(counters)
+    _container(gpu, settings, paths.GPU_EXPORTER_SERVICE, restart)
+
+
+def _container(exporter: monitoring.Exporter, settings: Settings, service: str, restart_on=()) -> None:
+    # A vLLM host served with Docker gets its engine earlier in this run; any other host has one
+    # only if it had one already.
+    installs_docker = settings.role == "vllm" and settings.serving_method == "docker"
+    if not installs_docker and not host.get_fact(Which, command="docker"):
+        reason = f"{exporter.what} runs in a container here (the OS has no package for it), and the host has no Docker"
+        stop_host(name=f"Stop: {reason}", reasons=[reason])
+        return
+    unit = files.put(
+        name=f"Install {service} ({exporter.what})",
+        src=templates.rendered("vllm-fleet-exporter.service.j2", **monitoring.exporter_unit(exporter, settings)),
+        dest=f"/etc/systemd/system/{service}",
+        mode="644",
+    )
+    systemd.daemon_reload(name=f"Reload systemd for {service}", _if=unit.did_change)
+    systemd.service(
+        name=f"Keep {exporter.what} running and enabled at boot", service=service, running=True, enabled=True
+    )
+    systemd.service(
+        name=f"Restart {exporter.what} for its new settings",
+        service=service,
+        restarted=True,
+        _if=any_changed(unit, *restart_on),
+    )

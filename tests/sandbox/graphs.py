@@ -1,0 +1,126 @@
+"""The README's picture of the fleet's key graphs, drawn from a sandbox's real Prometheus
+(`make graphs`: a sandbox with a monitoring host, deployed). It sends completions to every host
+for a while, stops vLLM on one host for a minute (its VllmNotServing alert fires), then plots what
+Prometheus recorded over that time, with the queries of the Grafana dashboard.
+
+    python -m tests.sandbox.graphs [--minutes 6] [--out docs/img/fleet-graphs.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+from tests.sandbox.sandbox import REPO, STATE
+from tests.sandbox.traffic import Traffic
+
+# (title, unit, [(PromQL, legend label)]): the dashboard's queries, without its variables.
+PANELS = [
+    ("Requests finished / s", "req/s", [("sum by (host) (rate(vllm:request_success_total[1m]))", "{host}")]),
+    ("Tokens generated / s", "tokens/s", [("sum by (host) (rate(vllm:generation_tokens_total[1m]))", "{host}")]),
+    (
+        "Time to first token, p95",
+        "s",
+        [
+            (
+                "histogram_quantile(0.95, sum by (host, le) (rate(vllm:time_to_first_token_seconds_bucket[1m])))",
+                "{host}",
+            )
+        ],
+    ),
+    ("KV cache in use", "fraction", [("max by (host) (vllm:kv_cache_usage_perc)", "{host}")]),
+    ("vLLM scraped (up)", "", [('up{job="vllm"}', "{host}")]),
+    ("Alerts firing", "", [('count by (alertname, host) (ALERTS{alertstate="firing"})', "{alertname} {host}")]),
+]
+
+
+def on_host(name: str, command: str) -> str:
+    return subprocess.run(["docker", "exec", name, "sh", "-c", command], capture_output=True, text=True).stdout
+
+
+def query_range(monitor: str, query: str, start: float, end: float, step: int) -> list[dict]:
+    params = urllib.parse.urlencode({"query": query, "start": start, "end": end, "step": step})
+    answer = json.loads(
+        on_host(monitor, f"curl -sf {shlex.quote('http://127.0.0.1:9090/api/v1/query_range?' + params)}")
+    )
+    return answer["data"]["result"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=6)
+    parser.add_argument("--out", default=str(REPO / "docs" / "img" / "fleet-graphs.png"))
+    args = parser.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    state = json.loads((STATE / "hosts.json").read_text())
+    if not state.get("monitors"):
+        sys.exit("[graphs] the sandbox has no monitoring host: make sandbox-up MONITORS=1 and deploy first")
+    monitor = state["monitors"][0]["name"]
+    api_key = Path(state["api_key_file"]).read_text().strip()
+    plan = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "vllm_fleet", "plan", "inventories/sandbox.py", "--format", "json"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )["hosts"]
+    start = time.time()
+    total = args.minutes * 60
+    clients = [
+        Traffic(f"http://127.0.0.1:{h['http_port']}", api_key, plan[h["name"]]["served_model_name"], total)
+        for h in state["hosts"]
+    ]
+    stopped = state["hosts"][-1]["name"]
+    for client in clients:
+        client.__enter__()
+    try:
+        time.sleep(total / 3)
+        print(f"[graphs] stopping vLLM on {stopped} for a minute")
+        on_host(stopped, "systemctl stop vllm.service")
+        time.sleep(60)
+        on_host(stopped, "systemctl start vllm.service")
+        time.sleep(max(0.0, start + total - time.time()))
+    finally:
+        for client in clients:
+            client.__exit__()
+    end = time.time()
+    figure, axes = plt.subplots(3, 2, figsize=(12, 9), sharex=True)
+    for axis, (title, unit, queries) in zip(axes.flat, PANELS, strict=True):
+        for query, legend in queries:
+            for series in query_range(monitor, query, start, end, 5):
+                times = [(float(t) - start) / 60 for t, _ in series["values"]]
+                values = [float(v) for _, v in series["values"]]
+                axis.plot(times, values, label=legend.format(**series["metric"]))
+        axis.set_title(title)
+        axis.set_ylabel(unit)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="upper left")
+    for axis in axes[-1]:
+        axis.set_xlabel("minutes")
+    figure.suptitle(
+        f"The sandbox fleet as its Prometheus recorded it: real vLLM (CPU build) on {len(clients)} hosts, "
+        f"vLLM on {stopped} stopped for a minute",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(args.out, dpi=90)
+    served = sum(c.served for c in clients)
+    print(f"[graphs] {served} completions served; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""Monitoring's files, checked by their own tools: the alert rules by `promtool test rules` (every
+alert fires on what it is meant for and not on its control), Prometheus' configuration by
+`promtool check config`, Alertmanager's by `amtool check-config`, the dashboard against Grafana's
+schema; every metric they read is one its exporter exports; and the inventory rules around them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tests import metric_names
+from tests.unit.monitored_fleet import KEY, WEBHOOK_TOKEN, fleet, monitor
+from vllm_fleet import dashboard, firewall, monitoring, paths
+from vllm_fleet.rules import check_fleet, validate
+from vllm_fleet.settings import SettingsError
+
+DATA = Path(__file__).resolve().parent / "data"
+# Debian's, installed by `make checkers`.
+PROMTOOL, AMTOOL = "promtool", "amtool"
+
+
+def run(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+
+def write_rules(tmp_path: Path, rules: str) -> Path:
+    (tmp_path / "rules.yml").write_text(rules)
+    test = tmp_path / "alert-rules.test.yml"
+    test.write_text(f"rule_files: [{tmp_path / 'rules.yml'}]\n" + (DATA / "alert-rules.test.yml").read_text())
+    return test
+
+
+def test_every_alert_fires_on_its_case_and_not_on_its_control(tmp_path):
+    test = write_rules(tmp_path, monitoring.alert_rules(monitor(), fleet()))
+    done = run(PROMTOOL, "test", "rules", str(test))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_rules_test_fails_when_a_threshold_is_not_the_hosts_own(tmp_path):
+    """Control: gpu-b's own TTFT threshold (2 s) is what fires its alert; at the default (5 s) the
+    same data does not, and promtool's test fails."""
+    hosts = fleet(**{"gpu-b": {"alert_ttft_p95_seconds": 5.0}})
+    test = write_rules(tmp_path, monitoring.alert_rules(hosts["mon"], hosts))
+    done = run(PROMTOOL, "test", "rules", str(test))
+    assert done.returncode != 0 and "TimeToFirstTokenSlow" in done.stdout + done.stderr
+
+
+def test_prometheus_configuration_passes_promtool(tmp_path):
+    hosts = fleet()
+    rules = tmp_path / "rules.yml"
+    rules.write_text(monitoring.alert_rules(hosts["mon"], hosts))
+    config = tmp_path / "prometheus.yml"
+    config.write_text(monitoring.prometheus_config(hosts["mon"], hosts).replace(paths.PROMETHEUS_RULES, str(rules)))
+    done = run(PROMTOOL, "check", "config", str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 1 rule files found" in done.stdout
+
+
+def test_every_host_is_scraped_where_it_exports():
+    hosts = fleet()
+    jobs = {
+        job["job_name"]: {t: static["labels"]["host"] for static in job["static_configs"] for t in static["targets"]}
+        for job in monitoring.scrape_configs(hosts["mon"], hosts)
+    }
+    assert jobs["vllm"] == {"10.0.0.11:8000": "gpu-a", "10.0.0.12:8000": "gpu-b", "10.0.0.13:8000": "cpu.c"}
+    assert set(jobs["node"].values()) == set(hosts)
+    assert jobs["haproxy"] == {"10.0.0.2:8405": "gw"}
+    assert jobs["dcgm"] == {"10.0.0.11:9400": "gpu-a"}
+    assert jobs["amd_gpu"] == {"10.0.0.12:5000": "gpu-b"}
+    assert jobs["prometheus"] == {"127.0.0.1:9090": "mon"} and jobs["alertmanager"] == {"127.0.0.1:9093": "mon"}
+
+
+def test_a_loopback_vllm_is_not_scraped_but_its_node_is():
+    hosts = fleet(**{"cpu.c": {"vllm_bind_address": "127.0.0.1"}})
+    jobs = {j["job_name"]: j for j in monitoring.scrape_configs(hosts["mon"], hosts)}
+    vllm = [t for s in jobs["vllm"]["static_configs"] for t in s["targets"]]
+    assert "10.0.0.13:8000" not in vllm
+    assert "10.0.0.13:9100" in [t for s in jobs["node"]["static_configs"] for t in s["targets"]]
+
+
+def test_ipv6_targets_are_bracketed():
+    assert monitoring.target("2001:db8::5", 9100) == "[2001:db8::5]:9100"
+    assert monitoring.target("gpu-01.example", 9100) == "gpu-01.example:9100"
+
+
+def test_nothing_is_exported_in_an_inventory_without_a_monitoring_host():
+    hosts = fleet()
+    del hosts["mon"]
+    assert all(monitoring.exporters(s, hosts) == [] for s in hosts.values())
+    assert "frontend metrics" not in _haproxy(hosts)
+
+
+def _haproxy(hosts) -> str:
+    from vllm_fleet import haproxy
+
+    return haproxy.haproxy_config(hosts["gw"], hosts)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {
+            "alert_email_to": "oncall@example.com",
+            "alert_email_from": "alerts@example.com",
+            "alert_smtp_smarthost": "smtp.example.com:587",
+            "alert_smtp_username": "alerts",
+            "alert_smtp_password": "smtp-password-" + "p" * 10,
+        },
+    ],
+    ids=["webhook", "webhook-and-mail"],
+)
+def test_alertmanager_configuration_passes_amtool(tmp_path, changes):
+    s = monitor(**changes)
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(monitoring.alertmanager_config(s))
+    done = run(AMTOOL, "check-config", str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    loaded = yaml.safe_load(config.read_text())
+    receiver = loaded["receivers"][0]
+    assert receiver["webhook_configs"][0]["http_config"]["authorization"]["credentials"] == WEBHOOK_TOKEN
+    assert receiver["webhook_configs"][0]["send_resolved"] is True
+    if changes:
+        assert receiver["email_configs"] == [{"to": "oncall@example.com", "send_resolved": True}]
+
+
+def test_values_are_quoted_for_yaml_whatever_they_hold():
+    url = "http://hooks.example/a?b=1&c=#frag:{x}"
+    loaded = yaml.safe_load(monitoring.alertmanager_config(monitor(alert_webhook_url=url)))
+    assert loaded["receivers"][0]["webhook_configs"][0]["url"] == url
+
+
+def test_every_metric_read_is_one_its_exporter_exports():
+    used = metric_names.used()
+    assert set(used) <= {"vllm", "node", "haproxy", "dcgm", "amd_gpu", "prometheus"}, used.get("unknown")
+    for source, names in used.items():
+        if source != "prometheus":
+            assert names <= metric_names.recorded(source), (source, names - metric_names.recorded(source))
+    assert used["vllm"] and used["dcgm"] and used["amd_gpu"] and used["node"]
+
+
+def test_a_misspelt_metric_is_caught():
+    assert metric_names.names_in('sum by (host) (rate(vllm:request_sucess_total{host=~"a|b"}[5m])) > 0') == {
+        "vllm:request_sucess_total"
+    }
+    assert "vllm:request_sucess_total" not in metric_names.recorded("vllm")
+    assert metric_names.names_in('label_replace(gpu_afid_errors{a="b"}, "x", "$1", "y", "(.*)") > 0') == {
+        "gpu_afid_errors"
+    }
+
+
+def test_host_names_are_escaped_in_the_rules_regular_expressions():
+    rules = monitoring.alert_rules(monitor(), fleet())
+    assert (
+        'host=~"cpu\\\\.c|gpu\\\\-a|gpu\\\\-b"' in rules
+        or "cpu\\\\.c" in yaml.safe_load(rules)["groups"][0]["rules"][2]["expr"]
+    )
+
+
+def test_the_dashboard_follows_grafanas_schema_and_queries_its_datasource():
+    board = dashboard.as_dict(fleet())
+    schema = json.loads((DATA / "grafana-dashboard.schema.json").read_text())
+    jsonschema.validate(board, schema)
+    panels = [p for p in board["panels"] if p["type"] == "timeseries"]
+    assert len(panels) >= 12
+    for panel in panels:
+        ref_ids = [t["refId"] for t in panel["targets"]]
+        assert len(set(ref_ids)) == len(ref_ids), panel["title"]
+        assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"])
+    titles = {p["title"] for p in panels}
+    assert {
+        "Tokens / s",
+        "Time to first token (p50, p95)",
+        "Inter-token latency (p50, p95)",
+        "GPU utilisation",
+    } <= titles
+    assert [v["name"] for v in board["templating"]["list"]] == ["datasource", "host", "model"]
+
+
+def test_a_dashboard_that_breaks_the_schema_is_caught():
+    board = dashboard.as_dict(fleet())
+    board["panels"][1]["gridPos"] = {"h": "tall"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(board, json.loads((DATA / "grafana-dashboard.schema.json").read_text()))
+
+
+def test_the_provisioning_files_load_the_dashboard_and_this_hosts_prometheus():
+    provider = yaml.safe_load(dashboard.dashboard_provider())["providers"][0]
+    assert provider["type"] == "file" and provider["options"]["path"] == str(Path(paths.GRAFANA_DASHBOARD).parent)
+    source = yaml.safe_load(dashboard.datasource(monitor(prometheus_bind_address="10.0.0.3")))["datasources"][0]
+    assert source["type"] == "prometheus" and source["url"] == "http://10.0.0.3:9090"
+
+
+# --- the firewall ---
+
+
+def test_every_host_admits_the_monitoring_host_to_its_exporters_and_vllm():
+    hosts = fleet()
+    gpu = {g.name: g for g in firewall.guards(hosts["gpu-a"], hosts)}
+    # gpu-a, an enterprise host, is fronted by the gateway; cpu.c is not.
+    assert gpu["vllm"].sources == ("10.0.0.2/32", "10.0.0.3/32") and gpu["vllm"].ports == (8000,)
+    assert {g.name: g for g in firewall.guards(hosts["cpu.c"], hosts)}["vllm"].sources == ("10.0.0.3/32",)
+    assert gpu["metrics"].ports == (9100, 9400) and gpu["metrics"].sources == ("10.0.0.3/32",)
+    gateway = {g.name: g for g in firewall.guards(hosts["gw"], hosts)}
+    assert set(gateway) == {"metrics"} and gateway["metrics"].ports == (9100, 8405)
+    assert firewall.wanted(hosts["gw"], hosts)
+    mon = {g.name: g for g in firewall.guards(hosts["mon"], hosts)}
+    assert mon["monitoring"].ports == (9090, 9093, 9094) and mon["monitoring"].sources == ()
+    table = firewall.rules(hosts["mon"], hosts)
+    assert "tcp dport { 9090, 9093, 9094 } fib daddr type local counter drop" in table
+
+
+# --- the inventory rules ---
+
+
+def refused(match: str, **changes):
+    with pytest.raises(SettingsError, match=match) as refusal:
+        fleet(**changes)
+    assert KEY not in str(refusal.value) and WEBHOOK_TOKEN not in str(refusal.value)
+
+
+def test_a_monitoring_host_needs_a_receiver():
+    refused(
+        "host mon: alert_webhook_url = None is not allowed: a URL Alertmanager posts alerts to, or alert_email_to",
+        mon={"alert_webhook_url": None, "alert_webhook_token": None},
+    )
+
+
+def test_mail_needs_its_sender_and_relay_and_the_token_its_webhook():
+    refused(
+        "host mon: alert_email_from = None is not allowed: set with alert_email_to", mon={"alert_email_to": "a@b.io"}
+    )
+    refused(
+        "host mon: alert_webhook_token = <secret, 26 characters> is not allowed: only with alert_webhook_url",
+        mon={
+            "alert_webhook_url": None,
+            "alert_email_to": "a@b.io",
+            "alert_email_from": "c@b.io",
+            "alert_smtp_smarthost": "smtp.b.io:587",
+        },
+    )
+    refused(
+        "host mon: alert_smtp_smarthost = 'smtp.b.io:587' is not allowed: only with alert_email_to",
+        mon={"alert_smtp_smarthost": "smtp.b.io:587"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("alert_webhook_url", "ftp://hooks.example/", "an http:// or https:// URL"),
+        ("alert_webhook_url", "http://hooks.example/a b", "an http:// or https:// URL"),
+        ("alert_email_to", "oncall", "a mail address"),
+        ("alert_smtp_smarthost", "smtp.example.com", "a host and port"),
+        ("prometheus_bind_address", "localhost", "an IP address"),
+        ("prometheus_scrape_interval", 0, "an integer from 1 to 600"),
+    ],
+)
+def test_bad_monitoring_values_are_refused_by_name(key, value, words):
+    with pytest.raises(SettingsError, match=f"host mon: {key} = .* is not allowed: {words}"):
+        fleet(mon={key: value})
+
+
+def test_a_host_in_both_the_gateway_and_the_monitoring_group_is_refused():
+    with pytest.raises(SettingsError, match="host gw: groups = \\['gateway', 'monitoring'\\] is not allowed"):
+        validate("gw", {"fleet_address": "10.0.0.2"}, ["gateway", "monitoring"])
+
+
+def test_a_monitoring_host_in_a_phase_group_is_refused():
+    with pytest.raises(SettingsError, match="runs Prometheus, not vLLM: put it in no phase group"):
+        validate("mon", {"alert_webhook_url": "http://h.example/"}, ["monitoring", "enterprise"])
+
+
+def test_an_exporters_port_is_not_a_services():
+    refused("host gpu-a: vllm_port = 9100 is not allowed: a port other than 9100", **{"gpu-a": {"vllm_port": 9100}})
+    refused("host gw: gateway_port = 8405 is not allowed: a port other than 8405", gw={"gateway_port": 8405})
+
+
+def test_a_gpu_host_of_unknown_vendor_is_refused_in_a_monitored_fleet():
+    refused("host gpu-a: accelerator = 'auto' is not allowed: nvidia, amd or cpu", **{"gpu-a": {"accelerator": "auto"}})
+    # gpu_name names the vendor, or the GPU exporter is off: accepted.
+    fleet(**{"gpu-a": {"accelerator": "auto", "gpu_name": "NVIDIA H100 80GB HBM3"}})
+    fleet(**{"gpu-a": {"accelerator": "auto", "gpu_exporter": False}})
+
+
+def test_the_monitoring_host_needs_an_address_the_firewalls_admit():
+    refused(
+        "host mon: fleet_address = 'mon.example' is not allowed: the monitoring host's IP address",
+        mon={"fleet_address": "mon.example"},
+    )
+
+
+def test_check_fleet_runs_for_every_role():
+    hosts = fleet()
+    for s in hosts.values():
+        check_fleet(s, hosts)
+
+
+def test_the_exporters_run_as_their_vendors_document():
+    hosts = fleet()
+    dcgm = monitoring.exporter_argv(monitoring.DCGM, hosts["gpu-a"])
+    assert dcgm[:2] == ["/usr/bin/docker", "run"] and ["--network", "host"] == dcgm[5:7]
+    joined = " ".join(dcgm)
+    assert "--gpus all --cap-add SYS_ADMIN" in joined
+    assert joined.endswith(
+        f"nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-ubuntu22.04 -f {paths.DCGM_COUNTERS_IN_CONTAINER} -a :9400"
+    )
+    assert f"{paths.DCGM_COUNTERS}:{paths.DCGM_COUNTERS_IN_CONTAINER}:ro" in joined
+    amd = " ".join(monitoring.exporter_argv(monitoring.AMD_GPU, hosts["gpu-b"]))
+    assert "--privileged --device /dev/dri --device /dev/kfd --volume /sys:/sys:ro" in amd
+    assert amd.endswith("docker.io/rocm/device-metrics-exporter:v1.5.1")
+    node = " ".join(monitoring.exporter_argv(monitoring.NODE, hosts["cpu.c"]))
+    assert "--pid host --volume /:/host:ro,rslave quay.io/prometheus/node-exporter:v1.9.1 --path.rootfs=/host" in node
+    assert "NODE_NAME=gpu-a" in joined
