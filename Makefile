@@ -65,13 +65,13 @@ lint: setup
 docs: setup
 	$(BIN)/mkdocs build --strict --quiet
 
-# Unit tests only: no Docker, no hosts, a few seconds.
+# Unit tests only: no Docker, no hosts, under a minute.
 test-unit: setup nix-tools checkers
-	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest -n 2 tests/unit -q
 
 # Deploys planned against hand-written facts of GPU hosts (pyinfra's @fake connector): no hosts, no Docker.
 test-planning: setup
-	$(BIN)/pytest tests/planning
+	$(BIN)/pytest -n 2 --dist loadscope tests/planning
 
 # Sandbox integration tests only (starts Docker and two sandbox hosts).
 test-integration: setup
@@ -81,7 +81,9 @@ test-integration: setup
 # tests (starts Docker if needed).
 test: lint docs nix-tools checkers
 	@mkdir -p $(REPORTS)
-	$(BIN)/pytest tests/unit tests/planning tests/integration --junit-xml $(REPORTS)/tests.xml
+	@# Unit and planning tests need no host: both cores, one module per worker (a module's plans run once).
+	$(BIN)/pytest -n 2 --dist loadscope tests/unit tests/planning --junit-xml $(REPORTS)/tests-unit-planning.xml
+	$(BIN)/pytest tests/integration --junit-xml $(REPORTS)/tests.xml
 
 # Rollout benchmark: 4 then 8 sandbox hosts behind a gateway, under load (about 10 minutes).
 bench-rollout: setup

@@ -1,7 +1,7 @@
 """python -m vllm_fleet rollout: a fleet brought to its new settings in verified batches.
 
-Plan every host first (one invalid host refuses the whole rollout), bring the gateways up
-to date, then deploy the canary hosts and the rest in batches with pyinfra's own CLI
+Plan every host first (one invalid host refuses the whole rollout), bring the gateways and
+monitoring hosts up to date, then deploy the canary hosts and the rest in batches with pyinfra's own CLI
 (`--limit`), each batch drained before it restarts at the gateways that front its hosts,
 verified with the verify suite, and put back in rotation only once it verifies. A batch whose
 failures take the count past --max-failures stops the rollout: later hosts are not touched. A
@@ -78,6 +78,7 @@ class Rollout:
     say: Callable[[str], None] = print
     deploy_limits: dict[str, int] = field(default_factory=dict)  # host: seconds its deploy may take
     verify_timeout: int | None = None  # seconds the verify suite may take per batch; None: verify_limit
+    monitors: list[str] = field(default_factory=list)  # monitoring hosts, brought up to date with the gateways
     results: dict[str, HostResult] = field(default_factory=dict)
     stopped: str = ""
     drained: dict[str, set[str]] = field(default_factory=dict)  # host: gateways it may be drained at
@@ -143,7 +144,7 @@ def deploy_limit(host_plan: dict) -> int:
         return values.get(name, Settings.model_fields[name].default)
 
     limit = DEPLOY_MARGIN + knob("package_lock_timeout")
-    if host_plan.get("role") == "gateway":
+    if host_plan.get("role") in ("gateway", "monitoring"):
         return limit
     limit += 2 * knob("vllm_ready_timeout")
     if knob("serving_method") == "nix":
@@ -332,17 +333,20 @@ def execute(rollout: Rollout) -> None:
 
 def _execute(rollout: Rollout) -> None:
     say = rollout.say
-    if rollout.gateways:
-        names = list(rollout.gateways)
-        say(f"gateways: {', '.join(names)}")
-        rollout.step = "deploy of the gateways"
+    # The gateways first, and the monitoring hosts, which then watch the batches roll out.
+    if rollout.gateways or rollout.monitors:
+        names = [*rollout.gateways, *rollout.monitors]
+        say(f"gateways and monitoring hosts: {', '.join(names)}")
+        rollout.step = "deploy of the gateways and monitoring hosts"
         outcomes = deploy(rollout.inventory, names, rollout.deploy_limit(names))
         rollout.step = ""
         bad = {n: o for n, o in outcomes.items() if o[0] not in SERVING}
         for name, (state, reason) in outcomes.items():
             say(f"  {name}: {state}" + (f" ({reason})" if reason else ""))
         if bad:
-            rollout.stopped = "a gateway could not be brought up to date, so no vLLM host was touched"
+            rollout.stopped = (
+                "a gateway or monitoring host could not be brought up to date, so no vLLM host was touched"
+            )
             return
     for number, batch in enumerate(rollout.batches, 1):
         run_batch(rollout, number, batch)
@@ -493,7 +497,8 @@ def main(args) -> int:
             print(f"  {name}: {reason}", file=sys.stderr)
         return 2
     gateways = {name: list(p.get("backends", {})) for name, p in plans.items() if p.get("role") == "gateway"}
-    hosts = select([name for name in plans if name not in gateways], args.limit)
+    monitors = [name for name, p in plans.items() if p.get("role") == "monitoring"]
+    hosts = select([name for name in plans if name not in gateways and name not in monitors], args.limit)
     if not hosts:
         print(f"vllm_fleet rollout: no vLLM host of {args.inventory} matches --limit {args.limit}", file=sys.stderr)
         return 2
@@ -507,6 +512,7 @@ def main(args) -> int:
         say=lambda line: print(f"[rollout] {line}", flush=True),
         deploy_limits={name: deploy_limit(p) for name, p in plans.items()},
         verify_timeout=getattr(args, "verify_timeout", None),
+        monitors=monitors,
     )
     execute(rollout)
     return report(rollout, args.junit_xml, time.monotonic() - started)

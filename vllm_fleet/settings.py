@@ -456,16 +456,17 @@ class Settings(BaseModel):
     )
     vllm_firewall: bool = knob(
         True,
-        "The vLLM port accepts connections only from loopback, the inventory's gateway hosts that front the host "
-        "and vllm_allowed_sources (an nftables table of our own; SSH and other ports are left alone), and nobody "
-        "reaches the container directly. Laptops too: Docker before 28 lets their network reach a port published "
-        "on 127.0.0.1. vLLM stops when the table goes (nftables.service stopped).",
+        "The vLLM port accepts connections only from loopback, the inventory's gateway hosts that front the host, "
+        "its monitoring hosts and vllm_allowed_sources (an nftables table of our own; SSH and other ports are left "
+        "alone), and nobody reaches the container directly; the exporters' ports only the monitoring hosts. Laptops "
+        "too: Docker before 28 lets their network reach a port published on 127.0.0.1. vLLM stops when the table "
+        "goes (nftables.service stopped).",
         "True or False",
     )
     vllm_allowed_sources: Annotated[tuple[str, ...], *LAX, AfterValidator(_networks)] = knob(
         (),
-        "Addresses or networks besides the gateways allowed to reach the vLLM port: monitoring hosts "
-        "(Prometheus scraping /metrics), or a team's LAN for a single_gpu host without a gateway.",
+        "Addresses or networks besides the gateways and the inventory's monitoring hosts allowed to reach the vLLM "
+        "port: a team's LAN for a single_gpu host without a gateway, a Prometheus of your own.",
         NETWORKS,
     )
     fleet_address: Address | None = knob(

@@ -1,9 +1,10 @@
 """The README's picture of the fleet's key graphs, drawn from a sandbox's real Prometheus
 (`make graphs`: a sandbox with a monitoring host, deployed). It sends completions to every host
-for a while, stops vLLM on one host for a minute (its VllmNotServing alert fires), then plots what
-Prometheus recorded over that time, with the queries of the Grafana dashboard.
+for a while, stops vLLM on one host for a minute (its VllmNotServing alert fires), starts it again
+and waits until it serves, then plots what Prometheus recorded over that time, with the queries of
+the Grafana dashboard.
 
-    python -m tests.sandbox.graphs [--minutes 6] [--out docs/img/fleet-graphs.png]
+    python -m tests.sandbox.graphs [--minutes 2] [--out docs/img/fleet-graphs.png]
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ PANELS = [
             )
         ],
     ),
-    ("KV cache in use", "fraction", [("max by (host) (vllm:kv_cache_usage_perc)", "{host}")]),
+    (
+        "Requests running and waiting",
+        "requests",
+        [
+            ("sum by (host) (vllm:num_requests_running)", "running {host}"),
+            ("sum by (host) (vllm:num_requests_waiting)", "waiting {host}"),
+        ],
+    ),
     ("vLLM scraped (up)", "", [('up{job="vllm"}', "{host}")]),
     ("Alerts firing", "", [('count by (alertname, host) (ALERTS{alertstate="firing"})', "{alertname} {host}")]),
 ]
@@ -52,9 +60,17 @@ def query_range(monitor: str, query: str, start: float, end: float, step: int) -
     return answer["data"]["result"]
 
 
+def wait_until(what: str, test, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not test():
+        if time.monotonic() > deadline:
+            sys.exit(f"[graphs] {what}: not within {timeout:.0f} s")
+        time.sleep(5)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=6)
+    parser.add_argument("--minutes", type=float, default=2, help="of traffic before the stop, and after the restart")
     parser.add_argument("--out", default=str(REPO / "docs" / "img" / "fleet-graphs.png"))
     args = parser.parse_args()
     import matplotlib
@@ -76,22 +92,31 @@ def main() -> int:
             check=True,
         ).stdout
     )["hosts"]
+    serving = 'count(up{job="vllm"} == 1)'
+
+    def hosts_up() -> int:
+        result = query_range(monitor, serving, time.time() - 1, time.time(), 1)
+        return int(float(result[0]["values"][-1][1])) if result else 0
+
+    wait_until("every vLLM host scraped", lambda: hosts_up() == len(state["hosts"]), 600)
+    phase = args.minutes * 60
     start = time.time()
-    total = args.minutes * 60
     clients = [
-        Traffic(f"http://127.0.0.1:{h['http_port']}", api_key, plan[h["name"]]["served_model_name"], total)
+        Traffic(f"http://127.0.0.1:{h['http_port']}", api_key, plan[h["name"]]["served_model_name"], 3600)
         for h in state["hosts"]
     ]
     stopped = state["hosts"][-1]["name"]
     for client in clients:
         client.__enter__()
     try:
-        time.sleep(total / 3)
+        time.sleep(phase)
         print(f"[graphs] stopping vLLM on {stopped} for a minute")
         on_host(stopped, "systemctl stop vllm.service")
         time.sleep(60)
         on_host(stopped, "systemctl start vllm.service")
-        time.sleep(max(0.0, start + total - time.time()))
+        wait_until(f"{stopped} scraped again", lambda: hosts_up() == len(state["hosts"]), 900)
+        print(f"[graphs] {stopped} serves again")
+        time.sleep(phase)
     finally:
         for client in clients:
             client.__exit__()
@@ -111,7 +136,7 @@ def main() -> int:
         axis.set_xlabel("minutes")
     figure.suptitle(
         f"The sandbox fleet as its Prometheus recorded it: real vLLM (CPU build) on {len(clients)} hosts, "
-        f"vLLM on {stopped} stopped for a minute",
+        f"vLLM on {stopped} stopped for a minute, then started again",
         fontsize=10,
     )
     figure.tight_layout()

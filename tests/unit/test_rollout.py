@@ -252,6 +252,17 @@ def test_a_batch_no_gateway_fronts_is_deployed_without_any_gateway_call(run_roll
     assert steps[-2:] == [("deploy", ["b"]), ("verify", ["b"])]
 
 
+def test_monitoring_hosts_are_brought_up_to_date_with_the_gateways_and_in_no_batch(run_rollout):
+    plans = {"gw": planned_gateway("a"), "mon": {"role": "monitoring", "refused": None}, "a": planned_vllm()}
+    fleet = Fleet(plans)
+    status, out, cases = run_rollout(fleet)
+    assert status == 0, out
+    steps = [(step, hosts) for step, hosts, _ in fleet.calls]
+    assert steps[1] == ("deploy", ["gw", "mon"])
+    assert ("verify", ["mon"]) not in steps and "mon" not in cases
+    assert "gateways and monitoring hosts: gw, mon" in out
+
+
 def test_the_gateway_plan_names_the_backends_it_fronts():
     from vllm_fleet.plan import gateway_plan
     from vllm_fleet.settings import parse
