@@ -68,16 +68,47 @@ def wait_until(what: str, test, timeout: float) -> None:
         time.sleep(5)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=2, help="of traffic before the stop, and after the restart")
-    parser.add_argument("--out", default=str(REPO / "docs" / "img" / "fleet-graphs.png"))
-    args = parser.parse_args()
+def plot(monitor: str, start: float, end: float, stopped: str, hosts: int, out: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    step = 5
+    figure, axes = plt.subplots(3, 2, figsize=(12, 9), sharex=True)
+    for axis, (title, unit, queries) in zip(axes.flat, PANELS, strict=True):
+        for query, legend in queries:
+            for series in query_range(monitor, query, start, end, step):
+                times, values = [], []
+                for t, v in series["values"]:
+                    if times and float(t) - start - times[-1] * 60 > 2 * step:
+                        times.append(float("nan"))  # no samples: a gap, not a line across it
+                        values.append(float("nan"))
+                    times.append((float(t) - start) / 60)
+                    values.append(float(v))
+                axis.plot(times, values, label=legend.format(**series["metric"]))
+        axis.set_title(title)
+        axis.set_ylabel(unit)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="upper left")
+    for axis in axes[-1]:
+        axis.set_xlabel("minutes")
+    figure.suptitle(
+        f"The sandbox fleet as its Prometheus recorded it: real vLLM (CPU build) on {hosts} hosts, "
+        f"vLLM on {stopped} stopped for a minute, then started again",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=90)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=2, help="of traffic before the stop, and after the restart")
+    parser.add_argument("--out", default=str(REPO / "docs" / "img" / "fleet-graphs.png"))
+    parser.add_argument("--replot", type=float, metavar="MINUTES", help="only plot the last MINUTES, sending nothing")
+    args = parser.parse_args()
     state = json.loads((STATE / "hosts.json").read_text())
     if not state.get("monitors"):
         sys.exit("[graphs] the sandbox has no monitoring host: make sandbox-up MONITORS=1 and deploy first")
@@ -98,6 +129,11 @@ def main() -> int:
         result = query_range(monitor, serving, time.time() - 1, time.time(), 1)
         return int(float(result[0]["values"][-1][1])) if result else 0
 
+    stopped = state["hosts"][-1]["name"]
+    if args.replot:
+        end = time.time()
+        plot(monitor, end - args.replot * 60, end, stopped, len(state["hosts"]), args.out)
+        return 0
     wait_until("every vLLM host scraped", lambda: hosts_up() == len(state["hosts"]), 600)
     phase = args.minutes * 60
     start = time.time()
@@ -105,7 +141,6 @@ def main() -> int:
         Traffic(f"http://127.0.0.1:{h['http_port']}", api_key, plan[h["name"]]["served_model_name"], 3600)
         for h in state["hosts"]
     ]
-    stopped = state["hosts"][-1]["name"]
     for client in clients:
         client.__enter__()
     try:
@@ -121,29 +156,8 @@ def main() -> int:
         for client in clients:
             client.__exit__()
     end = time.time()
-    figure, axes = plt.subplots(3, 2, figsize=(12, 9), sharex=True)
-    for axis, (title, unit, queries) in zip(axes.flat, PANELS, strict=True):
-        for query, legend in queries:
-            for series in query_range(monitor, query, start, end, 5):
-                times = [(float(t) - start) / 60 for t, _ in series["values"]]
-                values = [float(v) for _, v in series["values"]]
-                axis.plot(times, values, label=legend.format(**series["metric"]))
-        axis.set_title(title)
-        axis.set_ylabel(unit)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, loc="upper left")
-    for axis in axes[-1]:
-        axis.set_xlabel("minutes")
-    figure.suptitle(
-        f"The sandbox fleet as its Prometheus recorded it: real vLLM (CPU build) on {len(clients)} hosts, "
-        f"vLLM on {stopped} stopped for a minute, then started again",
-        fontsize=10,
-    )
-    figure.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(args.out, dpi=90)
-    served = sum(c.served for c in clients)
-    print(f"[graphs] {served} completions served; wrote {args.out}")
+    plot(monitor, start, end, stopped, len(clients), args.out)
+    print(f"[graphs] {sum(c.served for c in clients)} completions served; wrote {args.out}")
     return 0
 
 
