@@ -65,9 +65,9 @@ lint: setup
 docs: setup
 	$(BIN)/mkdocs build --strict --quiet
 
-# Unit tests only: no Docker, no hosts, under a minute.
+# Unit tests only: no Docker, no hosts, about a minute.
 test-unit: setup nix-tools checkers
-	$(BIN)/pytest -n 2 tests/unit -q
+	$(BIN)/pytest tests/unit -q
 
 # Deploys planned against hand-written facts of GPU hosts (pyinfra's @fake connector): no hosts, no Docker.
 test-planning: setup
@@ -81,8 +81,11 @@ test-integration: setup
 # tests (starts Docker if needed).
 test: lint docs nix-tools checkers
 	@mkdir -p $(REPORTS)
-	@# Unit and planning tests need no host: both cores, one module per worker (a module's plans run once).
-	$(BIN)/pytest -n 2 --dist loadscope tests/unit tests/planning --junit-xml $(REPORTS)/tests-unit-planning.xml
+	$(BIN)/pytest tests/unit --junit-xml $(REPORTS)/tests-unit.xml
+	@# The planning tests run pyinfra in subprocesses: both cores, one module per worker (its plans run
+	@# once). Unit tests stay in one process: some import pyinfra's CLI, whose gevent patching an
+	@# xdist worker does not survive.
+	$(BIN)/pytest -n 2 --dist loadscope tests/planning --junit-xml $(REPORTS)/tests-planning.xml
 	$(BIN)/pytest tests/integration --junit-xml $(REPORTS)/tests.xml
 
 # Rollout benchmark: 4 then 8 sandbox hosts behind a gateway, under load (about 10 minutes).
