@@ -20,7 +20,7 @@ from pyinfra.facts.server import LinuxDistribution
 
 from tasks.amd_rocm import amd_rocm
 from tasks.docker_engine import docker_engine
-from tasks.exporters import exporters
+from tasks.exporters import exporters, retire_exporters
 from tasks.firewall import firewall
 from tasks.gateway import gateway
 from tasks.gpu_reboot import gpu_reboot
@@ -41,6 +41,7 @@ inventory_settings = settings_for(host)
 fleet = fleet_settings(host)
 if inventory_settings.role in ("gateway", "monitoring"):
     host_tools_setup(inventory_settings)
+    retire_exporters(inventory_settings, fleet)
     firewall(inventory_settings, fleet)
     if inventory_settings.role == "gateway":
         gateway(inventory_settings, fleet)
@@ -68,6 +69,8 @@ else:
         else:
             nix_setup(settings, distro, probe)
             restarts = nix_server(settings, accelerator, probe)
+        # What a host exports is what the monitoring hosts scrape: read from the inventory, as theirs is.
+        retire_exporters(inventory_settings, fleet)
         firewall(settings, fleet, probe)
         vllm_service(settings, accelerator, probe, restarts)
-        exporters(settings, fleet)
+        exporters(inventory_settings, fleet)

@@ -15,5 +15,3 @@ vllm_max_num_seqs = 16
 vllm_extra_args = ["--disable-log-stats"]
 vllm_bind_address = "127.0.0.1"
 vllm_container_shm_size = "4g"
-# A consumer GPU shared with a desktop is slower to a first token than a server's.
-alert_ttft_p95_seconds = 15.0

@@ -1,12 +1,15 @@
 """Exporters: what a host hands the monitoring hosts' Prometheus. Node metrics on every host (Debian's
 and Ubuntu's prometheus-node-exporter, else the Prometheus project's image), the vendor's GPU
 exporter on Docker GPU hosts. Nothing in an inventory without a monitoring group; the firewall
-table admits only the monitoring hosts to their ports."""
+table admits only the monitoring hosts to their ports. An exporter no longer wanted is stopped
+before the firewall's table lets its port go (retire_exporters), a new one starts after the table
+guards its port (exporters)."""
 
 from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api.deploy import deploy
+from pyinfra.facts.files import File
 from pyinfra.facts.server import LinuxDistribution, Which
 from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
@@ -14,6 +17,36 @@ from pyinfra.operations.util import any_changed
 from vllm_fleet import monitoring, paths, templates
 from vllm_fleet.operations import stop_host
 from vllm_fleet.settings import Settings
+
+NODE_EXPORTER_PACKAGE_SERVICE = "prometheus-node-exporter.service"
+
+
+@deploy("Exporters")
+def retire_exporters(settings: Settings, fleet: dict[str, Settings]) -> None:
+    """Stop the exporters this deploy started that the inventory no longer wants: no monitoring
+    host, gpu_exporter off, another accelerator, a switch to Nix."""
+    wanted = monitoring.exporters(settings, fleet)
+    retired = []
+    for service, still in (
+        (paths.GPU_EXPORTER_SERVICE, monitoring.gpu_exporter(settings, fleet) is not None),
+        (paths.NODE_EXPORTER_SERVICE, bool(wanted)),
+    ):
+        unit = f"/etc/systemd/system/{service}"
+        if not still and host.get_fact(File, path=unit):
+            systemd.service(
+                name=f"Stop {service}: no monitoring host wants it", service=service, running=False, enabled=False
+            )
+            retired.append(files.file(name=f"Remove {unit}", path=unit, present=False))
+    if retired:
+        systemd.daemon_reload(name="Reload systemd for the removed exporters")
+    if not wanted and host.get_fact(File, path=paths.NODE_EXPORTER_MARK):
+        systemd.service(
+            name="Stop the node exporter: no monitoring host wants it",
+            service=NODE_EXPORTER_PACKAGE_SERVICE,
+            running=False,
+            enabled=False,
+        )
+        files.file(name="Remove the node exporter's mark", path=paths.NODE_EXPORTER_MARK, present=False)
 
 
 @deploy("Exporters")
@@ -29,10 +62,12 @@ def exporters(settings: Settings, fleet: dict[str, Settings]) -> None:
         )
         systemd.service(
             name="Keep the node exporter running and enabled at boot",
-            service="prometheus-node-exporter.service",
+            service=NODE_EXPORTER_PACKAGE_SERVICE,
             running=True,
             enabled=True,
         )
+        # Ours to stop once no monitoring host wants it (an operator's own would have no mark).
+        files.file(name="Mark the node exporter as the deploy's", path=paths.NODE_EXPORTER_MARK, present=True)
     else:
         _container(monitoring.NODE, settings, paths.NODE_EXPORTER_SERVICE)
     gpu = monitoring.gpu_exporter(settings, fleet)

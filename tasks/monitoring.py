@@ -20,6 +20,7 @@ from vllm_fleet.settings import Settings
 
 STAGED_PROMETHEUS = f"{paths.MONITORING_STAGE_DIR}/prometheus.yml"
 STAGED_RULES = f"{paths.MONITORING_STAGE_DIR}/vllm-fleet-rules.yml"
+STAGED_CHECKED = f"{paths.MONITORING_STAGE_DIR}/prometheus-checked.yml"
 STAGED_ALERTMANAGER = f"{paths.MONITORING_STAGE_DIR}/alertmanager.yml"
 
 
@@ -53,17 +54,26 @@ def monitoring_server(settings: Settings, fleet: dict[str, Settings]) -> None:
 
     # Configurations are checked by the daemons' own checkers before they replace the live ones:
     # a bad one fails here and the daemon keeps running on the old.
+    root_only_directory(paths.CONFIG_DIR, f"Create root-only config directory {paths.CONFIG_DIR}")
     root_only_directory(paths.MONITORING_STAGE_DIR, f"Create root-only staging directory {paths.MONITORING_STAGE_DIR}")
     config = monitoring.prometheus_config(settings, fleet)
     rules = monitoring.alert_rules(settings, fleet)
     new_prometheus = _changed(paths.PROMETHEUS_CONFIG, config) or _changed(paths.PROMETHEUS_RULES, rules)
     files.put(name="Stage the scrape configuration", src=StringIO(config), dest=STAGED_PROMETHEUS, mode="600")
     files.put(name="Stage the alert rules", src=StringIO(rules), dest=STAGED_RULES, mode="600")
+    # promtool checks a configuration with the rules it names: the copy it checks names the staged
+    # ones (`check config` takes no options before Prometheus 2.39, Ubuntu 22.04 has 2.31).
+    files.put(
+        name="Stage the scrape configuration promtool checks",
+        src=StringIO(monitoring.prometheus_config(settings, fleet, rules=STAGED_RULES)),
+        dest=STAGED_CHECKED,
+        mode="600",
+    )
     if new_prometheus:
         server.shell(
             name=f"Check the alert rules and scrape configuration (promtool), install them in {paths.PROMETHEUS_DIR}",
             commands=[
-                f"promtool check rules {STAGED_RULES} && promtool check config --syntax-only {STAGED_PROMETHEUS} "
+                f"promtool check config {STAGED_CHECKED} "
                 f"&& install -m 644 -o root -g root {STAGED_RULES} {paths.PROMETHEUS_RULES} "
                 f"&& install -m 644 -o root -g root {STAGED_PROMETHEUS} {paths.PROMETHEUS_CONFIG}"
             ],

@@ -410,7 +410,7 @@ FLEET_CASES += [
         "host mon-a: alert_webhook_url = None is not allowed: a URL Alertmanager posts alerts to, or alert_email_to",
     ),
     (
-        "monitoring-token-without-webhook",
+        "monitoring-mail-without-relay",
         {
             "monitoring": [
                 (
@@ -419,13 +419,12 @@ FLEET_CASES += [
                         "fleet_address": "10.9.0.9",
                         "alert_email_to": "oncall@example.com",
                         "alert_email_from": "alerts@example.com",
-                        "alert_smtp_smarthost": "smtp.example.com:587",
-                        "alert_webhook_token": "hunter2-webhook-token",
+                        "alert_smtp_password": "hunter2-smtp-password",
                     },
                 )
             ],
         },
-        "host mon-b: alert_webhook_token = <secret, 21 characters> is not allowed: only with alert_webhook_url",
+        "host mon-b: alert_smtp_smarthost = None is not allowed: set with alert_email_to",
     ),
     (
         "vllm-on-the-node-exporters-port",

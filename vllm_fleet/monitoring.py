@@ -182,7 +182,8 @@ def scrape_configs(monitor: Settings, fleet: Mapping[str, Settings]) -> list[dic
     return [{"job_name": job, "static_configs": static} for job, static in jobs.items() if static]
 
 
-def prometheus_config(monitor: Settings, fleet: Mapping[str, Settings]) -> str:
+def prometheus_config(monitor: Settings, fleet: Mapping[str, Settings], rules: str = paths.PROMETHEUS_RULES) -> str:
+    """rules: the rule file it reads (a staged copy is checked against the staged rules)."""
     interval = f"{monitor.prometheus_scrape_interval}s"
     config = {
         "global": {
@@ -199,7 +200,7 @@ def prometheus_config(monitor: Settings, fleet: Mapping[str, Settings]) -> str:
                 }
             ]
         },
-        "rule_files": [paths.PROMETHEUS_RULES],
+        "rule_files": [rules],
         "scrape_configs": scrape_configs(monitor, fleet),
     }
     return _yaml("Prometheus' configuration", config)
@@ -351,7 +352,8 @@ ALERTS = [
         "GPU {{ $labels.gpu }} on {{ $labels.host }} reported Xid {{ $value }}",
         "The NVIDIA driver reported Xid error {{ $value }} on GPU {{ $labels.gpu }} ({{ $labels.modelName }}). "
         "Look it up in NVIDIA's Xid catalogue; 48, 63, 64, 74, 79, 94, 95 mean the GPU needs attention.",
-        lambda m, v: "DCGM_FI_DEV_XID_ERRORS > 0",
+        # The gauge keeps the last Xid until the exporter restarts: a new one is a change.
+        lambda m, v: "DCGM_FI_DEV_XID_ERRORS > 0 and changes(DCGM_FI_DEV_XID_ERRORS[10m]) > 0",
     ),
     Alert(
         "GpuRasError",
@@ -493,7 +495,7 @@ def alertmanager_config(monitor: Settings) -> str:
         }
         if monitor.alert_smtp_username:
             smtp["smtp_auth_username"] = monitor.alert_smtp_username
-        if monitor.alert_smtp_password:
+        if monitor.alert_smtp_username and monitor.alert_smtp_password:
             smtp["smtp_auth_password"] = monitor.alert_smtp_password.get_secret_value()
         config["global"] = smtp
         receiver["email_configs"] = [{"to": monitor.alert_email_to, "send_resolved": True}]

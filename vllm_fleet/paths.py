@@ -64,6 +64,7 @@ GPU_EXPORTER_SERVICE = "vllm-fleet-gpu-exporter.service"
 GPU_EXPORTER_CONTAINER = "vllm-fleet-gpu-exporter"
 NODE_EXPORTER_SERVICE = "vllm-fleet-node-exporter.service"
 NODE_EXPORTER_CONTAINER = "vllm-fleet-node-exporter"
+NODE_EXPORTER_MARK = f"{CONFIG_DIR}/node-exporter-installed"  # the distribution's node exporter is ours
 DCGM_COUNTERS = f"{CONFIG_DIR}/dcgm-counters.csv"
 DCGM_COUNTERS_IN_CONTAINER = "/etc/dcgm-exporter/vllm-fleet-counters.csv"
 # The Grafana dashboard and the provisioning files that load it, for a Grafana on the host.

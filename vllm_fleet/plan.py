@@ -156,6 +156,11 @@ def monitoring_plan(settings: Settings, fleet: dict[str, Settings]) -> dict:
             f"{s.host}: vLLM is bound to loopback, so only its node metrics are scraped"
             for s in fleet.values()
             if s.role == "vllm" and not monitoring.scrapes_vllm(s)
+        ]
+        + [
+            f"{s.host}: --disable-log-stats in vllm_extra_args turns vLLM's metrics off: no serving alert can fire"
+            for s in fleet.values()
+            if monitoring.scrapes_vllm(s) and "--disable-log-stats" in s.vllm_extra_args
         ],
         "refused": None,
     }

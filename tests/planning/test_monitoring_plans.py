@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.planning.harness import FakeHost, plan
+from tests.planning.harness import FakeHost, plan, plan_each
 from tests.planning.test_gpu_stack_plans import GPU80
 
 MONITOR = {"fleet_address": "10.0.0.3", "alert_webhook_url": "http://10.0.0.9:9999/alerts"}
@@ -77,8 +77,40 @@ def test_the_monitoring_host_checks_its_files_before_installing_them(planned):
     install = commands(planned, "Monitoring | Install Prometheus and Alertmanager", "ubuntu22-monitor")
     assert "prometheus prometheus-alertmanager" in install and "--no-install-recommends" in install
     check = next(n for n in names if n.startswith("Monitoring | Check the alert rules and scrape configuration"))
-    assert "promtool check rules" in commands(planned, check, "ubuntu22-monitor")
+    # The copy promtool checks names the staged rules; `check config` checks them with it.
+    assert "promtool check config /etc/vllm-fleet/monitoring/prometheus-checked.yml && install" in commands(
+        planned, check, "ubuntu22-monitor"
+    )
     amtool = next(n for n in names if n.startswith("Monitoring | Check Alertmanager's configuration (amtool)"))
     assert "amtool check-config" in commands(planned, amtool, "ubuntu22-monitor")
     assert "Firewall | Load the firewall and keep it at boot" in names
     assert not [n for n in names if n.startswith(("vLLM service", "Docker engine", "NVIDIA"))]
+
+
+@pytest.fixture(scope="module")
+def retired(tmp_path_factory):
+    """A host that ran the deploy's exporters, in an inventory that no longer has a monitoring host."""
+    from vllm_fleet import paths
+
+    unit = f"/etc/systemd/system/{paths.GPU_EXPORTER_SERVICE}"
+    host = FakeHost(
+        "ubuntu22-was-monitored",
+        "ubuntu22",
+        data={**GPU80, "accelerator": "nvidia"},
+        files={unit: "[Unit]\n", paths.NODE_EXPORTER_MARK: ""},
+    )
+    return plan_each(tmp_path_factory.mktemp("retired"), [host])
+
+
+def test_exporters_no_monitoring_host_wants_stop_before_the_firewall_lets_their_ports_go(retired):
+    assert retired.rc == 0, retired.output[-3000:]
+    host = "@fake/ubuntu22-was-monitored"
+    # Every operation planned for the host, in order (a stop of a unit that is not running changes nothing).
+    planned = [name for name, hosts in retired.status.items() if host in hosts]
+    stop_gpu = "Exporters | Stop vllm-fleet-gpu-exporter.service: no monitoring host wants it"
+    stop_node = "Exporters | Stop the node exporter: no monitoring host wants it"
+    assert stop_gpu in planned and stop_node in planned
+    assert retired.status["Exporters | Remove /etc/systemd/system/vllm-fleet-gpu-exporter.service"][host] == "Success"
+    assert retired.status["Exporters | Remove the node exporter's mark"][host] == "Success"
+    assert planned.index(stop_gpu) < planned.index("Firewall | Write the firewall /etc/vllm-fleet/firewall.nft")
+    assert not [n for n in planned if n.startswith("Exporters | Install")]

@@ -276,9 +276,12 @@ def test_the_gateways_metrics_frontend_answers_with_the_recorded_names(tmp_path)
     port, backend_port, metrics_port = free_port(), free_port(), free_port()
     gw, hosts = monitored_gateway_fleet(port, backend_port)
     config = haproxy.haproxy_config(gw, hosts)
-    assert f"bind :{monitoring.HAPROXY_METRICS_PORT}" in config
+    # IPv4 and IPv6 alike: a gateway's fleet_address may be either.
+    listen = f"bind :::{monitoring.HAPROXY_METRICS_PORT} v4v6"
+    assert listen in config
     config = config.replace(paths.HAPROXY_ADMIN_SOCKET, str(tmp_path / "admin.sock"))
-    config = config.replace(f"bind :{monitoring.HAPROXY_METRICS_PORT}", f"bind 127.0.0.1:{metrics_port}")
+    assert haproxy_check(tmp_path, config).returncode == 0
+    config = config.replace(listen, f"bind 127.0.0.1:{metrics_port}")
     path = tmp_path / "haproxy.cfg"
     path.write_text(config)
     assert haproxy_check(tmp_path, config).returncode == 0

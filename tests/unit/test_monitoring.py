@@ -231,23 +231,30 @@ def test_a_monitoring_host_needs_a_receiver():
     )
 
 
-def test_mail_needs_its_sender_and_relay_and_the_token_its_webhook():
+def test_mail_needs_its_sender_and_relay():
     refused(
         "host mon: alert_email_from = None is not allowed: set with alert_email_to", mon={"alert_email_to": "a@b.io"}
-    )
-    refused(
-        "host mon: alert_webhook_token = <secret, 26 characters> is not allowed: only with alert_webhook_url",
-        mon={
-            "alert_webhook_url": None,
-            "alert_email_to": "a@b.io",
-            "alert_email_from": "c@b.io",
-            "alert_smtp_smarthost": "smtp.b.io:587",
-        },
     )
     refused(
         "host mon: alert_smtp_smarthost = 'smtp.b.io:587' is not allowed: only with alert_email_to",
         mon={"alert_smtp_smarthost": "smtp.b.io:587"},
     )
+
+
+def test_the_receivers_secrets_from_the_environment_are_used_only_where_their_receiver_is():
+    """group_data/all.py gives every host ALERT_WEBHOOK_TOKEN and ALERT_SMTP_PASSWORD: a mail-only
+    monitoring host beside a webhook-only one is a valid inventory."""
+    mail = {
+        "alert_webhook_url": None,
+        "alert_email_to": "oncall@example.com",
+        "alert_email_from": "alerts@example.com",
+        "alert_smtp_smarthost": "smtp.example.com:587",
+        "alert_smtp_password": "smtp-password-" + "p" * 10,
+    }
+    config = yaml.safe_load(monitoring.alertmanager_config(monitor(**mail)))
+    assert "webhook_configs" not in config["receivers"][0] and WEBHOOK_TOKEN not in json.dumps(config)
+    assert "smtp_auth_password" not in config["global"]  # no user to log in as
+    assert "smtp_auth_password" not in yaml.safe_load(monitoring.alertmanager_config(monitor())).get("global", {})
 
 
 @pytest.mark.parametrize(
