@@ -161,6 +161,12 @@ def monitoring_plan(settings: Settings, fleet: dict[str, Settings]) -> dict:
             f"{s.host}: --disable-log-stats in vllm_extra_args turns vLLM's metrics off: no serving alert can fire"
             for s in fleet.values()
             if monitoring.scrapes_vllm(s) and "--disable-log-stats" in s.vllm_extra_args
+        ]
+        + [
+            f"{s.host}: accelerator auto and no vendor in gpu_name: its GPU exporter is neither run nor scraped "
+            "(set accelerator, or gpu_name)"
+            for s in fleet.values()
+            if s.role == "vllm" and s.accelerator == "auto" and s.gpu_exporter and monitoring.gpu_vendor(s) is None
         ],
         "refused": None,
     }

@@ -298,8 +298,7 @@ def check_gateway(gateway: Settings, fleet: Mapping[str, Settings]) -> None:
 
 def check_monitoring(s: Settings, fleet: Mapping[str, Settings]) -> None:
     """Rules across hosts in an inventory with monitoring hosts: every exporter has a port of its
-    own on its host, the firewalls can admit the monitoring hosts by address, and each GPU host
-    says which vendor's exporter the monitoring hosts scrape."""
+    own on its host, and the firewalls can admit the monitoring hosts by address."""
 
     monitors = monitoring.monitoring_hosts(fleet)
     if not monitors:
@@ -326,20 +325,6 @@ def check_monitoring(s: Settings, fleet: Mapping[str, Settings]) -> None:
                     f"a port other than {exporter.port}, where the host exports {exporter.what} to the "
                     "monitoring hosts",
                 )
-    if (
-        s.role == "vllm"
-        and s.serving_method == "docker"
-        and s.gpu_exporter
-        and s.accelerator == "auto"
-        and monitoring.gpu_vendor(s) is None
-    ):
-        raise SettingsError(
-            s.host,
-            "accelerator",
-            "'auto'",
-            "nvidia, amd or cpu (or a gpu_name that names the vendor) in an inventory with a monitoring host, so it "
-            "knows which GPU exporter to scrape; or gpu_exporter = False",
-        )
 
 
 def check_fleet(s: Settings, fleet: Mapping[str, Settings]) -> None:

@@ -288,11 +288,19 @@ def test_an_exporters_port_is_not_a_services():
     refused("host gw: gateway_port = 8405 is not allowed: a port other than 8405", gw={"gateway_port": 8405})
 
 
-def test_a_gpu_host_of_unknown_vendor_is_refused_in_a_monitored_fleet():
-    refused("host gpu-a: accelerator = 'auto' is not allowed: nvidia, amd or cpu", **{"gpu-a": {"accelerator": "auto"}})
-    # gpu_name names the vendor, or the GPU exporter is off: accepted.
-    fleet(**{"gpu-a": {"accelerator": "auto", "gpu_name": "NVIDIA H100 80GB HBM3"}})
-    fleet(**{"gpu-a": {"accelerator": "auto", "gpu_exporter": False}})
+def test_a_gpu_host_of_unknown_vendor_runs_and_gets_no_gpu_exporter_and_plan_says_so():
+    """accelerator auto is the default: the monitoring host cannot know the vendor from the
+    inventory, so neither side runs a GPU exporter (gpu_name that names the vendor is enough)."""
+    from vllm_fleet.plan import monitoring_plan
+
+    hosts = fleet(**{"gpu-a": {"accelerator": "auto"}})
+    assert monitoring.gpu_exporter(hosts["gpu-a"], hosts) is None
+    assert "10.0.0.11:9400" not in json.dumps(monitoring.scrape_configs(hosts["mon"], hosts))
+    assert any(
+        w.startswith("gpu-a: accelerator auto and no vendor") for w in monitoring_plan(hosts["mon"], hosts)["warnings"]
+    )
+    named = fleet(**{"gpu-a": {"accelerator": "auto", "gpu_name": "NVIDIA H100 80GB HBM3"}})
+    assert monitoring.gpu_exporter(named["gpu-a"], named) is monitoring.DCGM
 
 
 def test_the_monitoring_host_needs_an_address_the_firewalls_admit():
