@@ -3,16 +3,13 @@ here or passed through, optional TLS, and a runtime API that rollouts drain host
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-from pyinfra import host
 from pyinfra.api.deploy import deploy
-from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server, systemd
 
 from vllm_fleet import haproxy, paths, templates
-from vllm_fleet.operations import root_only_directory, secret_file
+from vllm_fleet.operations import content_differs, root_only_directory, secret_file
 from vllm_fleet.settings import Settings
 
 
@@ -36,8 +33,7 @@ def gateway(settings: Settings, fleet: dict[str, Settings]) -> None:
         content=config,
     )
     staged = paths.GATEWAY_STAGED_CONFIG
-    live = host.get_fact(Sha256File, path=paths.HAPROXY_CONFIG)
-    new_config = live != hashlib.sha256(config.encode()).hexdigest()
+    new_config = content_differs(paths.HAPROXY_CONFIG, config)
     if new_config:
         server.shell(
             name=f"Check the HAProxy configuration and install it as {paths.HAPROXY_CONFIG}",

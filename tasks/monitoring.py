@@ -4,18 +4,16 @@ operator's receiver, and the Grafana dashboard with the provisioning files that 
 
 from __future__ import annotations
 
-import hashlib
 from io import StringIO
 
 from pyinfra import host
 from pyinfra.api.deploy import deploy
-from pyinfra.facts.files import Sha256File
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from vllm_fleet import dashboard, monitoring, paths
-from vllm_fleet.operations import root_only_directory, secret_file, stop_host
+from vllm_fleet.operations import content_differs, root_only_directory, secret_file, stop_host
 from vllm_fleet.settings import Settings
 
 STAGED_PROMETHEUS = f"{paths.MONITORING_STAGE_DIR}/prometheus.yml"
@@ -58,7 +56,7 @@ def monitoring_server(settings: Settings, fleet: dict[str, Settings]) -> None:
     root_only_directory(paths.MONITORING_STAGE_DIR, f"Create root-only staging directory {paths.MONITORING_STAGE_DIR}")
     config = monitoring.prometheus_config(settings, fleet)
     rules = monitoring.alert_rules(settings, fleet)
-    new_prometheus = _changed(paths.PROMETHEUS_CONFIG, config) or _changed(paths.PROMETHEUS_RULES, rules)
+    new_prometheus = content_differs(paths.PROMETHEUS_CONFIG, config) or content_differs(paths.PROMETHEUS_RULES, rules)
     files.put(name="Stage the scrape configuration", src=StringIO(config), dest=STAGED_PROMETHEUS, mode="600")
     files.put(name="Stage the alert rules", src=StringIO(rules), dest=STAGED_RULES, mode="600")
     # promtool checks a configuration with the rules it names: the copy it checks names the staged
@@ -79,7 +77,7 @@ def monitoring_server(settings: Settings, fleet: dict[str, Settings]) -> None:
             ],
         )
     receiver = monitoring.alertmanager_config(settings)
-    new_receiver = _changed(paths.ALERTMANAGER_CONFIG, receiver)
+    new_receiver = content_differs(paths.ALERTMANAGER_CONFIG, receiver)
     secret_file(
         name="Write where Alertmanager sends alerts (root-only: it may hold the receiver's secrets)",
         dest=STAGED_ALERTMANAGER,
@@ -114,11 +112,10 @@ def monitoring_server(settings: Settings, fleet: dict[str, Settings]) -> None:
     ):
         systemd.service(name=f"Keep {what} running and enabled at boot", service=service, running=True, enabled=True)
         systemd.service(
-            name=f"Restart {what} for its new flags", service=service, restarted=True, _if=any_changed(changed_flags)
+            name=f"Restart {what} for its new flags",
+            service=service,
+            restarted=True,
+            _if=any_changed(changed_flags),
         )
         if changed_config:
             systemd.service(name=f"Reload {what} for its new configuration", service=service, reloaded=True)
-
-
-def _changed(path: str, content: str) -> bool:
-    return host.get_fact(Sha256File, path=path) != hashlib.sha256(content.encode()).hexdigest()

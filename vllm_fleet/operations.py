@@ -83,3 +83,8 @@ def secret_file(dest: str, content: str):
     elif not current or current["mode"] != 600 or current["user"] != "root" or current["group"] != "root":
         yield StringCommand("chown", "root:root", QuoteString(dest))
         yield StringCommand("chmod", "600", QuoteString(dest))
+
+
+def content_differs(path: str, content: str) -> bool:
+    """Whether the host's file at path holds other content (or none)."""
+    return host.get_fact(Sha256File, path=path) != hashlib.sha256(content.encode()).hexdigest()

@@ -16,7 +16,7 @@ import yaml
 from tests import metric_names
 from tests.unit.monitored_fleet import KEY, WEBHOOK_TOKEN, fleet, monitor
 from vllm_fleet import dashboard, firewall, monitoring, paths
-from vllm_fleet.rules import check_fleet, validate
+from vllm_fleet.rules import validate
 from vllm_fleet.settings import SettingsError
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -155,11 +155,10 @@ def test_a_misspelt_metric_is_caught():
 
 
 def test_host_names_are_escaped_in_the_rules_regular_expressions():
-    rules = monitoring.alert_rules(monitor(), fleet())
-    assert (
-        'host=~"cpu\\\\.c|gpu\\\\-a|gpu\\\\-b"' in rules
-        or "cpu\\\\.c" in yaml.safe_load(rules)["groups"][0]["rules"][2]["expr"]
-    )
+    rules = yaml.safe_load(monitoring.alert_rules(monitor(), fleet()))
+    queue = next(r["expr"] for r in rules["groups"][0]["rules"] if r["alert"] == "RequestsWaitTooLong")
+    # RE2's escapes, each backslash doubled for the PromQL string (promtool's tests show it matches cpu.c).
+    assert 'host=~"cpu\\\\.c|gpu\\\\-a|gpu\\\\-b"' in queue, queue
 
 
 def test_the_dashboard_follows_grafanas_schema_and_queries_its_datasource():
@@ -308,12 +307,6 @@ def test_the_monitoring_host_needs_an_address_the_firewalls_admit():
         "host mon: fleet_address = 'mon.example' is not allowed: the monitoring host's IP address",
         mon={"fleet_address": "mon.example"},
     )
-
-
-def test_check_fleet_runs_for_every_role():
-    hosts = fleet()
-    for s in hosts.values():
-        check_fleet(s, hosts)
 
 
 def test_the_exporters_run_as_their_vendors_document():
