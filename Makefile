@@ -7,6 +7,8 @@ INVENTORY ?= inventories/sandbox.py
 HOSTS ?= 1
 GATEWAYS ?= 0
 MONITORS ?= 0
+# CLUSTER=1: the sandbox's hosts serve one model together (a cluster; HOSTS=2 or more).
+CLUSTER ?=
 ENGINE ?=
 JOBS ?= 4
 REPORTS := reports
@@ -42,7 +44,7 @@ checkers:
 		status=$$?; $(SUDO) rm -f /usr/sbin/policy-rc.d; exit $$status; }
 
 sandbox-up: setup
-	$(BIN)/python -m tests.sandbox.sandbox up --hosts $(HOSTS) --gateways $(GATEWAYS) --monitors $(MONITORS) $(if $(ENGINE),--engine $(ENGINE))
+	$(BIN)/python -m tests.sandbox.sandbox up --hosts $(HOSTS) --gateways $(GATEWAYS) --monitors $(MONITORS) $(if $(ENGINE),--engine $(ENGINE)) $(if $(CLUSTER),--cluster)
 
 sandbox-down: setup
 	$(BIN)/python -m tests.sandbox.sandbox down

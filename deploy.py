@@ -50,7 +50,7 @@ if inventory_settings.role in ("gateway", "monitoring"):
     exporters(inventory_settings, fleet)
 else:
     facts = HostFacts.read(host.get_fact, inventory_settings.accelerator)
-    plan = resolve_host(inventory_settings, sources(host), facts)
+    plan = resolve_host(inventory_settings, sources(host), facts, fleet)
     distro, unsupported_os = read_distro(host.get_fact(LinuxDistribution), facts.machine)
     probe = preflight(plan, facts.vendors, distro, unsupported_os)
 
@@ -72,5 +72,5 @@ else:
         # What a host exports is what the monitoring hosts scrape: read from the inventory, as theirs is.
         retire_exporters(inventory_settings, fleet)
         firewall(settings, fleet, probe)
-        vllm_service(settings, accelerator, probe, restarts)
+        vllm_service(settings, accelerator, probe, restarts, plan.cluster)
         exporters(inventory_settings, fleet)

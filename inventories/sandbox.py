@@ -64,7 +64,16 @@ def _at(h: dict) -> dict:
     return {"ssh_port": h["ssh_port"], "fleet_address": h["address"]}
 
 
-single_gpu = [(h["name"], {**_common, **_at(h)}) for h in _state["hosts"]]
+def _member(rank: int) -> dict:
+    """A sandbox started with --cluster: its hosts serve one model together, in their order."""
+    if not _state.get("cluster"):
+        return {}
+    return {"vllm_cluster": _state["cluster"], "vllm_cluster_rank": rank, "vllm_cluster_interface": "eth0"}
+
+
+single_gpu = [(h["name"], {**_common, **_at(h), **_member(i)}) for i, h in enumerate(_state["hosts"])]
+# A cluster's leader serves its API; the others serve nothing of their own.
+_served = _state["hosts"][:1] if _state.get("cluster") else _state["hosts"]
 # Prometheus and Alertmanager watching the others (make sandbox-up MONITORS=1), quick to notice
 # for the tests: alerts go to a webhook on the machine running the tests.
 monitoring = [
@@ -81,6 +90,6 @@ monitoring = [
 ]
 # HAProxy in front of every sandbox vLLM host (make sandbox-up GATEWAYS=1).
 gateway = [
-    (g["name"], {**_connection, **_at(g), "gateway_backends": [h["name"] for h in _state["hosts"]]})
+    (g["name"], {**_connection, **_at(g), "gateway_backends": [h["name"] for h in _served]})
     for g in _state.get("gateways", [])
 ]

@@ -13,7 +13,7 @@ from pyinfra.api.deploy import deploy
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from vllm_fleet import images, launch, nix, paths, releases, shipped_model, templates
+from vllm_fleet import cluster, images, launch, nix, paths, releases, shipped_model, templates
 from vllm_fleet.facts import DockerImageId
 from vllm_fleet.operations import root_only_directory, secret_file
 from vllm_fleet.probe import Probe
@@ -28,10 +28,13 @@ CONTAINER_REMOVE_TIMEOUT = 60
 
 
 @deploy("vLLM service")
-def vllm_service(settings: Settings, accelerator: str, probe: Probe, restarts: list = ()) -> None:
+def vllm_service(
+    settings: Settings, accelerator: str, probe: Probe, restarts: list = (), place: cluster.Place | None = None
+) -> None:
     """probe: pre-flight's HostProbe, which also says how vLLM is served now. restarts: operations
     after which the current release is restarted and waited for (an engine restart stopped its
-    container; a new Nix build is a new server)."""
+    container; a new Nix build is a new server). place: the host's place in a cluster serving one
+    model, whose watch is installed before the release that wants it."""
     root_only_directory(paths.CONFIG_DIR, f"Create root-only config directory {paths.CONFIG_DIR}")
     root_only_directory(paths.RELEASES_DIR, f"Create root-only release directory {paths.RELEASES_DIR}")
     _activation_log()
@@ -48,7 +51,8 @@ def vllm_service(settings: Settings, accelerator: str, probe: Probe, restarts: l
 
     for script, dest in (("vllm-ready.sh.j2", paths.READY_SCRIPT), ("vllm-activate.sh.j2", paths.ACTIVATE_SCRIPT)):
         files.put(name=f"Install {Path(dest).name}", src=templates.rendered(script), dest=dest, mode="755")
-    release = _stage_release(settings, accelerator, probe)
+    _cluster_watch(place)
+    release = _stage_release(settings, accelerator, probe, place)
     if wants_download(settings, probe):
         env_file = f"{paths.RELEASES_DIR}/{release}/vllm.env" if release else paths.ENV_FILE
         server.shell(
@@ -93,13 +97,54 @@ def vllm_service(settings: Settings, accelerator: str, probe: Probe, restarts: l
         )
 
 
-def _stage_release(settings: Settings, accelerator: str, probe: Probe) -> str | None:
+def _cluster_watch(place: cluster.Place | None) -> None:
+    """A member's watch (its script, settings and unit), or, on a host in no cluster, none left."""
+    unit = f"/etc/systemd/system/{paths.CLUSTER_WATCH_SERVICE}"
+    if place is None:
+        removed = files.file(name=f"Remove {paths.CLUSTER_WATCH_SERVICE} (in no cluster)", path=unit, present=False)
+        server.shell(
+            name=f"Stop {paths.CLUSTER_WATCH_SERVICE} and forget its cluster",
+            commands=[
+                f"systemctl stop {paths.CLUSTER_WATCH_SERVICE} || true; "
+                f"rm -f {paths.CLUSTER_CONF} {paths.CLUSTER_WATCH_SCRIPT} {paths.CLUSTER_STATUS}; "
+                "systemctl daemon-reload"
+            ],
+            _if=removed.did_change,
+        )
+        return
+    script = files.put(
+        name=f"Install {Path(paths.CLUSTER_WATCH_SCRIPT).name}",
+        src=templates.rendered("vllm-cluster-watch.sh.j2"),
+        dest=paths.CLUSTER_WATCH_SCRIPT,
+        mode="755",
+    )
+    conf = files.put(
+        name=f"Write the members of cluster {place.name} for the watch",
+        src=StringIO(cluster.watch_conf(place)),
+        dest=paths.CLUSTER_CONF,
+        mode="644",
+    )
+    unit_file = files.put(
+        name=f"Install {paths.CLUSTER_WATCH_SERVICE}",
+        src=templates.rendered("vllm-cluster-watch.service.j2"),
+        dest=unit,
+        mode="644",
+    )
+    systemd.daemon_reload(name="Reload systemd for the cluster watch", _if=unit_file.did_change)
+    server.shell(
+        name=f"Restart a running {paths.CLUSTER_WATCH_SERVICE} on its new settings",
+        commands=[f"systemctl try-restart {paths.CLUSTER_WATCH_SERVICE}"],
+        _if=any_changed(script, conf, unit_file),
+    )
+
+
+def _stage_release(settings: Settings, accelerator: str, probe: Probe, place: cluster.Place | None) -> str | None:
     """Write a new release beside the serving one when the unit, env file or readiness parameters
     differ from the current release's; returns its name, or None when the current one is wanted."""
     contents = {
-        "vllm.service": templates.render("vllm.service.j2", **launch.unit_context(settings, accelerator)),
+        "vllm.service": templates.render("vllm.service.j2", **launch.unit_context(settings, accelerator, place)),
         "vllm.env": launch.env_file_content(settings),
-        "release.conf": launch.release_conf(settings),
+        "release.conf": launch.release_conf(settings, place),
     }
     if releases.is_current(probe, contents):
         return None

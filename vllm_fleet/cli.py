@@ -91,7 +91,7 @@ def cmd_plan(args) -> int:
         if settings.role == "monitoring":
             plans[host.name] = monitoring_plan(settings, fleet)
             continue
-        plan = resolve_host(settings, sources(host), facts.get(host.name))
+        plan = resolve_host(settings, sources(host), facts.get(host.name), fleet)
         if args.facts and host.name not in facts:
             plan.warnings.insert(0, "facts could not be read from this host (unreachable?): planned from host data")
         plans[host.name] = plan.as_dict()

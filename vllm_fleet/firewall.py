@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vllm_fleet import monitoring, paths, templates
+from vllm_fleet import cluster, monitoring, paths, templates
 from vllm_fleet.rules import gateway_backends
 from vllm_fleet.settings import Settings
 
@@ -23,8 +23,10 @@ class Guard:
     name: str  # the nftables sets' prefix
     what: str
     who: str
-    ports: tuple[int, ...]
+    ports: tuple[int | str, ...]  # a port, or a range "LOW-HIGH"
     sources: tuple[str, ...]
+    # Only new connections are dropped: the range holds the local ends of the host's own outgoing ones.
+    new_only: bool = False
 
     @property
     def match(self) -> str:
@@ -54,7 +56,9 @@ def allowed_sources(settings: Settings, fleet: dict[str, Settings]) -> list[str]
         if g.role == "gateway" and settings.host in {b.host for b in gateway_backends(g, fleet)}
     ]
     monitors = monitoring.monitoring_sources(fleet) if monitoring.scrapes_vllm(settings) else []
-    return list(_networks([*gateways, *monitors, *settings.vllm_allowed_sources]))
+    # A cluster's members ask their leader whether the cluster serves (their readiness check).
+    members = [m.fleet_address or m.host for m in cluster.members(settings, fleet) if m.host != settings.host]
+    return list(_networks([*gateways, *monitors, *members, *settings.vllm_allowed_sources]))
 
 
 def guards(settings: Settings, fleet: dict[str, Settings]) -> list[Guard]:
@@ -68,6 +72,18 @@ def guards(settings: Settings, fleet: dict[str, Settings]) -> list[Guard]:
                 "its gateways, monitoring hosts and vllm_allowed_sources",
                 (settings.vllm_port,),
                 sources,
+            )
+        )
+    others = [m.fleet_address or m.host for m in cluster.members(settings, fleet) if m.host != settings.host]
+    if settings.role == "vllm" and settings.vllm_cluster and others:
+        found.append(
+            Guard(
+                "cluster",
+                "the cluster's ports (the leader's meeting port, and where NCCL, Gloo and vLLM's queues listen)",
+                f"the other members of cluster {settings.vllm_cluster}",
+                (settings.vllm_cluster_port, settings.vllm_cluster_dynamic_ports),
+                _networks(others),
+                new_only=True,
             )
         )
     exporters = monitoring.exporters(settings, fleet)

@@ -11,6 +11,7 @@ import re
 import shlex
 
 from vllm_fleet import nix, paths, releases
+from vllm_fleet.cluster import Place
 from vllm_fleet.images import default_image
 from vllm_fleet.settings import Settings
 
@@ -41,8 +42,8 @@ ACCELERATOR_CONTAINER_ARGS = {
 CPU_KV_CACHE_GIB = 4
 
 
-def vllm_args(s: Settings, accelerator: str = "nvidia") -> list[str]:
-    """The `vllm serve` arguments for a host's settings."""
+def vllm_args(s: Settings, accelerator: str = "nvidia", place: Place | None = None) -> list[str]:
+    """The `vllm serve` arguments for a host's settings, and its place in a cluster."""
     args = ["--model", s.vllm_model]
     if s.vllm_served_model_name or s.vllm_model_dir:
         args += ["--served-model-name", s.served_model_name]
@@ -52,7 +53,9 @@ def vllm_args(s: Settings, accelerator: str = "nvidia") -> list[str]:
     if s.vllm_max_model_len:
         args += ["--max-model-len", str(s.vllm_max_model_len)]
     args += ["--max-num-seqs", str(s.vllm_max_num_seqs)]
-    if isinstance(s.vllm_tensor_parallel_size, int) and s.vllm_tensor_parallel_size > 1:
+    if place:
+        args += place.vllm_args()
+    elif isinstance(s.vllm_tensor_parallel_size, int) and s.vllm_tensor_parallel_size > 1:
         args += ["--tensor-parallel-size", str(s.vllm_tensor_parallel_size)]
     kv_cache = s.vllm_kv_cache_gib or (CPU_KV_CACHE_GIB if accelerator == "cpu" else None)
     if kv_cache:
@@ -87,13 +90,18 @@ def cache_env(s: Settings, hf_home: str) -> dict[str, str]:
     }
 
 
-def container_args(s: Settings, accelerator: str) -> list[str]:
-    """`docker run` options (before the image) for a host's settings and accelerator."""
+def container_args(s: Settings, accelerator: str, place: Place | None = None) -> list[str]:
+    """`docker run` options (before the image) for a host's settings and accelerator. A cluster's
+    member runs on the host's network, as vLLM's multi-node guide runs it: the members connect to
+    each other's ports, which the collective libraries choose as they start."""
     # The shipped model and the caches keep their host paths inside the container, so the
     # arguments are the same for Docker and Nix.
     model = ["-v", f"{s.vllm_model}:{s.vllm_model}:ro"] if s.vllm_model_dir else []
     variables = {**cache_env(s, CONTAINER_HF_CACHE), **accelerator_env(s, accelerator)}
+    if place:
+        variables.update(place.environment(accelerator))
     env = [arg for name, value in variables.items() for arg in ("-e", f"{name}={value}")]
+    network = ["--network", "host"] if place else ["-p", publish_arg(s)]
     return [
         "--name",
         paths.CONTAINER_NAME,
@@ -103,8 +111,7 @@ def container_args(s: Settings, accelerator: str) -> list[str]:
         # came from leaving both of these out.
         "--ipc=host",
         f"--shm-size={s.vllm_container_shm_size}",
-        "-p",
-        publish_arg(s),
+        *network,
         "-v",
         f"{s.hf_cache_dir}:{CONTAINER_HF_CACHE}",
         "-v",
@@ -178,13 +185,16 @@ def image(s: Settings, accelerator: str) -> str:
     return s.vllm_image or default_image(accelerator)
 
 
-def docker_run_argv(s: Settings, accelerator: str) -> list[str]:
+def docker_run_argv(s: Settings, accelerator: str, place: Place | None = None) -> list[str]:
+    # On the host's network the leader listens where Docker would have published its port.
+    listen = ["--host", s.vllm_bind_address, "--port", str(s.vllm_port)] if place and place.is_leader else []
     return [
         "/usr/bin/docker",
         "run",
-        *container_args(s, accelerator),
+        *container_args(s, accelerator, place),
         image(s, accelerator),
-        *vllm_args(s, accelerator),
+        *vllm_args(s, accelerator, place),
+        *listen,
     ]
 
 
@@ -201,7 +211,7 @@ def nix_server_argv(s: Settings, accelerator: str) -> list[str]:
     ]
 
 
-def unit_context(s: Settings, accelerator: str) -> dict:
+def unit_context(s: Settings, accelerator: str, place: Place | None = None) -> dict:
     """The variables templates/vllm.service.j2 is rendered with, beside the on-host names."""
     context = {
         "method": s.serving_method,
@@ -214,11 +224,12 @@ def unit_context(s: Settings, accelerator: str) -> dict:
         "read_only_paths": [s.vllm_model] if s.vllm_model_dir else [],
         # Every vLLM host's firewall guards at least vLLM's port (vllm_fleet/firewall.py).
         "firewall_unit": paths.FIREWALL_SERVICE if s.vllm_firewall else None,
+        "cluster": place,
     }
     if s.serving_method == "nix":
         context["exec_start"] = exec_line(nix_server_argv(s, accelerator))
     else:
-        context["exec_start"] = exec_line(docker_run_argv(s, accelerator), own_line=(image(s, accelerator),))
+        context["exec_start"] = exec_line(docker_run_argv(s, accelerator, place), own_line=(image(s, accelerator),))
     return context
 
 
@@ -231,9 +242,11 @@ def local_url(settings: Settings) -> str:
     return f"http://{shown}:{settings.vllm_port}"
 
 
-def release_conf(s: Settings) -> str:
-    """What the activation needs to tell that a release serves (sourced by templates/vllm-activate.sh.j2)."""
-    model, url = shlex.quote(s.served_model_name), shlex.quote(local_url(s))
+def release_conf(s: Settings, place: Place | None = None) -> str:
+    """What the activation needs to tell that a release serves (sourced by templates/vllm-activate.sh.j2):
+    a cluster's member serves when its leader does, which needs every member."""
+    url = place.leader_url if place and not place.is_leader else local_url(s)
+    model, url = shlex.quote(s.served_model_name), shlex.quote(url)
     return f"MODEL={model}\nURL={url}\nTIMEOUT={s.vllm_ready_timeout}\n"
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from vllm_fleet import images, paths
+from vllm_fleet import cluster, images, paths
 from vllm_fleet.gpus import vendor_from_name
 from vllm_fleet.launch import exec_line
 from vllm_fleet.settings import Settings
@@ -137,8 +137,9 @@ def exporter_unit(exporter: Exporter, s: Settings) -> dict[str, Any]:
 
 
 def scrapes_vllm(s: Settings) -> bool:
-    """vLLM bound to loopback is out of every other host's reach: its node metrics are scraped, not vLLM's."""
-    return s.role == "vllm" and not s.is_loopback
+    """vLLM bound to loopback is out of every other host's reach, and a cluster's members other than its
+    leader serve no API: their node metrics are scraped, not vLLM's (the leader's hold the cluster's)."""
+    return s.role == "vllm" and not s.is_loopback and not cluster.is_worker(s)
 
 
 def monitoring_sources(fleet: Mapping[str, Settings]) -> list[str]:

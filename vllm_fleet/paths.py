@@ -43,6 +43,13 @@ GATEWAY_SCRIPT = f"{HELPER_DIR}/vllm-gateway"
 # The transient unit the activation runs in, and its journal tag.
 ACTIVATE_UNIT = "vllm-fleet-activate"
 
+# Cluster members (one model across hosts): the watch that restarts a member when the cluster
+# lost one, its settings, and what it last saw (read by the readiness check and the verify suite).
+CLUSTER_WATCH_SERVICE = "vllm-cluster-watch.service"
+CLUSTER_WATCH_SCRIPT = f"{HELPER_DIR}/vllm-cluster-watch"
+CLUSTER_CONF = f"{CONFIG_DIR}/cluster.conf"
+CLUSTER_STATUS = "/run/vllm-fleet/cluster.status"
+
 # HAProxy on gateway hosts.
 HAPROXY_CONFIG = "/etc/haproxy/haproxy.cfg"
 HAPROXY_ADMIN_SOCKET = "/run/haproxy/admin.sock"

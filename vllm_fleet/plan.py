@@ -6,9 +6,10 @@ so what plan shows is what the deploy does and what the verify suite expects.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vllm_fleet import images, launch
+from vllm_fleet import cluster, images, launch
 from vllm_fleet.gpus import (
     gpus_from_data,
     gpus_from_facts,
@@ -31,6 +32,7 @@ class HostPlan:
     sources: dict[str, str]
     warnings: list[str] = field(default_factory=list)
     machine: str = ""  # the host's `uname -m`, '' when it was not read
+    cluster: cluster.Place | None = None  # its place in a cluster of hosts serving one model
 
     @property
     def refusal(self) -> str | None:
@@ -53,8 +55,9 @@ class HostPlan:
             "machine": self.machine,
             "serving_method": s.serving_method,
             "served_model_name": s.served_model_name,
-            "vllm_args": launch.vllm_args(s, self.accelerator),
-            "container_args": launch.container_args(s, self.accelerator),
+            "vllm_args": launch.vllm_args(s, self.accelerator, self.cluster),
+            "container_args": launch.container_args(s, self.accelerator, self.cluster),
+            "cluster": _cluster_dict(self.cluster),
             "image": launch.image(s, self.accelerator),
             "memory": self.sizing.estimate.as_dict() if self.sizing.estimate else None,
             "warnings": self.warnings,
@@ -63,11 +66,32 @@ class HostPlan:
         }
 
 
+def _cluster_dict(place: cluster.Place | None) -> dict | None:
+    if place is None:
+        return None
+    return {
+        "name": place.name,
+        "rank": place.rank,
+        "leader": place.leader.host,
+        "members": [m.host for m in place.members],
+        "tensor_parallel_size": place.tensor_parallel_size,
+        "pipeline_parallel_size": place.pipeline_parallel_size,
+    }
+
+
 def plan_host(
-    settings: Settings, sources: dict[str, str], accelerator: str, gpus: Gpus | None, machine: str = ""
+    settings: Settings,
+    sources: dict[str, str],
+    accelerator: str,
+    gpus: Gpus | None,
+    machine: str = "",
+    fleet: Mapping[str, Settings] | None = None,
 ) -> HostPlan:
-    """machine: the host's `uname -m` ('' when not read: x86_64), which picks the default image."""
-    sizing = size(settings, accelerator, gpus)
+    """machine: the host's `uname -m` ('' when not read: x86_64), which picks the default image.
+    fleet: the inventory's hosts, for a member of a cluster."""
+    place = cluster.place(settings, fleet, accelerator) if fleet else None
+    split = (place.tensor_parallel_size, place.pipeline_parallel_size) if place else None
+    sizing = size(settings, accelerator, gpus, split=split)
     chosen = {
         "vllm_model": sizing.model,
         "vllm_quantization": sizing.quantization,
@@ -91,10 +115,12 @@ def plan_host(
             pass  # pre-flight's image check refuses the host, saying why
     resolved = settings.replace(**chosen)
     sources = {**sources, **sized, **defaults}
-    return HostPlan(settings.host, resolved, accelerator, sizing, sources, list(sizing.warnings), machine)
+    return HostPlan(settings.host, resolved, accelerator, sizing, sources, list(sizing.warnings), machine, place)
 
 
-def resolve_host(settings: Settings, sources: dict[str, str], facts: HostFacts | None) -> HostPlan:
+def resolve_host(
+    settings: Settings, sources: dict[str, str], facts: HostFacts | None, fleet: Mapping[str, Settings] | None = None
+) -> HostPlan:
     """A vLLM host's plan from what its tools say, or, without facts (not read, or the host
     unreachable), from its host data alone."""
     if facts is None:
@@ -103,7 +129,7 @@ def resolve_host(settings: Settings, sources: dict[str, str], facts: HostFacts |
     else:
         accelerator, warnings = facts.accelerator(settings.accelerator), []
         gpus, machine = gpus_from_facts(facts.gpus) or gpus_from_data(settings), facts.machine
-    plan = plan_host(settings, sources, accelerator, gpus, machine)
+    plan = plan_host(settings, sources, accelerator, gpus, machine, fleet)
     plan.warnings[:0] = warnings
     return plan
 
@@ -155,7 +181,7 @@ def monitoring_plan(settings: Settings, fleet: dict[str, Settings]) -> dict:
         "warnings": [
             f"{s.host}: vLLM is bound to loopback, so only its node metrics are scraped"
             for s in fleet.values()
-            if s.role == "vllm" and not monitoring.scrapes_vllm(s)
+            if s.role == "vllm" and s.is_loopback
         ]
         + [
             f"{s.host}: --disable-log-stats in vllm_extra_args turns vLLM's metrics off: no serving alert can fire"

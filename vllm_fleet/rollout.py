@@ -119,12 +119,28 @@ def parse_batch(text: str) -> tuple[int, bool]:
     return int(match[1]), bool(match[2])
 
 
-def split_batches(hosts: list[str], canary: int, batch: tuple[int, bool]) -> list[list[str]]:
-    """The canary batch (the first `canary` hosts), then batches of the rest."""
+def split_batches(
+    hosts: list[str], canary: int, batch: tuple[int, bool], units: list[list[str]] | None = None
+) -> list[list[str]]:
+    """The canary batch (the first `canary` hosts), then batches of the rest. units: the hosts that
+    move together (a cluster's members, cluster.units): counted as one host each, never split."""
+    units = units if units is not None else [[name] for name in hosts]
     number, percent = batch
-    size = max(1, math.ceil(len(hosts) * number / 100)) if percent else number
-    first, rest = hosts[:canary], hosts[canary:]
-    return ([first] if first else []) + [rest[i : i + size] for i in range(0, len(rest), size)]
+    size = max(1, math.ceil(len(units) * number / 100)) if percent else number
+    first, rest = units[:canary], units[canary:]
+    grouped = ([first] if first else []) + [rest[i : i + size] for i in range(0, len(rest), size)]
+    return [[name for unit in group for name in unit] for group in grouped]
+
+
+def units_of(hosts: list[str], plans: dict[str, dict]) -> list[list[str]]:
+    """The hosts as the rollout moves them: a cluster's members together (all of them, whichever
+    --limit named), every other host alone."""
+    units: list[list[str]] = []
+    for name in hosts:
+        members = (plans[name].get("cluster") or {}).get("members") or [name]
+        if members not in units:
+            units.append(list(members))
+    return units
 
 
 def select(names: list[str], limits: list[str]) -> list[str]:
@@ -503,9 +519,10 @@ def main(args) -> int:
         print(f"vllm_fleet rollout: no vLLM host of {args.inventory} matches --limit {args.limit}", file=sys.stderr)
         return 2
     drain_timeout = max((plans[g]["drain_timeout"] for g in gateways), default=0)
+    units = units_of(hosts, plans)
     rollout = Rollout(
         args.inventory,
-        split_batches(hosts, args.canary, batch),
+        split_batches([name for unit in units for name in unit], args.canary, batch, units),
         gateways,
         drain_timeout,
         args.max_failures,

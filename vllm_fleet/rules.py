@@ -3,13 +3,20 @@ inventory must agree on. Each refusal is a SettingsError naming the host and the
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from vllm_fleet import images, monitoring
-from vllm_fleet.settings import GATEWAY_GROUP, MONITORING_GROUP, PHASES, Settings, SettingsError, parse
+from vllm_fleet import cluster, images, monitoring
+from vllm_fleet.settings import (
+    GATEWAY_GROUP,
+    MONITORING_GROUP,
+    PHASES,
+    Settings,
+    SettingsError,
+    parse,
+    require_ip_fleet_address,
+)
 from vllm_fleet.settings import allowed as allowed_words
 
 # Characters systemd's EnvironmentFile= would read as quoting or escapes, so the value
@@ -37,6 +44,7 @@ def validate(host: str, data: Mapping[str, Any], groups: Iterable[str] = ()) -> 
         _monitoring_host(settings, group_set)
     else:
         _vllm_host(settings, group_set)
+    cluster.check_member(settings)
     return settings
 
 
@@ -221,9 +229,10 @@ def check_builder(s: Settings, builder: Settings | None) -> None:
 
 
 def gateway_backends(gateway: Settings, fleet: Mapping[str, Settings]) -> list[Settings]:
-    """The vLLM hosts a gateway fronts: gateway_backends, or every enterprise host."""
+    """The vLLM hosts a gateway fronts: gateway_backends, or every enterprise host that serves an
+    API (a cluster's leader, not its other members)."""
     if gateway.gateway_backends is None:
-        return [s for s in fleet.values() if s.role == "vllm" and s.phase == "enterprise"]
+        return [s for s in fleet.values() if s.role == "vllm" and s.phase == "enterprise" and not cluster.is_worker(s)]
     return [fleet[name] for name in gateway.gateway_backends if name in fleet]
 
 
@@ -237,6 +246,16 @@ def check_gateway(gateway: Settings, fleet: Mapping[str, Settings]) -> None:
     missing = [n for n in gateway.gateway_backends or () if n not in fleet or fleet[n].role != "vllm"]
     if missing:
         raise SettingsError(gateway.host, "gateway_backends", shown, allowed)
+    workers = [n for n in gateway.gateway_backends or () if cluster.is_worker(fleet[n])]
+    if workers:
+        leaders = {fleet[n].vllm_cluster: cluster.members(fleet[n], fleet)[0].host for n in workers}
+        raise SettingsError(
+            gateway.host,
+            "gateway_backends",
+            shown,
+            f"{allowed} that serve an API: {', '.join(workers)} join(s) a cluster and serve(s) nothing themselves; "
+            f"name the cluster's leader instead ({', '.join(sorted(set(leaders.values())))})",
+        )
     backends = gateway_backends(gateway, fleet)
     if not backends:
         raise SettingsError(
@@ -285,15 +304,9 @@ def check_gateway(gateway: Settings, fleet: Mapping[str, Settings]) -> None:
             "a key other than its vLLM hosts' vllm_api_key (clients of the gateway must never hold the hosts' key)",
         )
     if any(b.vllm_firewall for b in backends):
-        try:
-            ipaddress.ip_address(gateway.fleet_address or "")
-        except ValueError:
-            raise SettingsError(
-                gateway.host,
-                "fleet_address",
-                gateway.show("fleet_address"),
-                "the gateway's IP address as its backends see it (their nftables firewall admits it by address)",
-            ) from None
+        require_ip_fleet_address(
+            gateway, "the gateway's IP address as its backends see it (their nftables firewall admits it by address)"
+        )
 
 
 def check_monitoring(s: Settings, fleet: Mapping[str, Settings]) -> None:
@@ -304,15 +317,9 @@ def check_monitoring(s: Settings, fleet: Mapping[str, Settings]) -> None:
     if not monitors:
         return
     if s.role == "monitoring":
-        try:
-            ipaddress.ip_address(s.fleet_address or "")
-        except ValueError:
-            raise SettingsError(
-                s.host,
-                "fleet_address",
-                s.show("fleet_address"),
-                "the monitoring host's IP address as the other hosts see it (their firewalls admit it by address)",
-            ) from None
+        require_ip_fleet_address(
+            s, "the monitoring host's IP address as the other hosts see it (their firewalls admit it by address)"
+        )
     own = {"vllm": "vllm_port", "gateway": "gateway_port", "monitoring": "prometheus_port"}[s.role]
     ports = [own] + (["alertmanager_port"] if s.role == "monitoring" else [])
     for exporter in monitoring.exporters(s, fleet):
@@ -332,3 +339,4 @@ def check_fleet(s: Settings, fleet: Mapping[str, Settings]) -> None:
     check_builder(s, fleet.get(s.nix_builder or ""))
     check_gateway(s, fleet)
     check_monitoring(s, fleet)
+    cluster.check_cluster(s, fleet)

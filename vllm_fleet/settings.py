@@ -207,6 +207,14 @@ SYSTEM_TREES = (
 )
 
 
+def _port_range(value: str) -> tuple[int, int] | None:
+    match = re.fullmatch(r"([0-9]{4,5})-([0-9]{4,5})", value)
+    if not match:
+        return None
+    low, high = int(match[1]), int(match[2])
+    return (low, high) if 1024 <= low <= high <= 65535 else None
+
+
 def _host_directory(value: str) -> str:
     if len(value) > 1:
         value = value.rstrip("/")
@@ -323,6 +331,12 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 WebhookUrl = Annotated[str, Field(pattern=WEBHOOK_URL_PATTERN)]
 EmailAddress = Annotated[str, Field(pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")]
 SmtpHost = Annotated[str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9a-fA-F:.]+\]):[0-9]{1,5}$")]
+CLUSTER_NAME = "a name of letters, digits, '.', '_' and '-', up to 63 characters"
+ClusterName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
+NETWORK_INTERFACE = "a network interface name such as eth0 or ens5f0 (up to 15 letters, digits, '.', '_', '-')"
+NetworkInterface = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$")]
+PORT_RANGE = "a port range LOW-HIGH, from 1024 to 65535, such as 32768-60999"
+PortRange = Annotated[str, _checked(lambda v: _port_range(v) is not None, PORT_RANGE)]
 CacheUrl = Annotated[str, Field(pattern=r"^(https?|file|ssh|ssh-ng|s3)://\S+$")]
 CacheKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+:[A-Za-z0-9+/]+=*$")]
 
@@ -474,6 +488,47 @@ class Settings(BaseModel):
         "The address the other hosts of the fleet reach this host at, and see its connections come from "
         "(gateway backends, the vLLM hosts' firewall); None: ssh_hostname, else the inventory name.",
         or_none(ADDRESS),
+    )
+    vllm_cluster: ClusterName | None = knob(
+        None,
+        "The cluster this host serves one model with: every vLLM host of the inventory with the same name is one "
+        "of its members (docs/clusters.md). None: the host serves its model alone.",
+        or_none(CLUSTER_NAME),
+    )
+    vllm_cluster_rank: Annotated[int, Field(ge=0, le=63)] | None = knob(
+        None,
+        "Cluster members: the member's place in the cluster, 0 to members - 1; rank 0 is the leader (it serves the "
+        "API; the others join it and serve nothing themselves).",
+        or_none(integer(0, 63)),
+    )
+    vllm_cluster_interface: NetworkInterface | None = knob(
+        None,
+        "Cluster members: the network interface the members reach each other on, the one that holds fleet_address "
+        "(NCCL_SOCKET_IFNAME, GLOO_SOCKET_IFNAME); required for members.",
+        or_none(NETWORK_INTERFACE),
+    )
+    vllm_cluster_port: Port = knob(
+        29501,
+        "Cluster members: the leader's port the members meet at (vLLM --master-port, torch's TCPStore).",
+        integer(1, 65535),
+    )
+    vllm_cluster_dynamic_ports: PortRange = knob(
+        "32768-60999",
+        "Cluster members: the port range the members' NCCL, Gloo and vLLM's message queues listen on: the kernel's "
+        "net.ipv4.ip_local_port_range (pre-flight checks it). The firewall admits only the members to it.",
+        PORT_RANGE,
+    )
+    vllm_cluster_split: Literal["pipeline", "tensor"] = knob(
+        "pipeline",
+        "Cluster members: pipeline: tensor parallel within each member, pipeline parallel across members (vLLM's "
+        "advice); tensor: tensor parallel across every GPU of the cluster (only with a fast interconnect).",
+        "pipeline or tensor",
+    )
+    vllm_cluster_join_timeout: Annotated[int, Field(ge=30, le=7200)] = knob(
+        600,
+        "Cluster members: seconds the leader waits for every member to join after a start before it says who is "
+        "missing and starts again.",
+        integer(30, 7200),
     )
     gateway_backends: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], *LAX] | None = knob(
         None,
@@ -902,6 +957,14 @@ def _fleet_address(host: str, data: Mapping[str, Any]) -> str:
     if host.startswith("@"):
         host = host.partition("/")[2]
     return host if re.fullmatch(ADDRESS_PATTERN, host) else "localhost"
+
+
+def require_ip_fleet_address(s: Settings, allowed: str) -> None:
+    """Refuse a fleet_address that is not an IP address (a firewall admits the host by address)."""
+    try:
+        ipaddress.ip_address(s.fleet_address or "")
+    except ValueError:
+        raise SettingsError(s.host, "fleet_address", s.show("fleet_address"), allowed) from None
 
 
 def public_values(s: Settings) -> dict[str, Any]:

@@ -75,6 +75,12 @@ class Estimate:
     utilization: float
     max_model_len: int
     max_num_seqs: int
+    pipeline_parallel_size: int = 1  # a cluster's members (vllm_fleet/cluster.py): its stages
+
+    @property
+    def shards(self) -> int:
+        """The GPUs the weights and the KV cache are split across: tensor x pipeline parallel."""
+        return self.tensor_parallel_size * self.pipeline_parallel_size
 
     @property
     def budget_per_gpu_gib(self) -> float:
@@ -82,17 +88,17 @@ class Estimate:
 
     @property
     def weights_per_gpu_gib(self) -> float:
-        return self.model.weight_gib / self.tensor_parallel_size
+        return self.model.weight_gib / self.shards
 
     @property
     def overhead_per_gpu_gib(self) -> float:
-        return OVERHEAD_BASE_GIB + OVERHEAD_PER_BILLION_GIB * self.model.params_b / self.tensor_parallel_size
+        return OVERHEAD_BASE_GIB + OVERHEAD_PER_BILLION_GIB * self.model.params_b / self.shards
 
     @property
     def kv_cache_gib(self) -> float:
-        """KV cache across all tensor-parallel GPUs (can be negative: weights do not fit)."""
+        """KV cache across all the GPUs the model is split across (can be negative: weights do not fit)."""
         per_gpu = self.budget_per_gpu_gib - self.weights_per_gpu_gib - self.overhead_per_gpu_gib
-        return per_gpu * self.tensor_parallel_size
+        return per_gpu * self.shards
 
     @property
     def kv_per_sequence_gib(self) -> float:
@@ -109,13 +115,11 @@ class Estimate:
     @property
     def minimum_per_gpu_gib(self) -> float:
         """Weights, overhead and one full-length sequence: what vLLM needs to start."""
-        return (
-            self.weights_per_gpu_gib + self.overhead_per_gpu_gib + self.kv_per_sequence_gib / self.tensor_parallel_size
-        )
+        return self.weights_per_gpu_gib + self.overhead_per_gpu_gib + self.kv_per_sequence_gib / self.shards
 
     @property
     def all_sequences_per_gpu_gib(self) -> float:
-        kv = self.kv_per_sequence_gib * self.max_num_seqs / self.tensor_parallel_size
+        kv = self.kv_per_sequence_gib * self.max_num_seqs / self.shards
         return self.weights_per_gpu_gib + self.overhead_per_gpu_gib + kv
 
     def longest_window(self) -> int:
@@ -134,6 +138,7 @@ class Estimate:
                 "source": self.gpus.source,
             },
             "tensor_parallel_size": self.tensor_parallel_size,
+            "pipeline_parallel_size": self.pipeline_parallel_size,
             "budget_per_gpu_gib": r(self.budget_per_gpu_gib, 2),
             "weights_per_gpu_gib": r(self.weights_per_gpu_gib, 2),
             "overhead_per_gpu_gib": r(self.overhead_per_gpu_gib, 2),
@@ -148,9 +153,10 @@ class Estimate:
 
     def arithmetic(self) -> str:
         return (
-            f"{self.model.id} on {self.tensor_parallel_size} x {self.gpus.memory_gib:g} GiB: needs "
-            f"{self.weights_per_gpu_gib:.2f} GiB weights + {self.overhead_per_gpu_gib:.2f} GiB overhead + "
-            f"{self.kv_per_sequence_gib / self.tensor_parallel_size:.2f} GiB KV for one {self.max_model_len}-token "
+            f"{self.model.id} on {self.shards} x {self.gpus.memory_gib:g} GiB"
+            + (f" ({self.pipeline_parallel_size} stages)" if self.pipeline_parallel_size > 1 else "")
+            + f": needs {self.weights_per_gpu_gib:.2f} GiB weights + {self.overhead_per_gpu_gib:.2f} GiB overhead + "
+            f"{self.kv_per_sequence_gib / self.shards:.2f} GiB KV for one {self.max_model_len}-token "
             f"sequence = {self.minimum_per_gpu_gib:.2f} GiB per GPU, budget {self.utilization:g} x "
             f"{self.gpus.memory_gib:g} = {self.budget_per_gpu_gib:.2f} GiB"
         )
@@ -198,9 +204,9 @@ def tp_candidates(model: Model, gpus: Gpus) -> list[int]:
     return [tp for tp in sizes if model.heads % tp == 0] or [1]
 
 
-def estimate(model: Model, gpus: Gpus, tp: int, s) -> Estimate:
+def estimate(model: Model, gpus: Gpus, tp: int, s, pp: int = 1) -> Estimate:
     max_len = s.vllm_max_model_len or model.context
-    return Estimate(model, tp, gpus, s.vllm_gpu_memory_utilization, max_len, s.vllm_max_num_seqs)
+    return Estimate(model, tp, gpus, s.vllm_gpu_memory_utilization, max_len, s.vllm_max_num_seqs, pp)
 
 
 def best_tp(model: Model, gpus: Gpus, s, min_sequences: float = 1) -> Estimate:
@@ -227,8 +233,14 @@ class Sizing:
     refusal: str | None = None
 
 
-def size(s, accelerator: str, gpus: Gpus | None, catalogue: Catalogue = CATALOGUE) -> Sizing:
-    """Choose the model (vllm_model = auto) and tensor-parallel size (auto), and check the fit."""
+def size(
+    s, accelerator: str, gpus: Gpus | None, catalogue: Catalogue = CATALOGUE, split: tuple[int, int] | None = None
+) -> Sizing:
+    """Choose the model (vllm_model = auto) and tensor-parallel size (auto), and check the fit.
+    split: a cluster member's (tensor, pipeline) parallel sizes (cluster.split), which sizing keeps;
+    gpus are then one member's."""
+    if split:
+        s = _Split(s, split)
     warnings: list[str] = []
     if s.vllm_model_dir:
         if accelerator != "cpu":
@@ -263,6 +275,8 @@ def size(s, accelerator: str, gpus: Gpus | None, catalogue: Catalogue = CATALOGU
 
 
 def _fit(model: Model, gpus: Gpus, s, min_sequences: float) -> Estimate:
+    if isinstance(s, _Split):
+        return estimate(model, gpus, s.split[0], s, s.split[1])
     if s.vllm_tensor_parallel_size == "auto":
         return best_tp(model, gpus, s, min_sequences)
     return estimate(model, gpus, s.vllm_tensor_parallel_size, s)
@@ -280,6 +294,18 @@ def _choose(s, accelerator: str, gpus: Gpus, catalogue: Catalogue, phase: dict) 
         if e.fits:
             return e
     return _fit(candidates[-1], gpus, s, 1)
+
+
+class _Split:
+    """A cluster member's settings with its parallel sizes fixed by the cluster."""
+
+    def __init__(self, s, split: tuple[int, int]):
+        self._s, self.split = s, split
+
+    def __getattr__(self, name: str):
+        if name == "vllm_tensor_parallel_size":
+            return self.split[0]
+        return getattr(self._s, name)
 
 
 def _fixed_tp(s) -> int:
@@ -307,7 +333,7 @@ def _check(result: Sizing, s, accelerator: str, gpus: Gpus, catalogue: Catalogue
         return
     if s.vllm_tensor_parallel_size != "auto":
         tp = s.vllm_tensor_parallel_size
-        if tp > gpus.count:
+        if tp > gpus.count and not isinstance(s, _Split):
             result.refusal = f"vllm_tensor_parallel_size = {tp} is above the host's {gpus.count} GPU(s)"
             return
         if model.heads % tp:

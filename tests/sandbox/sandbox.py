@@ -591,8 +591,9 @@ def wait_for_ssh(host: dict, key: Path) -> None:
     sys.exit(f"[sandbox] {host['name']}: sshd did not accept the sandbox key within 30 s")
 
 
-def up(count: int, gateways: int = 0, engine: str | None = None, monitors: int = 0) -> dict:
-    """engine None: what the sandbox already serves (bringing a host back changes nothing else), else vllm."""
+def up(count: int, gateways: int = 0, engine: str | None = None, monitors: int = 0, cluster: bool = False) -> dict:
+    """engine None: what the sandbox already serves (bringing a host back changes nothing else), else vllm.
+    cluster: the hosts serve one model together, as cluster "sandbox" (inventories/sandbox.py)."""
     known = STATE / "hosts.json"
     engine = engine or (json.loads(known.read_text()).get("engine") if known.exists() else None) or "vllm"
     ensure_docker()
@@ -636,6 +637,7 @@ def up(count: int, gateways: int = 0, engine: str | None = None, monitors: int =
         },
         "ssh_key": str(key),
         "api_key_file": str(api_key),
+        "cluster": "sandbox" if cluster else None,
         "hf_token_file": str(api_key.with_name("hf_token")),
         **served,
     }
@@ -679,6 +681,10 @@ def endpoint() -> None:
     )["hosts"]
     key_file = os.path.relpath(state["api_key_file"], Path.cwd())
     for host in state["hosts"]:
+        place = plans[host["name"]].get("cluster")
+        if place and place["rank"]:
+            print(f"\n{host['name']}: rank {place['rank']} of cluster {place['name']}, served by {place['leader']}")
+            continue
         url = f"http://127.0.0.1:{host['http_port']}"
         model = plans[host["name"]]["served_model_name"]
         body = json.dumps({"model": model, "prompt": "def fibonacci(n):", "max_tokens": 16})
@@ -714,12 +720,13 @@ def main() -> int:
         choices=ENGINES,
         help="real vLLM (CPU build), or the stand-in for large fleets (default: what the sandbox serves, else vllm)",
     )
+    up_cmd.add_argument("--cluster", action="store_true", help="the hosts serve one model together (a cluster)")
     sub.add_parser("down", help="remove the hosts and their volumes")
     sub.add_parser("status", help="print the sandbox state")
     sub.add_parser("endpoint", help="print each host's endpoint and a curl line that works")
     args = parser.parse_args()
     if args.command == "up":
-        up(args.hosts, args.gateways, args.engine, args.monitors)
+        up(args.hosts, args.gateways, args.engine, args.monitors, args.cluster)
     elif args.command == "down":
         down()
     elif args.command == "endpoint":

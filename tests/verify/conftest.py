@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -20,8 +20,9 @@ import pytest
 import testinfra
 
 from vllm_fleet import launch, paths
+from vllm_fleet.cluster import Place
 from vllm_fleet.host_facts import HostFacts
-from vllm_fleet.plan import resolve_host
+from vllm_fleet.plan import HostPlan, resolve_host
 from vllm_fleet.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +45,7 @@ class Target:
     hostspec: str
     connection: dict
     inventory_settings: Settings  # as validated, before sizing
+    fleet: dict[str, Settings] = field(default_factory=dict, repr=False)  # every host of the inventory
 
     @property
     def role(self) -> str:
@@ -73,15 +75,26 @@ class Target:
         return self.facts.gpus
 
     @cached_property
-    def settings(self) -> Settings:
+    def plan(self) -> HostPlan:
         """What the deploy resolved for this host: sized from the GPUs the host itself reports."""
-        return resolve_host(self.inventory_settings, {}, self.facts).settings
+        return resolve_host(self.inventory_settings, {}, self.facts, self.fleet)
+
+    @property
+    def settings(self) -> Settings:
+        return self.plan.settings
+
+    @property
+    def place(self) -> Place | None:
+        """Its place in a cluster serving one model, None for a host serving alone."""
+        return self.plan.cluster
 
     def api(self, path: str, body: str | None = None, with_key: bool = True):
         """curl on the host; the key goes from the root-only env file to curl's stdin."""
         header = f"sed -n 's/^VLLM_API_KEY=/Authorization: Bearer /p' {paths.ENV_FILE}" if with_key else "true"
         data = f"-H 'Content-Type: application/json' --data-binary {_sh(body)}" if body else ""
-        url = launch.local_url(self.settings) + path
+        # A cluster's member serves through its leader: asked from the member, across the cluster network.
+        place = self.place
+        url = (place.leader_url if place and not place.is_leader else launch.local_url(self.settings)) + path
         return self.host.run(f"{header} | curl -sS --max-time 30 -w '\\n%{{http_code}}' -H @- {data} {_sh(url)}")
 
 
@@ -118,6 +131,9 @@ def load_targets(inventory_path: str) -> list[Target]:
         # Validated by `hosts` already; its secrets arrive as "<set>" (or None), never as values.
         settings = Settings.model_construct(host=name, role=host["role"], **host["settings"])
         targets.append(Target(name, spec, connection, settings))
+    fleet = {t.name: t.inventory_settings for t in targets}
+    for t in targets:
+        t.fleet = fleet
     return targets
 
 
