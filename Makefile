@@ -88,7 +88,7 @@ test: lint docs nix-tools checkers
 	@# once). Unit tests stay in one process: some import pyinfra's CLI, whose gevent patching an
 	@# xdist worker does not survive.
 	$(BIN)/pytest -n 2 --dist loadscope tests/planning --junit-xml $(REPORTS)/tests-planning.xml
-	$(BIN)/pytest tests/integration --junit-xml $(REPORTS)/tests.xml
+	$(BIN)/pytest tests/integration --durations=25 --junit-xml $(REPORTS)/tests.xml
 
 # Rollout benchmark: 4 then 8 sandbox hosts behind a gateway, under load (about 10 minutes).
 bench-rollout: setup

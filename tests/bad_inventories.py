@@ -444,6 +444,51 @@ FLEET_CASES += [
         "host both-a: groups = ['gateway', 'monitoring'] is not allowed: one of the gateway and monitoring groups",
     ),
 ]
+CLUSTER = {**BACKEND, "accelerator": "nvidia", "gpu_count": 8, "vllm_cluster": "c", "vllm_cluster_interface": "eth0"}
+FLEET_CASES += [
+    (
+        "cluster-members-with-different-images",
+        {
+            "enterprise": [
+                ("cl-a", {**CLUSTER, "vllm_cluster_rank": 0, "fleet_address": "10.9.1.1"}),
+                (
+                    "cl-b",
+                    {
+                        **CLUSTER,
+                        "vllm_cluster_rank": 1,
+                        "fleet_address": "10.9.1.2",
+                        "vllm_image": "vllm/vllm-openai:v0.32.0",
+                    },
+                ),
+            ],
+        },
+        "host cl-b: vllm_image = 'vllm/vllm-openai:v0.32.0' is not allowed: the value every member of cluster 'c' "
+        "has: its leader cl-a has None",
+    ),
+    (
+        "cluster-members-with-one-rank",
+        {
+            "enterprise": [
+                ("cl-c", {**CLUSTER, "vllm_cluster_rank": 0, "fleet_address": "10.9.1.3"}),
+                ("cl-d", {**CLUSTER, "vllm_cluster_rank": 0, "fleet_address": "10.9.1.4"}),
+            ],
+        },
+        "host cl-c: vllm_cluster_rank = 0 is not allowed: a rank of its own from 0 to 1 in cluster 'c' (cl-c and cl-d "
+        "both have it)",
+    ),
+    (
+        "gateway-in-front-of-a-cluster-member",
+        {
+            "gateway": [("gw-e", {**GATEWAY, "gateway_backends": ["cl-e", "cl-f"]})],
+            "enterprise": [
+                ("cl-e", {**CLUSTER, "vllm_cluster_rank": 0, "fleet_address": "10.9.1.5"}),
+                ("cl-f", {**CLUSTER, "vllm_cluster_rank": 1, "fleet_address": "10.9.1.6"}),
+            ],
+        },
+        "host gw-e: gateway_backends = ['cl-e', 'cl-f'] is not allowed: the names of vLLM hosts of this inventory that "
+        "serve an API: cl-f join(s) a cluster",
+    ),
+]
 CASES = SCHEMA_CASES + SECRET_CASES + FORMAT_CASES + PATH_CASES + CONTRADICTION_CASES
 # A GPU the host claims but lacks keeps pre-flight refusing, whatever the case.
 DEFAULTS = {"accelerator": "nvidia"}

@@ -88,6 +88,7 @@ fi
 echo "port_listeners=$(echo "$listeners" | tr '\\n' ' ')"
 echo "vllm_main_pid=$(systemctl show -p MainPID --value {paths.SERVICE} 2>/dev/null)"
 echo "vllm_container_port=$(docker port {paths.CONTAINER_NAME} {paths.CONTAINER_PORT}/tcp 2>/dev/null | head -n1)"
+echo "vllm_container_pid=$(docker inspect -f '{{{{.State.Pid}}}}' {paths.CONTAINER_NAME} 2>/dev/null)"
 systemctl is-active --quiet {paths.FIREWALL_SERVICE} && echo firewall=yes || echo firewall=no
 """
 
@@ -341,11 +342,11 @@ def _gated(c: Context):
 def _port(c: Context):
     listeners = [_listener(item) for item in c.probe.port_listeners.split()]
     main_pid = c.probe.vllm_main_pid  # systemd says 0 when vllm.service is not running
-    # Ours: vllm.service's own process (Nix), or Docker's proxy while our container is up.
+    # Ours: vllm.service's own process (Nix), Docker's proxy while our container is up, or our
+    # container's server itself (a cluster's member runs on the host's network).
     ours_up = bool(c.probe.vllm_container_port)
-    others = [
-        name for name, pid in listeners if not (pid and pid == main_pid) and not (name == "docker-proxy" and ours_up)
-    ]
+    ours = {main_pid, c.probe.vllm_container_pid} - {"", "0"}
+    others = [name for name, pid in listeners if pid not in ours and not (name == "docker-proxy" and ours_up)]
     if others:
         # "?": read from /proc/net/tcp before the deploy installed ss, which names the process.
         taken = ", ".join(name if name != "?" else "a process (ss from iproute2 names it)" for name in others)

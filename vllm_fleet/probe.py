@@ -64,6 +64,7 @@ class Probe:
     port_listeners: str = ""  # who listens on vllm_port (ss's users:(...) items)
     vllm_main_pid: str = ""  # vllm.service's MainPID (0: not running)
     vllm_container_port: str = ""  # where our container's port is published
+    vllm_container_pid: str = ""  # our container's main process, as the host sees it (0 or '': not running)
     firewall: str = ""  # yes: our firewall's unit is active
     # How vLLM is served now, and the Nix way (nix.probe_lines)
     unit_method: str = ""  # docker or nix, from the installed unit

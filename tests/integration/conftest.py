@@ -274,6 +274,11 @@ def start_fleet(env: dict, hosts: int, gateways: int = 0, engine: str = "vllm", 
         shutil.rmtree(env["VLLM_FLEET_SANDBOX_STATE"], ignore_errors=True)
 
 
+def pytest_collection_modifyitems(items):
+    """The cluster module leaves the session's hosts a cluster: it runs after every other."""
+    items.sort(key=lambda item: item.module.__name__ == "test_sandbox_cluster")
+
+
 @pytest.fixture(scope="session")
 def fleet() -> Fleet:
     yield from start_fleet(TEST_ENV, HOSTS, monitors=1)

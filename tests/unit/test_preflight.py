@@ -294,6 +294,14 @@ def test_the_nix_served_vllm_holding_its_own_port_passes():
     assert "port 8000 is already taken by python3" in failed(findings(stopped, serving_method="nix"))["port"]
 
 
+def test_our_container_on_the_host_network_holding_its_port_passes():
+    """A cluster's leader serves from its container on the host's network: the listener is the
+    container's own process, not Docker's proxy nor vllm.service's `docker run`."""
+    serving = {**NVIDIA_READY, "port_listeners": 'users:(("vllm",pid=5393', "vllm_main_pid": "5101"}
+    assert "port" not in failed(findings({**serving, "vllm_container_pid": "5393"}))
+    assert "already taken by vllm" in failed(findings({**serving, "vllm_container_pid": "0"}))["port"]
+
+
 ROCKY_9 = Distro("rocky", "dnf", "9.4", "")
 
 
