@@ -16,6 +16,7 @@ from vllm_fleet.settings import Settings, SettingsError, require_ip_fleet_addres
 
 # Knobs every member must have alike: the engine of each is one part of one model.
 ALIKE = (
+    "phase",
     "accelerator",
     "serving_method",
     "vllm_image",
@@ -224,6 +225,13 @@ def check_member(s: Settings) -> None:
             f"vllm_cluster_dynamic_ports ({s.vllm_cluster_dynamic_ports}), where the kernel hands out "
             "the ports of outgoing connections",
         )
+    if s.vllm_cluster_port == s.vllm_port:
+        raise SettingsError(
+            s.host,
+            "vllm_cluster_port",
+            s.show("vllm_cluster_port"),
+            f"a port other than vllm_port ({s.vllm_port}) on {where}",
+        )
     if s.vllm_cluster_rank == 0 and s.is_loopback:
         raise SettingsError(
             s.host,
@@ -231,6 +239,15 @@ def check_member(s: Settings) -> None:
             s.show("vllm_bind_address"),
             f"an address the other "
             f"members reach on the leader of cluster {s.vllm_cluster!r} (0.0.0.0 or fleet_address)",
+        )
+    bind = ipaddress.ip_address(s.vllm_bind_address)
+    if s.vllm_cluster_rank == 0 and not bind.is_unspecified and str(bind) != s.fleet_address:
+        raise SettingsError(
+            s.host,
+            "vllm_bind_address",
+            s.show("vllm_bind_address"),
+            f"0.0.0.0, :: or the leader's fleet_address ({s.fleet_address}) on the leader of cluster "
+            f"{s.vllm_cluster!r}: the other members reach it there",
         )
 
 
@@ -257,6 +274,14 @@ def check_cluster(s: Settings, fleet: Mapping[str, Settings]) -> None:
             "vllm_cluster_rank",
             s.show("vllm_cluster_rank"),
             f"a rank of its own from 0 to {len(found) - 1} in cluster {name} ({why})",
+        )
+    same = [m.host for m in found if m.fleet_address == s.fleet_address]
+    if len(same) > 1:
+        raise SettingsError(
+            s.host,
+            "fleet_address",
+            s.show("fleet_address"),
+            f"an address of its own in cluster {name} (VLLM_HOST_IP must be unique): {' and '.join(same)} share it",
         )
     leader = found[0]
     for knob in ALIKE:

@@ -43,8 +43,11 @@ class Guard:
 
 
 def _networks(addresses: Iterable[str]) -> tuple[str, ...]:
-    networks = {str(ipaddress.ip_network(a, strict=False)) for a in addresses}
-    return tuple(sorted(networks, key=lambda n: (ipaddress.ip_network(n).version, ipaddress.ip_network(n))))
+    """The networks, each once and none inside another: an nftables interval set refuses elements
+    that overlap (a member's address inside vllm_allowed_sources, say)."""
+    networks = {ipaddress.ip_network(a, strict=False) for a in addresses}
+    kept = [n for n in networks if not any(n != o and n.version == o.version and n.subnet_of(o) for o in networks)]  # type: ignore[arg-type]
+    return tuple(str(n) for n in sorted(kept, key=lambda n: (n.version, n)))
 
 
 def allowed_sources(settings: Settings, fleet: dict[str, Settings]) -> list[str]:

@@ -515,7 +515,8 @@ class Settings(BaseModel):
     vllm_cluster_dynamic_ports: PortRange = knob(
         "32768-60999",
         "Cluster members: the port range the members' NCCL, Gloo and vLLM's message queues listen on: the kernel's "
-        "net.ipv4.ip_local_port_range (pre-flight checks it). The firewall admits only the members to it.",
+        "net.ipv4.ip_local_port_range, which this must match (it is not read from the host). The firewall admits "
+        "only the members to it.",
         PORT_RANGE,
     )
     vllm_cluster_split: Literal["pipeline", "tensor"] = knob(

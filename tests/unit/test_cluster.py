@@ -51,7 +51,8 @@ def fleet(**changes: dict) -> dict:
     }
     for name, data in changes.items():
         base, groups = hosts.get(name, ({**MEMBER}, ["enterprise"]))
-        hosts[name] = ({k: v for k, v in {**base, **data}.items() if v is not ...}, groups)
+        merged = {k: v for k, v in {**base, **data}.items() if v is not ...}
+        hosts[name] = (merged, [merged.get("phase", groups[0])])
     validated = {name: validate(name, data, groups) for name, (data, groups) in hosts.items()}
     for s in validated.values():
         check_fleet(s, validated)
@@ -98,6 +99,10 @@ def refused(**changes: dict) -> SettingsError:
             "at most the member's 8 GPU(s)",
         ),
         ({"solo": {"vllm_cluster_rank": 1}}, "solo", "vllm_cluster_rank", "None outside a cluster"),
+        ({"n2": {"fleet_address": "10.1.0.1"}}, "n1", "fleet_address", "n1 and n2 share it"),
+        ({"n1": {"vllm_bind_address": "10.1.0.7"}}, "n1", "vllm_bind_address", "or the leader's fleet_address"),
+        ({"n2": {"vllm_cluster_port": 8000}}, "n2", "vllm_cluster_port", "a port other than vllm_port (8000)"),
+        ({"n2": {"phase": "single_gpu"}}, "n2", "phase", "its leader n1 has 'enterprise'"),
         (
             {"gw": {"gateway_backends": ["n1", "n2"]}},
             "gw",
@@ -209,6 +214,16 @@ def test_the_cluster_ports_admit_only_the_other_members(tmp_path):
         assert done.returncode == 0, done.stderr
     text = firewall.rules(hosts["n2"], hosts)
     assert "tcp dport { 29501, 32768-60999 } ct state new fib daddr type local counter drop" in text
+
+
+def test_a_member_inside_the_allowed_sources_leaves_no_overlap_for_nftables(tmp_path):
+    hosts = fleet(n1={"vllm_allowed_sources": ["10.1.0.0/24", "2001:db8::/32", "2001:db8::5"]})
+    guard = next(g for g in firewall.guards(hosts["n1"], hosts) if g.name == "vllm")
+    assert guard.sources == ("10.1.0.0/24", "2001:db8::/32")
+    table = tmp_path / "n1.nft"
+    table.write_text(firewall.rules(hosts["n1"], hosts))
+    done = subprocess.run(["nft", "-c", "-f", str(table)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_the_watch_and_its_settings_are_shell_and_units_that_check(tmp_path):
