@@ -209,15 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     rollout = sub.add_parser("rollout", help="deploy a fleet in verified batches behind its gateways")
     rollout.add_argument("inventory")
     rollout.add_argument("--limit", action="append", default=[], help="only these vLLM hosts (name or glob; repeat)")
-    rollout.add_argument("--canary", type=count, default=1, help="hosts in the first batch (default 1)")
     rollout.add_argument(
-        "--batch", default="25%", help="hosts per later batch: a number or a percentage (default 25%%)"
+        "--canary", type=count, default=1, help="hosts in the first batch, a cluster counting as one (default 1)"
+    )
+    rollout.add_argument(
+        "--batch",
+        default="25%",
+        help="hosts per later batch, a cluster counting as one: a number or a percentage (default 25%%)",
     )
     rollout.add_argument(
         "--max-failures",
         type=count,
         default=0,
-        help="failed or rolled-back hosts tolerated before stopping (default 0)",
+        help="failed or rolled-back hosts tolerated before stopping, each member of a cluster counted (default 0)",
     )
     rollout.add_argument(
         "--verify-timeout",

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vllm_fleet.settings import Settings, SettingsError, require_ip_fleet_address
+from vllm_fleet.vllm_flags import resolve
 
 # Knobs every member must have alike: the engine of each is one part of one model.
 ALIKE = (
@@ -41,6 +42,10 @@ ALIKE = (
     "vllm_ready_timeout",
     "vllm_api_key",  # the members' readiness checks ask the leader with their own key
 )
+
+
+# How the model is split and run across hosts: the cluster's own (split), so not extra arguments.
+SPLIT_FLAGS = ("--pipeline-parallel-size", "-pp", "--data-parallel-size", "-dp", "--distributed-executor-backend")
 
 
 @dataclass(frozen=True)
@@ -224,6 +229,15 @@ def check_member(s: Settings) -> None:
             f"a port outside "
             f"vllm_cluster_dynamic_ports ({s.vllm_cluster_dynamic_ports}), where the kernel hands out "
             "the ports of outgoing connections",
+        )
+    split_args = sorted({flag for arg in s.vllm_extra_args if (flag := resolve(arg)) in SPLIT_FLAGS})
+    if split_args:
+        raise SettingsError(
+            s.host,
+            "vllm_extra_args",
+            s.show("vllm_extra_args"),
+            f"arguments without {', '.join(split_args)} on {where}: the cluster splits the model itself "
+            "(vllm_cluster_split, vllm_tensor_parallel_size)",
         )
     if s.vllm_cluster_port == s.vllm_port:
         raise SettingsError(

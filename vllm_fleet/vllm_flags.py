@@ -27,6 +27,14 @@ OWNED_FLAGS = {
     "--host": "vllm_bind_address",
     "--api-key": "vllm_api_key",
     "--hf-token": "hf_token",
+    # A cluster's members (vllm_fleet/cluster.py): vLLM's multi-node launch.
+    "--nnodes": "vllm_cluster (its members)",
+    "-n": "vllm_cluster (its members)",
+    "--node-rank": "vllm_cluster_rank",
+    "-r": "vllm_cluster_rank",
+    "--master-addr": "vllm_cluster (its leader's fleet_address)",
+    "--master-port": "vllm_cluster_port",
+    "--headless": "vllm_cluster_rank (the members but the leader)",
     # A YAML file of arguments could set any of the flags above.
     "--config": "the knobs themselves (a config file could set the flags they own)",
 }

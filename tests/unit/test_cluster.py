@@ -103,6 +103,14 @@ def refused(**changes: dict) -> SettingsError:
         ({"n1": {"vllm_bind_address": "10.1.0.7"}}, "n1", "vllm_bind_address", "or the leader's fleet_address"),
         ({"n2": {"vllm_cluster_port": 8000}}, "n2", "vllm_cluster_port", "a port other than vllm_port (8000)"),
         ({"n2": {"phase": "single_gpu"}}, "n2", "phase", "its leader n1 has 'enterprise'"),
+        ({"n2": {"vllm_extra_args": ["-pp", "2"]}}, "n2", "vllm_extra_args", "arguments without -pp"),
+        (
+            {"n2": {"vllm_extra_args": ["--distributed_executor_backend=ray"]}},
+            "n2",
+            "vllm_extra_args",
+            "without --distributed-executor-backend",
+        ),
+        ({"n2": {"vllm_extra_args": ["--node-rank", "1"]}}, "n2", "vllm_extra_args", "set by vllm_cluster_rank"),
         (
             {"gw": {"gateway_backends": ["n1", "n2"]}},
             "gw",
