@@ -31,7 +31,7 @@ def retire_exporters(settings: Settings, fleet: dict[str, Settings]) -> None:
         (paths.GPU_EXPORTER_SERVICE, monitoring.gpu_exporter(settings, fleet) is not None),
         (paths.NODE_EXPORTER_SERVICE, bool(wanted)),
     ):
-        unit = f"/etc/systemd/system/{service}"
+        unit = paths.unit_path(service)
         if not still and host.get_fact(File, path=unit):
             systemd.service(
                 name=f"Stop {service}: no monitoring host wants it", service=service, running=False, enabled=False
@@ -96,7 +96,7 @@ def _container(exporter: monitoring.Exporter, settings: Settings, service: str, 
     unit = files.put(
         name=f"Install {service} ({exporter.what})",
         src=templates.rendered("vllm-fleet-exporter.service.j2", **monitoring.exporter_unit(exporter, settings)),
-        dest=f"/etc/systemd/system/{service}",
+        dest=paths.unit_path(service),
         mode="644",
     )
     systemd.daemon_reload(name=f"Reload systemd for {service}", _if=unit.did_change)

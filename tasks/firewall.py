@@ -16,7 +16,7 @@ from vllm_fleet.firewall import rules, wanted
 from vllm_fleet.probe import Probe
 from vllm_fleet.settings import Settings
 
-FIREWALL_UNIT = f"/etc/systemd/system/{paths.FIREWALL_SERVICE}"
+FIREWALL_UNIT = paths.unit_path(paths.FIREWALL_SERVICE)
 
 
 @deploy("Firewall")

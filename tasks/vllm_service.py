@@ -99,7 +99,7 @@ def vllm_service(
 
 def _cluster_watch(place: cluster.Place | None) -> None:
     """A member's watch (its script, settings and unit), or, on a host in no cluster, none left."""
-    unit = f"/etc/systemd/system/{paths.CLUSTER_WATCH_SERVICE}"
+    unit = paths.unit_path(paths.CLUSTER_WATCH_SERVICE)
     if place is None:
         removed = files.file(name=f"Remove {paths.CLUSTER_WATCH_SERVICE} (in no cluster)", path=unit, present=False)
         server.shell(

@@ -123,6 +123,11 @@ def members(s: Settings, fleet: Mapping[str, Settings]) -> list[Settings]:
     return sorted(found, key=lambda m: (m.vllm_cluster_rank or 0, m.host))
 
 
+def peer_addresses(s: Settings, fleet: Mapping[str, Settings]) -> list[str]:
+    """The addresses of the other members of s's cluster ([] outside one)."""
+    return [m.fleet_address or m.host for m in members(s, fleet) if m.host != s.host]
+
+
 def is_worker(s: Settings) -> bool:
     """A member that serves no API of its own (rank above 0)."""
     return s.vllm_cluster is not None and bool(s.vllm_cluster_rank)

@@ -60,7 +60,7 @@ def allowed_sources(settings: Settings, fleet: dict[str, Settings]) -> list[str]
     ]
     monitors = monitoring.monitoring_sources(fleet) if monitoring.scrapes_vllm(settings) else []
     # A cluster's members ask their leader whether the cluster serves (their readiness check).
-    members = [m.fleet_address or m.host for m in cluster.members(settings, fleet) if m.host != settings.host]
+    members = cluster.peer_addresses(settings, fleet)
     return list(_networks([*gateways, *monitors, *members, *settings.vllm_allowed_sources]))
 
 
@@ -77,7 +77,7 @@ def guards(settings: Settings, fleet: dict[str, Settings]) -> list[Guard]:
                 sources,
             )
         )
-    others = [m.fleet_address or m.host for m in cluster.members(settings, fleet) if m.host != settings.host]
+    others = cluster.peer_addresses(settings, fleet)
     if settings.role == "vllm" and settings.vllm_cluster and others:
         found.append(
             Guard(

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 # The vLLM service and its container.
 SERVICE = "vllm.service"
-UNIT_PATH = f"/etc/systemd/system/{SERVICE}"
+UNIT_DIR = "/etc/systemd/system"
+
+
+def unit_path(service: str) -> str:
+    """Where a unit of ours is installed."""
+    return f"{UNIT_DIR}/{service}"
+
+
+UNIT_PATH = unit_path(SERVICE)
 CONTAINER_NAME = "vllm"
 # vLLM's own default port, inside the container; the host publishes it on vllm_port.
 CONTAINER_PORT = 8000
