@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -126,7 +127,7 @@ class FakeHost:
         return r
 
     def inventory_entry(self) -> tuple[str, dict]:
-        return (f"@fake/{self.name}", {"fake_delay": 0, "fake_responses": self.responses(), **self.data})
+        return (f"@fake/{self.name}", {"fake_delay": 0, "fake_delay_jitter": 0, "fake_responses": self.responses(), **self.data})
 
 
 def write_inventory(tmp_path: Path, hosts: list[FakeHost], group: str = "single_gpu") -> str:
@@ -166,6 +167,12 @@ def plan(inventory: str) -> Plan:
     """
     done = subprocess.run([PYINFRA, "-y", "-vv", inventory, "deploy.py"], cwd=REPO, capture_output=True, text=True)
     output = done.stdout + done.stderr
+    result = _parse(done.returncode, output)
+    _record(inventory, result)
+    return result
+
+
+def _parse(rc: int, output: str) -> Plan:
     ops: dict[str, dict[str, list[str]]] = {}
     status: dict[str, dict[str, str]] = {}
     name = None
@@ -182,7 +189,7 @@ def plan(inventory: str) -> Plan:
             ops[name][m.group(1)].pop()  # that command read a fact
         elif m := _RESULT.match(line):
             status[name][m.group(1)] = m.group(2)
-    return Plan(done.returncode, output, ops, status)
+    return Plan(rc, output, ops, status)
 
 
 def plan_each(tmp_path: Path, hosts: list[FakeHost]) -> Plan:
@@ -211,3 +218,16 @@ def changes(inventory: str) -> dict[str, list[str]]:
     )
     report = json.loads(done.stdout)
     return {op["name"]: op["hosts_with_change"] for op in report["plan"] if op["hosts_with_change"]}
+
+
+def _record(inventory: str, result: Plan) -> None:
+    """With VLLM_FLEET_RECORD_PLANS set, keep each planned inventory and its plan (one JSON line
+    each), so that a restructuring can be checked to plan the same (test_plans_unchanged)."""
+    record = os.environ.get("VLLM_FLEET_RECORD_PLANS")
+    if not record:
+        return
+    line = json.dumps(
+        {"inventory": Path(inventory).read_text(), "rc": result.rc, "ops": result.ops, "status": result.status}
+    )
+    with open(record, "a") as out:
+        out.write(line + "\n")

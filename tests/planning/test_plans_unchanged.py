@@ -1,0 +1,69 @@
+"""The same inventories plan the same as before the restructuring of issue 25.
+
+tests/planning/data/plans-bcf6af1.jsonl.gz was recorded on main at bcf6af1, before settings,
+monitoring, rollout and the facts were split by job: every inventory the planning tests deployed
+(VLLM_FLEET_RECORD_PLANS, see harness._record) with the commands each operation ran and its
+outcome per host, and `plan`/`hosts` of the repository's inventories. Each is run again here and
+must come out the same. Only what differs between two runs of the same code is left out: the new
+release's name (its time and a random suffix) and the order of hosts in an operation that pyinfra
+announces for several hosts at once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.planning import harness
+
+RECORDED = Path(__file__).parent / "data" / "plans-bcf6af1.jsonl.gz"
+_RELEASE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
+_ENV = {"VLLM_API_KEY": "recorded-api-key-0123456789", "HF_TOKEN": "hf_recordedtoken0123456789"}
+
+
+def _records() -> list[dict]:
+    with gzip.open(RECORDED, "rt") as lines:
+        return [json.loads(line) for line in lines]
+
+
+def _per_host(ops: dict, status: dict) -> dict[str, list]:
+    """Each host's operations in order: (name, commands, outcome). pyinfra joins the names of
+    operations that run together on several hosts in the order it met the hosts: sorted here."""
+    hosts: dict[str, list] = {}
+    for name, outcomes in status.items():
+        for host, outcome in outcomes.items():
+            label = ", ".join(sorted(name.split(", ")))
+            hosts.setdefault(host, []).append((label, ops.get(name, {}).get(host, []), outcome))
+    return json.loads(_RELEASE.sub("RELEASE", json.dumps(hosts)))
+
+
+DEPLOYS = [r for r in _records() if r["kind"] == "deploy"]
+COMMANDS = [r for r in _records() if r["kind"] == "cli"]
+
+
+@pytest.mark.parametrize("record", DEPLOYS, ids=[f"deploy-{i}" for i in range(len(DEPLOYS))])
+def test_a_recorded_deploy_plans_the_same(record, tmp_path):
+    inventory = tmp_path / "fake_inventory.py"
+    inventory.write_text(record["inventory"])
+    again = harness.plan(str(inventory))
+    assert again.rc == record["rc"]
+    assert _per_host(again.ops, again.status) == _per_host(record["ops"], record["status"])
+
+
+@pytest.mark.parametrize("record", COMMANDS, ids=[" ".join(r["cli"]) for r in COMMANDS])
+def test_a_recorded_plan_command_prints_the_same(record):
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "vllm-fleet"), *record["cli"]],
+        cwd=harness.REPO,
+        env={**os.environ, **_ENV},
+        capture_output=True,
+        text=True,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (record["rc"], record["stdout"], record["stderr"])
