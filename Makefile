@@ -69,7 +69,7 @@ docs: setup
 
 # Unit tests only: no Docker, no hosts, about a minute.
 test-unit: setup nix-tools checkers
-	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest -n 2 tests/unit -q
 
 # Deploys planned against hand-written facts of GPU hosts (pyinfra's @fake connector): no hosts, no Docker.
 test-planning: setup
@@ -83,10 +83,10 @@ test-integration: setup
 # tests (starts Docker if needed).
 test: lint docs nix-tools checkers
 	@mkdir -p $(REPORTS)
-	$(BIN)/pytest tests/unit --junit-xml $(REPORTS)/tests-unit.xml
-	@# The planning tests run pyinfra in subprocesses: both cores, one module per worker (its plans run
-	@# once). Unit tests stay in one process: some import pyinfra's CLI, whose gevent patching an
-	@# xdist worker does not survive.
+	@# Unit tests on both cores: none imports pyinfra's CLI (whose gevent patching an xdist worker does
+	@# not survive); the one that loads inventory files runs `vllm-fleet hosts` for it.
+	$(BIN)/pytest -n 2 tests/unit --junit-xml $(REPORTS)/tests-unit.xml
+	@# The planning tests run pyinfra in subprocesses: both cores, one module per worker (its plans run once).
 	$(BIN)/pytest -n 2 --dist loadscope tests/planning --junit-xml $(REPORTS)/tests-planning.xml
 	$(BIN)/pytest tests/integration --durations=25 --junit-xml $(REPORTS)/tests.xml
 
