@@ -44,15 +44,15 @@ checkers:
 		status=$$?; $(SUDO) rm -f /usr/sbin/policy-rc.d; exit $$status; }
 
 sandbox-up: setup
-	$(BIN)/python -m tests.sandbox.sandbox up --hosts $(HOSTS) --gateways $(GATEWAYS) --monitors $(MONITORS) $(if $(ENGINE),--engine $(ENGINE)) $(if $(CLUSTER),--cluster)
+	$(BIN)/python -m sandbox.sandbox up --hosts $(HOSTS) --gateways $(GATEWAYS) --monitors $(MONITORS) $(if $(ENGINE),--engine $(ENGINE)) $(if $(CLUSTER),--cluster)
 
 sandbox-down: setup
-	$(BIN)/python -m tests.sandbox.sandbox down
+	$(BIN)/python -m sandbox.sandbox down
 
 demo: sandbox-up
 	$(BIN)/vllm-fleet deploy -y inventories/sandbox.py
 	$(BIN)/vllm-fleet verify inventories/sandbox.py -n $(JOBS)
-	$(BIN)/python -m tests.sandbox.sandbox endpoint
+	$(BIN)/python -m sandbox.sandbox endpoint
 
 verify: setup
 	@mkdir -p $(REPORTS)
@@ -104,7 +104,7 @@ graphs: setup
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[graphs]'
 	$(MAKE) sandbox-up HOSTS=2 MONITORS=1
 	$(BIN)/vllm-fleet deploy -y inventories/sandbox.py
-	$(BIN)/python -m tests.sandbox.graphs
+	$(BIN)/python -m sandbox.graphs
 
 clean: sandbox-down
-	rm -rf $(VENV) $(REPORTS) tests/sandbox/.state
+	rm -rf $(VENV) $(REPORTS) sandbox/.state

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.sandbox.sandbox import run_environment
+from sandbox.sandbox import run_environment
 from vllm_fleet import paths
 from vllm_fleet.settings import KNOBS
 
@@ -44,7 +44,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="leave the sandbox host running")
     args = parser.parse_args()
-    sandbox = [sys.executable, "-m", "tests.sandbox.sandbox"]
+    sandbox = [sys.executable, "-m", "sandbox.sandbox"]
     run([*sandbox, "down"])
     run([*sandbox, "up", "--hosts", "1", "--engine", "vllm"])
     try:

@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.sandbox.sandbox import run_environment
-from tests.sandbox.traffic import Traffic
+from sandbox.sandbox import run_environment
+from sandbox.traffic import Traffic
 from vllm_fleet import haproxy
 from vllm_fleet.rollout import limit_args
 
@@ -59,7 +59,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="leave the sandbox hosts up afterwards")
     args = parser.parse_args()
-    sandbox = [sys.executable, "-m", "tests.sandbox.sandbox"]
+    sandbox = [sys.executable, "-m", "sandbox.sandbox"]
     run([*sandbox, "down"])
     hosts = max(SIZES)
     print(f"starting {hosts} sandbox vLLM hosts and a gateway ...", flush=True)

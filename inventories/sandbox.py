@@ -1,6 +1,6 @@
 """The local sandbox: Debian 12 containers with systemd and sshd (make sandbox-up).
 
-Hosts are read from tests/sandbox/.state/hosts.json, written by the sandbox tool.
+Hosts are read from sandbox/.state/hosts.json, written by the sandbox tool.
 They deploy the single_gpu profile on the CPU, as an air-gapped host would get vLLM:
 the image comes through vllm_image_archive and, with the real engine, the test model
 (random weights, vllm-fleet-test-llama-tiny) through vllm_model_dir. A sandbox started with
@@ -16,7 +16,7 @@ from pathlib import Path as _Path
 from pyinfra.api.exceptions import PyinfraError as _PyinfraError
 
 _state_dir = _Path(
-    _os.environ.get("VLLM_FLEET_SANDBOX_STATE", _Path(__file__).resolve().parent.parent / "tests/sandbox/.state")
+    _os.environ.get("VLLM_FLEET_SANDBOX_STATE", _Path(__file__).resolve().parent.parent / "sandbox/.state")
 )
 _state_file = _state_dir / "hosts.json"
 if not _state_file.exists():

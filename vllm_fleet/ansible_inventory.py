@@ -20,8 +20,10 @@ from typing import Any
 
 import yaml
 
+from vllm_fleet.repository import ANSIBLE_SHIM
+
 # The pyinfra inventory that reads the YAML file named by this variable.
-SHIM = Path(__file__).resolve().parent.parent / "inventories" / "ansible.py"
+SHIM = ANSIBLE_SHIM
 PATH_VARIABLE = "VLLM_FLEET_ANSIBLE_INVENTORY"
 SUFFIXES = (".yml", ".yaml")
 

@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vllm_fleet.repository import REPO
+
 if TYPE_CHECKING:
     from vllm_fleet.host_facts import HostFacts
     from vllm_fleet.settings import Settings
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def connection(host) -> dict:

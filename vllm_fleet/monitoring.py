@@ -9,7 +9,6 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -17,6 +16,7 @@ import yaml
 from vllm_fleet import cluster, images, paths
 from vllm_fleet.gpus import vendor_from_name
 from vllm_fleet.launch import exec_line
+from vllm_fleet.repository import DATA
 from vllm_fleet.settings import Settings
 
 # The exporters' own default ports (Debian's prometheus-node-exporter, dcgm-exporter's -a :9400,
@@ -27,7 +27,7 @@ AMD_EXPORTER_PORT = 5000
 HAPROXY_METRICS_PORT = 8405
 
 # The DCGM exporter's collectors: its defaults, and the ECC and violation counters the alerts read.
-DCGM_COUNTERS_FILE = str(Path(__file__).resolve().parent / "data" / "dcgm-counters.csv")
+DCGM_COUNTERS_FILE = str(DATA / "dcgm-counters.csv")
 
 # Filesystems that hold no models, images or caches.
 VIRTUAL_FILESYSTEMS = "tmpfs|ramfs|squashfs|nsfs|devtmpfs|fuse.lxcfs"

@@ -19,9 +19,10 @@ from pathlib import Path
 
 from vllm_fleet import paths
 from vllm_fleet.probe import NIX_BUILD_PREFIX
+from vllm_fleet.repository import NIX_FLAKE
 from vllm_fleet.settings import Settings
 
-REPO_FLAKE = Path(__file__).resolve().parent.parent / "nix"
+REPO_FLAKE = NIX_FLAKE
 FLAKE_DIR = f"{paths.NIX_DIR}/flake"
 # systemd-tmpfiles links /run/opengl-driver (a tmpfs path, gone at boot) to this directory,
 # where the host's driver libraries are linked: Nix-built CUDA programs look there.

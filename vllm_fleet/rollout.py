@@ -32,9 +32,9 @@ from pathlib import Path
 from vllm_fleet import paths, releases
 from vllm_fleet.ansible_inventory import pyinfra_inventory
 from vllm_fleet.pyinfra_log import failure, host_log, last_operations, redact, tail
+from vllm_fleet.repository import REPO, VERIFY_SUITE
 from vllm_fleet.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 
 CHANGED, UNCHANGED, FAILED, ROLLED_BACK, UNREACHABLE, NOT_STARTED = (
@@ -240,7 +240,7 @@ def classify(names: list[str], report: dict, log: str) -> dict[str, tuple[str, s
 
 def verify_command(inventory: str, names: list[str], *options: str) -> list[str]:
     """The verify suite on these hosts (all with no names), run from this repository."""
-    suite = [sys.executable, "-m", "pytest", "tests/verify", "--inventory", inventory, *limit_args(names)]
+    suite = [sys.executable, "-m", "pytest", str(VERIFY_SUITE), "--inventory", inventory, *limit_args(names)]
     return [*suite, "-p", "no:cacheprovider", *options]
 
 

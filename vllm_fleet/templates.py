@@ -4,14 +4,12 @@ names of vllm_fleet/paths.py, so no helper or unit spells a path of its own."""
 from __future__ import annotations
 
 from io import StringIO
-from pathlib import Path
 from typing import Any
 
 from pyinfra.api.util import get_template
 
 from vllm_fleet import paths
-
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+from vllm_fleet.repository import TEMPLATES
 
 
 def path(name: str) -> str:

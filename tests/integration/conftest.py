@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.sandbox import run_environment
 from tasks.vllm_service import ACTIVATE_NEW
-from tests.sandbox.sandbox import run_environment
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -236,7 +236,7 @@ class Fleet:
 def start_fleet(env: dict, hosts: int, gateways: int = 0, engine: str = "vllm", monitors: int = 0):
     """Fresh sandbox hosts serving the real vLLM or the stand-in (any left from an earlier run
     are removed first); yields the Fleet, then removes them unless VLLM_FLEET_KEEP_SANDBOX is set."""
-    sandbox = [sys.executable, "-m", "tests.sandbox.sandbox"]
+    sandbox = [sys.executable, "-m", "sandbox.sandbox"]
     down = run([*sandbox, "down"], env=env)
     assert down.rc == 0, down.output
     started = time.monotonic()

@@ -216,7 +216,7 @@ def test_verify_suite_passes(fleet, converged, tmp_path):
             sys.executable,
             "-m",
             "pytest",
-            "tests/verify",
+            "vllm_fleet/verify",
             "--inventory",
             SANDBOX_INVENTORY,
             "-n",
@@ -388,7 +388,7 @@ def test_unparseable_daemon_json_stops_the_run_and_is_left_alone(fleet, converge
 
 def test_demo_endpoint_line_works(fleet, converged):
     """The last step of `make demo`: print the endpoint and a curl line, and run that line."""
-    result = run([sys.executable, "-m", "tests.sandbox.sandbox", "endpoint"])
+    result = run([sys.executable, "-m", "sandbox.sandbox", "endpoint"])
     assert result.rc == 0, result.output[-2000:]
     assert result.output.count("It answered: {") == len(fleet.names)
     assert f'"model": "{fleet.model}"' in result.stdout and '"choices"' in result.stdout

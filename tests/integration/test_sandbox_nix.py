@@ -91,7 +91,7 @@ def test_verify_suite_passes_unchanged_on_the_nix_host(fleet, switched, tmp_path
     first, second = fleet.names
     junit = tmp_path / "verify.xml"
     result = run(
-        [sys.executable, "-m", "pytest", "tests/verify", "--inventory", inventory, "-p", "no:cacheprovider"]
+        [sys.executable, "-m", "pytest", "vllm_fleet/verify", "--inventory", inventory, "-p", "no:cacheprovider"]
         + ["--junit-xml", str(junit)]
     )
     assert result.rc == 0, result.output[-4000:]

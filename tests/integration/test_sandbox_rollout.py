@@ -26,8 +26,8 @@ from conftest import (
     write_inventory,
 )
 
-from tests.sandbox.sandbox import run_environment
-from tests.sandbox.traffic import Traffic
+from sandbox.sandbox import run_environment
+from sandbox.traffic import Traffic
 from vllm_fleet import haproxy, paths
 
 pytestmark = pytest.mark.sandbox
@@ -197,7 +197,7 @@ def test_host_stopped_during_the_rollout_is_reported_unreachable(fleet, tmp_path
         assert models(fleet, host)["data"][0]["max_model_len"] == 2048
 
     # Back up, the host serves the release it had (vllm.service is enabled at boot).
-    up = run([sys.executable, "-m", "tests.sandbox.sandbox", "up", "--hosts", "4", "--gateways", "1"], env=ENV)
+    up = run([sys.executable, "-m", "sandbox.sandbox", "up", "--hosts", "4", "--gateways", "1"], env=ENV)
     assert up.rc == 0, up.output[-2000:]
     wait_until_up(fleet, [f"{PREFIX}-4"])
     assert models(fleet, fleet.hosts[3])["data"][0]["max_model_len"] == 4096
@@ -305,7 +305,7 @@ def test_verify_suite_checks_the_gateway(fleet, tmp_path):
     """The verify suite's gateway checks, against a real gateway (rollouts verify vLLM hosts only)."""
     gateway = fleet.gateways[0]["name"]
     junit = tmp_path / "verify.xml"
-    verify = [sys.executable, "-m", "pytest", "tests/verify", "--inventory", SANDBOX_INVENTORY]
+    verify = [sys.executable, "-m", "pytest", "vllm_fleet/verify", "--inventory", SANDBOX_INVENTORY]
     result = run([*verify, "--limit", gateway, "-p", "no:cacheprovider", "--junit-xml", str(junit)], env=ENV)
     assert result.rc == 0, result.output[-4000:]
     outcomes = {

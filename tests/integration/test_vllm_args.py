@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.sandbox import sandbox
+from sandbox import sandbox
 from tests.unit.conftest import load_group_data
 from vllm_fleet import launch
 from vllm_fleet.plan import plan_host
@@ -30,7 +30,7 @@ def image() -> str:
 
 
 def in_image(image: str, script: str, cases: dict[str, list[str]]):
-    """Run one of tests/sandbox's scripts with the image's Python on these argument lists."""
+    """Run one of sandbox's scripts with the image's Python on these argument lists."""
     done = subprocess.run(
         ["docker", "run", "--rm", "-i", "--network", "none", "--entrypoint", "/opt/vllm/bin/python3"]
         + ["-v", f"{sandbox.HERE / script}:/script.py:ro", image, "/script.py"],

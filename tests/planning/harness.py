@@ -127,7 +127,10 @@ class FakeHost:
         return r
 
     def inventory_entry(self) -> tuple[str, dict]:
-        return (f"@fake/{self.name}", {"fake_delay": 0, "fake_delay_jitter": 0, "fake_responses": self.responses(), **self.data})
+        return (
+            f"@fake/{self.name}",
+            {"fake_delay": 0, "fake_delay_jitter": 0, "fake_responses": self.responses(), **self.data},
+        )
 
 
 def write_inventory(tmp_path: Path, hosts: list[FakeHost], group: str = "single_gpu") -> str:

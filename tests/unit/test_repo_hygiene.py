@@ -11,12 +11,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("state_dir", [".state"])
 def test_sandbox_state_is_ignored_and_untracked(state_dir):
-    path = f"tests/sandbox/{state_dir}/id_ed25519"
+    path = f"sandbox/{state_dir}/id_ed25519"
     ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO)
     assert ignored.returncode == 0, f"{path} is not git-ignored"
-    tracked = subprocess.run(
-        ["git", "ls-files", f"tests/sandbox/{state_dir}"], cwd=REPO, capture_output=True, text=True
-    )
+    tracked = subprocess.run(["git", "ls-files", f"sandbox/{state_dir}"], cwd=REPO, capture_output=True, text=True)
     assert tracked.stdout == ""
 
 
@@ -112,7 +110,7 @@ def test_vllm_fleet_has_no_import_circle():
 
 
 def test_two_sandboxes_of_one_run_draw_apart_ports_and_networks():
-    from tests.sandbox.sandbox import _PORTS_PER_SANDBOX, run_environment
+    from sandbox.sandbox import _PORTS_PER_SANDBOX, run_environment
 
     first, second = run_environment("hygiene-a"), run_environment("hygiene-b")
     bases = [int(env[f"VLLM_FLEET_SANDBOX_{kind}_PORT"]) for env in (first, second) for kind in ("SSH", "HTTP")]

@@ -1,4 +1,4 @@
-"""The verify suite (tests/verify) fails without printing a secret: not in pytest's assertion
+"""The verify suite (vllm_fleet/verify) fails without printing a secret: not in pytest's assertion
 detail, a traceback, testinfra's log of each command or the JUnit report rollouts publish.
 
 Its real tests run in a pytest of their own, against this machine (testinfra's local://), made
@@ -18,7 +18,7 @@ from pathlib import Path
 from vllm_fleet.rollout import verify_command
 
 REPO = Path(__file__).resolve().parents[2]
-VERIFY = REPO / "tests" / "verify"
+VERIFY = REPO / "vllm_fleet" / "verify"
 FAKE = "fake-secret-" + "5ec7e7" * 4
 # Printed on purpose by a test of its own: the search below would see a secret that leaked.
 CONTROL = "control-secret-" + "c0c0a" * 4

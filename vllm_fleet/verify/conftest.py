@@ -1,6 +1,7 @@
 """The verify suite: proves each host of a pyinfra inventory serves vLLM.
 
-    pytest tests/verify --inventory inventories/prod.py [--limit HOST ...] [-n 8] [--junit-xml out.xml]
+    vllm-fleet verify inventories/prod.py [--limit HOST ...] [-n 8] [--junit-xml out.xml]
+    pytest vllm_fleet/verify --inventory inventories/prod.py ...   (the same, as vllm-fleet runs it)
 
 Hosts, SSH settings and each host's expected state come from the inventory
 itself (loaded by pyinfra, group_data included) and our settings schema.
@@ -14,7 +15,6 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 import pytest
 import testinfra
@@ -23,15 +23,14 @@ from vllm_fleet import launch, paths
 from vllm_fleet.cluster import Place
 from vllm_fleet.host_facts import HostFacts
 from vllm_fleet.plan import HostPlan, resolve_host
+from vllm_fleet.repository import REPO, SANDBOX_INVENTORY
 from vllm_fleet.settings import Settings
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def pytest_addoption(parser):
     parser.addoption(
         "--inventory",
-        default=os.environ.get("VLLM_FLEET_INVENTORY", str(REPO / "inventories" / "sandbox.py")),
+        default=os.environ.get("VLLM_FLEET_INVENTORY", str(SANDBOX_INVENTORY)),
         help="pyinfra inventory whose hosts are verified",
     )
     parser.addoption("--limit", action="append", default=[], help="only this host (repeat for more)")
@@ -108,7 +107,7 @@ def _hostspec(name: str, data: dict) -> tuple[str, dict]:
     user = data.get("ssh_user") or "root"
     address = data.get("ssh_hostname") or name
     spec = f"paramiko://{user}@{address}:{data.get('ssh_port') or 22}"
-    connection = {"sudo": bool(data.get("_sudo")), "timeout": 15}
+    connection: dict = {"sudo": bool(data.get("_sudo")), "timeout": 15}
     if data.get("ssh_key"):
         connection["ssh_identity_file"] = data.get("ssh_key")
     return spec, connection

@@ -81,7 +81,7 @@ def main(out: Path) -> None:
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(out, safe_serialization=True)
     (out / "README.md").write_text(
-        f"# {NAME}\n\nA TEST model made by vllm-fleet's tests/sandbox/make_test_model.py: random weights "
+        f"# {NAME}\n\nA TEST model made by vllm-fleet's sandbox/make_test_model.py: random weights "
         "(seed {SEED}), a tokenizer trained on a few lines of local text. Its answers are noise. It exists so "
         "that real vLLM has a model to load where no hub can be reached.\n".replace("{SEED}", str(SEED))
     )

