@@ -47,7 +47,8 @@ class Host:
     """A directory laid out like a host, with the helper rendered for it. A release's unit and env
     file each carry a line `# release NAME`, so the stand-ins tell which release systemd runs."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, lay_out: bool = True):
+        """lay_out False: a host laid out already at root (a copy of one), taken as it is."""
         self.root = root
         here = root / "etc"
         self.names = {
@@ -59,6 +60,12 @@ class Host:
             "activate_outcome": root / "activate.json",
             "activate_pending": Path(paths.ACTIVATE_PENDING.replace(paths.CONFIG_DIR, str(here))),
         }
+        self.script = root / "vllm-activate"
+        if lay_out:
+            self._lay_out()
+
+    def _lay_out(self) -> None:
+        root, here = self.root, self.names["config_dir"]
         bin_ = root / "bin"
         bin_.mkdir(parents=True)
         self.names["releases_dir"].mkdir(parents=True)
@@ -96,7 +103,6 @@ class Host:
             (bin_ / name).write_text(f'#!/bin/sh\n{prologue(name)}exec {REAL[name]} "$@"\n')
         for script in bin_.iterdir():
             script.chmod(0o755)
-        self.script = root / "vllm-activate"
         self.script.write_text(templates.render("vllm-activate.sh.j2", **{k: str(v) for k, v in self.names.items()}))
         self.script.chmod(0o755)
 
@@ -309,10 +315,25 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("scenario, kill_at", cases, ids=ids)
 
 
-def test_killed_before_any_step_the_host_keeps_a_release_that_served(tmp_path, scenario, kill_at):
-    setup, name, serving = SCENARIOS[scenario]
-    host = Host(tmp_path / "host")
-    setup(host)
+@pytest.fixture
+def scenario_host(tmp_path_factory, scenario) -> Host:
+    """The scenario's host before its activation: set up once per test process and copied back for
+    each kill point. The helper and its stand-ins name the host's directory, so every copy is laid
+    at the same place; the release links are relative and survive the copy."""
+    base = tmp_path_factory.getbasetemp()
+    place, pristine = base / "scenario-host", base / f"scenario-{scenario}"
+    if not pristine.exists():
+        shutil.rmtree(place, ignore_errors=True)
+        SCENARIOS[scenario][0](Host(place))
+        shutil.copytree(place, pristine, symlinks=True)
+    shutil.rmtree(place, ignore_errors=True)
+    shutil.copytree(pristine, place, symlinks=True)
+    return Host(place, lay_out=False)
+
+
+def test_killed_before_any_step_the_host_keeps_a_release_that_served(scenario_host, scenario, kill_at):
+    _, name, serving = SCENARIOS[scenario]
+    host = scenario_host
     before = host.state()
     trying = before.current if name == "current" else name
     killed = host.run(name, serving, kill_at=kill_at)
