@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ class Traffic:
     served: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    crashed: str = ""  # why the sending thread ended other than by being told or timing out
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -31,10 +31,12 @@ class Traffic:
             data=body,
             headers={"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"},
         )
+        # Whatever breaks a request counts as its failure (a connection cut mid-answer raises
+        # http.client.IncompleteRead, an empty choices list IndexError), never as the client's end.
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                ok = response.status == 200 and json.load(response)["choices"][0]["text"]
-        except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+                ok = response.status == 200 and bool(json.load(response)["choices"][0]["text"])
+        except Exception as exc:
             ok, reason = False, f"{type(exc).__name__}: {exc}"
         else:
             reason = "" if ok else "an answer without a completion"
@@ -47,8 +49,23 @@ class Traffic:
 
     def _loop(self) -> None:
         deadline = time.monotonic() + self.max_seconds
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            self._send()
+        try:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                self._send()
+        except Exception as exc:  # kept for failures(): a thread's own traceback reaches no test
+            self.crashed = f"{type(exc).__name__}: {exc}"
+
+    def failures(self) -> list[str]:
+        """Everything that makes "no request failed" untrue: failed requests, a sending thread that
+        died or did not stop, or one that never got an answer through."""
+        found = [f"{self.failed} requests failed: {self.errors}"] if self.failed else []
+        if self.crashed:
+            found.append(f"the client's thread died: {self.crashed}")
+        if self._thread is None or self._thread.is_alive():
+            found.append("the client's thread did not run to its end")
+        if not self.served:
+            found.append("no request was served")
+        return found
 
     def __enter__(self) -> Traffic:
         self._thread = threading.Thread(target=self._loop, daemon=True)

@@ -122,7 +122,7 @@ def test_changed_setting_rolls_out_in_batches_without_a_failed_request(fleet, tm
     assert result.rc == 0, result.output[-4000:]
     assert f"batch 1 of 3 (canary): {PREFIX}-1" in result.output
     assert "rollout completed" in result.output
-    assert client.failed == 0, client.errors
+    assert not client.failures(), client.failures()
     assert client.served > 100, f"only {client.served} requests went through during the rollout"
     # Capacity never fell below the hosts outside the batch (batches of at most 2 of 4).
     assert 0 < max(most_out) <= 2, most_out
@@ -154,7 +154,7 @@ def test_bad_release_in_the_second_batch_rolls_back_and_stops(fleet, tmp_path):
         f"{PREFIX}-3": ("failure", "rolled_back"),
         f"{PREFIX}-4": ("skipped", ""),
     }
-    assert client.failed == 0, client.errors
+    assert not client.failures(), client.failures()
     # The batch serves its previous release again, back in the gateway's rotation ...
     for host in fleet.hosts[1:3]:
         name = host["name"]
@@ -192,7 +192,7 @@ def test_host_stopped_during_the_rollout_is_reported_unreachable(fleet, tmp_path
     assert cases[f"{PREFIX}-4"] == ("failure", "unreachable"), output[-3000:]
     assert all(cases[name] == ("passed", "") for name in fleet.names[:3]), cases
     assert f"{PREFIX}-4: unreachable (Could not connect" in output
-    assert client.failed == 0, client.errors
+    assert not client.failures(), client.failures()
     for host in fleet.hosts[:3]:
         assert models(fleet, host)["data"][0]["max_model_len"] == 2048
 
