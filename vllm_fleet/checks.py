@@ -18,7 +18,7 @@ from pyinfra.api import FactBase
 
 from vllm_fleet import gpu_packages, images, nix, paths, releases, shipped_model
 from vllm_fleet.distro import Distro
-from vllm_fleet.launch import DOWNLOADED_MARK
+from vllm_fleet.paths import DOWNLOADED_MARK
 from vllm_fleet.probe import Probe
 from vllm_fleet.settings import KNOBS, PREFLIGHT_CHECKS, SIZE_PATTERN, Settings
 from vllm_fleet.sizing import CATALOGUE, Sizing
