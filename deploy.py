@@ -32,8 +32,8 @@ from tasks.nvidia_container_toolkit import nvidia_container_toolkit
 from tasks.nvidia_driver import nvidia_driver
 from tasks.preflight import preflight
 from tasks.vllm_service import vllm_service
-from vllm_fleet.distro import read_distro
-from vllm_fleet.host_facts import HostFacts
+from vllm_fleet.facts.distro import read_distro
+from vllm_fleet.facts.host import HostFacts
 from vllm_fleet.inventory import fleet_settings, settings_for, sources
 from vllm_fleet.plan import resolve_host
 

@@ -7,7 +7,7 @@ from pyinfra.operations import apt, dnf, server
 
 from vllm_fleet import gpu_packages
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
-from vllm_fleet.probe import Probe
+from vllm_fleet.facts.probe import Probe
 from vllm_fleet.settings import Settings
 
 
@@ -17,7 +17,7 @@ def amd_rocm(settings: Settings, distro: Distro, probe: Probe) -> list:
     url = gpu_packages.amdgpu_install_url(distro, settings.rocm_version)
     prerequisites = gpu_packages.amdgpu_prerequisites(distro, probe.kernel)
     if distro.family == "dnf":
-        if probe.epel != "yes":
+        if not probe.epel:
             server.shell(
                 name="Enable CRB and install EPEL (amdgpu's DKMS lives there)",
                 commands=gpu_packages.epel_commands(distro),

@@ -12,8 +12,8 @@ from pyinfra.operations import apt, dnf, files, systemd
 
 from vllm_fleet import docker_repo
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
-from vllm_fleet.facts import DaemonJsonError
-from vllm_fleet.probe import Probe
+from vllm_fleet.facts.docker import DaemonJsonError
+from vllm_fleet.facts.probe import Probe
 from vllm_fleet.settings import Settings
 
 DAEMON_JSON = "/etc/docker/daemon.json"

@@ -12,8 +12,8 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from vllm_fleet import paths, templates
+from vllm_fleet.facts.probe import Probe
 from vllm_fleet.firewall import rules, wanted
-from vllm_fleet.probe import Probe
 from vllm_fleet.settings import Settings
 
 FIREWALL_UNIT = paths.unit_path(paths.FIREWALL_SERVICE)
@@ -23,7 +23,7 @@ FIREWALL_UNIT = paths.unit_path(paths.FIREWALL_SERVICE)
 def firewall(settings: Settings, fleet: dict[str, Settings], probe: Probe | None = None) -> None:
     """probe: pre-flight's HostProbe on vLLM hosts, which says whether our table is loaded now."""
     if not wanted(settings, fleet):
-        loaded = probe.firewall == "yes" if probe else host.get_fact(File, path=FIREWALL_UNIT)
+        loaded = probe.firewall if probe else host.get_fact(File, path=FIREWALL_UNIT)
         if loaded:
             systemd.service(name="Remove the firewall", service=paths.FIREWALL_SERVICE, running=False, enabled=False)
         return

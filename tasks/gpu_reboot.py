@@ -6,8 +6,8 @@ from pyinfra import host
 from pyinfra.api.deploy import deploy
 from pyinfra.operations import server
 
+from vllm_fleet.facts.probe import Probe
 from vllm_fleet.operations import stop_host
-from vllm_fleet.probe import Probe
 from vllm_fleet.settings import Settings
 
 
@@ -15,12 +15,12 @@ def live_load_possible(probe: Probe, accelerator: str) -> bool:
     """A new NVIDIA module loads without a reboot only when nouveau and no other nvidia module hold the GPU."""
     if accelerator != "nvidia":
         return False  # amdgpu-install replaces a loaded amdgpu: reboot
-    return probe.nouveau != "yes" and not probe.nvidia_driver
+    return not probe.nouveau and not probe.nvidia_driver
 
 
 @deploy("Reboot for the GPU driver")
 def gpu_reboot(settings: Settings, probe: Probe, accelerator: str, changes: list) -> None:
-    pending = probe.reboot_required == "yes"
+    pending = probe.reboot_required
     live = live_load_possible(probe, accelerator)
 
     def changed() -> bool:

@@ -9,7 +9,7 @@ from pyinfra.api.deploy import deploy
 from pyinfra.operations import files, server, systemd
 
 from vllm_fleet import prerequisites
-from vllm_fleet.facts import HostTools
+from vllm_fleet.facts.host_tools import HostTools
 from vllm_fleet.settings import Settings
 
 
@@ -18,24 +18,24 @@ def host_tools_setup(settings: Settings) -> None:
     tools = prerequisites.ROLE_TOOLS[settings.role]
     state = host.get_fact(HostTools, tools=",".join(tools))
     timeout = settings.package_lock_timeout
-    if state.get("family") == "apt":
+    if state.family == "apt":
         files.put(
             name=f"Make apt wait up to {timeout} s for the package lock (unattended-upgrades)",
             src=StringIO(prerequisites.apt_lock_conf(timeout)),
             dest=prerequisites.APT_LOCK_CONF,
             mode="644",
         )
-    if state.get("lock_holder"):
+    if state.lock_holder:
         server.shell(
-            name=f"Wait up to {timeout} s for the package manager (process {state['lock_holder']} holds its lock)",
+            name=f"Wait up to {timeout} s for the package manager (process {state.lock_holder} holds its lock)",
             commands=[prerequisites.wait_command(timeout)],
         )
-    missing = prerequisites.missing(state, tools)
+    missing = prerequisites.missing(state.present, tools)
     if missing:
         reasons = "; ".join(f"{name}: {prerequisites.TOOLS[name].why}" for name in missing)
         server.packages(
             name=f"Install what the deploy runs on the host ({reasons})",
-            packages=prerequisites.packages(missing, state.get("family", "apt")),
+            packages=prerequisites.packages(missing, state.family or "apt"),
         )
     if "dbus" in tools:
         # Installing Debian's dbus does not start it.

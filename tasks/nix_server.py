@@ -12,9 +12,9 @@ from pyinfra.api.deploy import deploy
 from pyinfra.operations import files, server
 
 from vllm_fleet import nix, paths, templates
+from vllm_fleet.facts.probe import Probe
 from vllm_fleet.inventory import fleet_settings
 from vllm_fleet.operations import barrier
-from vllm_fleet.probe import Probe
 from vllm_fleet.settings import Settings
 
 
@@ -98,8 +98,8 @@ def _link_driver_libraries(probe: Probe) -> None:
         commands=[f"systemd-tmpfiles --create {nix.TMPFILES_CONF}"],
         _if=tmpfiles.did_change,
     )
-    libs = probe.listed("driver_libs")
-    if not libs or libs != probe.listed("linked_driver_libs"):
+    libs = probe.driver_libs
+    if not libs or libs != probe.linked_driver_libs:
         server.shell(
             name=f"Link the host's NVIDIA driver libraries into {nix.OPENGL_DRIVER}/lib",
             commands=[

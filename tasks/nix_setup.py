@@ -13,7 +13,7 @@ from pyinfra.operations.util import any_changed
 
 from vllm_fleet import nix, paths
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
-from vllm_fleet.probe import Probe
+from vllm_fleet.facts.probe import Probe
 from vllm_fleet.settings import Settings
 
 
@@ -21,7 +21,7 @@ from vllm_fleet.settings import Settings
 def nix_setup(settings: Settings, distro: Distro, probe: Probe) -> None:
     """probe: pre-flight's HostProbe, which says whether Nix is there."""
     source, detail = nix.install_source(distro.id, distro.version, nix.minimum_nix(nix.flake_dir(settings.nix_flake)))
-    if probe.nix != "yes":
+    if not probe.nix:
         if source == "distro":
             apt.packages(name=f"Install Nix ({detail})", packages=[detail], update=True, cache_time=APT_CACHE_SECONDS)
         else:

@@ -10,7 +10,7 @@ from pyinfra.operations import apt, dnf, files, server
 from tasks.docker_engine import restart_engine
 from vllm_fleet import gpu_packages
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
-from vllm_fleet.probe import Probe
+from vllm_fleet.facts.probe import Probe
 from vllm_fleet.settings import Settings
 
 
@@ -59,7 +59,7 @@ def nvidia_container_toolkit(settings: Settings, distro: Distro, probe: Probe, d
         _if=rule.did_change,
     )
     # The spec names the driver's library files by version: written again whenever the driver changes.
-    spec_current = probe.cdi_spec == "current"
+    spec_current = probe.cdi_spec
     server.shell(
         name="Generate the CDI spec for the loaded driver (Podman, Docker's CDI mode)",
         commands=[f"nvidia-ctk cdi generate --output={gpu_packages.CDI_SPEC}"],

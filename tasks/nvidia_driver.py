@@ -9,7 +9,7 @@ from pyinfra.operations import apt, dnf, files, server
 
 from vllm_fleet import gpu_packages
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
-from vllm_fleet.probe import Probe
+from vllm_fleet.facts.probe import Probe
 from vllm_fleet.settings import Settings
 
 NONFREE_SOURCE = "/etc/apt/sources.list.d/vllm-fleet-nonfree.sources"
@@ -33,7 +33,7 @@ def nvidia_driver(settings: Settings, distro: Distro, probe: Probe) -> list:
     initramfs = "update-initramfs -u" if distro.family == "apt" else "dracut --force"
     server.shell(name="Rebuild the initramfs without nouveau", commands=[initramfs], _if=blacklist.did_change)
 
-    held = probe.listed("held")
+    held = probe.held
     # Holds on NVIDIA driver packages (ours from earlier releases of this deploy, or another
     # branch's) freeze the kernel modules while the kernel upgrades; a held container-toolkit
     # package is not ours to release.
@@ -70,7 +70,7 @@ def add_driver_sources(plan, distro: Distro, probe: Probe) -> None:
             apt.deb(name="Add NVIDIA's CUDA repository (cuda-keyring)", src=gpu_packages.cuda_keyring_url(distro))
         )
     elif plan.cuda_repo:
-        if probe.epel != "yes":
+        if not probe.epel:
             server.shell(
                 name="Enable CRB and install EPEL (DKMS lives there)", commands=gpu_packages.epel_commands(distro)
             )

@@ -6,8 +6,9 @@ from pyinfra import host
 from pyinfra.api.deploy import deploy
 
 from vllm_fleet import launch, nix
-from vllm_fleet.checks import Context, HostProbe, run_checks, verdict
+from vllm_fleet.checks import Context, run_checks, verdict
 from vllm_fleet.distro import Distro
+from vllm_fleet.facts.probe import HostProbe
 from vllm_fleet.inventory import fleet_settings
 from vllm_fleet.operations import stop_host
 from vllm_fleet.plan import HostPlan

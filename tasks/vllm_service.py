@@ -14,9 +14,9 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from vllm_fleet import cluster, images, launch, nix, paths, releases, shipped_model, templates
-from vllm_fleet.facts import DockerImageId
+from vllm_fleet.facts.docker import DockerImageId
+from vllm_fleet.facts.probe import Probe
 from vllm_fleet.operations import root_only_directory, secret_file
-from vllm_fleet.probe import Probe
 from vllm_fleet.settings import Settings
 
 ACTIVATE_NEW = (
@@ -178,7 +178,7 @@ def wants_download(settings: Settings, probe: Probe) -> bool:
         hub_model
         and settings.vllm_download_weights
         and settings.serving_method == "docker"
-        and probe.hf_cache_downloaded != "yes"
+        and not probe.hf_cache_downloaded
     )
 
 
@@ -186,7 +186,7 @@ def _ship_model(settings: Settings, probe: Probe) -> None:
     """Copy vllm_model_dir to its content-named directory, unless the host has it already; it
     appears whole or not at all (copied beside it, then renamed)."""
     target = settings.vllm_model
-    if Path(target).name in probe.listed("shipped_models"):
+    if Path(target).name in probe.shipped_models:
         return
     root_only_directory(paths.MODELS_DIR, f"Create root-only model directory {paths.MODELS_DIR}")
     incoming = f"{paths.MODELS_DIR}/.incoming-{Path(target).name}"

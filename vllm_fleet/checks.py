@@ -1,6 +1,6 @@
 """Pre-flight checks: what goes wrong in the field, caught before anything is installed.
 
-One fact (HostProbe) reads everything in a single round trip; each check is a pure
+One fact (facts.probe.HostProbe) reads everything in a single round trip; each check is a pure
 function of that probe, the host's settings and its sizing, so each is tested on
 recorded outputs. A check applies to some accelerators and methods; a failed check
 refuses the host unless its name is in preflight_warn_only (then it warns).
@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyinfra.api import FactBase
-
-from vllm_fleet import gpu_packages, images, nix, paths, releases, shipped_model
+from vllm_fleet import gpu_packages, images, nix, paths, shipped_model
 from vllm_fleet.distro import Distro
-from vllm_fleet.launch import DOWNLOADED_MARK
-from vllm_fleet.probe import Probe
+from vllm_fleet.facts.probe import Probe
 from vllm_fleet.settings import KNOBS, PREFLIGHT_CHECKS, SIZE_PATTERN, Settings
 from vllm_fleet.sizing import CATALOGUE, Sizing
 
@@ -30,67 +26,6 @@ SERVER_STORE = {"docker": ("/var/lib/docker", "docker_root_free_kib"), "nix": ("
 # gfx targets the default ROCm image ships kernels for (AMD's vLLM docker guide).
 ROCM_IMAGE_GFX = {"gfx90a", "gfx942", "gfx950", "gfx1100", "gfx1101", "gfx1200", "gfx1201"}
 KIB_PER_GIB = 1024 * 1024
-
-
-class HostProbe(FactBase):
-    """key=value lines describing what pre-flight needs; see probe_script()."""
-
-    def command(self, port: int, hf_cache_dir: str, model_dir: str, accelerators: str) -> str:
-        return (
-            probe_script(port, hf_cache_dir, model_dir)
-            + nix.probe_lines(paths.UNIT_PATH, accelerators.split(","))
-            + releases.probe_lines()
-        )
-
-    def process(self, output: list[str]) -> Probe:
-        return Probe.parse(output)
-
-
-def probe_script(port: int, hf_cache_dir: str, model_dir: str) -> str:
-    cache, model = shlex.quote(hf_cache_dir), shlex.quote(model_dir)
-    return f"""
-k=$(uname -r); echo "kernel=$k"
-[ -e /lib/modules/$k/build ] && echo headers=yes || echo headers=no
-[ -e /var/run/reboot-required ] && echo reboot_required=yes
-command -v needs-restarting >/dev/null 2>&1 && {{ needs-restarting -r >/dev/null 2>&1 || echo reboot_required=yes; }}
-echo "held=$(apt-mark showhold 2>/dev/null | tr '\\n' ',')"
-rpm -q nvidia-driver >/dev/null 2>&1 && echo "nvidia_rpm=$(rpm -q --qf '%{{VERSION}}' nvidia-driver)"
-rpm -q epel-release >/dev/null 2>&1 && echo epel=yes
-echo "rocm_installed=$(cat /opt/rocm/.info/version 2>/dev/null)"
-echo "secure_boot=$(mokutil --sb-state 2>/dev/null | head -n1)"
-[ -d /sys/module/nouveau ] && echo nouveau=yes || echo nouveau=no
-v=$(cat /sys/module/nvidia/version 2>/dev/null); echo "nvidia_driver=$v"
-[ -n "$v" ] && grep -qF "$v" {gpu_packages.CDI_SPEC} 2>/dev/null && echo cdi_spec=current
-command -v nvidia-container-runtime-hook nvidia-ctk >/dev/null 2>&1 && echo toolkit=yes || echo toolkit=no
-command -v docker >/dev/null 2>&1 && echo docker=yes || echo docker=no
-command -v snap >/dev/null 2>&1 && snap list docker >/dev/null 2>&1 && echo docker_snap=yes || echo docker_snap=no
-echo "docker_runtimes=$(docker info --format '{{{{range $k, $v := .Runtimes}}}}{{{{$k}}}},{{{{end}}}}' 2>/dev/null)"
-echo "daemon_json=$(cat /etc/docker/daemon.json 2>/dev/null | tr -d '\\n')"
-[ -e /dev/kfd ] && echo kfd=yes || echo kfd=no
-getent group render >/dev/null && echo render_group=yes || echo render_group=no
-echo "gfx=$(rocminfo 2>/dev/null | awk '/Name: *gfx/ {{print $2}}' | sort -u | tr '\\n' ',')"
-echo "shm_kib=$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {{print $2}}')"
-free_kib() {{ p=$1; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; df -Pk "$p" | awk 'NR==2 {{print $4}}'; }}
-echo "docker_root_free_kib=$(free_kib /var/lib/docker)"
-echo "nix_store_free_kib=$(free_kib /nix/store)"
-echo "hf_cache_free_kib=$(free_kib {cache})"
-echo "models_free_kib=$(free_kib {paths.MODELS_DIR})"
-echo "shipped_models=$(ls {paths.MODELS_DIR} 2>/dev/null | tr '\\n' ',')"
-[ -d {cache}/hub/{model} ] && echo hf_cache_has_model=yes || echo hf_cache_has_model=no
-[ -e {cache}/hub/{model}/{DOWNLOADED_MARK} ] && echo hf_cache_downloaded=yes || echo hf_cache_downloaded=no
-if command -v ss >/dev/null 2>&1; then
-listeners=$(ss -Hltnp "sport = :{port}" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | sort -u)
-else
-# No iproute2 yet (the deploy installs it): /proc/net/tcp tells that the port listens, not who.
-listeners=$(awk 'NR > 1 && $4 == "0A" && $2 ~ /:{port:04X}$/ {{print "users:((\\042?\\042,pid="; exit}}' \\
-    /proc/net/tcp /proc/net/tcp6 2>/dev/null)
-fi
-echo "port_listeners=$(echo "$listeners" | tr '\\n' ' ')"
-echo "vllm_main_pid=$(systemctl show -p MainPID --value {paths.SERVICE} 2>/dev/null)"
-echo "vllm_container_port=$(docker port {paths.CONTAINER_NAME} {paths.CONTAINER_PORT}/tcp 2>/dev/null | head -n1)"
-echo "vllm_container_pid=$(docker inspect -f '{{{{.State.Pid}}}}' {paths.CONTAINER_NAME} 2>/dev/null)"
-systemctl is-active --quiet {paths.FIREWALL_SERVICE} && echo firewall=yes || echo firewall=no
-"""
 
 
 @dataclass(frozen=True)
@@ -140,8 +75,8 @@ def check(
     return register
 
 
-def _gib(kib: str) -> float:
-    return int(kib) / KIB_PER_GIB if kib.isdigit() else 0.0
+def _gib(kib: int) -> float:
+    return kib / KIB_PER_GIB
 
 
 @check("os")
@@ -219,7 +154,7 @@ def _secure_boot(c: Context):
 
 @check("nouveau", ("nvidia",))
 def _nouveau(c: Context):
-    if c.probe.nouveau == "yes" and not c.managed:
+    if c.probe.nouveau and not c.managed:
         return (
             "the nouveau module is loaded and holds the GPU: blacklist it (modprobe.d), rebuild the initramfs, reboot"
         )
@@ -232,7 +167,7 @@ def _nvidia_driver(c: Context):
     if c.managed:
         return None  # installed, or replaced by the pinned branch, by this run
     if not version:
-        headers = "" if c.probe.headers == "yes" else f" (and linux-headers-{c.probe.kernel} for DKMS)"
+        headers = "" if c.probe.headers else f" (and linux-headers-{c.probe.kernel} for DKMS)"
         return f"no NVIDIA driver is loaded: install the driver{headers} and reboot before deploying vLLM"
     have = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
     if c.image in images.DEFAULT_IMAGES.values() and have < images.MIN_NVIDIA_DRIVER:
@@ -262,8 +197,7 @@ def _image(c: Context):
 
 @check("container_toolkit", ("nvidia",), ("docker",))
 def _toolkit(c: Context):
-    runtimes = c.probe.listed("docker_runtimes")
-    if not c.managed and c.probe.toolkit != "yes" and "nvidia" not in runtimes:
+    if not c.managed and not c.probe.toolkit and "nvidia" not in c.probe.docker_runtimes:
         return (
             "the NVIDIA container toolkit is missing, so `docker run --gpus all` fails with "
             '"could not select device driver": install nvidia-container-toolkit'
@@ -273,7 +207,7 @@ def _toolkit(c: Context):
 
 @check("docker_snap", methods=("docker",))
 def _docker_snap(c: Context):
-    if c.probe.docker_snap == "yes":
+    if c.probe.docker_snap:
         return "Docker is installed from snap, which confines GPU devices and config paths: `snap remove docker`"
     return None
 
@@ -307,13 +241,12 @@ def _model_fits(c: Context):
 @check("disk")
 def _disk(c: Context):
     problems = []
-    shipped = c.probe.listed("shipped_models")
-    if c.settings.vllm_model_dir and os.path.basename(c.sizing.model) not in shipped:
+    if c.settings.vllm_model_dir and os.path.basename(c.sizing.model) not in c.probe.shipped_models:
         free, need = _gib(c.probe.models_free_kib), shipped_model.size_gib(c.settings.vllm_model_dir) * 1.1
         if free < need:
             problems.append(f"{paths.MODELS_DIR} has {free:.1f} GiB free, vllm_model_dir needs {need:.1f} GiB")
     model = CATALOGUE.get(c.sizing.model)
-    if model and c.probe.hf_cache_has_model != "yes":
+    if model and not c.probe.hf_cache_has_model:
         free = _gib(c.probe.hf_cache_free_kib)
         if free < model.disk_gib * 1.1:
             problems.append(
@@ -341,11 +274,10 @@ def _gated(c: Context):
 @check("port")
 def _port(c: Context):
     listeners = [_listener(item) for item in c.probe.port_listeners.split()]
-    main_pid = c.probe.vllm_main_pid  # systemd says 0 when vllm.service is not running
     # Ours: vllm.service's own process (Nix), Docker's proxy while our container is up, or our
     # container's server itself (a cluster's member runs on the host's network).
     ours_up = bool(c.probe.vllm_container_port)
-    ours = {main_pid, c.probe.vllm_container_pid} - {"", "0"}
+    ours = {str(pid) for pid in (c.probe.vllm_main_pid, c.probe.vllm_container_pid) if pid}
     others = [name for name, pid in listeners if pid not in ours and not (name == "docker-proxy" and ours_up)]
     if others:
         # "?": read from /proc/net/tcp before the deploy installed ss, which names the process.
@@ -363,7 +295,7 @@ def _listener(item: str) -> tuple[str, str]:
 @check("nix_version", methods=("nix",))
 def _nix_version(c: Context):
     need = nix.minimum_nix(nix.flake_dir(c.settings.nix_flake))
-    if c.probe.nix == "yes":
+    if c.probe.nix:
         if nix.older(c.probe.nix_version, need):
             return (
                 f"Nix {c.probe.nix_version} on this host is older than the {need} nixpkgs needs (nixpkgs' "
@@ -400,9 +332,7 @@ def _amd_devices(c: Context):
     if c.managed:
         return None  # amdgpu-install provides them
     missing = [
-        what
-        for what, key in (("/dev/kfd", "kfd"), ("the render group", "render_group"))
-        if getattr(c.probe, key) != "yes"
+        what for what, present in (("/dev/kfd", c.probe.kfd), ("the render group", c.probe.render_group)) if not present
     ]
     if missing:
         return f"{' and '.join(missing)} missing: install amdgpu (amdgpu-install --usecase=rocm) and reboot"
@@ -411,7 +341,7 @@ def _amd_devices(c: Context):
 
 @check("gfx_target", ("amd",))
 def _gfx(c: Context):
-    targets = set(c.probe.listed("gfx"))
+    targets = set(c.probe.gfx)
     if not targets and c.managed:
         return None  # rocminfo arrives with ROCm in this run; the next run checks the targets
     if not targets:

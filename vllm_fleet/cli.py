@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from vllm_fleet.repository import REPO
 
 if TYPE_CHECKING:
-    from vllm_fleet.host_facts import HostFacts
+    from vllm_fleet.facts.host import HostFacts
     from vllm_fleet.settings import Settings
 
 
@@ -112,7 +112,7 @@ def read_facts(inventory: str, names: list[str], settings: dict[str, Settings]) 
     """Each reachable host's facts, read over SSH by pyinfra's own `fact` command, within
     FACTS_TIMEOUT (a few small commands per host; an unreachable host is pyinfra's to time out)."""
     from vllm_fleet.ansible_inventory import pyinfra_inventory
-    from vllm_fleet.host_facts import ALL_FACTS, HostFacts
+    from vllm_fleet.facts.host import ALL_FACTS, HostFacts
     from vllm_fleet.rollout import limit_args
 
     def path(fact) -> str:

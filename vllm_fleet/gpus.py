@@ -1,91 +1,25 @@
-"""A host's GPUs, for sizing: from facts when the driver answers, else from host data."""
+"""A host's GPUs, for sizing and the accelerator: from facts when the driver answers, else from host
+data (the facts themselves are read in vllm_fleet.facts.gpus)."""
 
 from __future__ import annotations
 
-import json
 import re
-
-from pyinfra.api import FactBase
 
 from vllm_fleet.sizing import Gpus
 
-NVIDIA_QUERY = "name,memory.total,driver_version,compute_cap"
-# The GPU tools hang on a GPU that fell off the bus (an Xid 79): the deploy reads none then.
-GPU_TOOL_TIMEOUT = 60
 
+def resolve_accelerator(setting: str, vendors: list[str]) -> str:
+    """The accelerator a host uses: the setting, or with 'auto', what the bus shows.
 
-class NvidiaGpus(FactBase):
-    """GPUs as nvidia-smi lists them; [] when the driver or nvidia-smi is absent.
-
-    Each: {"name", "memory_mib", "driver_version", "compute_capability"}.
+    A host with both vendors' GPUs (a hybrid laptop) takes NVIDIA, the one vLLM's
+    default images target; set accelerator explicitly to choose AMD.
     """
-
-    default = list
-
-    def command(self) -> str:
-        return (
-            f"command -v nvidia-smi >/dev/null 2>&1 && "
-            f"timeout {GPU_TOOL_TIMEOUT} nvidia-smi --query-gpu={NVIDIA_QUERY} --format=csv,noheader,nounits"
-            " 2>/dev/null || true"
-        )
-
-    def process(self, output: list[str]) -> list[dict]:
-        return parse_nvidia_smi(output)
-
-
-def parse_nvidia_smi(lines: list[str]) -> list[dict]:
-    """One dict per GPU line; memory_mib is None where nvidia-smi prints [N/A] (unified-memory
-    parts such as GB10 have no dedicated memory to report). Error text yields no GPU."""
-    gpus = []
-    for line in lines:
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) != 4 or not (parts[1].isdigit() or parts[1] == "[N/A]") or not parts[2][:1].isdigit():
-            continue
-        name, memory, driver, capability = parts
-        gpus.append(
-            {
-                "name": name,
-                "memory_mib": int(memory) if memory.isdigit() else None,
-                "driver_version": driver,
-                "compute_capability": capability,
-            }
-        )
-    return gpus
-
-
-class AmdGpus(FactBase):
-    """GPUs as rocm-smi lists them (JSON); [] when ROCm is absent. Each: {"name", "memory_mib"}."""
-
-    default = list
-
-    def command(self) -> str:
-        return (
-            "command -v rocm-smi >/dev/null 2>&1 && "
-            f"timeout {GPU_TOOL_TIMEOUT} rocm-smi --showproductname --showmeminfo vram --json 2>/dev/null || true"
-        )
-
-    def process(self, output: list[str]) -> list[dict]:
-        return parse_rocm_smi("\n".join(output))
-
-
-def parse_rocm_smi(text: str) -> list[dict]:
-    try:
-        data = json.loads(text) if text.strip() else {}
-    except json.JSONDecodeError:
-        return []
-    gpus = []
-    for key, card in sorted(data.items()):
-        if not key.startswith("card"):
-            continue
-        total = card.get("VRAM Total Memory (B)")
-        name = card.get("Card Series") or card.get("Card series") or card.get("Card model") or key
-        if total and str(total).isdigit():
-            gpus.append({"name": name, "memory_mib": int(total) // 2**20})
-    return gpus
-
-
-# The fact that lists each vendor's GPUs (deploy.py, plan --facts and the verify suite read it).
-GPU_FACTS: dict[str, type[FactBase]] = {"nvidia": NvidiaGpus, "amd": AmdGpus}
+    if setting != "auto":
+        return setting
+    for vendor in ("nvidia", "amd"):
+        if vendor in vendors:
+            return vendor
+    return "cpu"
 
 
 def gpus_from_facts(listed: list[dict]) -> Gpus | None:

@@ -134,8 +134,6 @@ def hub_cache_dir(s: Settings) -> str:
     return f"{s.hf_cache_dir}/hub/{hub_cache_name(s.vllm_model)}"
 
 
-# Written beside the hub's files when our download finished; a partial download has none.
-DOWNLOADED_MARK = ".vllm-fleet-downloaded"
 # Run by the image's own Python: the checkpoint files vLLM loads (safetensors when the repository
 # has them, else .bin), the config and tokenizer, none of the duplicates some repositories carry.
 DOWNLOAD_SCRIPT = (
@@ -174,7 +172,7 @@ def download_command(s: Settings, accelerator: str, env_file: str) -> str:
         f"the weights' download of {s.vllm_model} did not finish within {s.vllm_download_timeout}s "
         "(vllm_download_timeout) and was stopped; the host stays on its release"
     )
-    mark = shlex.quote(hub_cache_dir(s) + "/" + DOWNLOADED_MARK)
+    mark = shlex.quote(hub_cache_dir(s) + "/" + paths.DOWNLOADED_MARK)
     return (
         f"{{ {shlex.join(run)} && touch {mark}; }} || "
         f"{{ status=$?; [ $status -ne 124 ] || echo {shlex.quote(stopped)} >&2; exit $status; }}"

@@ -18,7 +18,6 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from vllm_fleet import paths
-from vllm_fleet.probe import NIX_BUILD_PREFIX
 from vllm_fleet.repository import NIX_FLAKE
 from vllm_fleet.settings import Settings
 
@@ -177,23 +176,3 @@ def builds_for(settings: Settings, accelerator: str, fleet: Mapping[str, Setting
             if other.nix_builder == settings.host and other.accelerator not in wanted:
                 wanted.append(other.accelerator)
     return wanted
-
-
-def probe_lines(unit_path: str, accelerators: list[str]) -> str:
-    """Lines of pre-flight's host probe: how vLLM is served now and what the Nix way has built."""
-    lines = [
-        f"if [ -f {unit_path} ]; then grep -q '/usr/bin/docker run' {unit_path} && echo unit_method=docker "
-        "|| echo unit_method=nix; fi",
-        f"{{ command -v nix || ls {NIX}; }} >/dev/null 2>&1 && echo nix=yes || echo nix=no",
-        f"echo \"nix_version=$({{ nix --version || {NIX} --version; }} 2>/dev/null | head -n1 | awk '{{print $NF}}')\"",
-        'echo "selinux=$(getenforce 2>/dev/null)"',
-        f'echo "nix_links=$(ls -d {paths.NIX_DIR}/vllm-server-* 2>/dev/null | grep -v flake-sha256 | tr "\\n" ,)"',
-        f"echo \"driver_libs=$(ldconfig -p 2>/dev/null | awk '{NVIDIA_LIBS} {{print $1}}' | sort -u | tr '\\n' ,)\"",
-        f'echo "linked_driver_libs=$(ls {DRIVER_LINKS_DIR}/lib 2>/dev/null | sort -u | tr "\\n" ,)"',
-    ]
-    for accelerator in accelerators:
-        lines.append(
-            f'echo "{NIX_BUILD_PREFIX}{accelerator}=$(readlink {out_link(accelerator)} 2>/dev/null)'
-            f' $(cat {stamp(accelerator)} 2>/dev/null)"'
-        )
-    return "\n".join(lines) + "\n"

@@ -37,6 +37,8 @@ GATEWAY_CERTIFICATE = f"{CONFIG_DIR}/gateway.pem"
 STATE_DIR = "/var/lib/vllm-fleet"
 IMAGE_DIR = f"{STATE_DIR}/images"
 MODELS_DIR = f"{STATE_DIR}/models"
+# Written beside the hub's files when our download finished; a partial download has none.
+DOWNLOADED_MARK = ".vllm-fleet-downloaded"
 NIX_DIR = f"{STATE_DIR}/nix"
 NIX_INSTALLER_DIR = f"{STATE_DIR}/nix-installer"
 ACTIVATE_LOG = f"{STATE_DIR}/activate.log"

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vllm_fleet import cluster, images, launch
+from vllm_fleet.facts.host import HostFacts
 from vllm_fleet.gpus import (
     gpus_from_data,
     gpus_from_facts,
@@ -17,7 +18,6 @@ from vllm_fleet.gpus import (
     open_kernel_modules_for,
     vendor_from_name,
 )
-from vllm_fleet.host_facts import HostFacts
 from vllm_fleet.rules import gateway_backends
 from vllm_fleet.settings import Settings, public_values
 from vllm_fleet.sizing import Gpus, Sizing, size

@@ -61,15 +61,8 @@ LOCK_HOLDER = (
 )
 
 
-def probe_script(tools: tuple[str, ...]) -> str:
-    lines = [f"{{ {TOOLS[name].present}; }} >/dev/null 2>&1 && echo {name}=yes || echo {name}=no" for name in tools]
-    lines.append("command -v apt-get >/dev/null 2>&1 && echo family=apt || echo family=dnf")
-    lines.append(f'echo "lock_holder=$({LOCK_HOLDER})"')
-    return "\n".join(lines) + "\n"
-
-
-def missing(state: dict[str, str], tools: tuple[str, ...]) -> list[str]:
-    return [name for name in tools if state.get(name) != "yes"]
+def missing(present: frozenset[str], tools: tuple[str, ...]) -> list[str]:
+    return [name for name in tools if name not in present]
 
 
 def packages(names: list[str], family: str) -> list[str]:

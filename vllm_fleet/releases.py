@@ -15,8 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from vllm_fleet import paths
-from vllm_fleet.probe import RELEASE_SHA_PREFIX, Probe
+from vllm_fleet.facts.probe import Probe, release_key
 
 # The activation command prints this, then the outcome's JSON, as the last line of its output.
 OUTCOME_MARK = "vllm-fleet-outcome"
@@ -51,30 +50,6 @@ def outcomes_in(log: str) -> dict[str, Outcome]:
     return found
 
 
-def _key(name: str) -> str:
-    return name.replace(".", "_")
-
-
-def probe_lines() -> str:
-    """Lines of pre-flight's host probe: the current and previous release, and the hashes of
-    the current release's files and of the unit systemd runs (none while paths.ACTIVATE_PENDING
-    says an activation did not end on a release that serves)."""
-    current = f"{paths.RELEASES_DIR}/current"
-    lines = [
-        f'echo "release_current=$(readlink {current} 2>/dev/null)"',
-        f'echo "release_previous=$(readlink {paths.RELEASES_DIR}/previous 2>/dev/null)"',
-        # An activation cut off while it tried a release may have left that release's unit or env
-        # file in place, or its server running: no unit is vouched for until one ends serving.
-        f'echo "release_unit_sha=$(test -e {paths.ACTIVATE_PENDING} || '
-        f"sha256sum {paths.UNIT_PATH} 2>/dev/null | cut -d' ' -f1)\"",
-    ]
-    for name in paths.RELEASE_FILES:
-        lines.append(
-            f"echo \"{RELEASE_SHA_PREFIX}{_key(name)}=$(sha256sum {current}/{name} 2>/dev/null | cut -d' ' -f1)\""
-        )
-    return "\n".join(lines) + "\n"
-
-
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -83,7 +58,7 @@ def is_current(probe: Probe, contents: Mapping[str, str]) -> bool:
     """Whether the current release holds exactly these files and systemd runs its unit."""
     if not probe.release_current:
         return False
-    same = all(probe.release_sha.get(_key(name)) == sha256(text) for name, text in contents.items())
+    same = all(probe.release_sha.get(release_key(name)) == sha256(text) for name, text in contents.items())
     return same and probe.release_unit_sha == sha256(contents["vllm.service"])
 
 

@@ -2,8 +2,11 @@
 
 A FakeHost is a host's state (os-release, PCI bus, nvidia-smi, the pre-flight probe,
 installed packages, present files), written by hand to match the vendors' documented
-outputs: no GPU host was ever reachable to record one. The base probe is the one recorded
-on a real sandbox host (tests/unit/fixtures). It becomes @fake `fake_responses`, so
+outputs: no GPU host was ever reachable to record one. The base probe (full_probe) is written
+by hand too, an Ubuntu 22.04 host with nothing installed, in the probe's key=value format; the
+one probe recorded on a real host (a sandbox host, tests/unit/fixtures) is read by the unit
+tests, not here. tests/planning/data holds plans recorded from these hand-written hosts (see
+test_plans_unchanged.py), not hosts' outputs. A host's state becomes @fake `fake_responses`, so
 pyinfra's own facts and ours read it; nothing runs anywhere. `plan()` executes the deploy
 against it (-y -vv) and returns, per operation, the commands it ran; `changes()` is a
 --dry run's list of operations that would change something.
@@ -91,7 +94,7 @@ class FakeHost:
 
     def host_tools(self) -> list[str]:
         """The HostTools fact: curl and jq are there when their packages are; D-Bus, ss and TLS roots
-        are, and no lock is held, unless the recorded probe says otherwise."""
+        are, and no lock is held, unless the host's probe (written by hand) says otherwise."""
         tools = {"dbus": "yes", "ss": "yes", "ca-certificates": "yes", "lock_holder": ""}
         tools.update({name: "yes" if name in self.packages else "no" for name in ("curl", "jq")})
         tools.update({k: v for k, v in self.probe.items() if k in tools})

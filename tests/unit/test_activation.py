@@ -24,7 +24,8 @@ from types import SimpleNamespace
 import pytest
 
 from vllm_fleet import launch, paths, releases, templates
-from vllm_fleet.probe import Probe
+from vllm_fleet.facts import probe as host_probe
+from vllm_fleet.facts.probe import Probe
 
 # The helper's external commands besides the stand-ins: each call is a step it can be killed before.
 STEPPED = ("ln", "mv", "cp", "rm", "mkdir", "readlink", "basename", "grep", "sed", "jq")
@@ -190,7 +191,9 @@ class Host:
         if current is None:
             return False
         lines = (
-            releases.probe_lines()
+            host_probe.script(
+                host_probe.Where(0, "", "", ()), [f for f in host_probe.FIELDS if f.name.startswith("release_")]
+            )
             .replace(paths.CONFIG_DIR, str(self.names["config_dir"]))
             .replace(paths.UNIT_PATH, str(self.names["unit_path"]))
         )

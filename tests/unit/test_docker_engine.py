@@ -4,7 +4,7 @@ import pytest
 
 from tasks.docker_engine import merged_daemon_config
 from vllm_fleet import docker_repo
-from vllm_fleet.distro import from_fact
+from vllm_fleet.facts.distro import from_fact
 
 BOOKWORM = {"name": "Debian", "major": 12, "release_meta": {"VERSION_CODENAME": "bookworm", "ID": "debian"}}
 NOBLE = {"name": "Ubuntu", "major": 24, "release_meta": {"VERSION_CODENAME": "noble", "ID": "ubuntu"}}

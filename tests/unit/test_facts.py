@@ -3,7 +3,9 @@ vendor files, daemon.json): the PCI IDs are the vendors' registered ones."""
 
 import pytest
 
-from vllm_fleet.facts import DaemonJsonError, parse_daemon_json, parse_pci_classes, resolve_accelerator
+from vllm_fleet.facts.docker import DaemonJsonError, parse_daemon_json
+from vllm_fleet.facts.gpus import parse_pci_classes
+from vllm_fleet.gpus import resolve_accelerator
 
 # /sys/bus/pci/devices/*/{class,vendor} as the GpuVendors fact prints them.
 # An H100 SXM host (NVIDIA 3D controller 0x0302 beside the BMC's ASPEED VGA):

@@ -11,7 +11,8 @@ Which outputs are recorded and which are written by hand:
   --json`, marimo-team/marimo issue 9237); the MI300X cards are written by hand in that shape.
 """
 
-from vllm_fleet.gpus import gpus_from_data, gpus_from_facts, parse_nvidia_smi, parse_rocm_smi, vendor_from_name
+from vllm_fleet.facts.gpus import parse_nvidia_smi, parse_rocm_smi
+from vllm_fleet.gpus import gpus_from_data, gpus_from_facts, vendor_from_name
 from vllm_fleet.rules import validate
 from vllm_fleet.sizing import CATALOGUE, Gpus, best_tp
 

@@ -3,9 +3,8 @@ reads them), or its host data when they could not be read."""
 
 from pyinfra.facts.server import Arch
 
-from vllm_fleet.facts import GpuVendors
-from vllm_fleet.gpus import AmdGpus, NvidiaGpus
-from vllm_fleet.host_facts import HostFacts
+from vllm_fleet.facts.gpus import AmdGpus, GpuVendors, NvidiaGpus
+from vllm_fleet.facts.host import HostFacts
 from vllm_fleet.plan import resolve_host
 from vllm_fleet.rules import validate
 

@@ -181,4 +181,4 @@ def test_a_download_stopped_by_its_limit_says_so_and_leaves_no_mark(tmp_path, se
     docker.write_text("#!/bin/sh\nexit 0\n")
     (tmp_path / "hf" / "hub" / launch.hub_cache_name(s.vllm_model)).mkdir(parents=True)
     assert subprocess.run(["sh", "-c", command], timeout=20).returncode == 0
-    assert (tmp_path / "hf" / "hub" / launch.hub_cache_name(s.vllm_model) / launch.DOWNLOADED_MARK).exists()
+    assert (tmp_path / "hf" / "hub" / launch.hub_cache_name(s.vllm_model) / paths.DOWNLOADED_MARK).exists()

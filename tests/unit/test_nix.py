@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vllm_fleet import launch, nix
-from vllm_fleet.probe import Probe
+from vllm_fleet.facts.probe import Probe
 from vllm_fleet.rules import validate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,14 +138,12 @@ def test_the_probe_reads_the_serving_lines_of_a_real_host():
             "nix_build_nvidia= ",
         ]
     )
-    assert (probe.unit_method, probe.nix) == ("nix", "yes")
-    assert (
-        probe.listed("nix_links") == ["/var/lib/vllm-fleet/nix/vllm-server-cpu"] and probe.listed("driver_libs") == []
-    )
+    assert (probe.unit_method, probe.nix) == ("nix", True)
+    assert probe.nix_links == ("/var/lib/vllm-fleet/nix/vllm-server-cpu",) and probe.driver_libs == ()
     builds = {accelerator: probe.nix_build(accelerator) for accelerator in probe.nix_builds}
     assert builds == {"cpu": ("/nix/store/s2gk45rf-vllm-server-standin-cpu", "ab39eb34"), "nvidia": ("", "")}
     assert probe.nix_build("amd") == ("", "")
-    assert Probe().nix == "no"
+    assert Probe().nix is False
 
 
 def test_a_builder_builds_for_itself_and_the_hosts_naming_it():

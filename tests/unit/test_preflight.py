@@ -1,10 +1,13 @@
-"""Each pre-flight check on recorded host probes.
+"""Each pre-flight check on one recorded host probe and variants of it written by hand.
 
-probe-debian12-sandbox-serving.txt is the real HostProbe output of a sandbox host
-(Debian 12, no GPU, our container serving on port 8000). The GPU hosts below are
-that recording with the lines a GPU host differs in, taken from the tools' documented
-outputs: /sys/module/nvidia/version, `mokutil --sb-state` ("SecureBoot enabled"),
-`rocminfo` agent names (gfx942 on MI300X), `ss -ltnp` users:(("name",pid=..,fd=..)).
+probe-debian12-sandbox-serving.txt is real HostProbe output, recorded on a sandbox host
+(Debian 12, no GPU, our container serving on port 8000) by an older probe: it has two keys
+today's probe no longer prints (os_id, os_version; left out when read) and lacks the fields
+added since (the Nix and release fields among them), which read as their defaults
+(test_probe.py names them). The GPU hosts below are that recording with the lines a GPU host
+differs in, written by hand from the tools' documented outputs: /sys/module/nvidia/version,
+`mokutil --sb-state` ("SecureBoot enabled"), `rocminfo` agent names (gfx942 on MI300X),
+`ss -ltnp` users:(("name",pid=..,fd=..)).
 """
 
 from pathlib import Path
@@ -12,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from vllm_fleet.checks import CHECKS, Context, Finding, run_checks, verdict
-from vllm_fleet.distro import Distro, read_distro
-from vllm_fleet.probe import Probe, key_values
+from vllm_fleet.distro import Distro
+from vllm_fleet.facts.distro import read_distro
+from vllm_fleet.facts.probe import Probe, key_values
 from vllm_fleet.sizing import Gpus
 
 UBUNTU_2204 = Distro("ubuntu", "apt", "22.04", "jammy")

@@ -7,7 +7,8 @@ import subprocess
 import time
 
 from vllm_fleet import launch, paths, releases
-from vllm_fleet.probe import Probe
+from vllm_fleet.facts import probe as host_probe
+from vllm_fleet.facts.probe import Probe
 
 CONTENTS = {"vllm.service": "[Unit]\n", "vllm.env": "VLLM_API_KEY=" + "k" * 20 + "\n", "release.conf": "MODEL=m\n"}
 
@@ -16,7 +17,11 @@ def probe_of(tmp_path, contents: dict | None, unit: str | None) -> Probe:
     """Run the probe's release lines against a directory laid out like a host."""
     root = tmp_path / "host"
     lines = (
-        releases.probe_lines().replace(paths.CONFIG_DIR, str(root / "etc")).replace(paths.UNIT_PATH, str(root / "unit"))
+        host_probe.script(
+            host_probe.Where(0, "", "", ()), [f for f in host_probe.FIELDS if f.name.startswith("release_")]
+        )
+        .replace(paths.CONFIG_DIR, str(root / "etc"))
+        .replace(paths.UNIT_PATH, str(root / "unit"))
     )
     if contents is not None:
         release = root / "etc" / "releases" / "20261122-101010-abcdef"

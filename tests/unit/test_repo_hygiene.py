@@ -103,7 +103,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_vllm_fleet_has_no_import_circle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the check can fail
-    graph = {f"vllm_fleet.{p.stem}": _imports(p) for p in (REPO / "vllm_fleet").glob("*.py") if p.stem != "__init__"}
+    modules = (p.relative_to(REPO).with_suffix("") for p in (REPO / "vllm_fleet").rglob("*.py"))
+    graph = {".".join(m.parts): _imports(REPO / m.with_suffix(".py")) for m in modules if m.name != "__init__"}
     assert "vllm_fleet.images" in graph["vllm_fleet.settings"] and "vllm_fleet.rules" in graph["vllm_fleet.cli"]
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle or [])

@@ -21,7 +21,7 @@ import testinfra
 
 from vllm_fleet import launch, paths
 from vllm_fleet.cluster import Place
-from vllm_fleet.host_facts import HostFacts
+from vllm_fleet.facts.host import HostFacts
 from vllm_fleet.plan import HostPlan, resolve_host
 from vllm_fleet.repository import REPO, SANDBOX_INVENTORY
 from vllm_fleet.settings import Settings

@@ -8,7 +8,7 @@ from pyinfra.operations import server
 
 from tasks.nvidia_driver import add_driver_sources
 from vllm_fleet import gpu_packages
-from vllm_fleet.distro import from_fact
+from vllm_fleet.facts.distro import from_fact
 from vllm_fleet.inventory import settings_for
 
 settings = settings_for(host)

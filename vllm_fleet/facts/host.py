@@ -12,8 +12,8 @@ from typing import Any
 from pyinfra.api import FactBase
 from pyinfra.facts.server import Arch
 
-from vllm_fleet.facts import GpuVendors, resolve_accelerator
-from vllm_fleet.gpus import GPU_FACTS
+from vllm_fleet.facts.gpus import GPU_FACTS, GpuVendors
+from vllm_fleet.gpus import resolve_accelerator
 
 # A fact class in, its processed value out (None when it could not be read).
 ReadFact = Callable[[type[FactBase]], Any]
