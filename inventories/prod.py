@@ -4,7 +4,7 @@
     pyinfra inventories/prod.py deploy.py
 
 Each host goes in exactly one phase group; group_data/<phase>.py holds that
-profile, host data below overrides it, and vllm_fleet/settings.py defines every
+profile, host data below overrides it, and vllm_fleet/settings/ defines every
 key (python -m vllm_fleet settings lists them).
 """
 

@@ -125,7 +125,7 @@ def members(s: Settings, fleet: Mapping[str, Settings]) -> list[Settings]:
 
 def peer_addresses(s: Settings, fleet: Mapping[str, Settings]) -> list[str]:
     """The addresses of the other members of s's cluster ([] outside one)."""
-    return [m.fleet_address or m.host for m in members(s, fleet) if m.host != s.host]
+    return [m.fleet_address for m in members(s, fleet) if m.host != s.host]
 
 
 def is_worker(s: Settings) -> bool:
@@ -155,7 +155,7 @@ def place(s: Settings, fleet: Mapping[str, Settings], accelerator: str) -> Place
     return Place(
         s.vllm_cluster,
         s.vllm_cluster_rank,
-        tuple(Member(m.host, m.fleet_address or m.host) for m in found),
+        tuple(Member(m.host, m.fleet_address) for m in found),
         tp,
         pp,
         s.vllm_cluster_interface,

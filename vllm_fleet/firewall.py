@@ -54,7 +54,7 @@ def allowed_sources(settings: Settings, fleet: dict[str, Settings]) -> list[str]
     """Networks admitted to the vLLM port: the gateways that front this host, the monitoring
     hosts, then vllm_allowed_sources."""
     gateways = [
-        g.fleet_address or g.host  # parse() always sets fleet_address
+        g.fleet_address
         for g in fleet.values()
         if g.role == "gateway" and settings.host in {b.host for b in gateway_backends(g, fleet)}
     ]

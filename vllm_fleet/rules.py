@@ -277,9 +277,9 @@ def check_gateway(gateway: Settings, fleet: Mapping[str, Settings]) -> None:
             shown,
             f"hosts whose inventory names are HAProxy server names (letters, digits and . _ -): {', '.join(odd)}",
         )
-    places: dict[tuple[str, int], str] = {(gateway.fleet_address or "", gateway.gateway_port): gateway.host}
+    places: dict[tuple[str, int], str] = {(gateway.fleet_address, gateway.gateway_port): gateway.host}
     for b in backends:
-        place = (b.fleet_address or "", b.vllm_port)
+        place = (b.fleet_address, b.vllm_port)
         if place in places:
             raise SettingsError(
                 gateway.host,

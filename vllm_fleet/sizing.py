@@ -239,8 +239,9 @@ def size(
     """Choose the model (vllm_model = auto) and tensor-parallel size (auto), and check the fit.
     split: a cluster member's (tensor, pipeline) parallel sizes (cluster.split), which sizing keeps;
     gpus are then one member's."""
+    pipeline = 1
     if split:
-        s = _Split(s, split)
+        s, pipeline = s.replace(vllm_tensor_parallel_size=split[0]), split[1]
     warnings: list[str] = []
     if s.vllm_model_dir:
         if accelerator != "cpu":
@@ -256,7 +257,7 @@ def size(
         )
     phase = catalogue.phases[s.phase]
     if s.vllm_model == "auto":
-        chosen = _choose(s, accelerator, gpus, catalogue, phase)
+        chosen = _choose(s, accelerator, gpus, catalogue, phase, pipeline)
     else:
         model = catalogue.get(s.vllm_model)
         if model is None:
@@ -265,47 +266,33 @@ def size(
                 "(add it to vllm_fleet/data/models.toml)"
             )
             return Sizing(s.vllm_model, s.vllm_quantization, _fixed_tp(s), None, warnings)
-        chosen = _fit(model, gpus, s, phase.get("min_full_sequences", 1))
+        chosen = _fit(model, gpus, s, phase.get("min_full_sequences", 1), pipeline)
     quantization = s.vllm_quantization
     if not quantization and phase.get("pass_quantization"):
         quantization = chosen.model.quantization or None
     result = Sizing(chosen.model.id, quantization, chosen.tensor_parallel_size, chosen, warnings)
-    _check(result, s, accelerator, gpus, catalogue)
+    _check(result, s, accelerator, gpus, catalogue, one_host=split is None)
     return result
 
 
-def _fit(model: Model, gpus: Gpus, s, min_sequences: float) -> Estimate:
-    if isinstance(s, _Split):
-        return estimate(model, gpus, s.split[0], s, s.split[1])
+def _fit(model: Model, gpus: Gpus, s, min_sequences: float, pipeline: int = 1) -> Estimate:
     if s.vllm_tensor_parallel_size == "auto":
         return best_tp(model, gpus, s, min_sequences)
-    return estimate(model, gpus, s.vllm_tensor_parallel_size, s)
+    return estimate(model, gpus, s.vllm_tensor_parallel_size, s, pipeline)
 
 
-def _choose(s, accelerator: str, gpus: Gpus, catalogue: Catalogue, phase: dict) -> Estimate:
+def _choose(s, accelerator: str, gpus: Gpus, catalogue: Catalogue, phase: dict, pipeline: int) -> Estimate:
     minimum = phase.get("min_full_sequences", 1)
     candidates = [catalogue.models[m] for m in phase["prefer"] if accelerator in catalogue.models[m].accelerators]
     for model in candidates:
-        e = _fit(model, gpus, s, minimum)
+        e = _fit(model, gpus, s, minimum, pipeline)
         if e.fits and e.full_length_sequences >= minimum:
             return e
     for model in candidates:
-        e = _fit(model, gpus, s, 1)
+        e = _fit(model, gpus, s, 1, pipeline)
         if e.fits:
             return e
-    return _fit(candidates[-1], gpus, s, 1)
-
-
-class _Split:
-    """A cluster member's settings with its parallel sizes fixed by the cluster."""
-
-    def __init__(self, s, split: tuple[int, int]):
-        self._s, self.split = s, split
-
-    def __getattr__(self, name: str):
-        if name == "vllm_tensor_parallel_size":
-            return self.split[0]
-        return getattr(self._s, name)
+    return _fit(candidates[-1], gpus, s, 1, pipeline)
 
 
 def _fixed_tp(s) -> int:
@@ -322,7 +309,8 @@ def _size_cpu(s, catalogue: Catalogue) -> Sizing:
     return Sizing(model_id, s.vllm_quantization, _fixed_tp(s), None, [], refusal)
 
 
-def _check(result: Sizing, s, accelerator: str, gpus: Gpus, catalogue: Catalogue) -> None:
+def _check(result: Sizing, s, accelerator: str, gpus: Gpus, catalogue: Catalogue, one_host: bool) -> None:
+    """one_host: False for a cluster member, whose tensor parallel size may span the members' GPUs."""
     e = result.estimate
     assert e is not None, "checked only where sizing made an estimate"
     model = e.model
@@ -333,7 +321,7 @@ def _check(result: Sizing, s, accelerator: str, gpus: Gpus, catalogue: Catalogue
         return
     if s.vllm_tensor_parallel_size != "auto":
         tp = s.vllm_tensor_parallel_size
-        if tp > gpus.count and not isinstance(s, _Split):
+        if tp > gpus.count and one_host:
             result.refusal = f"vllm_tensor_parallel_size = {tp} is above the host's {gpus.count} GPU(s)"
             return
         if model.heads % tp:

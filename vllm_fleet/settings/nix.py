@@ -1,0 +1,53 @@
+"""The knobs of serving with Nix."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from vllm_fleet.settings.types import (
+    FLAKE,
+    HOST_NAME,
+    LAX,
+    Bounded,
+    CacheKey,
+    CacheUrl,
+    FlakeDirectory,
+    InventoryName,
+    Knobs,
+    knob,
+    or_none,
+)
+
+
+class Nix(Knobs):
+    """Serving with Nix: where the server is built and where its builds come from."""
+
+    nix_flake: FlakeDirectory | None = knob(
+        None,
+        "With serving_method nix: a flake directory on the machine running pyinfra exporting "
+        "packages.<system>.vllm-server-<accelerator>; None: nix/ of this repository.",
+        or_none(FLAKE),
+    )
+    nix_substituters: Annotated[tuple[CacheUrl, ...], *LAX] = knob(
+        ("https://cache.nixos.org", "https://cache.nixos-cuda.org", "https://cuda-maintainers.cachix.org"),
+        "Binary caches Nix substitutes from (the CUDA builds of vLLM come from the community CUDA caches).",
+        "a list of binary cache URLs such as 'https://cache.nixos.org'",
+    )
+    nix_trusted_public_keys: Annotated[tuple[CacheKey, ...], *LAX] = knob(
+        (
+            "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=",
+            "cache.nixos-cuda.org:74DUi4Ye579gUqzH4ziL9IyiJBlDpMRn9MBN8oNan9M=",
+            "cuda-maintainers.cachix.org-1:0dq3bujKpuEPMCX6U4WylrUDZ9JyUG0VpVZa7CNfq5E=",
+        ),
+        "Public keys of the binary caches in nix_substituters.",
+        "a list of Nix public keys such as 'cache.nixos.org-1:6NCHdD59X431o0gW...='",
+    )
+    nix_builder: InventoryName | None = knob(
+        None,
+        "Inventory host that builds the server; this host copies the build from it (nix copy over SSH as root, "
+        "so this host needs a root SSH key the builder accepts) instead of building. None: build here.",
+        or_none(HOST_NAME),
+    )
+    nix_build_timeout: Annotated[int, Bounded(60, 86400)] = knob(
+        10800, "Seconds a Nix build may take before it is stopped (a CUDA build missing from the caches takes hours)."
+    )

@@ -1,0 +1,337 @@
+"""The kinds of value a knob takes: their types, the checks beyond the type, and the words of
+what each allows, as an error message and the settings reference say it."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, GetCoreSchemaHandler, SecretStr
+from pydantic_core import PydanticCustomError, core_schema
+
+from vllm_fleet import images
+from vllm_fleet.vllm_flags import OWNED_FLAGS, vllm_flag
+
+Phase = Literal["laptop", "single_gpu", "enterprise"]
+Accelerator = Literal["auto", "nvidia", "amd", "cpu"]
+ServingMethod = Literal["docker", "nix"]
+Quantization = Literal[
+    "awq",
+    "awq_marlin",
+    "gptq",
+    "gptq_marlin",
+    "marlin",
+    "fp8",
+    "bitsandbytes",
+    "compressed-tensors",
+    "gguf",
+    "experts_int8",
+    "modelopt",
+]
+DockerSource = Literal["distro", "docker"]
+DriverSource = Literal["distro", "cuda"]
+RebootPolicy = Literal["never", "if_needed", "always"]
+GatewayAuth = Literal["passthrough", "gateway"]
+RocmUsecase = Literal["rocm", "dkms"]
+# The pre-flight checks (vllm_fleet/checks.py registers one function per name).
+PreflightCheck = Literal[
+    "os",
+    "gpu_stack",
+    "gpu_present",
+    "secure_boot",
+    "nouveau",
+    "nvidia_driver",
+    "image",
+    "container_toolkit",
+    "docker_snap",
+    "daemon_json",
+    "shared_memory",
+    "model_fits",
+    "disk",
+    "gated_model",
+    "port",
+    "nix_version",
+    "nix_rocm",
+    "amd_devices",
+    "gfx_target",
+]
+Role = Literal["vllm", "gateway", "monitoring"]
+
+PHASES: tuple[str, ...] = get_args(Phase)
+SERVING_METHODS: tuple[str, ...] = get_args(ServingMethod)
+PREFLIGHT_CHECKS: tuple[str, ...] = get_args(PreflightCheck)
+# Inventory groups that give a host a role other than serving vLLM.
+GATEWAY_GROUP = "gateway"
+MONITORING_GROUP = "monitoring"
+
+# --- what each knob allows, as the error message words it ---
+
+
+def one_of(kind: Any) -> str:
+    return "one of " + ", ".join(get_args(kind))
+
+
+def or_none(allowed: str) -> str:
+    return f"{allowed} (or None)"
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """An integer from low to high, as pydantic checks it and as the words of what a knob allows say
+    it (`Annotated[int, Bounded(1, 64)]`), so the bounds are written once."""
+
+    low: int
+    high: int
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return handler(Annotated[source, Field(ge=self.low, le=self.high)])
+
+    @property
+    def allowed(self) -> str:
+        return f"an integer from {self.low} to {self.high}"
+
+
+def types_in(annotation: Any) -> set[Any]:
+    """Every type an annotation names, through Annotated, unions and containers (Annotated's
+    metadata included)."""
+    return {annotation, *(t for arg in get_args(annotation) for t in types_in(arg))}
+
+
+def bounded_allowed(annotation: Any) -> str | None:
+    """The words of what a knob of a Bounded type allows, from the type alone: the bounds, after
+    'auto' where auto is allowed too, with (or None) where None is; None for a knob of another type."""
+    kinds = types_in(annotation)
+    bounds = [kind for kind in kinds if isinstance(kind, Bounded)]
+    if not bounds:
+        return None
+    words = bounds[0].allowed
+    if any(get_origin(kind) is Literal and "auto" in get_args(kind) for kind in kinds):
+        words = "'auto' or " + words
+    return or_none(words) if type(None) in kinds else words
+
+
+def knob(default: Any, meaning: str, allowed: str | None = None, **constraints: Any) -> Any:
+    """A settings field: its default, its meaning (the reference's text) and the words of what it
+    allows (a Bounded type says them itself)."""
+    extra: dict[str, Any] = {} if allowed is None else {"allowed": allowed}
+    if callable(default):
+        return Field(default_factory=default, description=meaning, json_schema_extra=extra, **constraints)
+    return Field(default, description=meaning, json_schema_extra=extra, **constraints)
+
+
+class Knobs(BaseModel):
+    """The knobs of one component (vLLM, the gateway, ...); Settings is all of them."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+
+
+def holds_secret(annotation: Any) -> bool:
+    return SecretStr in types_in(annotation)
+
+
+# --- checks beyond the type: each returns the normalised value or raises ValueError(allowed) ---
+
+
+def _checked(test: Callable[[Any], bool], allowed: str, normalise: Callable[[Any], Any] = lambda v: v):
+    def check(value):
+        if not test(value):
+            raise ValueError(allowed)
+        return normalise(value)
+
+    return AfterValidator(check)
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(IP_ADDRESS) from None
+
+
+def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
+    try:
+        return tuple(str(ipaddress.ip_network(v, strict=False)) for v in values)
+    except ValueError:
+        raise ValueError(NETWORKS) from None
+
+
+def _secret(value: SecretStr) -> SecretStr:
+    # Printable ASCII: it travels in an HTTP header, an env file and HAProxy's configuration.
+    raw = value.get_secret_value()
+    if len(raw) < 16 or not all("!" <= c <= "~" for c in raw):
+        raise ValueError(SECRET_RULE)
+    return value
+
+
+# Directories a cache must not be (it is made root-only, mounted into the container and filled).
+SYSTEM_DIRECTORIES = {
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/media",
+    "/mnt",
+    "/nix",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+    "/var/cache",
+    "/var/lib",
+    "/var/log",
+    "/var/run",
+    "/var/tmp",
+    "/var/spool",
+    "/var/mail",
+}
+# Trees owned by the OS, its packages or another daemon: nothing of ours goes under them.
+SYSTEM_TREES = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/nix",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+)
+
+
+def _port_range(value: str) -> tuple[int, int] | None:
+    match = re.fullmatch(r"([0-9]{4,5})-([0-9]{4,5})", value)
+    if not match:
+        return None
+    low, high = int(match[1]), int(match[2])
+    return (low, high) if 1024 <= low <= high <= 65535 else None
+
+
+def _host_directory(value: str) -> str:
+    if len(value) > 1:
+        value = value.rstrip("/")
+    parts = value.split("/")[1:]
+    if (
+        not re.fullmatch(r"(/[A-Za-z0-9_.+@-]+)+", value)
+        or any(p in (".", "..") for p in parts)
+        or value in SYSTEM_DIRECTORIES
+        or value.startswith(tuple(tree + "/" for tree in SYSTEM_TREES))
+    ):
+        raise ValueError(HOST_DIRECTORY)
+    return value
+
+
+def _extra_args(args: list[str]) -> list[str]:
+    for arg in args:
+        flag = vllm_flag(arg)
+        if flag:
+            given = arg.split("=", 1)[0]
+            spelled = given if given == flag else f"{given} (vLLM reads it as {flag})"
+            raise ValueError(f"extra vLLM arguments other than {spelled}, which is set by {OWNED_FLAGS[flag]}")
+    return args
+
+
+IP_ADDRESS = "an IP address such as 127.0.0.1 (loopback) or 0.0.0.0 (all interfaces)"
+NETWORKS = "a list of IP addresses or networks such as '10.20.0.0/16'"
+SECRET_RULE = "a string of at least 16 printable ASCII characters without whitespace"  # noqa: S105 (the rule)
+HOST_DIRECTORY = (
+    "an absolute path of letters, digits and . _ - + @, not a system directory nor under one "
+    "(/, /etc, /usr, /var/lib, /run, /var/lib/docker, ...)"
+)
+SERVED_NAME = "a name of letters, digits and . _ : / @ + -, starting with a letter or digit"
+MODEL_DIRECTORY = (
+    "a model directory (config.json, weights, tokenizer) on the machine running pyinfra, its path made of "
+    "letters, digits and . _ / -"
+)
+LOCAL_FILE = "the path of an existing file on the machine running pyinfra"
+LOCAL_ARCHIVE = "the path of an existing `docker save` archive on the machine running pyinfra"
+PINNED_IMAGE = (
+    "an image reference pinned to a version tag or digest, such as "
+    "'vllm/vllm-openai:v0.11.0' (an untagged or ':latest' image changes under you)"
+)
+FLAKE = "a directory holding flake.nix on the machine running pyinfra"
+SIZE = "a size as Docker reads it, such as '4g', '16GB' or '1.5GiB'"
+PACKAGE_VERSION = "a package version as apt or dnf shows it: letters, digits and . + ~ : _ -"
+ADDRESS = "an IP address or a DNS name such as 'gpu-01.example.internal'"
+WEBHOOK_URL = "an http:// or https:// URL without spaces, quotes or backslashes"
+WEBHOOK_URL_PATTERN = r"^https?://[A-Za-z0-9\[][^\s\"'\\<>`]*$"
+EMAIL = "a mail address such as 'oncall@example.com'"
+SMTP_HOST = "a host and port such as 'smtp.example.com:587'"
+HOST_NAME = (
+    "an inventory name of letters, digits and . _ -, an IP address, or a pyinfra connector's name such as @docker/NAME"
+)
+
+
+def only(*kinds: type) -> BeforeValidator:
+    """Refuse what the lax checks below would take besides these (a set for a list, bytes for a
+    string): the field's own words then say what is allowed."""
+
+    def check(value):
+        if not isinstance(value, kinds):
+            raise PydanticCustomError("wrong_kind", "not a {kinds}", {"kinds": kinds})
+        return value
+
+    return BeforeValidator(check)
+
+
+# Lists from the inventory become tuples; nothing else is taken for a list.
+LAX = (Field(strict=False), only(list, tuple))
+
+# Docker's own size syntax (go-units RAMInBytes): 4g, 16GB, 1.5GiB, 512m, 1t.
+SIZE_PATTERN = r"^([0-9]+(\.[0-9]+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$"
+Size = Annotated[str, Field(pattern=SIZE_PATTERN)]
+PackageVersion = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.+~:_-]*$")]
+# pyinfra's own names (@local, @docker/NAME) and plain host names: they end up as HAProxy server
+# names, in shell commands and in file names.
+# A host name (an ssh_config alias may hold _) or an IP address: no room for a shell or a format.
+ADDRESS_PATTERN = r"^([A-Za-z0-9_][A-Za-z0-9._\-]*|[0-9a-fA-F:.]+)$"
+Address = Annotated[str, Field(pattern=ADDRESS_PATTERN)]
+INVENTORY_NAME_PATTERN = r"^(@[a-z]+(/[A-Za-z0-9._:@/-]*)?|[A-Za-z0-9_][A-Za-z0-9._-]*|[0-9a-fA-F:.]+)$"
+InventoryName = Annotated[str, Field(pattern=INVENTORY_NAME_PATTERN)]
+IpAddress = Annotated[str, AfterValidator(_ip_address)]
+Secret = Annotated[SecretStr, Field(strict=False), only(str), AfterValidator(_secret)]
+HostDirectory = Annotated[str, AfterValidator(_host_directory)]
+ServedName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,255}$")]
+LocalFile = Annotated[str, _checked(lambda v: Path(v).is_file(), LOCAL_FILE)]
+PinnedImage = Annotated[str, _checked(images.is_pinned, PINNED_IMAGE)]
+LocalArchive = Annotated[str, _checked(lambda v: Path(v).is_file(), LOCAL_ARCHIVE)]
+ModelDirectory = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9_./\-]+$"),
+    _checked(lambda v: (Path(v) / "config.json").is_file(), MODEL_DIRECTORY, lambda v: str(Path(v).resolve())),
+]
+FlakeDirectory = Annotated[str, _checked(lambda v: (Path(v) / "flake.nix").is_file(), FLAKE)]
+Port = Annotated[int, Bounded(1, 65535)]
+WebhookUrl = Annotated[str, Field(pattern=WEBHOOK_URL_PATTERN)]
+EmailAddress = Annotated[str, Field(pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")]
+SmtpHost = Annotated[str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9a-fA-F:.]+\]):[0-9]{1,5}$")]
+CLUSTER_NAME = "a name of letters, digits, '.', '_' and '-', up to 63 characters"
+ClusterName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
+NETWORK_INTERFACE = "a network interface name such as eth0 or ens5f0 (up to 15 letters, digits, '.', '_', '-')"
+NetworkInterface = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$")]
+PORT_RANGE = "a port range LOW-HIGH, from 1024 to 65535, such as 32768-60999"
+PortRange = Annotated[str, _checked(lambda v: _port_range(v) is not None, PORT_RANGE)]
+CacheUrl = Annotated[str, Field(pattern=r"^(https?|file|ssh|ssh-ng|s3)://\S+$")]
+CacheKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+:[A-Za-z0-9+/]+=*$")]
+Networks = Annotated[tuple[str, ...], *LAX, AfterValidator(_networks)]
+ExtraArgs = Annotated[list[str], *LAX, AfterValidator(_extra_args)]
