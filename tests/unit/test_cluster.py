@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from vllm_fleet import cluster, firewall, launch, monitoring, paths, templates
+from vllm_fleet import cluster, firewall, launch, paths, templates
+from vllm_fleet.monitoring.prometheus import scrapes_vllm
 from vllm_fleet.plan import plan_host
 from vllm_fleet.rollout import split_batches, units_of
 from vllm_fleet.rules import check_fleet, gateway_backends, validate
@@ -271,7 +272,7 @@ def test_connection_forms_are_the_kernels():
 def test_the_gateway_fronts_the_leader_and_monitoring_scrapes_its_vllm():
     hosts = fleet()
     assert [b.host for b in gateway_backends(hosts["gw"], hosts)] == ["n1", "solo"]
-    assert monitoring.scrapes_vllm(hosts["n1"]) and not monitoring.scrapes_vllm(hosts["n2"])
+    assert scrapes_vllm(hosts["n1"]) and not scrapes_vllm(hosts["n2"])
 
 
 def test_the_rollout_moves_a_cluster_as_one_unit():
