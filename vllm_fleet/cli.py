@@ -163,9 +163,9 @@ def count(text: str) -> int:
 
 
 def cmd_rollout(args) -> int:
-    from vllm_fleet.rollout.run import main
+    from vllm_fleet.rollout import run
 
-    return main(args)
+    return run.main(args)
 
 
 def cmd_deploy(args) -> int:
