@@ -21,7 +21,7 @@ from pathlib import Path
 from sandbox.sandbox import run_environment
 from sandbox.traffic import Traffic
 from vllm_fleet import haproxy
-from vllm_fleet.rollout import limit_args
+from vllm_fleet.rollout.runner import limit_args
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = run_environment("bench")

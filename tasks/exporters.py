@@ -14,7 +14,9 @@ from pyinfra.facts.server import LinuxDistribution, Which
 from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
 
-from vllm_fleet import monitoring, paths, templates
+from vllm_fleet import paths, templates
+from vllm_fleet.monitoring.exporters import DCGM, DCGM_COUNTERS_FILE, NODE, Exporter, exporter_unit, gpu_exporter
+from vllm_fleet.monitoring.exporters import exporters as exporters_of
 from vllm_fleet.operations import stop_host
 from vllm_fleet.settings import Settings
 
@@ -25,10 +27,10 @@ NODE_EXPORTER_PACKAGE_SERVICE = "prometheus-node-exporter.service"
 def retire_exporters(settings: Settings, fleet: dict[str, Settings]) -> None:
     """Stop the exporters this deploy started that the inventory no longer wants: no monitoring
     host, gpu_exporter off, another accelerator, a switch to Nix."""
-    wanted = monitoring.exporters(settings, fleet)
+    wanted = exporters_of(settings, fleet)
     retired = []
     for service, still in (
-        (paths.GPU_EXPORTER_SERVICE, monitoring.gpu_exporter(settings, fleet) is not None),
+        (paths.GPU_EXPORTER_SERVICE, gpu_exporter(settings, fleet) is not None),
         (paths.NODE_EXPORTER_SERVICE, bool(wanted)),
     ):
         unit = paths.unit_path(service)
@@ -51,7 +53,7 @@ def retire_exporters(settings: Settings, fleet: dict[str, Settings]) -> None:
 
 @deploy("Exporters")
 def exporters(settings: Settings, fleet: dict[str, Settings]) -> None:
-    if not monitoring.exporters(settings, fleet):
+    if not exporters_of(settings, fleet):
         return
     if host.get_fact(LinuxDistribution).get("name") in ("Debian", "Ubuntu"):
         apt.packages(
@@ -69,15 +71,15 @@ def exporters(settings: Settings, fleet: dict[str, Settings]) -> None:
         # Ours to stop once no monitoring host wants it (an operator's own would have no mark).
         files.file(name="Mark the node exporter as the deploy's", path=paths.NODE_EXPORTER_MARK, present=True)
     else:
-        _container(monitoring.NODE, settings, paths.NODE_EXPORTER_SERVICE)
-    gpu = monitoring.gpu_exporter(settings, fleet)
+        _container(NODE, settings, paths.NODE_EXPORTER_SERVICE)
+    gpu = gpu_exporter(settings, fleet)
     if gpu is None:
         return
     restart = []
-    if gpu is monitoring.DCGM:
+    if gpu is DCGM:
         counters = files.put(
             name=f"Write the DCGM exporter's collectors {paths.DCGM_COUNTERS} (the defaults, ECC and violations)",
-            src=monitoring.DCGM_COUNTERS_FILE,
+            src=DCGM_COUNTERS_FILE,
             dest=paths.DCGM_COUNTERS,
             mode="644",
         )
@@ -85,7 +87,7 @@ def exporters(settings: Settings, fleet: dict[str, Settings]) -> None:
     _container(gpu, settings, paths.GPU_EXPORTER_SERVICE, restart)
 
 
-def _container(exporter: monitoring.Exporter, settings: Settings, service: str, restart_on=()) -> None:
+def _container(exporter: Exporter, settings: Settings, service: str, restart_on=()) -> None:
     # A vLLM host served with Docker gets its engine earlier in this run; any other host has one
     # only if it had one already.
     installs_docker = settings.role == "vllm" and settings.serving_method == "docker"
@@ -95,7 +97,7 @@ def _container(exporter: monitoring.Exporter, settings: Settings, service: str, 
         return
     unit = files.put(
         name=f"Install {service} ({exporter.what})",
-        src=templates.rendered("vllm-fleet-exporter.service.j2", **monitoring.exporter_unit(exporter, settings)),
+        src=templates.rendered("vllm-fleet-exporter.service.j2", **exporter_unit(exporter, settings)),
         dest=paths.unit_path(service),
         mode="644",
     )

@@ -12,7 +12,10 @@ from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from vllm_fleet import dashboard, monitoring, paths
+from vllm_fleet import dashboard, paths
+from vllm_fleet.monitoring.alertmanager import alertmanager_config, alertmanager_defaults
+from vllm_fleet.monitoring.alerts import alert_rules
+from vllm_fleet.monitoring.prometheus import prometheus_config, prometheus_defaults
 from vllm_fleet.operations import content_differs, root_only_directory, secret_file, stop_host
 from vllm_fleet.settings import Settings
 
@@ -39,13 +42,13 @@ def monitoring_server(settings: Settings, fleet: dict[str, Settings]) -> None:
     # Flags: a change restarts the daemon (a reload does not read them).
     flags = files.put(
         name=f"Set Prometheus' address, port and retention ({paths.PROMETHEUS_DEFAULTS})",
-        src=StringIO(monitoring.prometheus_defaults(settings)),
+        src=StringIO(prometheus_defaults(settings)),
         dest=paths.PROMETHEUS_DEFAULTS,
         mode="644",
     )
     alert_flags = files.put(
         name=f"Set Alertmanager's address and port, no cluster ({paths.ALERTMANAGER_DEFAULTS})",
-        src=StringIO(monitoring.alertmanager_defaults(settings)),
+        src=StringIO(alertmanager_defaults(settings)),
         dest=paths.ALERTMANAGER_DEFAULTS,
         mode="644",
     )
@@ -54,8 +57,8 @@ def monitoring_server(settings: Settings, fleet: dict[str, Settings]) -> None:
     # a bad one fails here and the daemon keeps running on the old.
     root_only_directory(paths.CONFIG_DIR, f"Create root-only config directory {paths.CONFIG_DIR}")
     root_only_directory(paths.MONITORING_STAGE_DIR, f"Create root-only staging directory {paths.MONITORING_STAGE_DIR}")
-    config = monitoring.prometheus_config(settings, fleet)
-    rules = monitoring.alert_rules(settings, fleet)
+    config = prometheus_config(settings, fleet)
+    rules = alert_rules(settings, fleet)
     new_prometheus = content_differs(paths.PROMETHEUS_CONFIG, config) or content_differs(paths.PROMETHEUS_RULES, rules)
     files.put(name="Stage the scrape configuration", src=StringIO(config), dest=STAGED_PROMETHEUS, mode="600")
     files.put(name="Stage the alert rules", src=StringIO(rules), dest=STAGED_RULES, mode="600")
@@ -63,7 +66,7 @@ def monitoring_server(settings: Settings, fleet: dict[str, Settings]) -> None:
     # ones (`check config` takes no options before Prometheus 2.39, Ubuntu 22.04 has 2.31).
     files.put(
         name="Stage the scrape configuration promtool checks",
-        src=StringIO(monitoring.prometheus_config(settings, fleet, rules=STAGED_RULES)),
+        src=StringIO(prometheus_config(settings, fleet, rules=STAGED_RULES)),
         dest=STAGED_CHECKED,
         mode="600",
     )
@@ -76,7 +79,7 @@ def monitoring_server(settings: Settings, fleet: dict[str, Settings]) -> None:
                 f"&& install -m 644 -o root -g root {STAGED_PROMETHEUS} {paths.PROMETHEUS_CONFIG}"
             ],
         )
-    receiver = monitoring.alertmanager_config(settings)
+    receiver = alertmanager_config(settings)
     new_receiver = content_differs(paths.ALERTMANAGER_CONFIG, receiver)
     secret_file(
         name="Write where Alertmanager sends alerts (root-only: it may hold the receiver's secrets)",

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import re
-from pathlib import Path
 
 import yaml
 
-from vllm_fleet import dashboard, monitoring
+from vllm_fleet import dashboard
+from vllm_fleet.monitoring.alerts import alert_rules
+from vllm_fleet.monitoring.exporters import DCGM_COUNTERS_FILE
+from vllm_fleet.repository import DATA
 
-DATA = Path(monitoring.__file__).resolve().parent / "data"
 RECORDED = {
     "vllm": DATA / "metrics" / "vllm.txt",
     "node": DATA / "metrics" / "node-exporter.txt",
@@ -26,7 +27,7 @@ SYNTHETIC = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 
 def recorded(source: str) -> set[str]:
     if source == "dcgm":
-        with open(monitoring.DCGM_COUNTERS_FILE) as counters:
+        with open(DCGM_COUNTERS_FILE) as counters:
             rows = [r for r in csv.reader(line for line in counters if line.strip() and not line.startswith("#"))]
         return {r[0].strip() for r in rows if r[1].strip() != "label"}
     return {line for line in RECORDED[source].read_text().splitlines() if line and not line.startswith("#")}
@@ -51,7 +52,7 @@ def expressions() -> list[str]:
     """Every PromQL expression the rules (of a fleet with every kind of host) and the dashboard hold."""
     from tests.unit.monitored_fleet import fleet, monitor
 
-    rules = yaml.safe_load(monitoring.alert_rules(monitor(), fleet()))
+    rules = yaml.safe_load(alert_rules(monitor(), fleet()))
     return [r["expr"] for group in rules["groups"] for r in group["rules"]] + dashboard.expressions()
 
 

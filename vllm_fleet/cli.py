@@ -113,7 +113,7 @@ def read_facts(inventory: str, names: list[str], settings: dict[str, Settings]) 
     FACTS_TIMEOUT (a few small commands per host; an unreachable host is pyinfra's to time out)."""
     from vllm_fleet.ansible_inventory import pyinfra_inventory
     from vllm_fleet.facts.host import ALL_FACTS, HostFacts
-    from vllm_fleet.rollout import limit_args
+    from vllm_fleet.rollout.runner import limit_args
 
     def path(fact) -> str:
         return f"{fact.__module__}.{fact.__name__}"
@@ -163,21 +163,21 @@ def count(text: str) -> int:
 
 
 def cmd_rollout(args) -> int:
-    from vllm_fleet import rollout
+    from vllm_fleet.rollout import run
 
-    return rollout.main(args)
+    return run.main(args)
 
 
 def cmd_deploy(args) -> int:
     from vllm_fleet.ansible_inventory import pyinfra_inventory
-    from vllm_fleet.rollout import PYINFRA, limit_args
+    from vllm_fleet.rollout.runner import PYINFRA, limit_args
 
     flags = [*(["-y"] if args.yes else []), *(["--dry"] if args.dry else []), *limit_args(args.limit)]
     return subprocess.run([PYINFRA, *flags, pyinfra_inventory(args.inventory), "deploy.py"], cwd=REPO).returncode
 
 
 def cmd_verify(args) -> int:
-    from vllm_fleet.rollout import verify_command
+    from vllm_fleet.rollout.runner import verify_command
 
     report = ["--junit-xml", str(Path(args.junit_xml).resolve())] if args.junit_xml else []
     command = verify_command(args.inventory, args.limit, "-n", str(args.jobs), *report)

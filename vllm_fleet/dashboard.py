@@ -27,7 +27,7 @@ with warnings.catch_warnings():
     )
 
 from vllm_fleet import paths
-from vllm_fleet.monitoring import target
+from vllm_fleet.monitoring.prometheus import target
 from vllm_fleet.settings import Settings
 
 DATASOURCE_UID = "vllm-fleet-prometheus"

@@ -10,7 +10,9 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vllm_fleet import cluster, monitoring, paths, templates
+from vllm_fleet import cluster, paths, templates
+from vllm_fleet.monitoring.exporters import exporters
+from vllm_fleet.monitoring.prometheus import monitoring_sources, scrapes_vllm
 from vllm_fleet.rules import gateway_backends
 from vllm_fleet.settings import Settings
 
@@ -58,7 +60,7 @@ def allowed_sources(settings: Settings, fleet: dict[str, Settings]) -> list[str]
         for g in fleet.values()
         if g.role == "gateway" and settings.host in {b.host for b in gateway_backends(g, fleet)}
     ]
-    monitors = monitoring.monitoring_sources(fleet) if monitoring.scrapes_vllm(settings) else []
+    monitors = monitoring_sources(fleet) if scrapes_vllm(settings) else []
     # A cluster's members ask their leader whether the cluster serves (their readiness check).
     members = cluster.peer_addresses(settings, fleet)
     return list(_networks([*gateways, *monitors, *members, *settings.vllm_allowed_sources]))
@@ -89,15 +91,15 @@ def guards(settings: Settings, fleet: dict[str, Settings]) -> list[Guard]:
                 new_only=True,
             )
         )
-    exporters = monitoring.exporters(settings, fleet)
-    if exporters:
+    exported = exporters(settings, fleet)
+    if exported:
         found.append(
             Guard(
                 "metrics",
                 "the exporters' ports",
                 "the monitoring hosts",
-                tuple(e.port for e in exporters),
-                _networks(monitoring.monitoring_sources(fleet)),
+                tuple(e.port for e in exported),
+                _networks(monitoring_sources(fleet)),
             )
         )
     if settings.role == "monitoring":

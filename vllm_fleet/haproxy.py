@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import csv
 
-from vllm_fleet import monitoring, paths, templates
+from vllm_fleet import paths, templates
+from vllm_fleet.monitoring.exporters import HAPROXY, HAPROXY_METRICS_PORT, exporters
 from vllm_fleet.rules import gateway_backends
 from vllm_fleet.settings import Settings
 
@@ -60,7 +61,5 @@ def haproxy_config(settings: Settings, fleet: dict[str, Settings]) -> str:
         client_header=haproxy_quote(f"Bearer {client_key.get_secret_value()}"),
         backend_header=haproxy_format(backend_bearer),
         backends=[(b.host, b.fleet_address, b.vllm_port) for b in backends],
-        metrics_port=monitoring.HAPROXY_METRICS_PORT
-        if monitoring.HAPROXY in monitoring.exporters(settings, fleet)
-        else None,
+        metrics_port=HAPROXY_METRICS_PORT if HAPROXY in exporters(settings, fleet) else None,
     )

@@ -161,7 +161,9 @@ def gateway_plan(settings: Settings, fleet: dict[str, Settings]) -> dict:
 def monitoring_plan(settings: Settings, fleet: dict[str, Settings]) -> dict:
     """What a monitoring host runs: Prometheus and Alertmanager, the targets they scrape, the
     alerts and where they go."""
-    from vllm_fleet import monitoring
+    from vllm_fleet.monitoring.alerts import alert_names
+    from vllm_fleet.monitoring.exporters import gpu_vendor
+    from vllm_fleet.monitoring.prometheus import scrape_configs, scrapes_vllm, target
 
     receivers = [
         kind for kind, on in (("webhook", settings.alert_webhook_url), ("email", settings.alert_email_to)) if on
@@ -169,14 +171,14 @@ def monitoring_plan(settings: Settings, fleet: dict[str, Settings]) -> dict:
     return {
         "role": "monitoring",
         "listen": {
-            "prometheus": f"http://{monitoring.target(settings.prometheus_bind_address, settings.prometheus_port)}",
-            "alertmanager": f"http://{monitoring.target(settings.prometheus_bind_address, settings.alertmanager_port)}",
+            "prometheus": f"http://{target(settings.prometheus_bind_address, settings.prometheus_port)}",
+            "alertmanager": f"http://{target(settings.prometheus_bind_address, settings.alertmanager_port)}",
         },
         "targets": {
             job["job_name"]: [t for static in job["static_configs"] for t in static["targets"]]
-            for job in monitoring.scrape_configs(settings, fleet)
+            for job in scrape_configs(settings, fleet)
         },
-        "alerts": sorted(monitoring.alert_names(settings, fleet)),
+        "alerts": sorted(alert_names(settings, fleet)),
         "receivers": receivers,
         "warnings": [
             f"{s.host}: vLLM is bound to loopback, so only its node metrics are scraped"
@@ -186,13 +188,13 @@ def monitoring_plan(settings: Settings, fleet: dict[str, Settings]) -> dict:
         + [
             f"{s.host}: --disable-log-stats in vllm_extra_args turns vLLM's metrics off: no serving alert can fire"
             for s in fleet.values()
-            if monitoring.scrapes_vllm(s) and "--disable-log-stats" in s.vllm_extra_args
+            if scrapes_vllm(s) and "--disable-log-stats" in s.vllm_extra_args
         ]
         + [
             f"{s.host}: accelerator auto and no vendor in gpu_name: its GPU exporter is neither run nor scraped "
             "(set accelerator, or gpu_name)"
             for s in fleet.values()
-            if s.role == "vllm" and s.accelerator == "auto" and s.gpu_exporter and monitoring.gpu_vendor(s) is None
+            if s.role == "vllm" and s.accelerator == "auto" and s.gpu_exporter and gpu_vendor(s) is None
         ],
         "refused": None,
     }

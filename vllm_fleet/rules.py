@@ -7,7 +7,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from vllm_fleet import cluster, images, monitoring
+from vllm_fleet import cluster, images
+from vllm_fleet.monitoring.exporters import exporters, monitoring_hosts
 from vllm_fleet.settings import (
     GATEWAY_GROUP,
     MONITORING_GROUP,
@@ -313,7 +314,7 @@ def check_monitoring(s: Settings, fleet: Mapping[str, Settings]) -> None:
     """Rules across hosts in an inventory with monitoring hosts: every exporter has a port of its
     own on its host, and the firewalls can admit the monitoring hosts by address."""
 
-    monitors = monitoring.monitoring_hosts(fleet)
+    monitors = monitoring_hosts(fleet)
     if not monitors:
         return
     if s.role == "monitoring":
@@ -322,7 +323,7 @@ def check_monitoring(s: Settings, fleet: Mapping[str, Settings]) -> None:
         )
     own = {"vllm": "vllm_port", "gateway": "gateway_port", "monitoring": "prometheus_port"}[s.role]
     ports = [own] + (["alertmanager_port"] if s.role == "monitoring" else [])
-    for exporter in monitoring.exporters(s, fleet):
+    for exporter in exporters(s, fleet):
         for name in ports:
             if getattr(s, name) == exporter.port:
                 raise SettingsError(

@@ -8,9 +8,11 @@ import subprocess
 
 import pytest
 
-from vllm_fleet import cluster, firewall, launch, monitoring, paths, templates
+from vllm_fleet import cluster, firewall, launch, paths, templates
+from vllm_fleet.monitoring.prometheus import scrapes_vllm
 from vllm_fleet.plan import plan_host
-from vllm_fleet.rollout import split_batches, units_of
+from vllm_fleet.rollout.batches import split_batches, units_of
+from vllm_fleet.rollout.plans import PlannedHost
 from vllm_fleet.rules import check_fleet, gateway_backends, validate
 from vllm_fleet.settings import SettingsError
 from vllm_fleet.sizing import Gpus
@@ -271,17 +273,18 @@ def test_connection_forms_are_the_kernels():
 def test_the_gateway_fronts_the_leader_and_monitoring_scrapes_its_vllm():
     hosts = fleet()
     assert [b.host for b in gateway_backends(hosts["gw"], hosts)] == ["n1", "solo"]
-    assert monitoring.scrapes_vllm(hosts["n1"]) and not monitoring.scrapes_vllm(hosts["n2"])
+    assert scrapes_vllm(hosts["n1"]) and not scrapes_vllm(hosts["n2"])
 
 
 def test_the_rollout_moves_a_cluster_as_one_unit():
-    plans = {
+    planned = {
         "a": {},
         "n1": {"cluster": {"members": ["n1", "n2"]}},
         "b": {},
         "n2": {"cluster": {"members": ["n1", "n2"]}},
         "c": {},
     }
+    plans = {name: PlannedHost.model_validate(plan) for name, plan in planned.items()}
     units = units_of(["a", "n1", "b", "n2", "c"], plans)
     assert units == [["a"], ["n1", "n2"], ["b"], ["c"]]
     assert units_of(["n2"], plans) == [["n1", "n2"]]  # --limit naming one member takes them all

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from vllm_fleet import firewall, haproxy, launch, monitoring, paths, templates
+from vllm_fleet import firewall, haproxy, launch, paths, templates
+from vllm_fleet.monitoring.exporters import AMD_GPU, DCGM, HAPROXY_METRICS_PORT, NODE, exporter_unit
 from vllm_fleet.rules import check_gateway, validate
 
 # Printable ASCII that means something to HAProxy (% , " \ $ ' # { }), to shells (; ` & |)
@@ -263,8 +264,8 @@ def test_the_monitoring_units_and_tables_pass_their_checkers(tmp_path):
         table.write_text(firewall.rules(hosts[name], hosts))
         done = run("nft", "-c", "-f", str(table))
         assert done.returncode == 0, (name, done.stderr)
-    for exporter, host in ((monitoring.DCGM, "gpu-a"), (monitoring.AMD_GPU, "gpu-b"), (monitoring.NODE, "cpu.c")):
-        unit = templates.render("vllm-fleet-exporter.service.j2", **monitoring.exporter_unit(exporter, hosts[host]))
+    for exporter, host in ((DCGM, "gpu-a"), (AMD_GPU, "gpu-b"), (NODE, "cpu.c")):
+        unit = templates.render("vllm-fleet-exporter.service.j2", **exporter_unit(exporter, hosts[host]))
         systemd_verify(tmp_path, paths.GPU_EXPORTER_SERVICE, unit)
 
 
@@ -277,7 +278,7 @@ def test_the_gateways_metrics_frontend_answers_with_the_recorded_names(tmp_path)
     gw, hosts = monitored_gateway_fleet(port, backend_port)
     config = haproxy.haproxy_config(gw, hosts)
     # IPv4 and IPv6 alike: a gateway's fleet_address may be either.
-    listen = f"bind :::{monitoring.HAPROXY_METRICS_PORT} v4v6"
+    listen = f"bind :::{HAPROXY_METRICS_PORT} v4v6"
     assert listen in config
     config = config.replace(paths.HAPROXY_ADMIN_SOCKET, str(tmp_path / "admin.sock"))
     assert haproxy_check(tmp_path, config).returncode == 0

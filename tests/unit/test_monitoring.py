@@ -15,7 +15,11 @@ import yaml
 
 from tests import metric_names
 from tests.unit.monitored_fleet import KEY, WEBHOOK_TOKEN, fleet, monitor
-from vllm_fleet import dashboard, firewall, monitoring, paths
+from vllm_fleet import dashboard, firewall, paths
+from vllm_fleet.monitoring.alertmanager import alertmanager_config
+from vllm_fleet.monitoring.alerts import alert_rules
+from vllm_fleet.monitoring.exporters import AMD_GPU, DCGM, NODE, exporter_argv, exporters, gpu_exporter
+from vllm_fleet.monitoring.prometheus import prometheus_config, scrape_configs, target
 from vllm_fleet.rules import validate
 from vllm_fleet.settings import SettingsError
 
@@ -36,7 +40,7 @@ def write_rules(tmp_path: Path, rules: str) -> Path:
 
 
 def test_every_alert_fires_on_its_case_and_not_on_its_control(tmp_path):
-    test = write_rules(tmp_path, monitoring.alert_rules(monitor(), fleet()))
+    test = write_rules(tmp_path, alert_rules(monitor(), fleet()))
     done = run(PROMTOOL, "test", "rules", str(test))
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -45,7 +49,7 @@ def test_the_rules_test_fails_when_a_threshold_is_not_the_hosts_own(tmp_path):
     """Control: gpu-b's own TTFT threshold (2 s) is what fires its alert; at the default (5 s) the
     same data does not, and promtool's test fails."""
     hosts = fleet(**{"gpu-b": {"alert_ttft_p95_seconds": 5.0}})
-    test = write_rules(tmp_path, monitoring.alert_rules(hosts["mon"], hosts))
+    test = write_rules(tmp_path, alert_rules(hosts["mon"], hosts))
     done = run(PROMTOOL, "test", "rules", str(test))
     assert done.returncode != 0 and "TimeToFirstTokenSlow" in done.stdout + done.stderr
 
@@ -53,9 +57,9 @@ def test_the_rules_test_fails_when_a_threshold_is_not_the_hosts_own(tmp_path):
 def test_prometheus_configuration_passes_promtool(tmp_path):
     hosts = fleet()
     rules = tmp_path / "rules.yml"
-    rules.write_text(monitoring.alert_rules(hosts["mon"], hosts))
+    rules.write_text(alert_rules(hosts["mon"], hosts))
     config = tmp_path / "prometheus.yml"
-    config.write_text(monitoring.prometheus_config(hosts["mon"], hosts).replace(paths.PROMETHEUS_RULES, str(rules)))
+    config.write_text(prometheus_config(hosts["mon"], hosts).replace(paths.PROMETHEUS_RULES, str(rules)))
     done = run(PROMTOOL, "check", "config", str(config))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS: 1 rule files found" in done.stdout
@@ -65,7 +69,7 @@ def test_every_host_is_scraped_where_it_exports():
     hosts = fleet()
     jobs = {
         job["job_name"]: {t: static["labels"]["host"] for static in job["static_configs"] for t in static["targets"]}
-        for job in monitoring.scrape_configs(hosts["mon"], hosts)
+        for job in scrape_configs(hosts["mon"], hosts)
     }
     assert jobs["vllm"] == {"10.0.0.11:8000": "gpu-a", "10.0.0.12:8000": "gpu-b", "10.0.0.13:8000": "cpu.c"}
     assert set(jobs["node"].values()) == set(hosts)
@@ -77,21 +81,21 @@ def test_every_host_is_scraped_where_it_exports():
 
 def test_a_loopback_vllm_is_not_scraped_but_its_node_is():
     hosts = fleet(**{"cpu.c": {"vllm_bind_address": "127.0.0.1"}})
-    jobs = {j["job_name"]: j for j in monitoring.scrape_configs(hosts["mon"], hosts)}
+    jobs = {j["job_name"]: j for j in scrape_configs(hosts["mon"], hosts)}
     vllm = [t for s in jobs["vllm"]["static_configs"] for t in s["targets"]]
     assert "10.0.0.13:8000" not in vllm
     assert "10.0.0.13:9100" in [t for s in jobs["node"]["static_configs"] for t in s["targets"]]
 
 
 def test_ipv6_targets_are_bracketed():
-    assert monitoring.target("2001:db8::5", 9100) == "[2001:db8::5]:9100"
-    assert monitoring.target("gpu-01.example", 9100) == "gpu-01.example:9100"
+    assert target("2001:db8::5", 9100) == "[2001:db8::5]:9100"
+    assert target("gpu-01.example", 9100) == "gpu-01.example:9100"
 
 
 def test_nothing_is_exported_in_an_inventory_without_a_monitoring_host():
     hosts = fleet()
     del hosts["mon"]
-    assert all(monitoring.exporters(s, hosts) == [] for s in hosts.values())
+    assert all(exporters(s, hosts) == [] for s in hosts.values())
     assert "frontend metrics" not in _haproxy(hosts)
 
 
@@ -118,7 +122,7 @@ def _haproxy(hosts) -> str:
 def test_alertmanager_configuration_passes_amtool(tmp_path, changes):
     s = monitor(**changes)
     config = tmp_path / "alertmanager.yml"
-    config.write_text(monitoring.alertmanager_config(s))
+    config.write_text(alertmanager_config(s))
     done = run(AMTOOL, "check-config", str(config))
     assert done.returncode == 0, done.stdout + done.stderr
     loaded = yaml.safe_load(config.read_text())
@@ -131,7 +135,7 @@ def test_alertmanager_configuration_passes_amtool(tmp_path, changes):
 
 def test_values_are_quoted_for_yaml_whatever_they_hold():
     url = "http://hooks.example/a?b=1&c=#frag:{x}"
-    loaded = yaml.safe_load(monitoring.alertmanager_config(monitor(alert_webhook_url=url)))
+    loaded = yaml.safe_load(alertmanager_config(monitor(alert_webhook_url=url)))
     assert loaded["receivers"][0]["webhook_configs"][0]["url"] == url
 
 
@@ -155,7 +159,7 @@ def test_a_misspelt_metric_is_caught():
 
 
 def test_host_names_are_escaped_in_the_rules_regular_expressions():
-    rules = yaml.safe_load(monitoring.alert_rules(monitor(), fleet()))
+    rules = yaml.safe_load(alert_rules(monitor(), fleet()))
     queue = next(r["expr"] for r in rules["groups"][0]["rules"] if r["alert"] == "RequestsWaitTooLong")
     # RE2's escapes, each backslash doubled for the PromQL string (promtool's tests show it matches cpu.c).
     assert 'host=~"cpu\\\\.c|gpu\\\\-a|gpu\\\\-b"' in queue, queue
@@ -250,10 +254,10 @@ def test_the_receivers_secrets_from_the_environment_are_used_only_where_their_re
         "alert_smtp_smarthost": "smtp.example.com:587",
         "alert_smtp_password": "smtp-password-" + "p" * 10,
     }
-    config = yaml.safe_load(monitoring.alertmanager_config(monitor(**mail)))
+    config = yaml.safe_load(alertmanager_config(monitor(**mail)))
     assert "webhook_configs" not in config["receivers"][0] and WEBHOOK_TOKEN not in json.dumps(config)
     assert "smtp_auth_password" not in config["global"]  # no user to log in as
-    assert "smtp_auth_password" not in yaml.safe_load(monitoring.alertmanager_config(monitor())).get("global", {})
+    assert "smtp_auth_password" not in yaml.safe_load(alertmanager_config(monitor())).get("global", {})
 
 
 @pytest.mark.parametrize(
@@ -293,13 +297,13 @@ def test_a_gpu_host_of_unknown_vendor_runs_and_gets_no_gpu_exporter_and_plan_say
     from vllm_fleet.plan import monitoring_plan
 
     hosts = fleet(**{"gpu-a": {"accelerator": "auto"}})
-    assert monitoring.gpu_exporter(hosts["gpu-a"], hosts) is None
-    assert "10.0.0.11:9400" not in json.dumps(monitoring.scrape_configs(hosts["mon"], hosts))
+    assert gpu_exporter(hosts["gpu-a"], hosts) is None
+    assert "10.0.0.11:9400" not in json.dumps(scrape_configs(hosts["mon"], hosts))
     assert any(
         w.startswith("gpu-a: accelerator auto and no vendor") for w in monitoring_plan(hosts["mon"], hosts)["warnings"]
     )
     named = fleet(**{"gpu-a": {"accelerator": "auto", "gpu_name": "NVIDIA H100 80GB HBM3"}})
-    assert monitoring.gpu_exporter(named["gpu-a"], named) is monitoring.DCGM
+    assert gpu_exporter(named["gpu-a"], named) is DCGM
 
 
 def test_the_monitoring_host_needs_an_address_the_firewalls_admit():
@@ -311,7 +315,7 @@ def test_the_monitoring_host_needs_an_address_the_firewalls_admit():
 
 def test_the_exporters_run_as_their_vendors_document():
     hosts = fleet()
-    dcgm = monitoring.exporter_argv(monitoring.DCGM, hosts["gpu-a"])
+    dcgm = exporter_argv(DCGM, hosts["gpu-a"])
     assert dcgm[:2] == ["/usr/bin/docker", "run"] and ["--network", "host"] == dcgm[5:7]
     joined = " ".join(dcgm)
     assert "--gpus all --cap-add SYS_ADMIN" in joined
@@ -319,9 +323,9 @@ def test_the_exporters_run_as_their_vendors_document():
         f"nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-ubuntu22.04 -f {paths.DCGM_COUNTERS_IN_CONTAINER} -a :9400"
     )
     assert f"{paths.DCGM_COUNTERS}:{paths.DCGM_COUNTERS_IN_CONTAINER}:ro" in joined
-    amd = " ".join(monitoring.exporter_argv(monitoring.AMD_GPU, hosts["gpu-b"]))
+    amd = " ".join(exporter_argv(AMD_GPU, hosts["gpu-b"]))
     assert "--privileged --device /dev/dri --device /dev/kfd --volume /sys:/sys:ro" in amd
     assert amd.endswith("docker.io/rocm/device-metrics-exporter:v1.5.1")
-    node = " ".join(monitoring.exporter_argv(monitoring.NODE, hosts["cpu.c"]))
+    node = " ".join(exporter_argv(NODE, hosts["cpu.c"]))
     assert "--pid host --volume /:/host:ro,rslave quay.io/prometheus/node-exporter:v1.9.1 --path.rootfs=/host" in node
     assert "NODE_NAME=gpu-a" in joined

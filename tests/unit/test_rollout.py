@@ -10,8 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from vllm_fleet import pyinfra_log, rollout
-from vllm_fleet.rollout import CHANGED, FAILED, NOT_STARTED, ROLLED_BACK, UNCHANGED, UNREACHABLE
+from vllm_fleet import pyinfra_log
+from vllm_fleet.rollout.batches import parse_batch, select, split_batches
+from vllm_fleet.rollout.plans import DEPLOY_MARGIN
+from vllm_fleet.rollout.report import junit, table
+from vllm_fleet.rollout.run import main
+from vllm_fleet.rollout.runner import GATEWAY_MARGIN, PLAN_TIMEOUT, VERIFY_PER_HOST, VERIFY_START, classify
+from vllm_fleet.rollout.state import CHANGED, FAILED, NOT_STARTED, ROLLED_BACK, UNCHANGED, UNREACHABLE, Rollout
 
 HOSTS = [f"gpu-{i}" for i in range(1, 9)]
 
@@ -27,20 +32,20 @@ HOSTS = [f"gpu-{i}" for i in range(1, 9)]
     ],
 )
 def test_batches(canary, batch, expected):
-    got = rollout.split_batches(HOSTS, canary, rollout.parse_batch(batch))
+    got = split_batches(HOSTS, canary, parse_batch(batch))
     assert got == [[f"gpu-{i}" for i in b] for b in expected]
 
 
 @pytest.mark.parametrize("bad", ["0", "-1", "101%", "half", "2.5", ""])
 def test_bad_batch_sizes_are_refused(bad):
     with pytest.raises(ValueError, match="a number of hosts such as 2, or a percentage"):
-        rollout.parse_batch(bad)
+        parse_batch(bad)
 
 
 def test_limit_takes_names_and_globs_in_inventory_order():
-    assert rollout.select(HOSTS, ["gpu-7", "gpu-[12]"]) == ["gpu-1", "gpu-2", "gpu-7"]
-    assert rollout.select(HOSTS, []) == HOSTS
-    assert rollout.select(HOSTS, ["web-*"]) == []
+    assert select(HOSTS, ["gpu-7", "gpu-[12]"]) == ["gpu-1", "gpu-2", "gpu-7"]
+    assert select(HOSTS, []) == HOSTS
+    assert select(HOSTS, ["web-*"]) == []
 
 
 def op(name, success=(), error=(), no_change=()):
@@ -75,7 +80,7 @@ vllm-fleet: b ROLLED BACK, said a log line with no outcome after it (not an outc
 
 
 def test_each_host_outcome_is_read_from_pyinfras_results():
-    got = rollout.classify(["a", "b", "c", "d", "e"], REPORT, LOG)
+    got = classify(["a", "b", "c", "d", "e"], REPORT, LOG)
     assert got["a"] == (CHANGED, "")
     assert got["b"] == (UNCHANGED, "")
     assert got["c"] == (ROLLED_BACK, "c ROLLED BACK to release 20261121-9, which serves; release 20261122-1 is kept")
@@ -90,17 +95,15 @@ def test_each_host_outcome_is_read_from_pyinfras_results():
 def test_outcomes_when_every_host_failed_and_pyinfra_gave_no_results():
     # pyinfra ends "No hosts remaining!" without its --json results when no host is left.
     log = LOG + "--> pyinfra error: No hosts remaining!\n"
-    got = rollout.classify(["c", "d", "e"], {"operations": [], "failed_hosts": ["c", "d", "e"]}, log)
+    got = classify(["c", "d", "e"], {"operations": [], "failed_hosts": ["c", "d", "e"]}, log)
     assert got["c"][0] == ROLLED_BACK
     # This log names no operation: the host's own words are all there is, never pyinfra's summary.
     assert got["d"] == (FAILED, "failed: stopped: port: port 8000 is already taken by nginx")
     assert got["e"][0] == UNREACHABLE
 
 
-def finished(states: dict[str, str], stopped: str = "") -> rollout.Rollout:
-    done = rollout.Rollout(
-        "inv.py", [["a"], ["b", "c"], ["d"]], {"gw": ["a", "b", "c", "d"]}, 60, 0, say=lambda _: None
-    )
+def finished(states: dict[str, str], stopped: str = "") -> Rollout:
+    done = Rollout("inv.py", [["a"], ["b", "c"], ["d"]], {"gw": ["a", "b", "c", "d"]}, 60, 0, say=lambda _: None)
     for name, state in states.items():
         done.results[name].state = state
         done.results[name].reason = f"why {name}" if state not in (CHANGED, UNCHANGED, NOT_STARTED) else ""
@@ -110,7 +113,7 @@ def finished(states: dict[str, str], stopped: str = "") -> rollout.Rollout:
 
 def test_junit_names_every_host_and_how_it_ended():
     done = finished({"a": CHANGED, "b": ROLLED_BACK, "c": UNREACHABLE}, stopped="too many failures")
-    suite = ET.fromstring(rollout.junit(done)).find("testsuite")
+    suite = ET.fromstring(junit(done)).find("testsuite")
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("4", "2", "1")
     cases = {case.get("name"): case for case in suite.iter("testcase")}
     assert cases["a"].find("failure") is None and cases["a"].find("skipped") is None
@@ -127,7 +130,7 @@ def test_failures_count_failed_and_rolled_back_hosts_not_unreachable_ones():
 
 
 def test_table_has_a_row_per_host_with_its_reason():
-    lines = rollout.table(finished({"a": CHANGED, "b": ROLLED_BACK})).splitlines()
+    lines = table(finished({"a": CHANGED, "b": ROLLED_BACK})).splitlines()
     assert lines[0].split() == ["host", "batch", "state", "reason"]
     assert lines[2].split() == ["b", "2", "rolled", "back", "why", "b"]
     assert lines[4].split() == ["d", "3", "not", "started"]
@@ -213,7 +216,7 @@ def run_rollout(monkeypatch, tmp_path, capsys):
         args = argparse.Namespace(
             inventory="inv.py", batch=batch, canary=canary, max_failures=max_failures, limit=[], junit_xml=str(report)
         )
-        status = rollout.main(args)
+        status = main(args)
         cases = {case.get("name"): case for case in ET.parse(report).getroot().iter("testcase")}
         return status, capsys.readouterr().out, cases
 
@@ -284,13 +287,13 @@ def test_every_step_runs_under_a_limit_from_the_settings(run_rollout):
     fleet = Fleet(plans)
     assert run_rollout(fleet, batch="100%", canary=0)[0] == 0
     limits = {step: timeout for step, hosts, timeout in fleet.calls}
-    assert limits["plan"] == rollout.PLAN_TIMEOUT
+    assert limits["plan"] == PLAN_TIMEOUT
     # The slowest host of the batch: the margin, twice the ready timeout and the Nix build.
-    assert limits["deploy"] == rollout.DEPLOY_MARGIN + 2 * 100 + 5000
-    assert limits["verify"] == rollout.VERIFY_START + 2 * rollout.VERIFY_PER_HOST
-    assert limits["drain"] == limits["ready"] == 45 + rollout.GATEWAY_MARGIN
+    assert limits["deploy"] == DEPLOY_MARGIN + 2 * 100 + 5000
+    assert limits["verify"] == VERIFY_START + 2 * VERIFY_PER_HOST
+    assert limits["drain"] == limits["ready"] == 45 + GATEWAY_MARGIN
     gateway_deploy = [timeout for step, hosts, timeout in fleet.calls if step == "deploy" and hosts == ["gw"]]
-    assert gateway_deploy == [rollout.DEPLOY_MARGIN + 900]  # a gateway's own: the package lock's default
+    assert gateway_deploy == [DEPLOY_MARGIN + 900]  # a gateway's own: the package lock's default
 
 
 def test_a_deploy_past_its_limit_fails_its_batch_puts_it_back_and_writes_the_report(run_rollout):
@@ -359,10 +362,10 @@ def test_a_gateway_that_does_not_see_a_host_up_leaves_it_to_its_health_checks(ru
 
 
 def test_planning_past_its_limit_still_writes_a_failed_report(run_rollout):
-    fleet = Fleet({}, raises={"plan": subprocess.TimeoutExpired(["python"], rollout.PLAN_TIMEOUT)})
+    fleet = Fleet({}, raises={"plan": subprocess.TimeoutExpired(["python"], PLAN_TIMEOUT)})
     status, out, cases = run_rollout(fleet)
     assert status == 1
-    assert cases["plan"].find("failure").get("message") == f"step 'plan' timed out after {rollout.PLAN_TIMEOUT}s"
+    assert cases["plan"].find("failure").get("message") == f"step 'plan' timed out after {PLAN_TIMEOUT}s"
 
 
 # 3. An unforeseen failure names its step and the host's own error lines.
@@ -401,7 +404,7 @@ UNFORESEEN = """--> Loading config...
 
 
 def test_an_unforeseen_failure_names_the_step_and_the_hosts_own_error_lines():
-    got = rollout.classify(["gpu-1", "gpu-22"], {"operations": [], "failed_hosts": ["gpu-1", "gpu-22"]}, UNFORESEEN)
+    got = classify(["gpu-1", "gpu-22"], {"operations": [], "failed_hosts": ["gpu-1", "gpu-22"]}, UNFORESEEN)
     assert got["gpu-22"] == (
         FAILED,
         "step 'Docker engine | Install Docker engine' failed: E: Unable to locate package docker-ce",
@@ -424,7 +427,7 @@ def test_the_step_is_pyinfras_own_name_for_it_when_its_results_came():
         ],
         "failed_hosts": ["gpu-22"],
     }
-    assert rollout.classify(["gpu-22"], report, UNFORESEEN)["gpu-22"] == (
+    assert classify(["gpu-22"], report, UNFORESEEN)["gpu-22"] == (
         FAILED,
         "step 'Docker engine | Install Docker engine (docker-ce)' failed: E: Unable to locate package docker-ce",
     )
@@ -432,7 +435,7 @@ def test_the_step_is_pyinfras_own_name_for_it_when_its_results_came():
 
 def test_no_secret_a_failing_command_printed_reaches_the_reason():
     log = "".join(line for line in UNFORESEEN.splitlines(keepends=True) if "401 Client Error" not in line)
-    _, reason = rollout.classify(["gpu-1"], {"operations": [], "failed_hosts": ["gpu-1"]}, log)["gpu-1"]
+    _, reason = classify(["gpu-1"], {"operations": [], "failed_hosts": ["gpu-1"]}, log)["gpu-1"]
     # No error in its words: the host's last lines, its command lines among them.
     assert "hf download m" in reason and "vllm serve" in reason
     for secret in ("sk-live-1234", "hf_abcdefghijklmnopqrstuvwxyz0123", "tok-5678"):
@@ -460,7 +463,7 @@ def test_redact_hides_keys_in_command_lines(line, shown):
 
 def test_a_line_of_another_host_that_names_this_one_is_not_its_own():
     log = UNFORESEEN.replace("[gpu-22] E: Unable", "[gpu-1]  gpu-22 says E: Unable")
-    _, reason = rollout.classify(["gpu-1", "gpu-22"], {"operations": [], "failed_hosts": ["gpu-22"]}, log)["gpu-22"]
+    _, reason = classify(["gpu-1", "gpu-22"], {"operations": [], "failed_hosts": ["gpu-22"]}, log)["gpu-22"]
     own = "Reading package lists...; Building dependency tree..."
     assert reason == f"step 'Docker engine | Install Docker engine' failed: {own}"
 
@@ -474,7 +477,7 @@ Traceback (most recent call last):
 ValueError: gpu_name is not a string
 --> pyinfra error: No hosts remaining!
 """
-    assert rollout.classify(["gpu-1"], {"operations": [], "failed_hosts": ["gpu-1"]}, log)["gpu-1"] == (
+    assert classify(["gpu-1"], {"operations": [], "failed_hosts": ["gpu-1"]}, log)["gpu-1"] == (
         FAILED,
         "failed: An exception occurred in: deploy.py:; ValueError: gpu_name is not a string",
     )
@@ -483,7 +486,7 @@ ValueError: gpu_name is not a string
 def test_at_most_three_lines_of_a_host_are_kept():
     lines = "".join(f"    [gpu-1] error {i}\n" for i in range(10))
     log = f"--> Starting operation: Step \n{lines}    [gpu-1] Error: executed 0 commands\n"
-    _, reason = rollout.classify(["gpu-1"], {"operations": [], "failed_hosts": ["gpu-1"]}, log)["gpu-1"]
+    _, reason = classify(["gpu-1"], {"operations": [], "failed_hosts": ["gpu-1"]}, log)["gpu-1"]
     assert reason == "step 'Step' failed: error 7; error 8; error 9"
 
 

@@ -15,7 +15,7 @@ import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from vllm_fleet.rollout import verify_command
+from vllm_fleet.rollout.runner import verify_command
 
 REPO = Path(__file__).resolve().parents[2]
 VERIFY = REPO / "vllm_fleet" / "verify"

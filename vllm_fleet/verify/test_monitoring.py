@@ -6,12 +6,14 @@ import time
 
 import pytest
 
-from vllm_fleet import monitoring, paths
+from vllm_fleet import paths
+from vllm_fleet.monitoring.alerts import alert_names
+from vllm_fleet.monitoring.prometheus import local_address, scrape_configs, target
 
 
 def api(monitor, path: str) -> dict:
     s = monitor.inventory_settings
-    url = f"http://{monitoring.target(monitoring.local_address(s.prometheus_bind_address), s.prometheus_port)}{path}"
+    url = f"http://{target(local_address(s.prometheus_bind_address), s.prometheus_port)}{path}"
     result = monitor.host.run(f"curl -sf '{url}'")
     if result.rc != 0:
         pytest.fail(f"Prometheus on {monitor.name} did not answer {path}: {result.stderr.strip() or result.rc}")
@@ -27,7 +29,7 @@ def test_prometheus_and_alertmanager_enabled_and_active(monitor):
 def test_every_host_is_scraped_and_up(monitor, fleet):
     expected = {
         (job["job_name"], t)
-        for job in monitoring.scrape_configs(monitor.inventory_settings, fleet)
+        for job in scrape_configs(monitor.inventory_settings, fleet)
         for static in job["static_configs"]
         for t in static["targets"]
     }
@@ -48,7 +50,7 @@ def test_every_host_is_scraped_and_up(monitor, fleet):
 def test_the_alert_rules_are_loaded(monitor, fleet):
     groups = api(monitor, "/api/v1/rules?type=alert")["data"]["groups"]
     loaded = {rule["name"] for group in groups for rule in group["rules"]}
-    missing = monitoring.alert_names(monitor.inventory_settings, fleet) - loaded
+    missing = alert_names(monitor.inventory_settings, fleet) - loaded
     assert not missing, f"{monitor.name} has not loaded the alerts {sorted(missing)}"
 
 
