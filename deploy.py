@@ -32,45 +32,55 @@ from tasks.nvidia_container_toolkit import nvidia_container_toolkit
 from tasks.nvidia_driver import nvidia_driver
 from tasks.preflight import preflight
 from tasks.vllm_service import vllm_service
+from vllm_fleet.distro import Distro
 from vllm_fleet.facts.distro import read_distro
 from vllm_fleet.facts.host import HostFacts
-from vllm_fleet.inventory import fleet_settings, settings_for, sources
-from vllm_fleet.plan import resolve_host
+from vllm_fleet.facts.probe import Probe
+from vllm_fleet.inventory import fleet_settings, sources
+from vllm_fleet.plan import HostPlan, resolve_host
 
-inventory_settings = settings_for(host)
-fleet = fleet_settings(host)
-if inventory_settings.role in ("gateway", "monitoring"):
-    host_tools_setup(inventory_settings)
-    retire_exporters(inventory_settings, fleet)
-    firewall(inventory_settings, fleet)
-    if inventory_settings.role == "gateway":
-        gateway(inventory_settings, fleet)
-    else:
-        monitoring_server(inventory_settings, fleet)
-    exporters(inventory_settings, fleet)
-else:
-    facts = HostFacts.read(host.get_fact, inventory_settings.accelerator)
-    plan = resolve_host(inventory_settings, sources(host), facts, fleet)
-    distro, unsupported_os = read_distro(host.get_fact(LinuxDistribution), facts.machine)
-    probe = preflight(plan, facts.vendors, distro, unsupported_os)
+fleet = fleet_settings(host)  # every host's settings validated together: one bad host and none is touched
+# As the inventory sets them, which is how the other hosts read this one: sizing decides only what
+# vLLM serves (model, image, GPU driver flavour), the plan's part.
+settings = fleet[host.name]
 
-    if probe is not None:  # a refused host is left as it was
-        settings, accelerator = plan.settings, plan.accelerator
-        host_tools_setup(settings)
+
+def deploy_host(plan: HostPlan | None = None, distro: Distro | None = None, probe: Probe | None = None) -> None:
+    """Every step of a host; plan, distro and probe: a vLLM host's, from its pre-flight."""
+    host_tools_setup(settings)
+    if plan is not None:
         driver_changes = []
         if plan.manages_gpu_stack:
-            driver = nvidia_driver if accelerator == "nvidia" else amd_rocm
-            driver_changes = driver(settings, distro, probe)
-            gpu_reboot(settings, probe, accelerator, driver_changes)
-        if settings.serving_method == "docker":
-            restarts = docker_engine(settings, distro, probe)
-            if plan.manages_gpu_stack and accelerator == "nvidia":
-                restarts += nvidia_container_toolkit(settings, distro, probe, driver_changes)
+            driver = nvidia_driver if plan.accelerator == "nvidia" else amd_rocm
+            driver_changes = driver(plan.settings, distro, probe)
+            gpu_reboot(plan.settings, probe, plan.accelerator, driver_changes)
+        if plan.settings.serving_method == "docker":
+            restarts = docker_engine(plan.settings, distro, probe)
+            if plan.manages_gpu_stack and plan.accelerator == "nvidia":
+                restarts += nvidia_container_toolkit(plan.settings, distro, probe, driver_changes)
         else:
-            nix_setup(settings, distro, probe)
-            restarts = nix_server(settings, accelerator, probe)
-        # What a host exports is what the monitoring hosts scrape: read from the inventory, as theirs is.
-        retire_exporters(inventory_settings, fleet)
-        firewall(settings, fleet, probe)
-        vllm_service(settings, accelerator, probe, restarts, plan.cluster)
-        exporters(inventory_settings, fleet)
+            nix_setup(plan.settings, distro, probe)
+            restarts = nix_server(plan, fleet, probe)
+    retire_exporters(settings, fleet)
+    firewall(settings, fleet, probe)
+    if plan is not None:
+        vllm_service(plan.settings, plan.accelerator, probe, restarts, plan.cluster)
+    elif settings.role == "gateway":
+        gateway(settings, fleet)
+    else:
+        monitoring_server(settings, fleet)
+    exporters(settings, fleet)
+
+
+# pyinfra runs each operation on every host before the next, ordered by the line of this file
+# it was called from: called from here, the gateways and monitoring hosts are brought up to date
+# before any vLLM host is.
+if settings.role in ("gateway", "monitoring"):
+    deploy_host()
+else:
+    facts = HostFacts.read(host.get_fact, settings.accelerator)
+    plan = resolve_host(settings, sources(host), facts, fleet)
+    distro, unsupported_os = read_distro(host.get_fact(LinuxDistribution), facts.machine)
+    probe = preflight(plan, fleet, facts.vendors, distro, unsupported_os)
+    if probe is not None:  # a host pre-flight refused is left as it was
+        deploy_host(plan, distro, probe)

@@ -13,18 +13,19 @@ from pyinfra.operations import files, server
 
 from vllm_fleet import nix, paths, templates
 from vllm_fleet.facts.probe import Probe
-from vllm_fleet.inventory import fleet_settings
 from vllm_fleet.operations import barrier
+from vllm_fleet.plan import HostPlan
 from vllm_fleet.settings import Settings
 
 
 @deploy("Nix server")
-def nix_server(settings: Settings, accelerator: str, probe: Probe) -> list:
-    """Returns the operations that changed the server (the current release restarts after them)."""
-    return _install_nix_server(settings, accelerator, probe)
+def nix_server(plan: HostPlan, fleet: dict[str, Settings], probe: Probe) -> list:
+    """Returns the operations that changed the server (the current release restarts after them).
+    fleet: the inventory's hosts, the builder hosts among them."""
+    return _install_nix_server(plan.settings, plan.accelerator, fleet, probe)
 
 
-def _install_nix_server(settings: Settings, accelerator: str, probe: Probe) -> list:
+def _install_nix_server(settings: Settings, accelerator: str, fleet: dict[str, Settings], probe: Probe) -> list:
     """Make the Nix-built server for this accelerator current; returns the operations that changed it.
 
     Built here, or on the builder host of nix_builder (which builds for the hosts that name it
@@ -41,7 +42,7 @@ def _install_nix_server(settings: Settings, accelerator: str, probe: Probe) -> l
         _link_driver_libraries(probe)
     flake = nix.flake_dir(settings.nix_flake)
     due = {}  # accelerator -> hash of the flake it is to be built from
-    for wanted in nix.builds_for(settings, accelerator, fleet_settings(host)):
+    for wanted in nix.builds_for(settings, accelerator, fleet):
         digest = nix.flake_hash(flake, nix.attribute(wanted))
         target, built_from = probe.nix_build(wanted)
         if not target or built_from != digest:
@@ -65,7 +66,7 @@ def _install_nix_server(settings: Settings, accelerator: str, probe: Probe) -> l
             done[wanted] = server.shell(
                 name=f"Build {attribute} with Nix", commands=[shlex.join([paths.NIX_INSTALL_SCRIPT, *command])]
             )
-    if any(other.data.get("nix_builder") for other in host.inventory):
+    if any(other.nix_builder for other in fleet.values()):
         # pyinfra orders each host's operations, not hosts against each other: this step,
         # shared by builders and the hosts that copy from them, puts every build first.
         barrier(name="Wait for the builder hosts' Nix builds")

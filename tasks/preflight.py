@@ -9,21 +9,28 @@ from vllm_fleet import launch, nix
 from vllm_fleet.checks import Context, run_checks, verdict
 from vllm_fleet.distro import Distro
 from vllm_fleet.facts.probe import HostProbe
-from vllm_fleet.inventory import fleet_settings
 from vllm_fleet.operations import stop_host
 from vllm_fleet.plan import HostPlan
+from vllm_fleet.settings import Settings
 
 
 @deploy("Pre-flight checks")
-def preflight(plan: HostPlan, vendors: list[str], distro: Distro | None, unsupported_os: str | None) -> dict | None:
-    """Runs every check that applies; returns the host probe when the host may be deployed, else None."""
+def preflight(
+    plan: HostPlan,
+    fleet: dict[str, Settings],
+    vendors: list[str],
+    distro: Distro | None,
+    unsupported_os: str | None,
+) -> dict | None:
+    """Runs every check that applies; returns the host probe when the host may be deployed, else None.
+    fleet: the inventory's hosts, for the Nix builds a builder host makes for others too."""
     s = plan.settings
     probe = host.get_fact(
         HostProbe,
         port=s.vllm_port,
         hf_cache_dir=s.hf_cache_dir,
         model_dir=launch.hub_cache_name(s.vllm_model),
-        accelerators=",".join(nix.builds_for(s, plan.accelerator, fleet_settings(host))),
+        accelerators=",".join(nix.builds_for(s, plan.accelerator, fleet)),
     )
     image = launch.image(s, plan.accelerator)
     context = Context(probe, vendors, s, plan.accelerator, plan.sizing, image, distro, unsupported_os, plan.machine)

@@ -25,29 +25,23 @@ if TYPE_CHECKING:
     from vllm_fleet.settings import Settings
 
 
-def connection(host) -> dict:
-    data = host.data
-    keys = ("ssh_hostname", "ssh_port", "ssh_user", "ssh_key", "_sudo")
-    return {key: data.get(key) for key in keys if data.get(key) is not None}
-
-
 def cmd_hosts(args) -> int:
     from pyinfra.api.exceptions import PyinfraError
 
-    from vllm_fleet.inventory import load_inventory, validate_inventory
+    from vllm_fleet.inventory import connection, load_inventory, validate_inventory
     from vllm_fleet.settings import public_values
 
     inventory = load_inventory(args.inventory, REPO)
     try:
-        settings = validate_inventory(inventory)
+        fleet = validate_inventory(inventory).fleet()
     except PyinfraError as exc:
         print(f"vllm_fleet: {exc}", file=sys.stderr)
         return 2
     hosts = {
         host.name: {
             "connection": connection(host),
-            "role": settings[host.name].role,
-            "settings": public_values(settings[host.name]),
+            "role": fleet[host.name].role,
+            "settings": public_values(fleet[host.name]),
         }
         for host in inventory
     }
@@ -57,34 +51,23 @@ def cmd_hosts(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from vllm_fleet.inventory import host_data, load_inventory, sources
+    from vllm_fleet.inventory import load_inventory, sources, validate_inventory
     from vllm_fleet.plan import gateway_plan, monitoring_plan, resolve_host
-    from vllm_fleet.rules import check_fleet, validate
-    from vllm_fleet.settings import SettingsError
 
     inventory = load_inventory(args.inventory, REPO)
     hosts = [h for h in inventory if args.host in (None, h.name)]
     if not hosts:
         print(f"vllm_fleet: no host {args.host!r} in {args.inventory}", file=sys.stderr)
         return 2
-    valid: dict[str, Settings | SettingsError] = {}
-    for host in inventory:
-        try:
-            valid[host.name] = validate(host.name, host_data(host), host.groups)
-        except SettingsError as exc:
-            valid[host.name] = exc
-    fleet = {name: v for name, v in valid.items() if not isinstance(v, SettingsError)}
+    validation = validate_inventory(inventory)
+    fleet = validation.settings
     facts = read_facts(args.inventory, [h.name for h in hosts], fleet) if args.facts else {}
     plans: dict[str, dict] = {}
     for host in hosts:
-        settings = valid[host.name]
-        try:
-            if isinstance(settings, SettingsError):
-                raise settings
-            check_fleet(settings, fleet)
-        except SettingsError as exc:
-            plans[host.name] = {"refused": str(exc)}
+        if host.name in validation.refusals:
+            plans[host.name] = {"refused": str(validation.refusals[host.name])}
             continue
+        settings = fleet[host.name]
         if settings.role == "gateway":
             plans[host.name] = gateway_plan(settings, fleet)
             continue

@@ -110,7 +110,10 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_vllm_fleet_has_no_import_circle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the check can fail
     graph = {_module(p): _imports(p) for p in (REPO / "vllm_fleet").rglob("*.py")}
-    assert "vllm_fleet.images" in graph["vllm_fleet.settings.types"] and "vllm_fleet.rules" in graph["vllm_fleet.cli"]
+    assert (
+        "vllm_fleet.images" in graph["vllm_fleet.settings.types"]
+        and "vllm_fleet.rules" in graph["vllm_fleet.inventory"]
+    )
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle or [])
 
@@ -123,3 +126,22 @@ def test_two_sandboxes_of_one_run_draw_apart_ports_and_networks():
     assert all(abs(a - b) >= _PORTS_PER_SANDBOX for i, a in enumerate(bases) for b in bases[i + 1 :]), bases
     assert first["VLLM_FLEET_SANDBOX_SUBNET"] != second["VLLM_FLEET_SANDBOX_SUBNET"]
     assert first["VLLM_FLEET_SANDBOX_PREFIX"] != second["VLLM_FLEET_SANDBOX_PREFIX"]
+
+
+def _imports_pyinfra_cli(path: Path) -> bool:
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        if any(name == "pyinfra_cli" or name.startswith("pyinfra_cli.") for name in names):
+            return True
+    return False
+
+
+def test_only_the_inventory_module_imports_pyinfra_cli():
+    """Importing pyinfra's CLI patches the process with gevent, which pytest-xdist's workers (the
+    unit tier's, the verify suite's) do not survive: one module loads inventories with it."""
+    modules = [*(REPO / "vllm_fleet").rglob("*.py"), *(REPO / "tasks").rglob("*.py"), REPO / "deploy.py"]
+    importers = sorted(str(p.relative_to(REPO)) for p in modules if _imports_pyinfra_cli(p))
+    assert importers == ["vllm_fleet/inventory.py"]

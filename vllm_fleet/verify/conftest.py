@@ -22,6 +22,7 @@ import testinfra
 from vllm_fleet import launch, paths
 from vllm_fleet.cluster import Place
 from vllm_fleet.facts.host import HostFacts
+from vllm_fleet.inventory import public_settings
 from vllm_fleet.plan import HostPlan, resolve_host
 from vllm_fleet.repository import REPO, SANDBOX_INVENTORY
 from vllm_fleet.settings import Settings
@@ -127,9 +128,7 @@ def load_targets(inventory_path: str) -> list[Target]:
     targets = []
     for name, host in json.loads(result.stdout)["hosts"].items():
         spec, connection = _hostspec(name, host["connection"])
-        # Validated by `hosts` already; its secrets arrive as "<set>" (or None), never as values.
-        settings = Settings.model_construct(host=name, role=host["role"], **host["settings"])
-        targets.append(Target(name, spec, connection, settings))
+        targets.append(Target(name, spec, connection, public_settings(name, host["role"], host["settings"])))
     fleet = {t.name: t.inventory_settings for t in targets}
     for t in targets:
         t.fleet = fleet
