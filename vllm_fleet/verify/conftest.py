@@ -60,9 +60,16 @@ class Target:
         """What the host's tools say, read with the deploy's own facts (run over testinfra)."""
 
         def read_fact(fact):
-            return fact().process(self.host.run(fact().command()).stdout.splitlines())
+            output = self.host.run(fact().command()).stdout
+            self.tool_output[fact.__name__] = output
+            return fact().process(output.splitlines())
 
         return HostFacts.read(read_fact, self.inventory_settings.accelerator)
+
+    @cached_property
+    def tool_output(self) -> dict[str, str]:
+        """What each fact's command printed, by the fact's name (for the checks' messages)."""
+        return {}
 
     @property
     def accelerator(self) -> str:

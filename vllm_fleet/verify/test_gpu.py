@@ -8,15 +8,22 @@ from vllm_fleet import launch, nix, paths
 def test_gpu_visible(target):
     if target.accelerator == "cpu":
         pytest.skip(f"{target.name} serves on the CPU: no GPU to check")
-    if target.accelerator == "amd":
-        assert target.host.file("/dev/kfd").exists, f"{target.name}: /dev/kfd is missing (amdgpu not loaded?)"
-    tool = "nvidia-smi" if target.accelerator == "nvidia" else "rocm-smi"
+    tool, fact = ("nvidia-smi", "NvidiaGpus") if target.accelerator == "nvidia" else ("rocm-smi", "AmdGpus")
     names = [gpu["name"] for gpu in target.gpus]
-    assert names, f"{tool} lists no GPU on {target.name} (driver not loaded, or the tool missing?)"
+    said = target.tool_output.get(fact, "").strip()
+    assert names, f"{tool} lists no GPU on {target.name}: " + (
+        said[:300] if said else "it printed nothing (driver not loaded, or the tool missing?)"
+    )
     if target.settings.gpu_count:
         assert len(names) == target.settings.gpu_count, (
             f"{target.name}: gpu_count says {target.settings.gpu_count}, {tool} shows {len(names)}: {names}"
         )
+
+
+def test_amd_kfd_present(target):
+    """ROCm reaches AMD GPUs through /dev/kfd (amdgpu's compute interface)."""
+    _gpu_only(target, "amd")
+    assert target.host.file("/dev/kfd").exists, f"{target.name}: /dev/kfd is missing (amdgpu not loaded?)"
 
 
 def _gpu_only(target, vendor: str, method: str | None = None):
@@ -30,10 +37,10 @@ def test_nvidia_smi_inside_a_container_proves_the_toolkit(target):
     _gpu_only(target, "nvidia", "docker")
     image = launch.image(target.settings, "nvidia")
     result = target.host.run(f"docker run --rm --gpus all --entrypoint nvidia-smi {image} -L")
-    assert result.rc == 0, (
-        f"the NVIDIA runtime cannot hand GPUs to containers on {target.name}: {result.stderr.strip()}"
+    said = (result.stdout + result.stderr).strip()
+    assert result.rc == 0 and result.stdout.startswith("GPU 0:"), (
+        f"the NVIDIA runtime cannot hand GPUs to containers on {target.name}: {said}"
     )
-    assert result.stdout.startswith("GPU 0:")
 
 
 def test_the_live_vllm_container_still_reaches_its_gpus(target):
@@ -52,7 +59,10 @@ def test_nvidia_driver_branch_as_pinned(target):
         pytest.skip(f"{target.name} manages its own driver (manage_gpu_stack is False)")
     versions = [gpu["driver_version"] for gpu in target.gpus]
     branch = target.settings.nvidia_driver_branch
-    assert versions and all(v.startswith(f"{branch}.") for v in versions), f"driver {versions}, pinned {branch}"
+    assert versions and all(v.startswith(f"{branch}.") for v in versions), (
+        f"{target.name} runs NVIDIA driver {sorted(set(versions)) or 'none (nvidia-smi lists no GPU)'}, "
+        f"not of the pinned branch {branch}"
+    )
 
 
 def test_rocm_smi_inside_a_container(target):
@@ -69,7 +79,8 @@ def test_rocm_users_are_in_render_and_video(target):
         pytest.skip(f"{target.name} names no rocm_users")
     for user in target.settings.rocm_users:
         groups = target.host.check_output(f"id -nG {user}").split()
-        assert {"render", "video"} <= set(groups), f"{user} on {target.name} is in {groups}"
+        missing = sorted({"render", "video"} - set(groups))
+        assert not missing, f"{user} on {target.name} is not in {' or '.join(missing)} (only in {groups})"
 
 
 def test_nix_built_server_finds_the_host_driver(target):
