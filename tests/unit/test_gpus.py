@@ -9,6 +9,9 @@ Which outputs are recorded and which are written by hand:
   that handle unified-memory parts (GB10) reporting no dedicated memory.
 - rocm-smi JSON: RX_7900_XT is recorded (`rocm-smi --showproductname --showuse --showmeminfo vram
   --json`, marimo-team/marimo issue 9237); the MI300X cards are written by hand in that shape.
+The verify suite's GPU checks run against stand-in tools answering with the outputs in
+tests/unit/data/gpu-tools/, each file's first line saying where it was recorded or how it was written
+(tests/unit/test_verify_gpu_checks.py).
 """
 
 from vllm_fleet.facts.gpus import parse_nvidia_smi, parse_rocm_smi
