@@ -15,7 +15,11 @@ every host also runs the exporters they scrape.
 Fleets behind a gateway roll out in verified batches with `vllm-fleet rollout`.
 """
 
+from typing import NamedTuple
+
 from pyinfra import host
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.server import LinuxDistribution
 
 from tasks.amd_rocm import amd_rocm
@@ -45,11 +49,20 @@ fleet = fleet_settings(host)  # every host's settings validated together: one ba
 settings = fleet[host.name]
 
 
-def deploy_host(plan: HostPlan | None = None, distro: Distro | None = None, probe: Probe | None = None) -> None:
-    """Every step of a host; plan, distro and probe: a vLLM host's, from its pre-flight."""
+class VllmHost(NamedTuple):
+    """A vLLM host that pre-flight let through: its plan, distribution and probe."""
+
+    plan: HostPlan
+    distro: Distro
+    probe: Probe
+
+
+def deploy_host(vllm: VllmHost | None = None) -> None:
+    """Every step of a host; vllm: a vLLM host's, from its pre-flight."""
     host_tools_setup(settings)
-    if plan is not None:
-        driver_changes = []
+    if vllm is not None:
+        plan, distro, probe = vllm
+        driver_changes: list[OperationMeta] = []
         if plan.manages_gpu_stack:
             driver = nvidia_driver if plan.accelerator == "nvidia" else amd_rocm
             driver_changes = driver(plan.settings, distro, probe)
@@ -62,9 +75,9 @@ def deploy_host(plan: HostPlan | None = None, distro: Distro | None = None, prob
             nix_setup(plan.settings, distro, probe)
             restarts = nix_server(plan, fleet, probe)
     retire_exporters(settings, fleet)
-    firewall(settings, fleet, probe)
-    if plan is not None:
-        vllm_service(plan.settings, plan.accelerator, probe, restarts, plan.cluster)
+    firewall(settings, fleet, vllm.probe if vllm else None)
+    if vllm is not None:
+        vllm_service(plan.settings, plan.accelerator, vllm.probe, restarts, plan.cluster)
     elif settings.role == "gateway":
         gateway(settings, fleet)
     else:
@@ -83,4 +96,8 @@ else:
     distro, unsupported_os = read_distro(host.get_fact(LinuxDistribution), facts.machine)
     probe = preflight(plan, fleet, facts.vendors, distro, unsupported_os)
     if probe is not None:  # a host pre-flight refused is left as it was
-        deploy_host(plan, distro, probe)
+        if distro is None:
+            # Pre-flight lets an unsupported distribution through when "os" is in
+            # preflight_warn_only, but every task that installs needs to know the distribution.
+            raise PyinfraError(f"host {host.name}: {unsupported_os}: vllm-fleet cannot install on it")
+        deploy_host(VllmHost(plan, distro, probe))

@@ -1,4 +1,4 @@
-"""Data for every host. Knob defaults live in vllm_fleet/settings.py, not here.
+"""Data for every host. Knob defaults live in vllm_fleet/settings/, not here.
 
 Secrets are taken from the environment of the machine running pyinfra, so they
 are never written into this repository:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from pyinfra.api.deploy import deploy
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import apt, dnf, server
 
 from vllm_fleet import gpu_packages
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
 from vllm_fleet.facts.probe import Probe
+from vllm_fleet.operations import deploy
 from vllm_fleet.settings import Settings
 
 
 @deploy("AMD ROCm")
-def amd_rocm(settings: Settings, distro: Distro, probe: Probe) -> list:
+def amd_rocm(settings: Settings, distro: Distro, probe: Probe) -> list[OperationMeta]:
     """Returns the operations whose change needs a reboot to load amdgpu."""
     url = gpu_packages.amdgpu_install_url(distro, settings.rocm_version)
     prerequisites = gpu_packages.amdgpu_prerequisites(distro, probe.kernel)
@@ -38,7 +39,7 @@ def amd_rocm(settings: Settings, distro: Distro, probe: Probe) -> list:
     else:
         dnf.rpm(name=f"Add AMD's repositories for ROCm {settings.rocm_version} (amdgpu-install)", src=url)
     # Adding AMD's repositories changes no driver: only the install below asks for a reboot.
-    changes = []
+    changes: list[OperationMeta] = []
     if not probe.rocm_installed.startswith(settings.rocm_version):
         changes.append(
             server.shell(

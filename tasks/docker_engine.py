@@ -6,14 +6,15 @@ import json
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import apt, dnf, files, systemd
 
 from vllm_fleet import docker_repo
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
 from vllm_fleet.facts.docker import DaemonJsonError
 from vllm_fleet.facts.probe import Probe
+from vllm_fleet.operations import deploy
 from vllm_fleet.settings import Settings
 
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -25,7 +26,7 @@ def merged_daemon_config(current: dict, wanted: dict) -> dict:
 
 
 @deploy("Docker engine")
-def docker_engine(settings: Settings, distro: Distro, probe: Probe) -> list:
+def docker_engine(settings: Settings, distro: Distro, probe: Probe) -> list[OperationMeta]:
     """Returns the operations that restart the engine (which stops its containers).
 
     probe: pre-flight's HostProbe, whose daemon_json is the file as it stands.
@@ -76,7 +77,7 @@ def docker_engine(settings: Settings, distro: Distro, probe: Probe) -> list:
     return restart_engine("its new daemon.json", after=config_changed)
 
 
-def restart_engine(reason: str, after) -> list:
+def restart_engine(reason: str, after: OperationMeta) -> list[OperationMeta]:
     """Restart the engine when `after` changed something; returns the restart for those who wait on it."""
     return [
         systemd.service(

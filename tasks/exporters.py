@@ -8,7 +8,6 @@ guards its port (exporters)."""
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api.deploy import deploy
 from pyinfra.facts.files import File
 from pyinfra.facts.server import LinuxDistribution, Which
 from pyinfra.operations import apt, files, systemd
@@ -17,7 +16,7 @@ from pyinfra.operations.util import any_changed
 from vllm_fleet import paths, templates
 from vllm_fleet.monitoring.exporters import DCGM, DCGM_COUNTERS_FILE, NODE, Exporter, exporter_unit, gpu_exporter
 from vllm_fleet.monitoring.exporters import exporters as exporters_of
-from vllm_fleet.operations import stop_host
+from vllm_fleet.operations import deploy, stop_host
 from vllm_fleet.settings import Settings
 
 NODE_EXPORTER_PACKAGE_SERVICE = "prometheus-node-exporter.service"

@@ -6,7 +6,6 @@ from __future__ import annotations
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api.deploy import deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
@@ -14,6 +13,7 @@ from pyinfra.operations.util import any_changed
 from vllm_fleet import paths, templates
 from vllm_fleet.facts.probe import Probe
 from vllm_fleet.firewall import rules, wanted
+from vllm_fleet.operations import deploy
 from vllm_fleet.settings import Settings
 
 FIREWALL_UNIT = paths.unit_path(paths.FIREWALL_SERVICE)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyinfra.api.deploy import deploy
 from pyinfra.operations import files, server, systemd
 
 from vllm_fleet import haproxy, paths, templates
-from vllm_fleet.operations import content_differs, root_only_directory, secret_file
+from vllm_fleet.operations import content_differs, deploy, root_only_directory, secret_file
 from vllm_fleet.settings import Settings
 
 

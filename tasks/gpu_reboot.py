@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyinfra import host
-from pyinfra.api.deploy import deploy
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import server
 
 from vllm_fleet.facts.probe import Probe
-from vllm_fleet.operations import stop_host
+from vllm_fleet.operations import deploy, stop_host
 from vllm_fleet.settings import Settings
 
 
@@ -19,7 +21,7 @@ def live_load_possible(probe: Probe, accelerator: str) -> bool:
 
 
 @deploy("Reboot for the GPU driver")
-def gpu_reboot(settings: Settings, probe: Probe, accelerator: str, changes: list) -> None:
+def gpu_reboot(settings: Settings, probe: Probe, accelerator: str, changes: Sequence[OperationMeta]) -> None:
     pending = probe.reboot_required
     live = live_load_possible(probe, accelerator)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api.deploy import deploy
 from pyinfra.operations import files, server, systemd
 
 from vllm_fleet import prerequisites
 from vllm_fleet.facts.host_tools import HostTools
+from vllm_fleet.operations import deploy
 from vllm_fleet.settings import Settings
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api.deploy import deploy
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
@@ -16,7 +15,7 @@ from vllm_fleet import dashboard, paths
 from vllm_fleet.monitoring.alertmanager import alertmanager_config, alertmanager_defaults
 from vllm_fleet.monitoring.alerts import alert_rules
 from vllm_fleet.monitoring.prometheus import prometheus_config, prometheus_defaults
-from vllm_fleet.operations import content_differs, root_only_directory, secret_file, stop_host
+from vllm_fleet.operations import content_differs, deploy, root_only_directory, secret_file, stop_host
 from vllm_fleet.settings import Settings
 
 STAGED_PROMETHEUS = f"{paths.MONITORING_STAGE_DIR}/prometheus.yml"

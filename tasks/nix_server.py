@@ -8,24 +8,26 @@ import shlex
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api.deploy import deploy
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, server
 
 from vllm_fleet import nix, paths, templates
 from vllm_fleet.facts.probe import Probe
-from vllm_fleet.operations import barrier
+from vllm_fleet.operations import barrier, deploy
 from vllm_fleet.plan import HostPlan
 from vllm_fleet.settings import Settings
 
 
 @deploy("Nix server")
-def nix_server(plan: HostPlan, fleet: dict[str, Settings], probe: Probe) -> list:
+def nix_server(plan: HostPlan, fleet: dict[str, Settings], probe: Probe) -> list[OperationMeta]:
     """Returns the operations that changed the server (the current release restarts after them).
     fleet: the inventory's hosts, the builder hosts among them."""
     return _install_nix_server(plan.settings, plan.accelerator, fleet, probe)
 
 
-def _install_nix_server(settings: Settings, accelerator: str, fleet: dict[str, Settings], probe: Probe) -> list:
+def _install_nix_server(
+    settings: Settings, accelerator: str, fleet: dict[str, Settings], probe: Probe
+) -> list[OperationMeta]:
     """Make the Nix-built server for this accelerator current; returns the operations that changed it.
 
     Built here, or on the builder host of nix_builder (which builds for the hosts that name it
@@ -58,8 +60,9 @@ def _install_nix_server(settings: Settings, accelerator: str, fleet: dict[str, S
             exclude_dir=[*nix.SKIPPED, *(f"*/{s}" for s in nix.SKIPPED)],
         )
     timeout = str(settings.nix_build_timeout)
+    builder = settings.nix_builder
     done = {}
-    if not settings.nix_builder:
+    if not builder:
         for wanted, digest in due.items():
             attribute, link, stamp = nix.attribute(wanted), nix.out_link(wanted), nix.stamp(wanted)
             command = ["build", host.name, nix.FLAKE_DIR, attribute, link, stamp, digest, timeout]
@@ -70,13 +73,14 @@ def _install_nix_server(settings: Settings, accelerator: str, fleet: dict[str, S
         # pyinfra orders each host's operations, not hosts against each other: this step,
         # shared by builders and the hosts that copy from them, puts every build first.
         barrier(name="Wait for the builder hosts' Nix builds")
-    for wanted, digest in due.items() if settings.nix_builder else ():
-        link, stamp = nix.out_link(wanted), nix.stamp(wanted)
-        command = ["copy", host.name, builder_address(settings.nix_builder), link, stamp, digest, timeout]
-        done[wanted] = server.shell(
-            name=f"Copy the Nix-built {nix.attribute(wanted)} from {settings.nix_builder}",
-            commands=[shlex.join([paths.NIX_INSTALL_SCRIPT, *command])],
-        )
+    if builder:
+        for wanted, digest in due.items():
+            link, stamp = nix.out_link(wanted), nix.stamp(wanted)
+            command = ["copy", host.name, builder_address(builder), link, stamp, digest, timeout]
+            done[wanted] = server.shell(
+                name=f"Copy the Nix-built {nix.attribute(wanted)} from {builder}",
+                commands=[shlex.join([paths.NIX_INSTALL_SCRIPT, *command])],
+            )
     return [done[accelerator]] if accelerator in done else []
 
 

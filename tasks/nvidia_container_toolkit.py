@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from io import StringIO
 
-from pyinfra.api.deploy import deploy
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import apt, dnf, files, server
 
 from tasks.docker_engine import restart_engine
 from vllm_fleet import gpu_packages
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
 from vllm_fleet.facts.probe import Probe
+from vllm_fleet.operations import deploy
 from vllm_fleet.settings import Settings
 
 
 @deploy("NVIDIA container toolkit")
-def nvidia_container_toolkit(settings: Settings, distro: Distro, probe: Probe, driver_changes: list = ()) -> list:
+def nvidia_container_toolkit(
+    settings: Settings, distro: Distro, probe: Probe, driver_changes: Sequence[OperationMeta] = ()
+) -> list[OperationMeta]:
     """driver_changes: the driver's operations (a new driver needs a new CDI spec). Returns the
     operations that restart the Docker engine."""
     packages = gpu_packages.toolkit_packages(distro, settings.nvidia_container_toolkit_version)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from io import StringIO
 
-from pyinfra.api.deploy import deploy
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import apt, dnf, files, server
 
 from vllm_fleet import gpu_packages
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
 from vllm_fleet.facts.probe import Probe
+from vllm_fleet.operations import deploy
 from vllm_fleet.settings import Settings
 
 NONFREE_SOURCE = "/etc/apt/sources.list.d/vllm-fleet-nonfree.sources"
 
 
 @deploy("NVIDIA driver")
-def nvidia_driver(settings: Settings, distro: Distro, probe: Probe) -> list:
+def nvidia_driver(settings: Settings, distro: Distro, probe: Probe) -> list[OperationMeta]:
     """Returns the operations whose change means the running kernel needs the new driver."""
     plan = gpu_packages.nvidia_driver(distro, settings, probe.kernel)
     add_driver_sources(plan, distro, probe)

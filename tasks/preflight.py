@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api.deploy import deploy
 
 from vllm_fleet import launch, nix
 from vllm_fleet.checks import Context, run_checks, verdict
 from vllm_fleet.distro import Distro
-from vllm_fleet.facts.probe import HostProbe
-from vllm_fleet.operations import stop_host
+from vllm_fleet.facts.probe import HostProbe, Probe
+from vllm_fleet.operations import deploy, stop_host
 from vllm_fleet.plan import HostPlan
 from vllm_fleet.settings import Settings
 
@@ -21,7 +20,7 @@ def preflight(
     vendors: list[str],
     distro: Distro | None,
     unsupported_os: str | None,
-) -> dict | None:
+) -> Probe | None:
     """Runs every check that applies; returns the host probe when the host may be deployed, else None.
     fleet: the inventory's hosts, for the Nix builds a builder host makes for others too."""
     s = plan.settings

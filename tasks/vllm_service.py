@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import posixpath
 import shlex
+from collections.abc import Sequence
 from io import StringIO
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api.deploy import deploy
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from vllm_fleet import cluster, images, launch, nix, paths, releases, shipped_model, templates
 from vllm_fleet.facts.docker import DockerImageId
 from vllm_fleet.facts.probe import Probe
-from vllm_fleet.operations import root_only_directory, secret_file
+from vllm_fleet.operations import deploy, root_only_directory, secret_file
 from vllm_fleet.settings import Settings
 
 ACTIVATE_NEW = (
@@ -29,7 +30,11 @@ CONTAINER_REMOVE_TIMEOUT = 60
 
 @deploy("vLLM service")
 def vllm_service(
-    settings: Settings, accelerator: str, probe: Probe, restarts: list = (), place: cluster.Place | None = None
+    settings: Settings,
+    accelerator: str,
+    probe: Probe,
+    restarts: Sequence[OperationMeta] = (),
+    place: cluster.Place | None = None,
 ) -> None:
     """probe: pre-flight's HostProbe, which also says how vLLM is served now. restarts: operations
     after which the current release is restarted and waited for (an engine restart stopped its
@@ -45,7 +50,7 @@ def vllm_service(
     )
     root_only_directory(settings.vllm_cache_dir, f"Create root-only compile cache {settings.vllm_cache_dir}")
     if settings.vllm_model_dir:
-        _ship_model(settings, probe)
+        _ship_model(settings.vllm_model_dir, settings.vllm_model, probe)
 
     server_ops = _install_image(settings, accelerator) if settings.serving_method == "docker" else []
 
@@ -182,18 +187,16 @@ def wants_download(settings: Settings, probe: Probe) -> bool:
     )
 
 
-def _ship_model(settings: Settings, probe: Probe) -> None:
-    """Copy vllm_model_dir to its content-named directory, unless the host has it already; it
-    appears whole or not at all (copied beside it, then renamed)."""
-    target = settings.vllm_model
+def _ship_model(model_dir: str, target: str, probe: Probe) -> None:
+    """Copy vllm_model_dir to target, its content-named directory, unless the host has it already;
+    it appears whole or not at all (copied beside it, then renamed)."""
     if Path(target).name in probe.shipped_models:
         return
     root_only_directory(paths.MODELS_DIR, f"Create root-only model directory {paths.MODELS_DIR}")
     incoming = f"{paths.MODELS_DIR}/.incoming-{Path(target).name}"
     files.sync(
-        name=f"Ship the model {Path(settings.vllm_model_dir).name} "
-        f"({shipped_model.size_gib(settings.vllm_model_dir):.2f} GiB) from this machine",
-        src=settings.vllm_model_dir,
+        name=f"Ship the model {Path(model_dir).name} ({shipped_model.size_gib(model_dir):.2f} GiB) from this machine",
+        src=model_dir,
         dest=incoming,
         user="root",
         group="root",
@@ -273,7 +276,7 @@ def load_command(archive: str, staged: str, size: int, ref: str, seconds: int) -
     )
 
 
-def _install_image(settings: Settings, accelerator: str) -> list:
+def _install_image(settings: Settings, accelerator: str) -> list[OperationMeta]:
     """Make the image present; returns the operations that changed it."""
     ref = launch.image(settings, accelerator)
     present = host.get_fact(DockerImageId, image=shlex.quote(ref))

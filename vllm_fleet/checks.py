@@ -66,7 +66,7 @@ def check(
 ):
     def register(func: Check) -> Check:
         if name not in PREFLIGHT_CHECKS:
-            raise ValueError(f"pre-flight check {name!r} is missing from settings.PreflightCheck")
+            raise ValueError(f"pre-flight check {name!r} is missing from vllm_fleet.settings.types.PreflightCheck")
         CHECKS[name] = func
         APPLIES[name] = accelerators
         METHODS[name] = methods

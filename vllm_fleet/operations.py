@@ -4,14 +4,36 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from collections.abc import Callable
 from io import BytesIO
+from typing import ParamSpec, TypeVar, cast
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, FunctionCommand, QuoteString, StringCommand, operation
+from pyinfra.api.deploy import deploy as pyinfra_deploy
 from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations import files
 
 from vllm_fleet import paths
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def deploy(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """pyinfra's @deploy, typed as what it does: the task called with its own arguments, returning
+    what the task returns.
+
+    pyinfra's stubs type a deploy as a PyinfraOperation, whose call takes pyinfra's global
+    arguments (_sudo, ...) first and returns an OperationMeta. At run time the wrapper passes the
+    task its arguments and hands back its return value (the operations a task returns for the next
+    task's `_if`); the tasks take no global arguments, so the task's own signature is the true one.
+    """
+
+    def decorate(task: Callable[P, R]) -> Callable[P, R]:
+        return cast(Callable[P, R], pyinfra_deploy(name)(task))
+
+    return decorate
 
 
 def root_only_directory(path: str, name: str):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pyinfra.facts.server import LinuxDistributionDict
+
 from vllm_fleet.distro import Distro
 
 # (pyinfra's LinuxDistribution name, major version) -> our id, package family
@@ -18,7 +20,7 @@ class UnsupportedDistro(ValueError):
     pass
 
 
-def from_fact(fact: dict, machine: str = "") -> Distro:
+def from_fact(fact: LinuxDistributionDict, machine: str = "") -> Distro:
     """From pyinfra's LinuxDistribution fact; UnsupportedDistro names what is supported."""
     key = (fact.get("name"), fact.get("major"))
     if key not in SUPPORTED:
@@ -31,7 +33,7 @@ def from_fact(fact: dict, machine: str = "") -> Distro:
     return Distro(distro_id, family, meta.get("VERSION_ID", str(fact["major"])), codename, machine or "x86_64")
 
 
-def read_distro(fact: dict, machine: str = "") -> tuple[Distro | None, str | None]:
+def read_distro(fact: LinuxDistributionDict, machine: str = "") -> tuple[Distro | None, str | None]:
     """(Distro, None), or (None, why it is unsupported) for pre-flight's os check to report."""
     try:
         return from_fact(fact, machine), None

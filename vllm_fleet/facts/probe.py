@@ -328,7 +328,7 @@ def key_values(lines: Iterable[str]) -> dict[str, str]:
     return values
 
 
-class HostProbe(FactBase):
+class HostProbe(FactBase[Probe]):
     """Probe, read in one round trip: pre-flight's checks and every task read this one."""
 
     def command(self, port: int, hf_cache_dir: str, model_dir: str, accelerators: str) -> str:

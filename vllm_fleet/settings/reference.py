@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
-from vllm_fleet.settings.model import KNOBS, allowed
+from vllm_fleet.settings.host import Identity
+from vllm_fleet.settings.model import KNOBS, Settings, allowed
 from vllm_fleet.settings.types import holds_secret, types_in
 
 
@@ -57,15 +58,20 @@ def reference() -> str:
     return "\n".join(lines)
 
 
+def _components() -> str:
+    """The component classes the knobs come from, in the order of KNOBS (the last base first)."""
+    return ", ".join(f"`{base.__name__}`" for base in reversed(Settings.__bases__) if base is not Identity)
+
+
 def reference_markdown() -> str:
     """The settings page of the documentation (docs/settings-reference.md), made from the model."""
     lines = [
         "# Settings reference",
         "",
-        "<!-- Generated from vllm_fleet/settings.py by `vllm-fleet settings --format markdown`: edit the model. -->",
+        "<!-- Generated from vllm_fleet/settings/ by `vllm-fleet settings --format markdown`: edit the model. -->",
         "",
-        "Every knob, in the order of `vllm_fleet/settings.py`. Rules across knobs are in",
-        "`vllm_fleet/rules.py`; see [Settings](settings.md).",
+        "Every knob, component by component as `Settings` in `vllm_fleet/settings/model.py` takes them:",
+        f"{_components()}. Rules across knobs are in `vllm_fleet/rules.py`; see [Settings](settings.md).",
         "",
     ]
     for name, info in KNOBS.items():
