@@ -55,6 +55,7 @@ else:
     _common |= {
         "vllm_model_dir": _state["model_dir"],
         "vllm_kv_cache_gib": _state.get("vllm_kv_cache_gib", 1),
+        "vllm_extra_args": _state.get("vllm_extra_args", []),
         # A token-shaped value from a root-only state file, so the secrets checks look for it too.
         "hf_token": _Path(_state["hf_token_file"]).read_text().strip(),
     }

