@@ -1,9 +1,10 @@
 """The local sandbox: Debian 12 containers with systemd and sshd (make sandbox-up).
 
 Hosts are read from sandbox/.state/hosts.json, written by the sandbox tool.
-They deploy the single_gpu profile on the CPU, as an air-gapped host would get vLLM:
-the image comes through vllm_image_archive and, with the real engine, the test model
-(random weights, vllm-fleet-test-llama-tiny) through vllm_model_dir. A sandbox started with
+They deploy the single_gpu profile on the CPU. With the real engine, the first host gets the
+image as an air-gapped host would, through vllm_image_archive, and the others pull it by digest
+from the sandbox's own registry (sandbox/registry.py); the test model (random weights,
+vllm-fleet-test-llama-tiny) comes through vllm_model_dir. A sandbox started with
 --engine standin serves the stand-in (tests/standin/, not vLLM) instead. They listen on
 all interfaces so the runner can reach them through Docker's published ports, which the
 schema allows only with an API key: the sandbox generates one in a root-only state file.
@@ -65,6 +66,24 @@ def _at(h: dict) -> dict:
     return {"ssh_port": h["ssh_port"], "fleet_address": h["address"]}
 
 
+def _pulled() -> dict:
+    """How a host that is not the first gets the image: pulled from the sandbox's registry, which
+    its Docker engine reaches over plain HTTP on the sandbox network."""
+    return {
+        "vllm_image": _state["vllm_image_pulled"],
+        "vllm_image_archive": None,
+        "docker_daemon_config": {"insecure-registries": [_state["registry"]]},
+    }
+
+
+def _image(index: int) -> dict:
+    """The first host gets the image as an archive and the others pull it from the registry; a
+    cluster's members, alike in their image, all pull it."""
+    if "vllm_image_pulled" not in _state or (index == 0 and not _state.get("cluster")):
+        return {}
+    return _pulled()
+
+
 def _member(rank: int) -> dict:
     """A sandbox started with --cluster: its hosts serve one model together, in their order."""
     if not _state.get("cluster"):
@@ -72,7 +91,7 @@ def _member(rank: int) -> dict:
     return {"vllm_cluster": _state["cluster"], "vllm_cluster_rank": rank, "vllm_cluster_interface": "eth0"}
 
 
-single_gpu = [(h["name"], {**_common, **_at(h), **_member(i)}) for i, h in enumerate(_state["hosts"])]
+single_gpu = [(h["name"], {**_common, **_at(h), **_image(i), **_member(i)}) for i, h in enumerate(_state["hosts"])]
 # A cluster's leader serves its API; the others serve nothing of their own.
 _served = _state["hosts"][:1] if _state.get("cluster") else _state["hosts"]
 # Prometheus and Alertmanager watching the others (make sandbox-up MONITORS=1), quick to notice

@@ -37,6 +37,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from sandbox import registry
+from sandbox.shell import as_root, image_exists, log, quiet, run
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 STATE = Path(os.environ.get("VLLM_FLEET_SANDBOX_STATE", HERE / ".state"))
@@ -119,6 +122,7 @@ def sweep_stale_runs() -> None:
                     subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
                     subprocess.run(["docker", "volume", "rm", f"{name}-docker"], capture_output=True)
                 else:
+                    registry.leave(name)
                     subprocess.run(["docker", "network", "rm", name], capture_output=True)
 
 
@@ -186,25 +190,6 @@ def run_environment(name: str) -> dict[str, str]:
     return environment(f"vllm-fleet-{name}-p{os.getpid()}", state, ssh_base, http_base, subnet)
 
 
-def log(msg: str) -> None:
-    print(f"[sandbox] {msg}", flush=True)
-
-
-def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, text=True, **kw)
-
-
-def quiet(cmd: list[str]) -> bool:
-    try:
-        return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
-    except FileNotFoundError:
-        return False  # the program is not installed
-
-
-def as_root(cmd: list[str]) -> list[str]:
-    return cmd if os.geteuid() == 0 else ["sudo", *cmd]
-
-
 # --- Docker engine -----------------------------------------------------------
 
 
@@ -232,10 +217,6 @@ def ensure_docker() -> None:
             return
         time.sleep(1)
     sys.exit("[sandbox] the Docker engine did not answer within 60 s; see /var/log/dockerd.log")
-
-
-def image_exists(tag: str) -> bool:
-    return quiet(["docker", "image", "inspect", tag])
 
 
 # --- images ------------------------------------------------------------------
@@ -614,9 +595,14 @@ def up(
     served: dict = {"engine": engine}
     if engine == "vllm":
         image, archive = build_vllm_image(base)
+        registry.start(base, IMAGE_PREFIX)
+        pull_from = registry.join(NETWORK, f"{SUBNET}.2")
         served.update(
             vllm_image=image,
             vllm_image_archive=str(archive),
+            # The first host gets the archive; the others pull this (inventories/sandbox.py).
+            vllm_image_pulled=registry.push(image, pull_from),
+            registry=pull_from,
             model_dir=str(build_test_model(image)),
             # vLLM's CPU backend takes its KV cache from host memory, which the hosts share.
             vllm_kv_cache_gib=1,
@@ -675,6 +661,7 @@ def down() -> None:
         log(f"removing {name} and its volume")
         run(["docker", "rm", "-f", "-v", name], stdout=subprocess.DEVNULL)
         subprocess.run(["docker", "volume", "rm", f"{name}-docker"], capture_output=True)
+    registry.leave(NETWORK)
     subprocess.run(["docker", "network", "rm", NETWORK], capture_output=True)
     (STATE / "hosts.json").unlink(missing_ok=True)
 

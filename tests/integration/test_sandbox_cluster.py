@@ -26,9 +26,13 @@ CLUSTER = "pair"
 
 
 def members(fleet, **changes) -> dict[str, dict]:
-    """The session's two hosts as cluster pair (the first the leader), with changes on both."""
+    """The session's two hosts as cluster pair (the first the leader), with changes on both. Members
+    run one image alike: both pull it from the sandbox's registry (the first had it as an archive)."""
     return {
         host["name"]: {
+            "vllm_image": fleet.state["vllm_image_pulled"],
+            "vllm_image_archive": None,
+            "docker_daemon_config": {"insecure-registries": [fleet.state["registry"]]},
             "vllm_cluster": CLUSTER,
             "vllm_cluster_rank": rank,
             "vllm_cluster_interface": "eth0",

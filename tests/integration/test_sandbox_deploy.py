@@ -58,12 +58,18 @@ def test_fresh_hosts_converge(fleet, converged):
             on_host(host, "systemctl is-active dbus.service; for t in ss curl jq; do command -v $t; done | wc -l")
             == "active\n3"
         )
-        assert any(name.startswith("vLLM service | Load ") for name in done)
+        # The first host gets the image as an archive, the others pull it from the sandbox's registry.
+        ship = "vLLM service | Load " if host == fleet.names[0] else f"vLLM service | Pull {fleet.state['registry']}/"
+        assert any(name.startswith(ship) for name in done), done
         assert ACTIVATE in done
         assert on_host(host, "systemctl is-active vllm.service") == "active"
         assert on_host(host, "systemctl is-enabled vllm.service") == "enabled"
     assert fleet.api_key not in result.output, "the API key appeared in pyinfra's output"
     assert fleet.hf_token not in result.output, "the HF token appeared in pyinfra's output"
+    # Each serves the image it was given: loaded from the archive, or pulled by its digest.
+    running = {host: on_host(host, "docker inspect -f '{{.Config.Image}}' vllm") for host in fleet.names}
+    pulled = dict.fromkeys(fleet.names[1:], fleet.state["vllm_image_pulled"])
+    assert running == {fleet.names[0]: fleet.state["vllm_image"], **pulled}
 
 
 def test_real_vllm_serves_the_shipped_model_read_only(fleet, converged):
@@ -373,6 +379,8 @@ def test_daemon_json_is_merged_and_the_engine_restarted_only_then(fleet, converg
 
 def test_unparseable_daemon_json_stops_the_run_and_is_left_alone(fleet, converged):
     _, second = fleet.names
+    # The host's own daemon.json (the sandbox's registry) is put back as it was, time included.
+    on_host(second, "cp -a /etc/docker/daemon.json /root/daemon.json.kept 2>/dev/null; true")
     on_host(second, "printf '{\"log-driver\": ' > /etc/docker/daemon.json")
     try:
         result, _ = deploy_json(SANDBOX_INVENTORY)
@@ -383,7 +391,11 @@ def test_unparseable_daemon_json_stops_the_run_and_is_left_alone(fleet, converge
         assert "Traceback" not in result.output
         assert on_host(second, "cat /etc/docker/daemon.json") == '{"log-driver":'
     finally:
-        on_host(second, "rm -f /etc/docker/daemon.json")
+        on_host(
+            second,
+            "if [ -e /root/daemon.json.kept ]; then mv /root/daemon.json.kept /etc/docker/daemon.json; "
+            "else rm -f /etc/docker/daemon.json; fi",
+        )
 
 
 def test_demo_endpoint_line_works(fleet, converged):
