@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sandbox import registry
+from sandbox import services
 from sandbox.shell import as_root, image_exists, log, quiet, run
 
 HERE = Path(__file__).resolve().parent
@@ -66,6 +66,8 @@ MIRROR = os.environ.get("VLLM_FLEET_SANDBOX_MIRROR", "http://deb.debian.org/debi
 HOST_PACKAGES = "systemd,systemd-sysv,openssh-server"
 # The base of the images run on them (the vLLM CPU build, the stand-in) has Python and TLS roots.
 IMAGE_BASE_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,sudo,ca-certificates,iproute2,curl"
+# Where each host's apt is told to download through the sandbox's apt cache.
+APT_PROXY_CONF = "/etc/apt/apt.conf.d/01vllm-fleet-sandbox-apt-cache"
 # The port vLLM listens on inside each sandbox host (vllm_port's default).
 GUEST_HTTP_PORT = 8000
 
@@ -122,7 +124,8 @@ def sweep_stale_runs() -> None:
                     subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
                     subprocess.run(["docker", "volume", "rm", f"{name}-docker"], capture_output=True)
                 else:
-                    registry.leave(name)
+                    for service in services.SERVICES:
+                        service.leave(name)
                     subprocess.run(["docker", "network", "rm", name], capture_output=True)
 
 
@@ -453,7 +456,7 @@ def ensure_keys() -> tuple[Path, Path]:
     return key, api_key
 
 
-def start_host(name: str, index: int, image: str, pubkey: str) -> dict:
+def start_host(name: str, index: int, image: str, pubkey: str, apt_cache: str) -> dict:
     """index: the host's ports (SSH_PORT_BASE + index, HTTP_PORT_BASE + index) and address (SUBNET.10 + index)."""
     ssh_port, http_port = SSH_PORT_BASE + index, HTTP_PORT_BASE + index
     address = f"{SUBNET}.{10 + index}"
@@ -543,6 +546,11 @@ def start_host(name: str, index: int, image: str, pubkey: str) -> dict:
         ],
         input=pubkey,
     )
+    # The host's apt downloads through the sandbox's shared cache, as a site's apt proxy would have it.
+    run(
+        ["docker", "exec", "-i", name, "sh", "-c", f"cat > {APT_PROXY_CONF}"],
+        input=services.apt_proxy_conf(apt_cache),
+    )
     return {"name": name, "ssh_port": ssh_port, "http_port": http_port, "address": address}
 
 
@@ -595,13 +603,13 @@ def up(
     served: dict = {"engine": engine}
     if engine == "vllm":
         image, archive = build_vllm_image(base)
-        registry.start(base, IMAGE_PREFIX)
-        pull_from = registry.join(NETWORK, f"{SUBNET}.2")
+        services.REGISTRY.start(base, IMAGE_PREFIX)
+        pull_from = services.REGISTRY.join(NETWORK, SUBNET)
         served.update(
             vllm_image=image,
             vllm_image_archive=str(archive),
             # The first host gets the archive; the others pull this (inventories/sandbox.py).
-            vllm_image_pulled=registry.push(image, pull_from),
+            vllm_image_pulled=services.push(image, pull_from),
             registry=pull_from,
             model_dir=str(build_test_model(image)),
             # vLLM's CPU backend takes its KV cache from host memory, which the hosts share.
@@ -612,10 +620,12 @@ def up(
         image, variants, archive = build_standin_image(base)
         served.update(vllm_image=image, vllm_image_variants=variants, vllm_image_archive=str(archive))
     pubkey = (key.with_suffix(".pub")).read_text()
-    hosts = [start_host(container_name(i), i, bare, pubkey) for i in range(1, count + 1)]
+    services.APT_CACHE.start(base, IMAGE_PREFIX)
+    apt_cache = services.APT_CACHE.join(NETWORK, SUBNET)
+    hosts = [start_host(container_name(i), i, bare, pubkey, apt_cache) for i in range(1, count + 1)]
     # Gateways come after the vLLM hosts in ports and addresses.
-    gws = [start_host(gateway_name(i), 50 + i, bare, pubkey) for i in range(1, gateways + 1)]
-    mons = [start_host(monitor_name(i), 40 + i, bare, pubkey) for i in range(1, monitors + 1)]
+    gws = [start_host(gateway_name(i), 50 + i, bare, pubkey, apt_cache) for i in range(1, gateways + 1)]
+    mons = [start_host(monitor_name(i), 40 + i, bare, pubkey, apt_cache) for i in range(1, monitors + 1)]
     for host in hosts + gws + mons:
         wait_for_ssh(host, key)
     state = {
@@ -661,7 +671,8 @@ def down() -> None:
         log(f"removing {name} and its volume")
         run(["docker", "rm", "-f", "-v", name], stdout=subprocess.DEVNULL)
         subprocess.run(["docker", "volume", "rm", f"{name}-docker"], capture_output=True)
-    registry.leave(NETWORK)
+    for service in services.SERVICES:
+        service.leave(NETWORK)
     subprocess.run(["docker", "network", "rm", NETWORK], capture_output=True)
     (STATE / "hosts.json").unlink(missing_ok=True)
 
