@@ -10,14 +10,12 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import apt, dnf, files, systemd
 
-from vllm_fleet import docker_repo
+from vllm_fleet import docker_repo, paths
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
 from vllm_fleet.facts.docker import DaemonJsonError
 from vllm_fleet.facts.probe import Probe
 from vllm_fleet.operations import deploy
 from vllm_fleet.settings import Settings
-
-DAEMON_JSON = "/etc/docker/daemon.json"
 
 
 def merged_daemon_config(current: dict, wanted: dict) -> dict:
@@ -36,7 +34,7 @@ def docker_engine(settings: Settings, distro: Distro, probe: Probe) -> list[Oper
         files.put(
             name="Add Docker's rpm repository",
             src=StringIO(docker_repo.dnf_repo()),
-            dest="/etc/yum.repos.d/docker-ce.repo",
+            dest=paths.DOCKER_DNF_REPO,
             mode="644",
         )
         dnf.packages(name="Install Docker engine", packages=docker_repo.packages(settings.docker_version, "-"))
@@ -51,7 +49,7 @@ def docker_engine(settings: Settings, distro: Distro, probe: Probe) -> list[Oper
     current = probe.daemon_config
     if isinstance(current, DaemonJsonError):  # only reached when daemon_json is in preflight_warn_only
         raise PyinfraError(
-            f"host {host.name}: {DAEMON_JSON} exists but {current}; fix or remove it by hand "
+            f"host {host.name}: {paths.DOCKER_DAEMON_JSON} exists but {current}; fix or remove it by hand "
             "(vllm-fleet merges into it and will not overwrite a file it cannot read)"
         )
     wanted = dict(settings.docker_daemon_config)
@@ -59,9 +57,9 @@ def docker_engine(settings: Settings, distro: Distro, probe: Probe) -> list[Oper
     config_changed = None
     if merged != current:
         config_changed = files.put(
-            name="Merge our keys into /etc/docker/daemon.json",
+            name=f"Merge our keys into {paths.DOCKER_DAEMON_JSON}",
             src=StringIO(json.dumps(merged, indent=2, sort_keys=True) + "\n"),
-            dest=DAEMON_JSON,
+            dest=paths.DOCKER_DAEMON_JSON,
             mode="644",
             create_remote_dir=True,
         )
@@ -88,24 +86,24 @@ def restart_engine(reason: str, after: OperationMeta) -> list[OperationMeta]:
 
 def _add_docker_repository(distro: Distro, settings: Settings) -> None:
     source = docker_repo.apt_source(distro)
-    files.directory(name="Create /etc/apt/keyrings", path="/etc/apt/keyrings", mode="755")
+    files.directory(name=f"Create {paths.APT_KEYRINGS_DIR}", path=paths.APT_KEYRINGS_DIR, mode="755")
     files.download(
         name="Download Docker's repository signing key",
         src=source.key_url,
-        dest=source.keyring,
+        dest=paths.DOCKER_KEYRING,
         mode="644",
     )
     source_added = files.put(
         name="Add Docker's apt repository (deb822)",
         src=StringIO(source.deb822()),
-        dest=source.path,
+        dest=paths.DOCKER_APT_SOURCE,
         mode="644",
     )
     if settings.docker_version:
         files.put(
             name="Pin docker-ce to the chosen version",
             src=StringIO(docker_repo.apt_pin(settings.docker_version)),
-            dest="/etc/apt/preferences.d/docker-ce",
+            dest=paths.DOCKER_APT_PIN,
             mode="644",
         )
     apt.update(name="Refresh apt lists for Docker's repository", _if=source_added.did_change)

@@ -7,7 +7,7 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.operations import files, server, systemd
 
-from vllm_fleet import prerequisites
+from vllm_fleet import paths, prerequisites
 from vllm_fleet.facts.host_tools import HostTools
 from vllm_fleet.operations import deploy
 from vllm_fleet.settings import Settings
@@ -22,7 +22,7 @@ def host_tools_setup(settings: Settings) -> None:
         files.put(
             name=f"Make apt wait up to {timeout} s for the package lock (unattended-upgrades)",
             src=StringIO(prerequisites.apt_lock_conf(timeout)),
-            dest=prerequisites.APT_LOCK_CONF,
+            dest=paths.APT_LOCK_CONF,
             mode="644",
         )
     if state.lock_holder:

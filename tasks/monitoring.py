@@ -18,11 +18,6 @@ from vllm_fleet.monitoring.prometheus import prometheus_config, prometheus_defau
 from vllm_fleet.operations import content_differs, deploy, root_only_directory, secret_file, stop_host
 from vllm_fleet.settings import Settings
 
-STAGED_PROMETHEUS = f"{paths.MONITORING_STAGE_DIR}/prometheus.yml"
-STAGED_RULES = f"{paths.MONITORING_STAGE_DIR}/vllm-fleet-rules.yml"
-STAGED_CHECKED = f"{paths.MONITORING_STAGE_DIR}/prometheus-checked.yml"
-STAGED_ALERTMANAGER = f"{paths.MONITORING_STAGE_DIR}/alertmanager.yml"
-
 
 @deploy("Monitoring")
 def monitoring_server(settings: Settings, fleet: dict[str, Settings]) -> None:
@@ -59,30 +54,32 @@ def monitoring_server(settings: Settings, fleet: dict[str, Settings]) -> None:
     config = prometheus_config(settings, fleet)
     rules = alert_rules(settings, fleet)
     new_prometheus = content_differs(paths.PROMETHEUS_CONFIG, config) or content_differs(paths.PROMETHEUS_RULES, rules)
-    files.put(name="Stage the scrape configuration", src=StringIO(config), dest=STAGED_PROMETHEUS, mode="600")
-    files.put(name="Stage the alert rules", src=StringIO(rules), dest=STAGED_RULES, mode="600")
+    files.put(
+        name="Stage the scrape configuration", src=StringIO(config), dest=paths.PROMETHEUS_STAGED_CONFIG, mode="600"
+    )
+    files.put(name="Stage the alert rules", src=StringIO(rules), dest=paths.PROMETHEUS_STAGED_RULES, mode="600")
     # promtool checks a configuration with the rules it names: the copy it checks names the staged
     # ones (`check config` takes no options before Prometheus 2.39, Ubuntu 22.04 has 2.31).
     files.put(
         name="Stage the scrape configuration promtool checks",
-        src=StringIO(prometheus_config(settings, fleet, rules=STAGED_RULES)),
-        dest=STAGED_CHECKED,
+        src=StringIO(prometheus_config(settings, fleet, rules=paths.PROMETHEUS_STAGED_RULES)),
+        dest=paths.PROMETHEUS_CHECKED_CONFIG,
         mode="600",
     )
     if new_prometheus:
         server.shell(
             name=f"Check the alert rules and scrape configuration (promtool), install them in {paths.PROMETHEUS_DIR}",
             commands=[
-                f"promtool check config {STAGED_CHECKED} "
-                f"&& install -m 644 -o root -g root {STAGED_RULES} {paths.PROMETHEUS_RULES} "
-                f"&& install -m 644 -o root -g root {STAGED_PROMETHEUS} {paths.PROMETHEUS_CONFIG}"
+                f"promtool check config {paths.PROMETHEUS_CHECKED_CONFIG} "
+                f"&& install -m 644 -o root -g root {paths.PROMETHEUS_STAGED_RULES} {paths.PROMETHEUS_RULES} "
+                f"&& install -m 644 -o root -g root {paths.PROMETHEUS_STAGED_CONFIG} {paths.PROMETHEUS_CONFIG}"
             ],
         )
     receiver = alertmanager_config(settings)
     new_receiver = content_differs(paths.ALERTMANAGER_CONFIG, receiver)
     secret_file(
         name="Write where Alertmanager sends alerts (root-only: it may hold the receiver's secrets)",
-        dest=STAGED_ALERTMANAGER,
+        dest=paths.ALERTMANAGER_STAGED_CONFIG,
         content=receiver,
     )
     if new_receiver:
@@ -90,8 +87,9 @@ def monitoring_server(settings: Settings, fleet: dict[str, Settings]) -> None:
             name=f"Check Alertmanager's configuration (amtool) and install it as {paths.ALERTMANAGER_CONFIG}",
             # Readable by Alertmanager's user, prometheus, and by root only.
             commands=[
-                f"amtool check-config {STAGED_ALERTMANAGER} >/dev/null "
-                f"&& install -m 640 -o root -g prometheus {STAGED_ALERTMANAGER} {paths.ALERTMANAGER_CONFIG}"
+                f"amtool check-config {paths.ALERTMANAGER_STAGED_CONFIG} >/dev/null "
+                f"&& install -m 640 -o root -g prometheus {paths.ALERTMANAGER_STAGED_CONFIG} "
+                f"{paths.ALERTMANAGER_CONFIG}"
             ],
         )
 

@@ -51,9 +51,9 @@ def _install_nix_server(
             due[wanted] = digest
     if due and not settings.nix_builder:
         files.sync(
-            name=f"Ship the flake {flake.name}/ to {nix.FLAKE_DIR}",
+            name=f"Ship the flake {flake.name}/ to {paths.FLAKE_DIR}",
             src=str(flake),
-            dest=nix.FLAKE_DIR,
+            dest=paths.FLAKE_DIR,
             delete=True,
             exclude=list(nix.SKIPPED),
             # exclude_dir matches paths relative to the flake, so at any depth too.
@@ -65,7 +65,7 @@ def _install_nix_server(
     if not builder:
         for wanted, digest in due.items():
             attribute, link, stamp = nix.attribute(wanted), nix.out_link(wanted), nix.stamp(wanted)
-            command = ["build", host.name, nix.FLAKE_DIR, attribute, link, stamp, digest, timeout]
+            command = ["build", host.name, paths.FLAKE_DIR, attribute, link, stamp, digest, timeout]
             done[wanted] = server.shell(
                 name=f"Build {attribute} with Nix", commands=[shlex.join([paths.NIX_INSTALL_SCRIPT, *command])]
             )
@@ -93,25 +93,25 @@ def _link_driver_libraries(probe: Probe) -> None:
     """Nix-built CUDA programs look for the driver in /run/opengl-driver (NixOS's convention):
     link the host's NVIDIA libraries there, and keep the link across boots with tmpfiles."""
     tmpfiles = files.put(
-        name=f"Keep {nix.OPENGL_DRIVER} at boot (systemd-tmpfiles)",
+        name=f"Keep {paths.OPENGL_DRIVER} at boot (systemd-tmpfiles)",
         src=StringIO(nix.tmpfiles_conf()),
-        dest=nix.TMPFILES_CONF,
+        dest=paths.TMPFILES_CONF,
         mode="644",
     )
     server.shell(
-        name=f"Create {nix.OPENGL_DRIVER} now",
-        commands=[f"systemd-tmpfiles --create {nix.TMPFILES_CONF}"],
+        name=f"Create {paths.OPENGL_DRIVER} now",
+        commands=[f"systemd-tmpfiles --create {paths.TMPFILES_CONF}"],
         _if=tmpfiles.did_change,
     )
     libs = probe.driver_libs
     if not libs or libs != probe.linked_driver_libs:
         server.shell(
-            name=f"Link the host's NVIDIA driver libraries into {nix.OPENGL_DRIVER}/lib",
+            name=f"Link the host's NVIDIA driver libraries into {paths.OPENGL_DRIVER}/lib",
             commands=[
-                f"mkdir -p {nix.DRIVER_LINKS_DIR}/lib && rm -f {nix.DRIVER_LINKS_DIR}/lib/* && "
+                f"mkdir -p {paths.DRIVER_LINKS_DIR}/lib && rm -f {paths.DRIVER_LINKS_DIR}/lib/* && "
                 f"for lib in $(ldconfig -p | awk '{nix.NVIDIA_LIBS} {{print $NF}}'); do "
-                f'ln -s "$lib" {nix.DRIVER_LINKS_DIR}/lib/; done && '
-                f"test -e {nix.OPENGL_DRIVER}/lib/libcuda.so.1 || "
+                f'ln -s "$lib" {paths.DRIVER_LINKS_DIR}/lib/; done && '
+                f"test -e {paths.OPENGL_DRIVER}/lib/libcuda.so.1 || "
                 f"{{ echo 'ldconfig knows no libcuda.so.1: is the NVIDIA driver installed?' >&2; exit 1; }}"
             ],
         )

@@ -30,16 +30,16 @@ def nix_setup(settings: Settings, distro: Distro, probe: Probe) -> None:
     ours = files.put(
         name="Write vllm-fleet's Nix settings (flakes, binary caches)",
         src=StringIO(nix.nix_conf(settings.nix_substituters, settings.nix_trusted_public_keys)),
-        dest=nix.OUR_NIX_CONF,
+        dest=paths.OUR_NIX_CONF,
         mode="644",
         create_remote_dir=True,
     )
     # Included rather than written over: the host's own nix.conf (Debian's sandbox = false,
     # the installer's build-users-group) stays as it is.
     included = files.line(
-        name=f"Include them from {nix.NIX_CONF}",
-        path=nix.NIX_CONF,
-        line=f"!include {nix.OUR_NIX_CONF.rsplit('/', 1)[1]}",
+        name=f"Include them from {paths.NIX_CONF}",
+        path=paths.NIX_CONF,
+        line=f"!include {paths.OUR_NIX_CONF.rsplit('/', 1)[1]}",
     )
     systemd.service(
         name="Start the Nix daemon and enable it at boot",

@@ -9,7 +9,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import apt, dnf, files, server
 
 from tasks.docker_engine import restart_engine
-from vllm_fleet import gpu_packages
+from vllm_fleet import gpu_packages, paths
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
 from vllm_fleet.facts.probe import Probe
 from vllm_fleet.operations import deploy
@@ -24,17 +24,17 @@ def nvidia_container_toolkit(
     operations that restart the Docker engine."""
     packages = gpu_packages.toolkit_packages(distro, settings.nvidia_container_toolkit_version)
     if distro.family == "apt":
-        files.directory(name="Create /etc/apt/keyrings", path="/etc/apt/keyrings", mode="755")
+        files.directory(name=f"Create {paths.APT_KEYRINGS_DIR}", path=paths.APT_KEYRINGS_DIR, mode="755")
         files.download(
             name="Download the NVIDIA container toolkit signing key",
             src=f"{gpu_packages.TOOLKIT_REPO}/gpgkey",
-            dest="/etc/apt/keyrings/nvidia-container-toolkit.asc",
+            dest=paths.TOOLKIT_KEYRING,
             mode="644",
         )
         source = files.put(
             name="Add the NVIDIA container toolkit repository (deb822)",
             src=StringIO(gpu_packages.toolkit_apt_source(distro.deb_arch)),
-            dest="/etc/apt/sources.list.d/nvidia-container-toolkit.sources",
+            dest=paths.TOOLKIT_APT_SOURCE,
             mode="644",
         )
         apt.update(name="Refresh apt lists for the toolkit repository", _if=source.did_change)
@@ -45,7 +45,7 @@ def nvidia_container_toolkit(
         files.put(
             name="Add the NVIDIA container toolkit repository",
             src=StringIO(gpu_packages.toolkit_dnf_repo()),
-            dest="/etc/yum.repos.d/nvidia-container-toolkit.repo",
+            dest=paths.TOOLKIT_DNF_REPO,
             mode="644",
         )
         dnf.packages(name="Install the NVIDIA container toolkit", packages=packages)
@@ -54,7 +54,7 @@ def nvidia_container_toolkit(
         name="Keep /dev/char links to the NVIDIA devices (udev rule), so a systemctl daemon-reload leaves "
         "running containers their GPUs",
         src=StringIO(gpu_packages.DEV_CHAR_RULE_TEXT),
-        dest=gpu_packages.DEV_CHAR_RULE,
+        dest=paths.DEV_CHAR_RULE,
         mode="644",
     )
     server.shell(
@@ -66,7 +66,7 @@ def nvidia_container_toolkit(
     spec_current = probe.cdi_spec
     server.shell(
         name="Generate the CDI spec for the loaded driver (Podman, Docker's CDI mode)",
-        commands=[f"nvidia-ctk cdi generate --output={gpu_packages.CDI_SPEC}"],
+        commands=[f"nvidia-ctk cdi generate --output={paths.CDI_SPEC}"],
         _if=lambda: not spec_current or any(op.did_change() for op in driver_changes),
     )
 

@@ -7,13 +7,11 @@ from io import StringIO
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import apt, dnf, files, server
 
-from vllm_fleet import gpu_packages
+from vllm_fleet import gpu_packages, paths
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
 from vllm_fleet.facts.probe import Probe
 from vllm_fleet.operations import deploy
 from vllm_fleet.settings import Settings
-
-NONFREE_SOURCE = "/etc/apt/sources.list.d/vllm-fleet-nonfree.sources"
 
 
 @deploy("NVIDIA driver")
@@ -28,7 +26,7 @@ def nvidia_driver(settings: Settings, distro: Distro, probe: Probe) -> list[Oper
     blacklist = files.put(
         name="Blacklist nouveau",
         src=StringIO(gpu_packages.NOUVEAU_BLACKLIST_TEXT),
-        dest=gpu_packages.NOUVEAU_BLACKLIST,
+        dest=paths.NOUVEAU_BLACKLIST,
         mode="644",
     )
     initramfs = "update-initramfs -u" if distro.family == "apt" else "dracut --force"
@@ -61,7 +59,7 @@ def add_driver_sources(plan, distro: Distro, probe: Probe) -> None:
             files.put(
                 name="Add Debian's contrib, non-free and non-free-firmware components",
                 src=StringIO(gpu_packages.debian_nonfree_source(distro.codename)),
-                dest=NONFREE_SOURCE,
+                dest=paths.NONFREE_SOURCE,
                 mode="644",
             )
         )
@@ -78,7 +76,7 @@ def add_driver_sources(plan, distro: Distro, probe: Probe) -> None:
         files.download(
             name="Add NVIDIA's CUDA repository",
             src=gpu_packages.cuda_dnf_repo_url(distro),
-            dest=f"/etc/yum.repos.d/cuda-{distro.cuda_repo}.repo",
+            dest=paths.cuda_dnf_repo(distro.cuda_repo),
             mode="644",
         )
     if added:

@@ -14,7 +14,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from vllm_fleet import cluster, images, launch, nix, paths, releases, shipped_model, templates
+from vllm_fleet import cluster, images, launch, paths, releases, shipped_model, templates
 from vllm_fleet.facts.docker import DockerImageId
 from vllm_fleet.facts.probe import Probe
 from vllm_fleet.operations import deploy, root_only_directory, secret_file
@@ -98,7 +98,7 @@ def vllm_service(
         # Only the GC roots go: the store paths stay until nix-collect-garbage.
         server.shell(
             name="Release the Nix-built vLLM server (switched to Docker)",
-            commands=[f"rm -rf {paths.NIX_DIR}/vllm-server-* {nix.FLAKE_DIR}"],
+            commands=[f"rm -rf {paths.NIX_DIR}/vllm-server-* {paths.FLAKE_DIR}"],
         )
 
 

@@ -216,7 +216,9 @@ def _docker_snap(c: Context):
 def _daemon_json(c: Context):
     parsed = c.probe.daemon_config
     if not isinstance(parsed, dict):
-        return f"/etc/docker/daemon.json exists but {parsed}: fix or remove it (it is merged into, never overwritten)"
+        return (
+            f"{paths.DOCKER_DAEMON_JSON} exists but {parsed}: fix or remove it (it is merged into, never overwritten)"
+        )
     return None
 
 

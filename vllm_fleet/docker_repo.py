@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vllm_fleet import paths
 from vllm_fleet.distro import Distro
 
 DOCKER_PACKAGES = ("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin")
@@ -23,14 +24,6 @@ class AptSource:
     def key_url(self) -> str:
         return f"{self.url}/gpg"
 
-    @property
-    def keyring(self) -> str:
-        return "/etc/apt/keyrings/docker.asc"
-
-    @property
-    def path(self) -> str:
-        return "/etc/apt/sources.list.d/docker.sources"
-
     def deb822(self) -> str:
         # signed-by scopes the key to this repository alone (no apt-key, no global trust).
         return (
@@ -40,7 +33,7 @@ class AptSource:
             f"Suites: {self.codename}\n"
             "Components: stable\n"
             f"Architectures: {self.arch}\n"
-            f"Signed-By: {self.keyring}\n"
+            f"Signed-By: {paths.DOCKER_KEYRING}\n"
         )
 
 

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vllm_fleet import paths
 from vllm_fleet.distro import Distro
 
 CUDA_REPO = "https://developer.download.nvidia.com/compute/cuda/repos"
 TOOLKIT_REPO = "https://nvidia.github.io/libnvidia-container"
 EPEL_RELEASE_RPM = "https://dl.fedoraproject.org/pub/epel/epel-release-latest-9.noarch.rpm"
 DEBIAN_NVIDIA_BRANCH = "535"  # bookworm's non-free nvidia-driver (535.261.03 as seen here)
-NOUVEAU_BLACKLIST = "/etc/modprobe.d/blacklist-nouveau.conf"
-CDI_SPEC = "/etc/cdi/nvidia.yaml"
 # NVIDIA's workaround for containers losing their GPUs on `systemctl daemon-reload` ("Failed to
 # initialize NVML: Unknown Error", nvidia-container-toolkit issues 48 and 1227; the toolkit's
-# troubleshooting guide): /dev/char links to the NVIDIA device nodes, kept by a udev rule.
-DEV_CHAR_RULE = "/lib/udev/rules.d/71-nvidia-dev-char.rules"
+# troubleshooting guide): /dev/char links to the NVIDIA device nodes, kept by a udev rule
+# (paths.DEV_CHAR_RULE).
 DEV_CHAR_RULE_TEXT = (
     "# Managed by vllm-fleet: runc finds the NVIDIA devices again after a systemctl daemon-reload.\n"
     'ACTION=="add", DEVPATH=="/bus/pci/drivers/nvidia", '
@@ -157,7 +156,7 @@ def toolkit_apt_source(arch: str = "amd64") -> str:
         "Types: deb\n"
         f"URIs: {TOOLKIT_REPO}/stable/deb/{arch}\n"
         "Suites: /\n"
-        "Signed-By: /etc/apt/keyrings/nvidia-container-toolkit.asc\n"
+        f"Signed-By: {paths.TOOLKIT_KEYRING}\n"
     )
 
 

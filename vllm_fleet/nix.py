@@ -22,14 +22,6 @@ from vllm_fleet.repository import NIX_FLAKE
 from vllm_fleet.settings import Settings
 
 REPO_FLAKE = NIX_FLAKE
-FLAKE_DIR = f"{paths.NIX_DIR}/flake"
-# systemd-tmpfiles links /run/opengl-driver (a tmpfs path, gone at boot) to this directory,
-# where the host's driver libraries are linked: Nix-built CUDA programs look there.
-DRIVER_LINKS_DIR = f"{paths.NIX_DIR}/opengl-driver"
-OPENGL_DRIVER = "/run/opengl-driver"
-TMPFILES_CONF = "/etc/tmpfiles.d/vllm-fleet-opengl-driver.conf"
-NIX_CONF = "/etc/nix/nix.conf"
-OUR_NIX_CONF = "/etc/nix/vllm-fleet.conf"
 NIX = "/nix/var/nix/profiles/default/bin/nix"  # the official installer's; Debian's is /usr/bin/nix
 # The NVIDIA userspace libraries CUDA programs load, as an awk pattern over `ldconfig -p`.
 NVIDIA_LIBS = r"/(libcuda|libnvidia-ml|libnvidia-ptxjitcompiler|libnvidia-nvvm)\.so/"
@@ -163,7 +155,7 @@ def nix_conf(substituters: tuple[str, ...], keys: tuple[str, ...]) -> str:
 def tmpfiles_conf() -> str:
     return (
         "# Managed by vllm-fleet: Nix-built CUDA programs find the host's driver here.\n"
-        f"L+ {OPENGL_DRIVER} - - - - {DRIVER_LINKS_DIR}\n"
+        f"L+ {paths.OPENGL_DRIVER} - - - - {paths.DRIVER_LINKS_DIR}\n"
     )
 
 

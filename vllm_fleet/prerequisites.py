@@ -40,8 +40,6 @@ TOOLS = {
 # verify suite's check that the gateway answers.
 ROLE_TOOLS = {"vllm": tuple(TOOLS), "gateway": ("curl", "ca-certificates"), "monitoring": ("curl", "ca-certificates")}
 
-# apt waits for dpkg's lock by itself when told to (apt 1.9.11 and later: Debian 11+, Ubuntu 20.04+).
-APT_LOCK_CONF = "/etc/apt/apt.conf.d/90vllm-fleet-lock-timeout"
 # Package manager locks: fcntl locks, listed in /proc/locks by inode with the holder's pid.
 LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock", "/var/lib/apt/lists/lock", "/var/lib/rpm/.rpm.lock")
 

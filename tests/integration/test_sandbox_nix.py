@@ -68,8 +68,8 @@ def test_docker_host_switches_to_nix_installed_from_debian(fleet, switched):
     assert on_host(first, "nix show-config | sed -n 's/^experimental-features = //p'") == "flakes nix-command"
     assert "https://cache.nixos-cuda.org" in on_host(first, "nix show-config | grep '^substituters'")
     # Debian's own setting is kept: ours is included, not written over it.
-    assert "sandbox = false" in on_host(first, "cat /etc/nix/nix.conf")
-    assert on_host(first, f"ls {nix.FLAKE_DIR}").split() == ["flake.nix", "server.py"]
+    assert "sandbox = false" in on_host(first, f"cat {paths.NIX_CONF}")
+    assert on_host(first, f"ls {paths.FLAKE_DIR}").split() == ["flake.nix", "server.py"]
     assert on_host(first, f"readlink {nix.out_link('cpu')}").startswith("/nix/store/")
     assert on_host(first, "docker ps -a --format '{{.Names}}'") == "", "the Docker container was left behind"
     assert changed(outcomes, second) == []

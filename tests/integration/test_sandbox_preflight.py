@@ -20,7 +20,7 @@ from conftest import (
     write_inventory,
 )
 
-from vllm_fleet import prerequisites
+from vllm_fleet import paths
 from vllm_fleet.sizing import CATALOGUE
 
 pytestmark = pytest.mark.sandbox
@@ -180,7 +180,7 @@ def test_a_package_lock_held_past_the_limit_fails_the_host_naming_the_holder(fle
     first, second = fleet.names
     # The new limit is written before the wait (it is the setting that changed), and the holder
     # is a package being installed: the rest of the host must stay as it was.
-    untouched = (prerequisites.APT_LOCK_CONF, "packages")
+    untouched = (paths.APT_LOCK_CONF, "packages")
     before = host_state(first, ignore=untouched)
     lock_holder(40)
     result, outcomes = deploy_json(write_inventory(tmp_path, {first: {"package_lock_timeout": 5}}))
@@ -188,7 +188,7 @@ def test_a_package_lock_held_past_the_limit_fails_the_host_naming_the_holder(fle
     assert "the package manager lock is still held by process" in result.output
     assert "dpkg after 5 s: let it finish (or stop it) and deploy again" in result.output
     assert host_state(first, ignore=untouched) == before
-    assert on_host(first, f"cat {prerequisites.APT_LOCK_CONF}").endswith('DPkg::Lock::Timeout "5";')
+    assert on_host(first, f"cat {paths.APT_LOCK_CONF}").endswith('DPkg::Lock::Timeout "5";')
     # The other host went on to the end.
     assert outcomes["vLLM service | Keep vLLM running and enabled at boot"][second] == "no_change"
     assert "error" not in {hosts.get(second) for hosts in outcomes.values()}

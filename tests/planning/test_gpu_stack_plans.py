@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.planning.harness import FakeHost, changes, plan, plan_each, write_inventory
-from vllm_fleet import gpu_packages
+from vllm_fleet import gpu_packages, paths
 
 GPU80 = {"gpu_count": 1, "gpu_memory_gib": 80}
 # Ubuntu 22.04 on the 6.8 HWE kernel (the harness's default kernel), open modules (NVIDIA's default).
@@ -335,12 +335,12 @@ INSTALLED_UBUNTU = FakeHost(
         "nvidia-container-toolkit": "1.18.0-1",
     },
     files={
-        gpu_packages.NOUVEAU_BLACKLIST: gpu_packages.NOUVEAU_BLACKLIST_TEXT,
-        gpu_packages.DEV_CHAR_RULE: gpu_packages.DEV_CHAR_RULE_TEXT,
-        "/etc/apt/keyrings/nvidia-container-toolkit.asc": "-----BEGIN PGP PUBLIC KEY BLOCK-----",
-        "/etc/apt/sources.list.d/nvidia-container-toolkit.sources": gpu_packages.toolkit_apt_source(),
-        gpu_packages.CDI_SPEC: "cdiVersion: 0.5.0  # libcuda.so.580.95.05",
-        "/etc/docker/daemon.json": '{"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}}',
+        paths.NOUVEAU_BLACKLIST: gpu_packages.NOUVEAU_BLACKLIST_TEXT,
+        paths.DEV_CHAR_RULE: gpu_packages.DEV_CHAR_RULE_TEXT,
+        paths.TOOLKIT_KEYRING: "-----BEGIN PGP PUBLIC KEY BLOCK-----",
+        paths.TOOLKIT_APT_SOURCE: gpu_packages.toolkit_apt_source(),
+        paths.CDI_SPEC: "cdiVersion: 0.5.0  # libcuda.so.580.95.05",
+        paths.DOCKER_DAEMON_JSON: '{"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}}',
     },
     dirs=["/etc/apt/keyrings", "/etc/modprobe.d", "/etc/apt/sources.list.d", "/lib/udev/rules.d"],
 )

@@ -17,9 +17,9 @@ from typing import Annotated, Any
 
 from pyinfra.api import FactBase
 
-from vllm_fleet import gpu_packages, paths
+from vllm_fleet import paths
 from vllm_fleet.facts.docker import DaemonJsonError, parse_daemon_json
-from vllm_fleet.nix import DRIVER_LINKS_DIR, NIX, NVIDIA_LIBS, out_link, stamp
+from vllm_fleet.nix import NIX, NVIDIA_LIBS, out_link, stamp
 
 
 class ProbeError(ValueError):
@@ -125,7 +125,7 @@ class Probe:
     nvidia_driver: Annotated[str, Printed("$v", before="v=$(cat /sys/module/nvidia/version 2>/dev/null)")] = ""
     cdi_spec: Annotated[  # the CDI spec names the loaded driver
         bool,
-        Printed(f'[ -n "$v" ] && grep -qF "$v" {gpu_packages.CDI_SPEC} 2>/dev/null', true="current", say_no=False),
+        Printed(f'[ -n "$v" ] && grep -qF "$v" {paths.CDI_SPEC} 2>/dev/null', true="current", say_no=False),
     ] = False
     toolkit: Annotated[bool, Printed("command -v nvidia-container-runtime-hook nvidia-ctk >/dev/null 2>&1")] = False
     kfd: Annotated[bool, Printed("[ -e /dev/kfd ]")] = False
@@ -139,7 +139,7 @@ class Probe:
     docker_runtimes: Annotated[
         tuple[str, ...], Printed("$(docker info --format '{{range $k, $v := .Runtimes}}{{$k}},{{end}}' 2>/dev/null)")
     ] = ()
-    daemon_json: Annotated[str, Printed(r"$(cat /etc/docker/daemon.json 2>/dev/null | tr -d '\n')")] = ""
+    daemon_json: Annotated[str, Printed(rf"$(cat {paths.DOCKER_DAEMON_JSON} 2>/dev/null | tr -d '\n')")] = ""
     # Room, in KiB (0: not read)
     shm_kib: Annotated[int, Printed("$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {print $2}')")] = 0
     docker_root_free_kib: Annotated[int, Printed("$(free_kib /var/lib/docker)", before=_FREE_KIB)] = 0
@@ -181,7 +181,7 @@ class Probe:
         Printed(rf"$(ldconfig -p 2>/dev/null | awk '{NVIDIA_LIBS} {{print $1}}' | sort -u | tr '\n' ,)"),
     ] = ()
     linked_driver_libs: Annotated[
-        tuple[str, ...], Printed(rf'$(ls {DRIVER_LINKS_DIR}/lib 2>/dev/null | sort -u | tr "\n" ,)')
+        tuple[str, ...], Printed(rf'$(ls {paths.DRIVER_LINKS_DIR}/lib 2>/dev/null | sort -u | tr "\n" ,)')
     ] = ()
     nix_builds: Annotated[  # accelerator -> "<store path> <flake hash>"
         Mapping[str, str],

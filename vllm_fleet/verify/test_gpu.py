@@ -2,7 +2,7 @@
 
 import pytest
 
-from vllm_fleet import launch, nix, paths
+from vllm_fleet import launch, paths
 
 
 def test_gpu_visible(target):
@@ -86,7 +86,7 @@ def test_rocm_users_are_in_render_and_video(target):
 def test_nix_built_server_finds_the_host_driver(target):
     """Nix-built CUDA programs load libcuda from /run/opengl-driver, linked to the host's driver."""
     _gpu_only(target, "nvidia", "nix")
-    lib = f"{nix.OPENGL_DRIVER}/lib/libcuda.so.1"
+    lib = f"{paths.OPENGL_DRIVER}/lib/libcuda.so.1"
     result = target.host.run(f"readlink -e {lib}")
     assert result.rc == 0, f"{lib} does not resolve on {target.name}: the Nix-built vLLM cannot reach the GPU"
     loaded = [gpu["driver_version"] for gpu in target.gpus]
