@@ -3,6 +3,9 @@ helpers rendered from templates/ and the tests all read them from here."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 # The vLLM service and its container.
 SERVICE = "vllm.service"
 UNIT_DIR = "/etc/systemd/system"
@@ -146,3 +149,68 @@ def template_names() -> dict[str, str]:
 # is gone at reboot), and the directory is that user's alone, 0700.
 UPLOAD_DIR = "/run/vllm-fleet-upload"
 UPLOAD_FILE = f"{UPLOAD_DIR}/content"
+
+
+@dataclass(frozen=True)
+class Held:
+    """Something on a host the deploy holds, and how: "owned" is ours alone (gone on removal, a
+    directory with all under it), "merged" is another's file the deploy adds its keys or lines to
+    (ours taken out on removal), "replaced" is a package's file whose content the deploy writes
+    whole (the package's own put back on removal)."""
+
+    name: str  # an absolute path, a systemd unit or a container
+    how: Literal["owned", "merged", "replaced"]
+    kind: Literal["file", "directory", "unit", "container"] = "file"  # a file may be a link
+
+    @property
+    def path(self) -> str | None:
+        """Where it lies on the host; a container lies in Docker's own state."""
+        if self.kind == "unit":
+            return unit_path(self.name)
+        return None if self.kind == "container" else self.name
+
+
+# Everything the deploy leaves on a host, for a `remove` to take away. Left out, as a package
+# manager's to remove: the packages the deploy installs and what comes with them (their units,
+# the repositories cuda-keyring and amdgpu-install add, Nix and its store, the initramfs rebuilt
+# without nouveau), images Docker pulled or loaded, and the groups rocm_users were added to.
+# hf_cache_dir and vllm_cache_dir lie in STATE_DIR unless a host's settings move them.
+HELD = (
+    *(Held(directory, "owned", "directory") for directory in (CONFIG_DIR, STATE_DIR, HELPER_DIR, RUN_DIR, UPLOAD_DIR)),
+    *(
+        Held(path, "owned")
+        for path in (
+            PROMETHEUS_RULES,
+            NOUVEAU_BLACKLIST,
+            CDI_SPEC,
+            DEV_CHAR_RULE,
+            OUR_NIX_CONF,
+            OPENGL_DRIVER,
+            TMPFILES_CONF,
+            APT_LOCK_CONF,
+            DOCKER_KEYRING,
+            DOCKER_APT_SOURCE,
+            DOCKER_APT_PIN,
+            DOCKER_DNF_REPO,
+            NONFREE_SOURCE,
+            cuda_dnf_repo("rhel9"),  # EL 9, the one EL release the GPU stack installs on (its EPEL is 9's)
+            TOOLKIT_KEYRING,
+            TOOLKIT_APT_SOURCE,
+            TOOLKIT_DNF_REPO,
+        )
+    ),
+    Held(DOCKER_DAEMON_JSON, "merged"),
+    Held(NIX_CONF, "merged"),
+    *(
+        Held(path, "replaced")
+        for path in (HAPROXY_CONFIG, PROMETHEUS_CONFIG, PROMETHEUS_DEFAULTS, ALERTMANAGER_CONFIG, ALERTMANAGER_DEFAULTS)
+    ),
+    *(
+        Held(unit, "owned", "unit")
+        for unit in (SERVICE, FIREWALL_SERVICE, CLUSTER_WATCH_SERVICE, GPU_EXPORTER_SERVICE, NODE_EXPORTER_SERVICE)
+    ),
+    *(
+        Held(container, "owned", "container")
+        for container in (CONTAINER_NAME, GPU_EXPORTER_CONTAINER, NODE_EXPORTER_CONTAINER)
+    ),
+)
