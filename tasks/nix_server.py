@@ -90,7 +90,7 @@ def builder_address(name: str) -> str:
 
 
 def _link_driver_libraries(probe: Probe) -> None:
-    """Nix-built CUDA programs look for the driver in /run/opengl-driver (NixOS's convention):
+    """Nix-built CUDA programs look for the driver in paths.OPENGL_DRIVER (NixOS's convention):
     link the host's NVIDIA libraries there, and keep the link across boots with tmpfiles."""
     tmpfiles = files.put(
         name=f"Keep {paths.OPENGL_DRIVER} at boot (systemd-tmpfiles)",

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from vllm_fleet import paths
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -18,8 +20,14 @@ def test_sandbox_state_is_ignored_and_untracked(state_dir):
     assert tracked.stdout == ""
 
 
-# The prefixes of the names vllm_fleet/paths.py owns on a host.
-ON_HOST_PREFIXES = ("/etc/vllm-fleet", "/var/lib/vllm-fleet", "/usr/local/lib/vllm-fleet", "/run/haproxy/")
+# The prefixes of the names vllm_fleet/paths.py owns on a host, and what the deploy holds elsewhere.
+ON_HOST_PREFIXES = (
+    "/etc/vllm-fleet",
+    "/var/lib/vllm-fleet",
+    "/usr/local/lib/vllm-fleet",
+    "/run/haproxy/",
+    *(held.path for held in paths.HELD if held.path and held.kind != "unit"),
+)
 
 
 def test_every_on_host_path_is_spelled_in_paths_py_only():

@@ -24,7 +24,7 @@ class DockerImageId(FactBase):
 
 
 class DaemonJsonError(ValueError):
-    """/etc/docker/daemon.json exists but cannot be read as a JSON object (returned, not raised)."""
+    """paths.DOCKER_DAEMON_JSON exists but cannot be read as a JSON object (returned, not raised)."""
 
 
 def parse_daemon_json(content: str) -> dict[str, Any] | DaemonJsonError:

@@ -47,7 +47,7 @@ def alertmanager_config(monitor: Settings) -> str:
 
 
 def alertmanager_defaults(monitor: Settings) -> str:
-    """/etc/default/prometheus-alertmanager. One Alertmanager per monitoring host, not a cluster:
+    """paths.ALERTMANAGER_DEFAULTS. One Alertmanager per monitoring host, not a cluster:
     its gossip port (9094) stays closed."""
     return managed_defaults(
         "Alertmanager",

@@ -85,7 +85,7 @@ def prometheus_config(monitor: Settings, fleet: Mapping[str, Settings], rules: s
 
 
 def prometheus_defaults(monitor: Settings) -> str:
-    """/etc/default/prometheus: the flags Debian's unit passes ($ARGS)."""
+    """paths.PROMETHEUS_DEFAULTS: the flags Debian's unit passes ($ARGS)."""
     return managed_defaults(
         "Prometheus",
         f"--web.listen-address={target(monitor.prometheus_bind_address, monitor.prometheus_port)}",

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from vllm_fleet import paths
 from vllm_fleet.settings.types import PACKAGE_VERSION, DockerSource, Knobs, PackageVersion, knob, one_of, only, or_none
 
 
@@ -27,6 +28,7 @@ class Docker(Knobs):
     )
     docker_daemon_config: Annotated[dict[str, Any], Field(strict=False), only(Mapping)] = knob(
         dict,
-        "Keys merged one by one into /etc/docker/daemon.json; keys you do not name (another tool's runtime) are kept.",
+        f"Keys merged one by one into {paths.DOCKER_DAEMON_JSON}; keys you do not name (another tool's runtime) "
+        "are kept.",
         "a mapping of daemon.json keys to values",
     )

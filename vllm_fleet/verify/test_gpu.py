@@ -84,7 +84,7 @@ def test_rocm_users_are_in_render_and_video(target):
 
 
 def test_nix_built_server_finds_the_host_driver(target):
-    """Nix-built CUDA programs load libcuda from /run/opengl-driver, linked to the host's driver."""
+    """Nix-built CUDA programs load libcuda from paths.OPENGL_DRIVER, linked to the host's driver."""
     _gpu_only(target, "nvidia", "nix")
     lib = f"{paths.OPENGL_DRIVER}/lib/libcuda.so.1"
     result = target.host.run(f"readlink -e {lib}")
