@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import pytest
 
 from sandbox.sandbox import run_environment
 from tasks.vllm_service import ACTIVATE_NEW
+from vllm_fleet import paths
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -99,11 +101,19 @@ def on_host(host: str, command: str) -> str:
     ).stdout.strip()
 
 
+def _managed_directories() -> list[str]:
+    """The directories of what paths.HELD names, and apt's, where the packages the deploy installs
+    add sources too; none inside another. Runtime state under /run (a tmpfs) is left out: the
+    cluster watch rewrites its status there, the upload directory comes and goes."""
+    found = {"/etc/apt"}
+    for held in paths.HELD:
+        if held.path and not held.path.startswith("/run/"):
+            found.add(held.path if held.kind == "directory" else posixpath.dirname(held.path))
+    return sorted(d for d in found if not any(d.startswith(f"{other}/") for other in found))
+
+
 # Everything a deploy writes on a host (the Hugging Face cache excepted: vLLM's to fill).
-MANAGED_PATHS = (
-    "/etc/vllm-fleet /etc/systemd/system /etc/docker /etc/apt /etc/nix /etc/tmpfiles.d /etc/haproxy "
-    "/usr/local/lib/vllm-fleet /var/lib/vllm-fleet /etc/prometheus /etc/default"
-)
+MANAGED_PATHS = " ".join(_managed_directories())
 
 
 def host_state(host: str, ignore: tuple[str, ...] = ()) -> str:
