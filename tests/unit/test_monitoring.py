@@ -6,6 +6,7 @@ schema; every metric they read is one its exporter exports; and the inventory ru
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -156,6 +157,42 @@ def test_a_misspelt_metric_is_caught():
     assert metric_names.names_in('label_replace(gpu_afid_errors{a="b"}, "x", "$1", "y", "(.*)") > 0') == {
         "gpu_afid_errors"
     }
+
+
+def test_each_alert_waits_its_own_time_before_it_fires():
+    """Each rule's `for`, severity and threshold label: a warning that fired at once (for: 0s) would
+    page on every blip; only a GPU's Xid, RAS and ECC errors are news the moment they happen."""
+    rules = yaml.safe_load(alert_rules(monitor(), fleet()))
+    assert [
+        (group["name"], r["alert"], r["for"], r["labels"]) for group in rules["groups"] for r in group["rules"]
+    ] == [
+        ("vllm-fleet-serving", "VllmNotServing", "120s", {"severity": "critical"}),
+        ("vllm-fleet-serving", "TargetNotScraped", "300s", {"severity": "warning"}),
+        ("vllm-fleet-serving", "RequestsWaitTooLong", "300s", {"severity": "warning", "threshold": "10.0"}),
+        ("vllm-fleet-serving", "KvCacheNearlyFull", "600s", {"severity": "warning", "threshold": "0.95"}),
+        ("vllm-fleet-serving", "TimeToFirstTokenSlow", "300s", {"severity": "warning", "threshold": "2.0"}),
+        ("vllm-fleet-serving", "TimeToFirstTokenSlow", "300s", {"severity": "warning", "threshold": "5.0"}),
+        ("vllm-fleet-gpus", "GpuXidError", "0s", {"severity": "critical"}),
+        ("vllm-fleet-gpus", "GpuRasError", "0s", {"severity": "critical"}),
+        ("vllm-fleet-gpus", "GpuEccErrors", "0s", {"severity": "critical"}),
+        ("vllm-fleet-gpus", "GpuTooHot", "300s", {"severity": "warning", "threshold": "85"}),
+        ("vllm-fleet-gpus", "GpuThrottled", "900s", {"severity": "warning"}),
+        ("vllm-fleet-hosts", "DiskFilling", "1800s", {"severity": "warning", "threshold": "0.1"}),
+    ]
+    # Each description says how long the condition has lasted: the rule's own `for`.
+    for r in (r for group in rules["groups"] for r in group["rules"]):
+        said = re.search(r"for (\d+) minutes", r["annotations"]["description"])
+        if said:
+            assert r["for"] == f"{int(said[1]) * 60}s", r["alert"]
+
+
+def test_not_serving_waits_the_monitoring_hosts_own_time_and_says_so():
+    rules = yaml.safe_load(alert_rules(monitor(alert_not_serving_for=45), fleet()))
+    rule = rules["groups"][0]["rules"][0]
+    assert rule["alert"] == "VllmNotServing" and rule["for"] == "45s"
+    assert rule["annotations"]["description"].startswith(
+        "Prometheus has not reached vLLM's /metrics on {{ $labels.host }} ({{ $labels.instance }}) for 45 s: "
+    )
 
 
 def test_host_names_are_escaped_in_the_rules_regular_expressions():

@@ -115,6 +115,26 @@ def test_driver_too_old_for_the_images_cuda():
     }
 
 
+@pytest.mark.parametrize(
+    ("driver", "refused"),
+    [
+        ("580.64.99", True),  # the image's major branch, but below its minor: refused
+        ("579.99", True),
+        ("580.65.06", False),  # exactly the minimum
+        ("580.95.05", False),
+        ("581.01", False),
+        ("590", False),
+    ],
+)
+def test_the_driver_is_compared_by_major_and_minor_version(driver, refused):
+    problems = failed(findings({**NVIDIA_READY, "nvidia_driver": driver}, manage_gpu_stack=False))
+    expected = (
+        f"NVIDIA driver {driver} is older than 580.65, which vllm/vllm-openai:v0.33.0's CUDA 13.0 needs "
+        "(CUDA error 803/804 at start): upgrade the driver"
+    )
+    assert problems == ({"nvidia_driver": expected} if refused else {})
+
+
 def test_gpu_claimed_but_absent_from_the_pci_bus():
     problems = failed(findings(RECORDED, vendors=[]))
     assert problems["gpu_present"].startswith("accelerator is nvidia but the PCI bus shows no NVIDIA GPU")
