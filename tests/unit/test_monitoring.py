@@ -17,10 +17,10 @@ import yaml
 from tests import metric_names
 from tests.unit.monitored_fleet import KEY, WEBHOOK_TOKEN, fleet, monitor
 from vllm_fleet import dashboard, firewall, paths
-from vllm_fleet.monitoring.alertmanager import alertmanager_config
+from vllm_fleet.monitoring.alertmanager import alertmanager_config, alertmanager_defaults
 from vllm_fleet.monitoring.alerts import alert_rules
 from vllm_fleet.monitoring.exporters import AMD_GPU, DCGM, NODE, exporter_argv, exporters, gpu_exporter
-from vllm_fleet.monitoring.prometheus import prometheus_config, scrape_configs, target
+from vllm_fleet.monitoring.prometheus import prometheus_config, prometheus_defaults, scrape_configs, target
 from vllm_fleet.rules import validate
 from vllm_fleet.settings import SettingsError
 
@@ -192,6 +192,31 @@ def test_not_serving_waits_the_monitoring_hosts_own_time_and_says_so():
     assert rule["alert"] == "VllmNotServing" and rule["for"] == "45s"
     assert rule["annotations"]["description"].startswith(
         "Prometheus has not reached vLLM's /metrics on {{ $labels.host }} ({{ $labels.instance }}) for 45 s: "
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "prometheus", "alertmanager"),
+    [
+        ({"prometheus_bind_address": "10.0.0.3"}, "10.0.0.3:9090", "10.0.0.3:9093"),
+        (
+            {"prometheus_bind_address": "2001:db8::3", "prometheus_port": 9191, "alertmanager_port": 9193},
+            "[2001:db8::3]:9191",
+            "[2001:db8::3]:9193",
+        ),
+    ],
+)
+def test_the_debian_units_flags_listen_where_the_settings_say(changes, prometheus, alertmanager):
+    """/etc/default/prometheus and /etc/default/prometheus-alertmanager, whole: Alertmanager's
+    gossip (cluster) listener is turned off with an empty address."""
+    mon = monitor(**changes, prometheus_retention_days=30)
+    assert prometheus_defaults(mon) == (
+        "# Managed by vllm-fleet: the flags of Prometheus (Debian's unit passes $ARGS).\n"
+        f'ARGS="--web.listen-address={prometheus} --storage.tsdb.retention.time=30d"\n'
+    )
+    assert alertmanager_defaults(mon) == (
+        "# Managed by vllm-fleet: the flags of Alertmanager (Debian's unit passes $ARGS).\n"
+        f'ARGS="--web.listen-address={alertmanager} --cluster.listen-address="\n'
     )
 
 
