@@ -2,7 +2,7 @@
 
 import pytest
 
-from vllm_fleet.sizing import CATALOGUE, GIB, Gpus, estimate, load_catalogue
+from vllm_fleet.sizing import CATALOGUE, GIB, Estimate, Gpus, Model, estimate, load_catalogue
 
 RTX_4060 = Gpus(1, 8.0, "NVIDIA GeForce RTX 4060 Laptop GPU", "host data")
 SEED_MODEL = "TheBloke/deepseek-coder-6.7B-instruct-AWQ"
@@ -145,3 +145,44 @@ def test_awq_checkpoints_are_not_offered_to_amd_gpus():
     small = Gpus(1, 16, "AMD Radeon RX 7800 XT", "facts")
     chosen = plan(gpus=small, accelerator="amd")
     assert chosen.refusal is None and CATALOGUE.get(chosen.settings.vllm_model).quantization != "awq"
+
+
+# A made-up checkpoint whose figures round differently at every precision as_dict could use.
+ODD = Model("org/odd-13b", 13.3, 7, 12, 3, 80, 32768, "", 25.17, 26.0, ("nvidia",), False)
+
+
+def test_the_estimate_as_the_plan_shows_it():
+    """`vllm-fleet plan`'s sizing figures, each under its name and to its precision."""
+    e = Estimate(ODD, 2, Gpus(4, 79.6, "H100", "facts"), 0.87, 10000, 50, 2)
+    assert e.as_dict() == {
+        "model": "org/odd-13b",
+        "gpus": {"count": 4, "memory_gib": 79.6, "name": "H100", "source": "facts"},
+        "tensor_parallel_size": 2,
+        "pipeline_parallel_size": 2,
+        "budget_per_gpu_gib": 69.25,  # 0.87 x 79.6 = 69.252
+        "weights_per_gpu_gib": 6.29,  # 25.17 / (2 x 2) = 6.2925
+        "overhead_per_gpu_gib": 1.07,  # 1 + 0.02 x 13.3 / 4 = 1.0665
+        "kv_cache_gib": 247.57,  # (69.252 - 6.2925 - 1.0665) x 4
+        "kv_per_token_mib": 0.0064,  # 2 x 7 x 3 x 80 x 2 bytes = 0.00640869... MiB
+        "kv_per_sequence_gib": 0.063,
+        "minimum_per_gpu_gib": 7.37,
+        "all_sequences_per_gpu_gib": 8.14,
+        "full_length_sequences": 3955.8,
+        "fits": True,
+    }
+    assert e.arithmetic() == (
+        "org/odd-13b on 4 x 79.6 GiB (2 stages): needs 6.29 GiB weights + 1.07 GiB overhead + 0.02 GiB KV "
+        "for one 10000-token sequence = 7.37 GiB per GPU, budget 0.87 x 79.6 = 69.25 GiB"
+    )
+
+
+@pytest.mark.parametrize(("tp", "expected"), [("auto", 1), (2, 2)])
+def test_a_cpu_host_keeps_its_settings_and_runs_one_shard_unless_told(tp, expected):
+    p = plan(accelerator="cpu", gpus=None, vllm_tensor_parallel_size=tp, vllm_quantization="awq")
+    assert p.refusal is None
+    assert (p.sizing.model, p.sizing.quantization, p.sizing.tensor_parallel_size) == (
+        "Qwen/Qwen2.5-0.5B-Instruct",
+        "awq",
+        expected,
+    )
+    assert p.sizing.estimate is None and p.sizing.warnings == []
