@@ -186,3 +186,60 @@ def test_a_cpu_host_keeps_its_settings_and_runs_one_shard_unless_told(tp, expect
         expected,
     )
     assert p.sizing.estimate is None and p.sizing.warnings == []
+
+
+def _arch(model_id: str, weight_gib: float, quantization: str = "", context: int = 32768) -> Model:
+    """7B-like: 1 + 0.14 GiB overhead on one GPU, 0.125 MiB of KV per token (1 GiB per 8192 tokens)."""
+    return Model(model_id, 7.0, 32, 8, 8, 128, context, quantization, weight_gib, weight_gib, ("nvidia",), False)
+
+
+@pytest.mark.parametrize(
+    ("models", "count", "utilization", "max_len", "nearest"),
+    [
+        # 24 GiB x 0.9 = 21.6 GiB: 21.6 - 20.39 - 1.14 = 0.07 GiB of KV, 573 tokens: 512 is the window.
+        ([_arch("m", 20.39)], 1, 0.9, 8192, "vllm_max_model_len = 512, or vllm_gpu_memory_utilization = 0.95"),
+        # Fits only above 0.95 of the GPU: no suggestion is left.
+        ([_arch("m", 22.0)], 1, 0.9, 8192, "a larger GPU or more GPUs"),
+        # Already at 0.95: nothing higher to suggest; the window is the fit: 22.8 - 19.908 - 1.14 =
+        # 1.752 GiB of KV, 14352 tokens, rounded down to a multiple of 256.
+        ([_arch("m", 19.908)], 1, 0.95, 65536, "vllm_max_model_len = 14336"),
+        # A variant as heavy is no way out; a lighter one is, whole or with its own window.
+        ([_arch("m", 15.0, context=65536), _arch("m-int8", 15.0, "int8")], 1, 0.9, 65536, "vllm_max_model_len = 44544"),
+        (
+            [_arch("m", 21.0), _arch("m-lite", 20.2), _arch("m-awq", 10.0, "awq")],
+            1,
+            0.9,
+            4096,
+            "vllm_model = 'm-awq' (quantization awq), or vllm_gpu_memory_utilization = 0.95",
+        ),
+        (
+            [_arch("m", 21.0), _arch("m-lite", 20.2)],
+            1,
+            0.9,
+            4096,
+            "vllm_model = 'm-lite' (quantization none) with vllm_max_model_len = 2048, "
+            "or vllm_gpu_memory_utilization = 0.95",
+        ),
+        # A window under 2048 tokens is no use for a variant.
+        ([_arch("m", 21.0), _arch("m-lite", 20.23)], 1, 0.9, 4096, "vllm_gpu_memory_utilization = 0.95"),
+        # More GPUs: the smallest tensor-parallel size above the host's that fits.
+        (
+            [_arch("m", 20.5)],
+            4,
+            0.9,
+            8192,
+            "vllm_tensor_parallel_size = 2, or vllm_gpu_memory_utilization = 0.95",
+        ),
+    ],
+)
+def test_the_nearest_fit_names_each_way_out(models, count, utilization, max_len, nearest):
+    from types import SimpleNamespace
+
+    from vllm_fleet.sizing import Catalogue, _nearest
+
+    catalogue = Catalogue({m.id: m for m in models}, {})
+    gpus = Gpus(count, 24, "L4", "facts")
+    s = SimpleNamespace(vllm_max_model_len=max_len, vllm_gpu_memory_utilization=utilization, vllm_max_num_seqs=16)
+    e = Estimate(models[0], 1, gpus, utilization, max_len, 16)
+    assert not e.fits
+    assert _nearest(e, s, gpus, catalogue) == nearest
