@@ -128,8 +128,9 @@ def test_tensor_parallel_and_extra_args(settings_for):
 
 def test_env_file_holds_the_secrets_and_nothing_else(settings_for):
     s = settings_for("single_gpu", vllm_api_key="a" * 20, hf_token="hf_" + "b" * 20)
-    lines = launch.env_file_content(s).splitlines()
-    assert lines[1:] == ["HF_TOKEN=hf_" + "b" * 20, "VLLM_API_KEY=" + "a" * 20]
+    assert launch.env_file_content(s) == (
+        f"# Managed by vllm-fleet. Root-only: holds secrets.\nHF_TOKEN=hf_{'b' * 20}\nVLLM_API_KEY={'a' * 20}\n"
+    )
     assert launch.env_file_content(settings_for("single_gpu")).splitlines()[1:] == []
 
 
