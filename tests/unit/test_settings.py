@@ -153,3 +153,62 @@ def test_secrets_stay_out_of_the_settings_repr():
     )
     assert GOOD_KEY not in repr(s) and "hf_ttt" not in repr(s) and GOOD_KEY not in str(s.values)
     assert s.vllm_api_key.get_secret_value() == GOOD_KEY
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"ssh_hostname": "bad host!"},
+            "ssh_hostname = 'bad host!' is not allowed: an IP address or a DNS name such as "
+            "'gpu-01.example.internal' (the fleet_address the others reach)",
+        ),
+        (
+            {"vllm_zzz_qqq": 1},
+            "vllm_zzz_qqq = 1 is not allowed: vllm_zzz_qqq is not a setting; see the settings reference "
+            "(vllm-fleet settings)",
+        ),
+        # A check's own words, with (or None) where the knob may be None, and without where not.
+        (
+            {"vllm_model_dir": "/srv/models/x"},
+            "vllm_model_dir = '/srv/models/x' is not allowed: a model directory (config.json, weights, tokenizer) "
+            "on the machine running pyinfra, its path made of letters, digits and . _ / - (or None)",
+        ),
+        (
+            {"hf_cache_dir": "cache"},
+            "hf_cache_dir = 'cache' is not allowed: an absolute path of letters, digits and . _ - + @, not a system "
+            "directory nor under one (/, /etc, /usr, /var/lib, /run, /var/lib/docker, ...)",
+        ),
+        # The host's own key, put under another knob, is hidden there too.
+        (
+            {"docker_source": "a'quoted-key-long", "vllm_api_key": "a'quoted-key-long"},
+            "docker_source = <secret, 17 characters> is not allowed: one of distro, docker",
+        ),
+    ],
+)
+def test_each_kind_of_error_says_it_exactly(data, expected):
+    assert refuse(data) == f"host gpu-01: {expected}"
+
+
+def test_show_value_hides_secrets_by_key_by_look_and_by_the_hosts_own():
+    from pydantic import SecretStr
+
+    from vllm_fleet.settings.parsing import show_value
+
+    assert show_value("vllm_api_key", "short") == "<secret, 5 characters>"
+    assert show_value("vllm_api_key", None) == "None"
+    assert show_value("vllm_api_key", "") == "''"
+    assert show_value("docker_source", "snap") == "'snap'"
+    # A host's secret as validated data holds it (SecretStr), found wherever else it is put.
+    data = {"vllm_api_key": SecretStr("a'b-c"), "hf_token": "", "docker_source": "a'b-c"}
+    assert show_value("docker_source", "a'b-c", data) == "<secret, 5 characters>"
+    assert show_value("docker_source", "a'b", data) == '"a\'b"'
+
+
+def test_a_typo_is_suggested_only_when_close():
+    from vllm_fleet.settings.parsing import suggest
+
+    assert suggest("vllm_portt") == "vllm_port"
+    assert suggest("vllm_timeout") == "vllm_ready_timeout"
+    # Close enough for difflib's default cutoff (0.6), not for ours (0.8).
+    assert suggest("vllm_reddy") is None and suggest("vllm_xyz") is None
