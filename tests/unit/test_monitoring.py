@@ -134,6 +134,69 @@ def test_alertmanager_configuration_passes_amtool(tmp_path, changes):
         assert receiver["email_configs"] == [{"to": "oncall@example.com", "send_resolved": True}]
 
 
+def test_alertmanager_configuration_whole():
+    """Mail over TLS with the relay's login, the webhook with its bearer token; one notification per
+    alert and host, resent every 4 hours."""
+    mon = monitor(
+        alert_email_to="oncall@example.com",
+        alert_email_from="alerts@example.com",
+        alert_smtp_smarthost="smtp.example.com:587",
+        alert_smtp_username="alerts",
+        alert_smtp_password="smtp-password-" + "p" * 10,
+    )
+    assert alertmanager_config(mon) == (
+        "# Managed by vllm-fleet: where Alertmanager sends alerts; local edits are overwritten on the next deploy.\n"
+        "global:\n"
+        "  smtp_smarthost: smtp.example.com:587\n"
+        "  smtp_from: alerts@example.com\n"
+        "  smtp_require_tls: true\n"
+        "  smtp_auth_username: alerts\n"
+        "  smtp_auth_password: smtp-password-pppppppppp\n"
+        "route:\n"
+        "  receiver: operator\n"
+        "  group_by:\n"
+        "  - alertname\n"
+        "  - host\n"
+        "  group_wait: 30s\n"
+        "  group_interval: 300s\n"
+        "  repeat_interval: 4h\n"
+        "receivers:\n"
+        "- name: operator\n"
+        "  webhook_configs:\n"
+        "  - url: http://10.0.0.9:9999/hook\n"
+        "    send_resolved: true\n"
+        "    http_config:\n"
+        "      authorization:\n"
+        "        type: Bearer\n"
+        f"        credentials: {WEBHOOK_TOKEN}\n"
+        "  email_configs:\n"
+        "  - to: oncall@example.com\n"
+        "    send_resolved: true\n"
+    )
+
+
+def test_prometheus_configuration_head():
+    """Scrapes and rules evaluated at the monitoring host's interval, its name on what it sends,
+    and its own Alertmanager reached where it listens."""
+    hosts = fleet(mon={"prometheus_bind_address": "10.0.0.3", "prometheus_scrape_interval": 20})
+    assert prometheus_config(hosts["mon"], hosts).startswith(
+        "# Managed by vllm-fleet: Prometheus' configuration; local edits are overwritten on the next deploy.\n"
+        "global:\n"
+        "  scrape_interval: 20s\n"
+        "  evaluation_interval: 20s\n"
+        "  external_labels:\n"
+        "    monitor: mon\n"
+        "alerting:\n"
+        "  alertmanagers:\n"
+        "  - static_configs:\n"
+        "    - targets:\n"
+        "      - 10.0.0.3:9093\n"
+        "rule_files:\n"
+        "- /etc/prometheus/vllm-fleet-rules.yml\n"
+        "scrape_configs:\n"
+    )
+
+
 def test_values_are_quoted_for_yaml_whatever_they_hold():
     url = "http://hooks.example/a?b=1&c=#frag:{x}"
     loaded = yaml.safe_load(alertmanager_config(monitor(alert_webhook_url=url)))
