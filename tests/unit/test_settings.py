@@ -212,3 +212,29 @@ def test_a_typo_is_suggested_only_when_close():
     assert suggest("vllm_timeout") == "vllm_ready_timeout"
     # Close enough for difflib's default cutoff (0.6), not for ours (0.8).
     assert suggest("vllm_reddy") is None and suggest("vllm_xyz") is None
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"vllm_image": "a/b:1"},
+            "vllm_image = 'a/b:1' is not allowed: only with serving_method = 'docker' (the Nix way builds the "
+            "server and runs no image)",
+        ),
+        (
+            {"vllm_image_archive": "{tmp}/vllm.tar"},
+            "vllm_image_archive = '{tmp}/vllm.tar' is not allowed: only with serving_method = 'docker' (the Nix way "
+            "builds the server and runs no image)",
+        ),
+        (
+            {"hf_token": "hf_`" + "a" * 20},
+            "hf_token = <secret, 24 characters> is not allowed: with serving_method = 'nix', a secret without "
+            "quotes, backslashes, backticks or $ (systemd's EnvironmentFile would change it)",
+        ),
+    ],
+)
+def test_what_a_nix_host_refuses_exactly(tmp_path, data, expected):
+    (tmp_path / "vllm.tar").write_bytes(b"")
+    data = {k: v.replace("{tmp}", str(tmp_path)) for k, v in data.items()}
+    assert refuse({"serving_method": "nix", **data}) == f"host gpu-01: {expected.replace('{tmp}', str(tmp_path))}"
