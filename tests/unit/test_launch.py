@@ -183,3 +183,49 @@ def test_a_download_stopped_by_its_limit_says_so_and_leaves_no_mark(tmp_path, se
     (tmp_path / "hf" / "hub" / launch.hub_cache_name(s.vllm_model)).mkdir(parents=True)
     assert subprocess.run(["sh", "-c", command], timeout=20).returncode == 0
     assert (tmp_path / "hf" / "hub" / launch.hub_cache_name(s.vllm_model) / paths.DOWNLOADED_MARK).exists()
+
+
+def test_a_cpu_hosts_docker_command_whole(settings_for):
+    """vLLM's CPU image: no GPU flags, SYS_NICE, the CPU backend's KV cache given in bytes
+    (CPU_KV_CACHE_GIB); no model mounted from the host when none is shipped."""
+    s = settings_for("single_gpu", accelerator="cpu")
+    assert launch.docker_run_argv(s, "cpu") == [
+        "/usr/bin/docker",
+        "run",
+        "--name",
+        "vllm",
+        "--rm",
+        "--cap-add",
+        "SYS_NICE",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--ipc=host",
+        "--shm-size=4g",
+        "-p",
+        "127.0.0.1:8000:8000",
+        "-v",
+        "/var/lib/vllm-fleet/huggingface:/root/.cache/huggingface",
+        "-v",
+        "/var/lib/vllm-fleet/cache:/var/lib/vllm-fleet/cache",
+        "-e",
+        "XDG_CACHE_HOME=/var/lib/vllm-fleet/cache",
+        "-e",
+        "VLLM_CACHE_ROOT=/var/lib/vllm-fleet/cache/vllm",
+        "-e",
+        "TRITON_CACHE_DIR=/var/lib/vllm-fleet/cache/triton",
+        "-e",
+        "HF_HOME=/root/.cache/huggingface",
+        "--env-file",
+        "/etc/vllm-fleet/vllm.env",
+        launch.image(s, "cpu"),
+        "--model",
+        "Qwen/Qwen2.5-0.5B-Instruct",
+        "--gpu-memory-utilization",
+        "0.9",
+        "--max-model-len",
+        "8192",
+        "--max-num-seqs",
+        "64",
+        "--kv-cache-memory-bytes",
+        "4G",
+    ]
