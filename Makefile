@@ -94,13 +94,17 @@ test: lint docs nix-tools checkers
 # mutates settings, rules, sizing, launch, haproxy, firewall, checks and monitoring, runs the unit
 # tests against each mutant, then tests/mutation_report.py prints the kill rate per module and
 # overall and fails below 85%. A surviving mutant is a missing test. mutmut keeps its results in
-# mutants/ and checks again only the mutants of changed code; its progress goes to reports/mutmut.log.
+# mutants/ and checks only the mutants of new or changed code: the survivors of earlier runs are
+# saved first and checked again after it (--recheck), so a test written since counts.
 MUTATION_JOBS ?= 1
 mutation: setup nix-tools checkers
 	@mkdir -p $(REPORTS)
+	$(BIN)/python -m tests.mutation_report --save-survivors $(REPORTS)/mutation-survivors.txt
+	@# Its progress (a spinner, long lines) goes to the log.
 	$(BIN)/mutmut run --max-children $(MUTATION_JOBS) > $(REPORTS)/mutmut.log 2>&1 \
 		|| { tail -c 3000 $(REPORTS)/mutmut.log; exit 1; }
-	$(BIN)/python -m tests.mutation_report
+	$(BIN)/python -m tests.mutation_report --recheck $(REPORTS)/mutation-survivors.txt \
+		--max-children $(MUTATION_JOBS) --log $(REPORTS)/mutmut.log
 
 # Rollout benchmark: 4 then 8 sandbox hosts behind a gateway, under load (about 10 minutes).
 bench-rollout: setup

@@ -11,12 +11,19 @@ What counts (mutmut's statuses, mutmut/stats.py):
 The rate is killed / (total - left out). It exits 1 when the overall rate is below --minimum
 (85% by default), 2 when mutmut has no results.
 
-    python -m tests.mutation_report [--minimum 85] [--survivors]
+mutmut keeps a mutant's result until its function changes: a survivor stays one after the test
+that kills it is written. So `make mutation` saves the survivors before `mutmut run`
+(--save-survivors FILE), and --recheck FILE runs those that survive still again first (`mutmut
+run NAME...`): the rate is that of today's tests.
+
+    python -m tests.mutation_report --save-survivors FILE
+    python -m tests.mutation_report [--recheck FILE [--max-children N] [--log FILE]] [--minimum 85] [--survivors]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -68,7 +75,7 @@ def rate(counts: Counter[str]) -> tuple[int, int, float | None]:
     return killed, counted, (100.0 * killed / counted if counted else None)
 
 
-def report(results: list[tuple[str, str, str]], minimum: float, survivors: bool = False) -> tuple[str, bool]:
+def report(results: list[tuple[str, str, str]], minimum: float, list_survivors: bool = False) -> tuple[str, bool]:
     """The table, and whether the overall rate reaches the minimum."""
     by_module: dict[str, Counter[str]] = defaultdict(Counter)
     for module, _, status in results:
@@ -87,22 +94,58 @@ def report(results: list[tuple[str, str, str]], minimum: float, survivors: bool 
     lines.append(f"{'overall':<24} {killed:>7} {counted:>8} {percent or 0:6.1f}%  (minimum {minimum:g}%)")
     if overall["not checked"]:
         lines.append(f"{overall['not checked']} mutants not checked: the run was cut short; run `make mutation` again")
-    if survivors:
+    if list_survivors:
         lines += ["", "survivors (mutmut show NAME):"]
         lines += [f"  {name}: {status}" for _, name, status in results if status in SURVIVED]
     return "\n".join(lines), ok
+
+
+MUTMUT = str(Path(sys.executable).with_name("mutmut"))
+
+
+def results_now() -> tuple[list[tuple[str, str, str]], str]:
+    done = subprocess.run([MUTMUT, "results", "--all", "true"], capture_output=True, text=True, check=False)
+    return parse(done.stdout), done.stderr if done.returncode else ""
+
+
+def survivors(results: list[tuple[str, str, str]]) -> list[str]:
+    return [name for _, name, status in results if status in SURVIVED]
+
+
+def recheck(names: list[str], max_children: int, log: str) -> int:
+    """Run these mutants again with today's tests; mutmut's output goes to log."""
+    if not names:
+        return 0
+    print(f"checking the {len(names)} survivors of earlier runs again", file=sys.stderr)
+    with open(log, "a") if log != "-" else open(os.devnull, "w") as out:
+        done = subprocess.run(
+            [MUTMUT, "run", "--max-children", str(max_children), *names], stdout=out, stderr=subprocess.STDOUT
+        )
+    return done.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minimum", type=float, default=85.0, help="the overall kill rate to reach, in percent")
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants too")
+    parser.add_argument("--save-survivors", metavar="FILE", help="write the survivors' names, one a line, and stop")
+    parser.add_argument("--recheck", metavar="FILE", help="run the survivors named in FILE again first")
+    parser.add_argument("--max-children", type=int, default=1, help="mutmut's workers for --recheck")
+    parser.add_argument("--log", default="-", help="where --recheck writes mutmut's output (- for nowhere)")
     args = parser.parse_args(argv)
-    mutmut = Path(sys.executable).with_name("mutmut")
-    done = subprocess.run([str(mutmut), "results", "--all", "true"], capture_output=True, text=True, check=False)
-    results = parse(done.stdout)
-    if done.returncode or not results:
-        print(f"mutmut has no results (run `mutmut run` first): {done.stderr.strip()[-2000:]}", file=sys.stderr)
+    results, error = results_now()
+    if args.save_survivors:
+        Path(args.save_survivors).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.save_survivors).write_text("".join(f"{name}\n" for name in survivors(results)))
+        return 0
+    if args.recheck and results:
+        earlier = set(Path(args.recheck).read_text().split()) if Path(args.recheck).exists() else set()
+        if recheck([name for name in survivors(results) if name in earlier], args.max_children, args.log):
+            print(f"mutmut run failed; see {args.log}", file=sys.stderr)
+            return 2
+        results, error = results_now()
+    if error or not results:
+        print(f"mutmut has no results (run `mutmut run` first): {error.strip()[-2000:]}", file=sys.stderr)
         return 2
     text, ok = report(results, args.minimum, args.survivors)
     print(text)
