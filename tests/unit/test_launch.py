@@ -229,3 +229,16 @@ def test_a_cpu_hosts_docker_command_whole(settings_for):
         "--kv-cache-memory-bytes",
         "4G",
     ]
+
+
+def test_a_nix_served_units_environment_keeps_every_cache_under_the_service_directories(settings_for):
+    """ProtectHome hides /root: HOME is the cache directory, so nothing writes under a real home."""
+    unit = render_unit(settings_for("single_gpu", serving_method="nix"), "nvidia")
+    assert [line for line in unit.splitlines() if line.startswith("Environment")] == [
+        "EnvironmentFile=/etc/vllm-fleet/vllm.env",
+        "Environment=HOME=/var/lib/vllm-fleet/cache",
+        "Environment=XDG_CACHE_HOME=/var/lib/vllm-fleet/cache",
+        "Environment=VLLM_CACHE_ROOT=/var/lib/vllm-fleet/cache/vllm",
+        "Environment=TRITON_CACHE_DIR=/var/lib/vllm-fleet/cache/triton",
+        "Environment=HF_HOME=/var/lib/vllm-fleet/huggingface",
+    ]

@@ -197,6 +197,30 @@ def test_prometheus_configuration_head():
     )
 
 
+def test_every_target_is_labelled_with_its_host_role_and_phase():
+    hosts = fleet()
+    jobs = {
+        job["job_name"]: [c["labels"] for c in job["static_configs"]]
+        for job in yaml.safe_load(prometheus_config(hosts["mon"], hosts))["scrape_configs"]
+    }
+    assert jobs["node"] == [
+        {"host": "gpu-a", "role": "vllm", "phase": "enterprise"},
+        {"host": "gpu-b", "role": "vllm", "phase": "enterprise"},
+        {"host": "cpu.c", "role": "vllm", "phase": "single_gpu"},
+        {"host": "gw", "role": "gateway"},
+        {"host": "mon", "role": "monitoring"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bind", "alertmanager"), [("0.0.0.0", "127.0.0.1:9093"), ("::", "[::1]:9093"), ("10.0.0.3", "10.0.0.3:9093")]
+)
+def test_prometheus_reaches_its_alertmanager_on_its_own_host(bind, alertmanager):
+    hosts = fleet(mon={"prometheus_bind_address": bind})
+    alerting = yaml.safe_load(prometheus_config(hosts["mon"], hosts))["alerting"]
+    assert alerting == {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+
+
 def test_values_are_quoted_for_yaml_whatever_they_hold():
     url = "http://hooks.example/a?b=1&c=#frag:{x}"
     loaded = yaml.safe_load(alertmanager_config(monitor(alert_webhook_url=url)))

@@ -238,3 +238,9 @@ def test_what_a_nix_host_refuses_exactly(tmp_path, data, expected):
     (tmp_path / "vllm.tar").write_bytes(b"")
     data = {k: v.replace("{tmp}", str(tmp_path)) for k, v in data.items()}
     assert refuse({"serving_method": "nix", **data}) == f"host gpu-01: {expected.replace('{tmp}', str(tmp_path))}"
+
+
+def test_an_ssh_hostname_that_is_the_hosts_key_is_not_shown():
+    key = "bad_host!" + "x" * 10
+    message = refuse({"ssh_hostname": key, "vllm_api_key": key, "vllm_bind_address": "0.0.0.0"})
+    assert message.startswith("host gpu-01: ssh_hostname = <secret, 19 characters> is not allowed: ")

@@ -243,3 +243,26 @@ def test_the_nearest_fit_names_each_way_out(models, count, utilization, max_len,
     e = Estimate(models[0], 1, gpus, utilization, max_len, 16)
     assert not e.fits
     assert _nearest(e, s, gpus, catalogue) == nearest
+
+
+def test_the_shipped_catalogue_loads_as_sizing_uses_it():
+    loaded = load_catalogue()
+    assert loaded.models == CATALOGUE.models and loaded.phases == CATALOGUE.phases
+    seed = loaded.models[SEED_MODEL]
+    assert (seed.layers, seed.kv_heads, seed.quantization, seed.accelerators) == (32, 32, "awq", ("nvidia",))
+
+
+def test_a_cluster_member_sizes_for_its_share_of_the_pipeline():
+    """Two members of two H100s each (tensor 2 x pipeline 2): the full 72B model fits on the four;
+    one host of two alone takes the AWQ checkpoint."""
+    from tests.unit.conftest import load_group_data
+    from vllm_fleet.rules import validate
+    from vllm_fleet.sizing import size
+
+    s = validate("n1", {**load_group_data("enterprise"), "vllm_api_key": "k" * 20}, ["enterprise"])
+    two = Gpus(2, 80, "H100", "facts")
+    member = size(s, "nvidia", two, split=(2, 2))
+    assert (member.model, member.tensor_parallel_size, member.refusal) == ("Qwen/Qwen2.5-72B-Instruct", 2, None)
+    assert (member.estimate.pipeline_parallel_size, member.estimate.shards) == (2, 4)
+    alone = size(s, "nvidia", two)
+    assert (alone.model, alone.tensor_parallel_size) == ("Qwen/Qwen2.5-72B-Instruct-AWQ", 2)
