@@ -224,6 +224,12 @@ def test_the_cluster_ports_admit_only_the_other_members(tmp_path):
         assert done.returncode == 0, done.stderr
     text = firewall.rules(hosts["n2"], hosts)
     assert "tcp dport { 29501, 32768-60999 } ct state new fib daddr type local counter drop" in text
+    # Each set says whose ports it guards and whom it admits.
+    assert [line.strip() for line in text.splitlines() if line.startswith("    # ")] == [
+        "# vLLM's port: its gateways, monitoring hosts and vllm_allowed_sources",
+        "# the cluster's ports (the leader's meeting port, and where NCCL, Gloo and vLLM's queues listen): "
+        "the other members of cluster big",
+    ]
 
 
 def test_a_member_inside_the_allowed_sources_leaves_no_overlap_for_nftables(tmp_path):

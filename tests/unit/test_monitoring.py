@@ -221,6 +221,50 @@ def test_prometheus_reaches_its_alertmanager_on_its_own_host(bind, alertmanager)
     assert alerting == {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
 
 
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        (
+            "gpu-a",
+            [
+                "# vLLM's port (8000); the exporters' ports (9100, 9400), SSH included.",
+                "# vLLM's port: its gateways, monitoring hosts and vllm_allowed_sources",
+                "# the exporters' ports: the monitoring hosts",
+                "tcp dport 8000 fib daddr type local ip saddr @vllm_ipv4 accept",
+                "tcp dport 8000 fib daddr type local ip6 saddr @vllm_ipv6 accept",
+                "tcp dport 8000 fib daddr type local counter drop",
+                "tcp dport { 9100, 9400 } fib daddr type local ip saddr @metrics_ipv4 accept",
+                "tcp dport { 9100, 9400 } fib daddr type local ip6 saddr @metrics_ipv6 accept",
+                "tcp dport { 9100, 9400 } fib daddr type local counter drop",
+                'iifname != "docker0" fib daddr oifname "docker0" tcp dport 8000 counter drop',
+            ],
+        ),
+        (
+            # No vLLM container here: nothing but its own ports.
+            "mon",
+            [
+                "# the exporters' ports (9100); Prometheus' and Alertmanager's ports (9090, 9093, 9094), SSH included.",
+                "# the exporters' ports: the monitoring hosts",
+                "# Prometheus' and Alertmanager's ports: monitoring_allowed_sources",
+                "tcp dport 9100 fib daddr type local ip saddr @metrics_ipv4 accept",
+                "tcp dport 9100 fib daddr type local ip6 saddr @metrics_ipv6 accept",
+                "tcp dport 9100 fib daddr type local counter drop",
+                "tcp dport { 9090, 9093, 9094 } fib daddr type local ip saddr @monitoring_ipv4 accept",
+                "tcp dport { 9090, 9093, 9094 } fib daddr type local ip6 saddr @monitoring_ipv6 accept",
+                "tcp dport { 9090, 9093, 9094 } fib daddr type local counter drop",
+            ],
+        ),
+    ],
+)
+def test_each_hosts_table_names_and_guards_its_own_ports(host, expected):
+    hosts = fleet()
+    table = firewall.rules(hosts[host], hosts).splitlines()
+    # The comments every table has, word for word, left out.
+    same = ("# Managed", "# Only this", "# Loading", "# Before", "# reaches", "# Only what", "# Docker", "# the same")
+    kept = [line.strip() for line in table if line.strip().startswith("#") or " dport " in line]
+    assert [line for line in kept if not line.startswith(same)] == expected
+
+
 def test_values_are_quoted_for_yaml_whatever_they_hold():
     url = "http://hooks.example/a?b=1&c=#frag:{x}"
     loaded = yaml.safe_load(alertmanager_config(monitor(alert_webhook_url=url)))
