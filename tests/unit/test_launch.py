@@ -158,6 +158,7 @@ def test_rendered_unit_runs_the_container(settings_for):
         ("50%", "50%%"),
         ("$HOME", '"$$HOME"'),
         ('say "hi"', '"say \\"hi\\""'),
+        ("a b\\c", '"a b\\\\c"'),
         ("", '""'),
     ],
 )
@@ -242,3 +243,18 @@ def test_a_nix_served_units_environment_keeps_every_cache_under_the_service_dire
         "Environment=TRITON_CACHE_DIR=/var/lib/vllm-fleet/cache/triton",
         "Environment=HF_HOME=/var/lib/vllm-fleet/huggingface",
     ]
+
+
+def test_the_download_runs_the_serving_image_once_named_and_removed(settings_for):
+    s = settings_for("single_gpu", vllm_model="org/Model-1")
+    assert launch.hub_cache_name("org/Model-1") == "models--org--Model-1"
+    command = launch.download_command(s, "nvidia", "/etc/vllm-fleet/vllm.env")
+    assert command.startswith(
+        "{ timeout 7200 /usr/bin/docker run --rm --name vllm-download --env-file /etc/vllm-fleet/vllm.env "
+        "-e HF_HOME=/root/.cache/huggingface -v /var/lib/vllm-fleet/huggingface:/root/.cache/huggingface "
+        f"--entrypoint python3 {launch.image(s, 'nvidia')} -c "
+    )
+    assert (
+        " org/Model-1 && touch /var/lib/vllm-fleet/huggingface/hub/models--org--Model-1/.vllm-fleet-downloaded; }"
+        in (command)
+    )

@@ -19,7 +19,7 @@ from tests.unit.monitored_fleet import KEY, WEBHOOK_TOKEN, fleet, monitor
 from vllm_fleet import dashboard, firewall, paths
 from vllm_fleet.monitoring.alertmanager import alertmanager_config, alertmanager_defaults
 from vllm_fleet.monitoring.alerts import alert_rules
-from vllm_fleet.monitoring.exporters import AMD_GPU, DCGM, NODE, exporter_argv, exporters, gpu_exporter
+from vllm_fleet.monitoring.exporters import AMD_GPU, DCGM, NODE, exporter_argv, exporter_unit, exporters, gpu_exporter
 from vllm_fleet.monitoring.prometheus import prometheus_config, prometheus_defaults, scrape_configs, target
 from vllm_fleet.rules import validate
 from vllm_fleet.settings import SettingsError
@@ -263,6 +263,44 @@ def test_each_hosts_table_names_and_guards_its_own_ports(host, expected):
     same = ("# Managed", "# Only this", "# Loading", "# Before", "# reaches", "# Only what", "# Docker", "# the same")
     kept = [line.strip() for line in table if line.strip().startswith("#") or " dport " in line]
     assert [line for line in kept if not line.startswith(same)] == expected
+
+
+def test_each_exporters_unit_runs_its_container_on_the_hosts_network():
+    """The node exporter reads the host's root, DCGM's its counters file, AMD's the devices; each
+    named for the host (its hostname label). An image's own arguments go on lines after it."""
+    hosts = fleet()
+    head = "/usr/bin/docker run \\\n    --rm \\\n    --name {} \\\n    --network host \\\n    --env NODE_NAME={} \\\n"
+    node = exporter_unit(NODE, hosts["gpu-a"])
+    assert node == {
+        "what": "node metrics (prometheus-node-exporter)",
+        "port": 9100,
+        "container": "vllm-fleet-node-exporter",
+        "exec_start": head.format("vllm-fleet-node-exporter", "gpu-a")
+        + "    --pid host \\\n    --volume /:/host:ro,rslave quay.io/prometheus/node-exporter:v1.9.1 \\\n"
+        "    --path.rootfs=/host",
+    }
+    dcgm = exporter_unit(DCGM, hosts["gpu-a"])
+    assert (dcgm["what"], dcgm["port"], dcgm["container"]) == (
+        "NVIDIA GPU metrics (DCGM exporter)",
+        9400,
+        "vllm-fleet-gpu-exporter",
+    )
+    assert dcgm["exec_start"] == head.format("vllm-fleet-gpu-exporter", "gpu-a") + (
+        "    --gpus all \\\n    --cap-add SYS_ADMIN \\\n"
+        "    --volume /etc/vllm-fleet/dcgm-counters.csv:/etc/dcgm-exporter/vllm-fleet-counters.csv:ro "
+        "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-ubuntu22.04 \\\n"
+        "    -f /etc/dcgm-exporter/vllm-fleet-counters.csv \\\n    -a :9400"
+    )
+    amd = exporter_unit(AMD_GPU, hosts["gpu-b"])
+    assert (amd["what"], amd["port"], amd["container"]) == (
+        "AMD GPU metrics (device metrics exporter)",
+        5000,
+        "vllm-fleet-gpu-exporter",
+    )
+    assert amd["exec_start"] == head.format("vllm-fleet-gpu-exporter", "gpu-b") + (
+        "    --privileged \\\n    --device /dev/dri \\\n    --device /dev/kfd \\\n    --volume /sys:/sys:ro \\\n"
+        "    docker.io/rocm/device-metrics-exporter:v1.5.1"
+    )
 
 
 def test_values_are_quoted_for_yaml_whatever_they_hold():
