@@ -303,6 +303,28 @@ def test_each_exporters_unit_runs_its_container_on_the_hosts_network():
     )
 
 
+def test_a_gpu_exporter_runs_only_on_docker_served_vllm_hosts_watched_by_a_monitoring_host():
+    hosts = fleet()
+    assert (gpu_exporter(hosts["gpu-a"], hosts), gpu_exporter(hosts["gpu-b"], hosts)) == (DCGM, AMD_GPU)
+    assert gpu_exporter(hosts["gpu-a"], {"gpu-a": hosts["gpu-a"]}) is None  # nobody scrapes it
+    for changes in ({"serving_method": "nix"}, {"gpu_exporter": False}):
+        changed = fleet(**{"gpu-a": changes})
+        assert gpu_exporter(changed["gpu-a"], changed) is None, changes
+    assert gpu_exporter(hosts["mon"], hosts) is None and gpu_exporter(hosts["cpu.c"], hosts) is None
+
+
+def test_our_yaml_files_are_block_style_in_our_order_and_never_wrapped():
+    from vllm_fleet.monitoring.managed_files import managed_yaml
+
+    long = "x " * 300
+    assert managed_yaml("a test", {"b": [1, 2], "a": long}) == (
+        f"# Managed by vllm-fleet: a test; local edits are overwritten on the next deploy.\nb:\n- 1\n- 2\na: '{long}'\n"
+    )
+    assert alert_rules(monitor(), fleet()).startswith(
+        "# Managed by vllm-fleet: the alert rules; local edits are overwritten on the next deploy.\ngroups:\n"
+    )
+
+
 def test_values_are_quoted_for_yaml_whatever_they_hold():
     url = "http://hooks.example/a?b=1&c=#frag:{x}"
     loaded = yaml.safe_load(alertmanager_config(monitor(alert_webhook_url=url)))

@@ -244,3 +244,30 @@ def test_an_ssh_hostname_that_is_the_hosts_key_is_not_shown():
     key = "bad_host!" + "x" * 10
     message = refuse({"ssh_hostname": key, "vllm_api_key": key, "vllm_bind_address": "0.0.0.0"})
     assert message.startswith("host gpu-01: ssh_hostname = <secret, 19 characters> is not allowed: ")
+
+
+def test_a_monitoring_hosts_own_rules_exactly():
+    with pytest.raises(SettingsError) as caught:
+        validate("mon", {"alert_webhook_url": "http://a/b", "prometheus_port": 9093}, ["monitoring"])
+    assert str(caught.value) == "host mon: alertmanager_port = 9093 is not allowed: a port other than prometheus_port"
+    with pytest.raises(SettingsError) as caught:
+        validate("mon", {"alert_webhook_url": "http://a/b", "phase": "laptop"}, ["monitoring", "laptop"])
+    assert str(caught.value) == (
+        "host mon: phase = 'laptop' is not allowed: a host of the monitoring group runs Prometheus, not vLLM: "
+        "put it in no phase group"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "address"),
+    [
+        ("@docker/10.0.0.5", {}, "10.0.0.5"),  # a pyinfra connector's host: the part after it
+        ("@docker/gpu-1", {}, "gpu-1"),
+        ("@local", {}, "localhost"),
+        ("gpu-1.example", {}, "gpu-1.example"),
+        ("gw", {"ssh_hostname": "@docker/10.0.0.7"}, "10.0.0.7"),
+        ("gw", {"ssh_hostname": "192.0.2.7"}, "192.0.2.7"),
+    ],
+)
+def test_fleet_address_from_the_inventory_name_or_ssh_hostname(name, data, address):
+    assert validate(name, data, ["gateway"]).fleet_address == address

@@ -266,3 +266,57 @@ def test_a_cluster_member_sizes_for_its_share_of_the_pipeline():
     assert (member.estimate.pipeline_parallel_size, member.estimate.shards) == (2, 4)
     alone = size(s, "nvidia", two)
     assert (alone.model, alone.tensor_parallel_size) == ("Qwen/Qwen2.5-72B-Instruct-AWQ", 2)
+
+
+def test_sizing_says_what_it_could_not_estimate_and_keeps_the_settings():
+    from types import SimpleNamespace
+
+    from vllm_fleet.sizing import size
+
+    shipped = SimpleNamespace(vllm_model_dir="/srv/models/m", vllm_quantization="awq", vllm_tensor_parallel_size=2)
+    on_gpu = size(shipped, "nvidia", None)
+    assert (on_gpu.model, on_gpu.quantization, on_gpu.tensor_parallel_size, on_gpu.estimate) == (
+        "/var/lib/vllm-fleet/models/m-e3b0c44298fc1c14",
+        "awq",
+        2,
+        None,
+    )
+    assert on_gpu.warnings == ["/srv/models/m is served as it is: no memory estimate (it is not in the catalogue)"]
+    assert size(shipped, "cpu", None).warnings == []  # a CPU host is never estimated
+    unknown = plan(vllm_model="my-org/private-model", vllm_quantization="awq", vllm_tensor_parallel_size=1).sizing
+    assert (unknown.model, unknown.quantization, unknown.tensor_parallel_size) == ("my-org/private-model", "awq", 1)
+    assert unknown.warnings == [
+        "my-org/private-model is not in the model catalogue: no memory estimate (add it to vllm_fleet/data/models.toml)"
+    ]
+
+
+def test_no_gpu_details_warning_whole_and_the_reference_gpu():
+    p = plan(gpus=None)
+    assert p.warnings[0] == (
+        "no GPU details for this host: sized for 1 x 22.5 GiB (NVIDIA L4); set gpu_count and gpu_memory_gib, "
+        "or plan with --facts"
+    )
+    assert p.sizing.estimate.gpus == Gpus(1, 22.5, "NVIDIA L4", "assumed: the single_gpu reference GPU")
+    assert p.sizing.estimate.pipeline_parallel_size == 1
+
+
+def test_a_named_model_takes_the_smallest_tensor_parallel_size_with_the_phases_sequences():
+    """Enterprise wants 8 full-length sequences: the 32B model on one 80 GiB GPU holds 4.7, on two 20.9."""
+    four = Gpus(4, 80, "H100", "facts")
+    data = {"vllm_model": "Qwen/Qwen2.5-32B-Instruct", "vllm_api_key": "k" * 20}
+    assert plan(phase="enterprise", gpus=four, **data).sizing.tensor_parallel_size == 2
+    assert plan(phase="single_gpu", gpus=four, **data).sizing.tensor_parallel_size == 1
+
+
+def test_the_queueing_warning_whole():
+    p = plan(gpus=None)
+    assert p.warnings[1] == (
+        "KV cache holds 11.2 sequences of 8192 tokens; vllm_max_num_seqs = 64 at full length would need 43.4 GiB "
+        "per GPU: longer requests will queue (vllm_max_num_seqs <= 11 keeps them all at full length)"
+    )
+
+
+def test_a_tensor_parallel_size_of_all_the_hosts_gpus_is_allowed():
+    two = Gpus(2, 24, "L4", "d")
+    p = plan(gpus=two, vllm_model="Qwen/Qwen2.5-14B-Instruct", vllm_tensor_parallel_size=2)
+    assert p.refusal is None and p.sizing.tensor_parallel_size == 2
