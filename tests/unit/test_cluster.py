@@ -158,6 +158,12 @@ def test_each_member_runs_its_rank_of_vllms_multi_node_launch():
         "NCCL_SOCKET_IFNAME": "ens5f0",
     }
     assert worker.environment("nvidia")["VLLM_HOST_IP"] == "10.1.0.2"
+    # The member's flags follow the model's own in its command line, and its environment its container's.
+    args = launch.vllm_args(hosts["n1"], "nvidia", leader)
+    assert args[:2] == ["--model", hosts["n1"].vllm_model]
+    assert args[args.index("--tensor-parallel-size") :][:13] == [*common, "--node-rank", "0", *meet]
+    container = launch.container_args(hosts["n1"], "nvidia", leader)
+    assert "GLOO_SOCKET_IFNAME=ens5f0" in container and "VLLM_HOST_IP=10.1.0.1" in container
     assert "NCCL_SOCKET_IFNAME" not in worker.environment("cpu")
 
 

@@ -320,3 +320,22 @@ def test_a_tensor_parallel_size_of_all_the_hosts_gpus_is_allowed():
     two = Gpus(2, 24, "L4", "d")
     p = plan(gpus=two, vllm_model="Qwen/Qwen2.5-14B-Instruct", vllm_tensor_parallel_size=2)
     assert p.refusal is None and p.sizing.tensor_parallel_size == 2
+
+
+def test_the_model_flags_come_before_the_tensor_parallel_size():
+    from vllm_fleet import launch
+
+    four = Gpus(4, 80, "H100", "facts")
+    p = plan(phase="enterprise", gpus=four, vllm_model="Qwen/Qwen2.5-32B-Instruct", vllm_api_key="k" * 20)
+    assert launch.vllm_args(p.settings) == [
+        "--model",
+        "Qwen/Qwen2.5-32B-Instruct",
+        "--gpu-memory-utilization",
+        "0.92",
+        "--max-model-len",
+        "16384",
+        "--max-num-seqs",
+        "256",
+        "--tensor-parallel-size",
+        "2",
+    ]
