@@ -271,3 +271,56 @@ def test_a_monitoring_hosts_own_rules_exactly():
 )
 def test_fleet_address_from_the_inventory_name_or_ssh_hostname(name, data, address):
     assert validate(name, data, ["gateway"]).fleet_address == address
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"alert_email_from": "alerts@example.com"},
+            "alert_email_from = 'alerts@example.com' is not allowed: only with alert_email_to",
+        ),
+        (
+            {"alert_smtp_smarthost": "s.example.com:25", "alert_smtp_username": "u"},
+            "alert_smtp_smarthost = 's.example.com:25' is not allowed: only with alert_email_to",
+        ),
+        ({"alert_smtp_username": "u"}, "alert_smtp_username = 'u' is not allowed: only with alert_email_to"),
+        (
+            {"alert_email_to": "oncall@example.com"},
+            "alert_email_from = None is not allowed: set with alert_email_to (a mail address such as "
+            "'oncall@example.com' (or None))",
+        ),
+        (
+            {"alert_email_to": "oncall@example.com", "alert_email_from": "alerts@example.com"},
+            "alert_smtp_smarthost = None is not allowed: set with alert_email_to (a host and port such as "
+            "'smtp.example.com:587' (or None))",
+        ),
+    ],
+)
+def test_mail_settings_go_together(data, expected):
+    with pytest.raises(SettingsError) as caught:
+        validate("mon", {"alert_webhook_url": "http://a/b", **data}, ["monitoring"])
+    assert str(caught.value) == f"host mon: {expected}"
+
+
+def test_a_nix_builder_is_a_nix_host_of_the_inventory_that_builds_for_itself():
+    from vllm_fleet.rules import check_builder
+
+    nix = {"phase": "laptop", "serving_method": "nix", "accelerator": "cpu"}
+    builder = validate("b", nix, ["laptop"])
+    member = validate("c", {**nix, "nix_builder": "b"}, ["laptop"])
+    check_builder(member, builder)
+    check_builder(builder, None)  # builds for itself
+    check_builder(validate("e", {"phase": "laptop"}, ["laptop"]), None)  # Docker: nothing to build
+    refused = (
+        "host c: nix_builder = 'b' is not allowed: the name of a host in this inventory with serving_method = 'nix' "
+        "and no nix_builder of its own"
+    )
+    for other in (
+        None,
+        validate("b", {"phase": "laptop"}, ["laptop"]),
+        validate("b", {**nix, "nix_builder": "x"}, ["laptop"]),
+    ):
+        with pytest.raises(SettingsError) as caught:
+            check_builder(member, other)
+        assert str(caught.value) == refused
