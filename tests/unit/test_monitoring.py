@@ -325,6 +325,32 @@ def test_our_yaml_files_are_block_style_in_our_order_and_never_wrapped():
     )
 
 
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"mon": {"alertmanager_port": 9100}},
+            "host mon: alertmanager_port = 9100 is not allowed: a port other than 9100, where the host exports "
+            "node metrics (prometheus-node-exporter) to the monitoring hosts",
+        ),
+        (
+            {"mon": {"prometheus_port": 9100}},
+            "host mon: prometheus_port = 9100 is not allowed: a port other than 9100, where the host exports "
+            "node metrics (prometheus-node-exporter) to the monitoring hosts",
+        ),
+        (
+            {"gpu-a": {"vllm_port": 9400}},
+            "host gpu-a: vllm_port = 9400 is not allowed: a port other than 9400, where the host exports "
+            "NVIDIA GPU metrics (DCGM exporter) to the monitoring hosts",
+        ),
+    ],
+)
+def test_a_service_port_may_not_be_an_exporters(changes, expected):
+    with pytest.raises(SettingsError) as caught:
+        fleet(**changes)
+    assert str(caught.value) == expected
+
+
 def test_values_are_quoted_for_yaml_whatever_they_hold():
     url = "http://hooks.example/a?b=1&c=#frag:{x}"
     loaded = yaml.safe_load(alertmanager_config(monitor(alert_webhook_url=url)))

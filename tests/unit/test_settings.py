@@ -324,3 +324,14 @@ def test_a_nix_builder_is_a_nix_host_of_the_inventory_that_builds_for_itself():
         with pytest.raises(SettingsError) as caught:
             check_builder(member, other)
         assert str(caught.value) == refused
+
+
+def test_the_fleet_check_finds_a_hosts_builder_by_name():
+    from vllm_fleet.rules import check_fleet
+
+    nix = {"phase": "laptop", "serving_method": "nix", "accelerator": "cpu"}
+    hosts = {"b": validate("b", nix, ["laptop"]), "c": validate("c", {**nix, "nix_builder": "b"}, ["laptop"])}
+    for s in hosts.values():
+        check_fleet(s, hosts)
+    with pytest.raises(SettingsError, match="^host c: nix_builder = 'b' is not allowed: the name of a host"):
+        check_fleet(hosts["c"], {"c": hosts["c"]})
