@@ -351,6 +351,13 @@ def test_a_service_port_may_not_be_an_exporters(changes, expected):
     assert str(caught.value) == expected
 
 
+def test_a_vllm_bound_to_loopback_admits_no_monitoring_host():
+    """Prometheus cannot reach it there, so its firewall has no reason to let it in."""
+    hosts = fleet(**{"cpu.c": {"vllm_bind_address": "127.0.0.1"}})
+    assert firewall.allowed_sources(hosts["cpu.c"], hosts) == []
+    assert firewall.allowed_sources(hosts["gpu-a"], hosts) == ["10.0.0.2/32", "10.0.0.3/32"]
+
+
 def test_values_are_quoted_for_yaml_whatever_they_hold():
     url = "http://hooks.example/a?b=1&c=#frag:{x}"
     loaded = yaml.safe_load(alertmanager_config(monitor(alert_webhook_url=url)))
