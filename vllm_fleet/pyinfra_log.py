@@ -113,9 +113,9 @@ _SECRETS = [
 ]
 
 
-# Where group_data/all.py reads the inventory's secrets from: the rollout runs in the same
-# environment, so it knows their values and hides them wherever they appear, whole.
-SECRET_ENVIRONMENT = ("VLLM_API_KEY", "HF_TOKEN", "GATEWAY_API_KEY")
+# Where group_data/all.py reads the inventory's secrets from, each of them (test_rollout.py checks): the
+# rollout runs in the same environment, so it knows their values and hides them wherever they appear, whole.
+SECRET_ENVIRONMENT = ("VLLM_API_KEY", "HF_TOKEN", "GATEWAY_API_KEY", "ALERT_WEBHOOK_TOKEN", "ALERT_SMTP_PASSWORD")
 
 
 def redact(text: str) -> str:

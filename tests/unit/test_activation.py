@@ -269,6 +269,28 @@ def test_the_activation_command_prints_the_outcome_after_the_log():
     )
 
 
+def test_the_activation_command_whole():
+    """systemd-run's flags: a oneshot unit that is collected even when it fails, waited for and
+    quiet, so that the wrapper prints the log itself; its limits are the activation limit."""
+    assert launch.activate_command("gpu-01", "r1", 2100) == (
+        "rm -f /var/lib/vllm-fleet/activate.json; : > /var/lib/vllm-fleet/activate.log; "
+        "systemd-run --unit=vllm-fleet-activate --service-type=oneshot --collect --wait --quiet "
+        "--property StandardOutput=append:/var/lib/vllm-fleet/activate.log --property TimeoutStartSec=2100 "
+        "--property UMask=0077 --property 'ExecStopPost=/usr/local/lib/vllm-fleet/vllm-activate gpu-01 --recover' "
+        "--property TimeoutStopSec=2100 /usr/local/lib/vllm-fleet/vllm-activate gpu-01 r1; status=$?; "
+        "cat /var/lib/vllm-fleet/activate.log >&2; "
+        'echo "vllm-fleet-outcome $(cat /var/lib/vllm-fleet/activate.json 2>/dev/null)" >&2; exit $status'
+    )
+
+
+def test_an_activation_may_take_two_ready_timeouts_and_a_margin():
+    """Twice vllm_ready_timeout, and five minutes besides."""
+    from vllm_fleet.rules import validate
+
+    s = validate("h", {"phase": "laptop", "vllm_ready_timeout": 700}, ["laptop"])
+    assert launch.activation_limit(s) == 2 * 700 + 300
+
+
 # Interrupted activations. Each scenario: how the host is set up, the release activated, the
 # releases that serve during it.
 def _two_releases(host: Host) -> None:

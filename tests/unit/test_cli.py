@@ -137,3 +137,21 @@ def test_reading_facts_has_a_time_limit_and_says_when_it_ran_out(monkeypatch):
     with pytest.raises(SystemExit, match=f"reading facts did not finish within {cli.FACTS_TIMEOUT}s"):
         cli.read_facts("inventories/sandbox.py", ["h"], {})
     assert limits == [cli.FACTS_TIMEOUT]
+
+
+def test_the_text_reference_says_what_the_documentation_page_says():
+    """`vllm-fleet settings` (text) and the page hold the same facts for each knob, in the same order;
+    the page adds a sentence to each secret."""
+    from vllm_fleet.settings import reference
+
+    page = (REPO / "docs" / "settings-reference.md").read_text()
+    blocks = []
+    for section in page.split("\n## ")[1:]:
+        lines = section.strip().splitlines()
+        name = lines[0].strip("`")
+        fields = dict(line[2:].split(": ", 1) for line in lines if line.startswith("- "))
+        description = lines[-1].removesuffix(" Secret: never shown, read from the environment.")
+        type_, default, allowed = fields["type"].strip("`"), fields["default"].strip("`"), fields["allowed"]
+        blocks.append(f"{name}\n    type: {type_}\n    default: {default}\n    {description}\n    allowed: {allowed}\n")
+    assert len(blocks) > 50
+    assert reference() == "\n".join(blocks)

@@ -158,6 +158,12 @@ def test_each_member_runs_its_rank_of_vllms_multi_node_launch():
         "NCCL_SOCKET_IFNAME": "ens5f0",
     }
     assert worker.environment("nvidia")["VLLM_HOST_IP"] == "10.1.0.2"
+    # The member's flags follow the model's own in its command line, and its environment its container's.
+    args = launch.vllm_args(hosts["n1"], "nvidia", leader)
+    assert args[:2] == ["--model", hosts["n1"].vllm_model]
+    assert args[args.index("--tensor-parallel-size") :][:13] == [*common, "--node-rank", "0", *meet]
+    container = launch.container_args(hosts["n1"], "nvidia", leader)
+    assert "GLOO_SOCKET_IFNAME=ens5f0" in container and "VLLM_HOST_IP=10.1.0.1" in container
     assert "NCCL_SOCKET_IFNAME" not in worker.environment("cpu")
 
 
@@ -224,6 +230,12 @@ def test_the_cluster_ports_admit_only_the_other_members(tmp_path):
         assert done.returncode == 0, done.stderr
     text = firewall.rules(hosts["n2"], hosts)
     assert "tcp dport { 29501, 32768-60999 } ct state new fib daddr type local counter drop" in text
+    # Each set says whose ports it guards and whom it admits.
+    assert [line.strip() for line in text.splitlines() if line.startswith("    # ")] == [
+        "# vLLM's port: its gateways, monitoring hosts and vllm_allowed_sources",
+        "# the cluster's ports (the leader's meeting port, and where NCCL, Gloo and vLLM's queues listen): "
+        "the other members of cluster big",
+    ]
 
 
 def test_a_member_inside_the_allowed_sources_leaves_no_overlap_for_nftables(tmp_path):

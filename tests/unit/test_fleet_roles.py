@@ -136,6 +136,40 @@ def test_firewall_admits_the_gateways_in_front_and_the_allowed_sources():
     assert "tcp dport 8000 fib daddr type local counter drop" in table and "dport 22" not in table
 
 
+def _statements(table: str) -> list[str]:
+    """The table's lines but its comments, stripped."""
+    return [line.strip() for line in table.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_firewall_accepts_each_family_from_its_own_set_before_dropping_the_rest():
+    """The whole table, in order: an IPv6 source is admitted by its own accept rule (ip6 saddr),
+    IPv4 ones by theirs, both before the drop; nothing else is dropped but the container's port."""
+    gw = gateway_host()
+    a = vllm_host("a", vllm_allowed_sources=["192.0.2.0/24", "2001:db8::5"])
+    assert _statements(rules(a, fleet(gw, a))) == [
+        "table inet vllm_fleet",
+        "delete table inet vllm_fleet",
+        "table inet vllm_fleet {",
+        "set vllm_ipv4 {",
+        "type ipv4_addr; flags interval;",
+        "elements = { 10.0.9.1/32, 192.0.2.0/24 }",
+        "}",
+        "set vllm_ipv6 {",
+        "type ipv6_addr; flags interval;",
+        "elements = { 2001:db8::5/128 }",
+        "}",
+        "chain prerouting {",
+        "type filter hook prerouting priority -150; policy accept;",
+        'iifname "lo" accept',
+        "tcp dport 8000 fib daddr type local ip saddr @vllm_ipv4 accept",
+        "tcp dport 8000 fib daddr type local ip6 saddr @vllm_ipv6 accept",
+        "tcp dport 8000 fib daddr type local counter drop",
+        'iifname != "docker0" fib daddr oifname "docker0" tcp dport 8000 counter drop',
+        "}",
+        "}",
+    ]
+
+
 def test_firewall_with_no_source_drops_all_but_loopback():
     table = rules(vllm_host("a", vllm_port=9000), {})
     assert "elements" not in table and "tcp dport 9000 fib daddr type local counter drop" in table

@@ -40,6 +40,26 @@ def test_output_that_is_not_show_stat_is_refused():
         haproxy.parse_show_stat("Unknown command. Please enter one of the following commands only :\n")
 
 
+def test_output_that_is_not_show_stat_is_quoted_up_to_80_characters():
+    text = "Unknown command. " + "x" * 100
+    with pytest.raises(ValueError) as caught:
+        haproxy.parse_show_stat(text)
+    assert str(caught.value) == f"not HAProxy's show stat output: {text[:80]!r}"
+
+
+def test_a_listen_sections_own_rows_are_not_servers_and_the_first_row_counts():
+    """A `listen` section prints FRONTEND and BACKEND rows under its own name; a server may be the
+    first row after the header."""
+    text = (
+        "# pxname,svname,status\n"
+        f"{paths.HAPROXY_BACKEND},gpu-1,UP\n"
+        f"{paths.HAPROXY_BACKEND},FRONTEND,OPEN\n"
+        f"{paths.HAPROXY_BACKEND},gpu-2,DOWN\n"
+        f"{paths.HAPROXY_BACKEND},BACKEND,UP\n"
+    )
+    assert haproxy.server_status(text) == {"gpu-1": "UP", "gpu-2": "DOWN"}
+
+
 @pytest.fixture
 def helper(tmp_path):
     """The drain helper rendered for the recorded backend, its socat answering with the recording."""

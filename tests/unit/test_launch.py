@@ -128,8 +128,9 @@ def test_tensor_parallel_and_extra_args(settings_for):
 
 def test_env_file_holds_the_secrets_and_nothing_else(settings_for):
     s = settings_for("single_gpu", vllm_api_key="a" * 20, hf_token="hf_" + "b" * 20)
-    lines = launch.env_file_content(s).splitlines()
-    assert lines[1:] == ["HF_TOKEN=hf_" + "b" * 20, "VLLM_API_KEY=" + "a" * 20]
+    assert launch.env_file_content(s) == (
+        f"# Managed by vllm-fleet. Root-only: holds secrets.\nHF_TOKEN=hf_{'b' * 20}\nVLLM_API_KEY={'a' * 20}\n"
+    )
     assert launch.env_file_content(settings_for("single_gpu")).splitlines()[1:] == []
 
 
@@ -157,6 +158,7 @@ def test_rendered_unit_runs_the_container(settings_for):
         ("50%", "50%%"),
         ("$HOME", '"$$HOME"'),
         ('say "hi"', '"say \\"hi\\""'),
+        ("a b\\c", '"a b\\\\c"'),
         ("", '""'),
     ],
 )
@@ -182,3 +184,77 @@ def test_a_download_stopped_by_its_limit_says_so_and_leaves_no_mark(tmp_path, se
     (tmp_path / "hf" / "hub" / launch.hub_cache_name(s.vllm_model)).mkdir(parents=True)
     assert subprocess.run(["sh", "-c", command], timeout=20).returncode == 0
     assert (tmp_path / "hf" / "hub" / launch.hub_cache_name(s.vllm_model) / paths.DOWNLOADED_MARK).exists()
+
+
+def test_a_cpu_hosts_docker_command_whole(settings_for):
+    """vLLM's CPU image: no GPU flags, SYS_NICE, the CPU backend's KV cache given in bytes
+    (CPU_KV_CACHE_GIB); no model mounted from the host when none is shipped."""
+    s = settings_for("single_gpu", accelerator="cpu")
+    assert launch.docker_run_argv(s, "cpu") == [
+        "/usr/bin/docker",
+        "run",
+        "--name",
+        "vllm",
+        "--rm",
+        "--cap-add",
+        "SYS_NICE",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--ipc=host",
+        "--shm-size=4g",
+        "-p",
+        "127.0.0.1:8000:8000",
+        "-v",
+        "/var/lib/vllm-fleet/huggingface:/root/.cache/huggingface",
+        "-v",
+        "/var/lib/vllm-fleet/cache:/var/lib/vllm-fleet/cache",
+        "-e",
+        "XDG_CACHE_HOME=/var/lib/vllm-fleet/cache",
+        "-e",
+        "VLLM_CACHE_ROOT=/var/lib/vllm-fleet/cache/vllm",
+        "-e",
+        "TRITON_CACHE_DIR=/var/lib/vllm-fleet/cache/triton",
+        "-e",
+        "HF_HOME=/root/.cache/huggingface",
+        "--env-file",
+        "/etc/vllm-fleet/vllm.env",
+        launch.image(s, "cpu"),
+        "--model",
+        "Qwen/Qwen2.5-0.5B-Instruct",
+        "--gpu-memory-utilization",
+        "0.9",
+        "--max-model-len",
+        "8192",
+        "--max-num-seqs",
+        "64",
+        "--kv-cache-memory-bytes",
+        "4G",
+    ]
+
+
+def test_a_nix_served_units_environment_keeps_every_cache_under_the_service_directories(settings_for):
+    """ProtectHome hides /root: HOME is the cache directory, so nothing writes under a real home."""
+    unit = render_unit(settings_for("single_gpu", serving_method="nix"), "nvidia")
+    assert [line for line in unit.splitlines() if line.startswith("Environment")] == [
+        "EnvironmentFile=/etc/vllm-fleet/vllm.env",
+        "Environment=HOME=/var/lib/vllm-fleet/cache",
+        "Environment=XDG_CACHE_HOME=/var/lib/vllm-fleet/cache",
+        "Environment=VLLM_CACHE_ROOT=/var/lib/vllm-fleet/cache/vllm",
+        "Environment=TRITON_CACHE_DIR=/var/lib/vllm-fleet/cache/triton",
+        "Environment=HF_HOME=/var/lib/vllm-fleet/huggingface",
+    ]
+
+
+def test_the_download_runs_the_serving_image_once_named_and_removed(settings_for):
+    s = settings_for("single_gpu", vllm_model="org/Model-1")
+    assert launch.hub_cache_name("org/Model-1") == "models--org--Model-1"
+    command = launch.download_command(s, "nvidia", "/etc/vllm-fleet/vllm.env")
+    assert command.startswith(
+        "{ timeout 7200 /usr/bin/docker run --rm --name vllm-download --env-file /etc/vllm-fleet/vllm.env "
+        "-e HF_HOME=/root/.cache/huggingface -v /var/lib/vllm-fleet/huggingface:/root/.cache/huggingface "
+        f"--entrypoint python3 {launch.image(s, 'nvidia')} -c "
+    )
+    assert (
+        " org/Model-1 && touch /var/lib/vllm-fleet/huggingface/hub/models--org--Model-1/.vllm-fleet-downloaded; }"
+        in (command)
+    )

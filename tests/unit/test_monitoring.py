@@ -6,6 +6,7 @@ schema; every metric they read is one its exporter exports; and the inventory ru
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -16,10 +17,10 @@ import yaml
 from tests import metric_names
 from tests.unit.monitored_fleet import KEY, WEBHOOK_TOKEN, fleet, monitor
 from vllm_fleet import dashboard, firewall, paths
-from vllm_fleet.monitoring.alertmanager import alertmanager_config
+from vllm_fleet.monitoring.alertmanager import alertmanager_config, alertmanager_defaults
 from vllm_fleet.monitoring.alerts import alert_rules
-from vllm_fleet.monitoring.exporters import AMD_GPU, DCGM, NODE, exporter_argv, exporters, gpu_exporter
-from vllm_fleet.monitoring.prometheus import prometheus_config, scrape_configs, target
+from vllm_fleet.monitoring.exporters import AMD_GPU, DCGM, NODE, exporter_argv, exporter_unit, exporters, gpu_exporter
+from vllm_fleet.monitoring.prometheus import prometheus_config, prometheus_defaults, scrape_configs, target
 from vllm_fleet.rules import validate
 from vllm_fleet.settings import SettingsError
 
@@ -133,6 +134,230 @@ def test_alertmanager_configuration_passes_amtool(tmp_path, changes):
         assert receiver["email_configs"] == [{"to": "oncall@example.com", "send_resolved": True}]
 
 
+def test_alertmanager_configuration_whole():
+    """Mail over TLS with the relay's login, the webhook with its bearer token; one notification per
+    alert and host, resent every 4 hours."""
+    mon = monitor(
+        alert_email_to="oncall@example.com",
+        alert_email_from="alerts@example.com",
+        alert_smtp_smarthost="smtp.example.com:587",
+        alert_smtp_username="alerts",
+        alert_smtp_password="smtp-password-" + "p" * 10,
+    )
+    assert alertmanager_config(mon) == (
+        "# Managed by vllm-fleet: where Alertmanager sends alerts; local edits are overwritten on the next deploy.\n"
+        "global:\n"
+        "  smtp_smarthost: smtp.example.com:587\n"
+        "  smtp_from: alerts@example.com\n"
+        "  smtp_require_tls: true\n"
+        "  smtp_auth_username: alerts\n"
+        "  smtp_auth_password: smtp-password-pppppppppp\n"
+        "route:\n"
+        "  receiver: operator\n"
+        "  group_by:\n"
+        "  - alertname\n"
+        "  - host\n"
+        "  group_wait: 30s\n"
+        "  group_interval: 300s\n"
+        "  repeat_interval: 4h\n"
+        "receivers:\n"
+        "- name: operator\n"
+        "  webhook_configs:\n"
+        "  - url: http://10.0.0.9:9999/hook\n"
+        "    send_resolved: true\n"
+        "    http_config:\n"
+        "      authorization:\n"
+        "        type: Bearer\n"
+        f"        credentials: {WEBHOOK_TOKEN}\n"
+        "  email_configs:\n"
+        "  - to: oncall@example.com\n"
+        "    send_resolved: true\n"
+    )
+
+
+def test_prometheus_configuration_head():
+    """Scrapes and rules evaluated at the monitoring host's interval, its name on what it sends,
+    and its own Alertmanager reached where it listens."""
+    hosts = fleet(mon={"prometheus_bind_address": "10.0.0.3", "prometheus_scrape_interval": 20})
+    assert prometheus_config(hosts["mon"], hosts).startswith(
+        "# Managed by vllm-fleet: Prometheus' configuration; local edits are overwritten on the next deploy.\n"
+        "global:\n"
+        "  scrape_interval: 20s\n"
+        "  evaluation_interval: 20s\n"
+        "  external_labels:\n"
+        "    monitor: mon\n"
+        "alerting:\n"
+        "  alertmanagers:\n"
+        "  - static_configs:\n"
+        "    - targets:\n"
+        "      - 10.0.0.3:9093\n"
+        "rule_files:\n"
+        "- /etc/prometheus/vllm-fleet-rules.yml\n"
+        "scrape_configs:\n"
+    )
+
+
+def test_every_target_is_labelled_with_its_host_role_and_phase():
+    hosts = fleet()
+    jobs = {
+        job["job_name"]: [c["labels"] for c in job["static_configs"]]
+        for job in yaml.safe_load(prometheus_config(hosts["mon"], hosts))["scrape_configs"]
+    }
+    assert jobs["node"] == [
+        {"host": "gpu-a", "role": "vllm", "phase": "enterprise"},
+        {"host": "gpu-b", "role": "vllm", "phase": "enterprise"},
+        {"host": "cpu.c", "role": "vllm", "phase": "single_gpu"},
+        {"host": "gw", "role": "gateway"},
+        {"host": "mon", "role": "monitoring"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bind", "alertmanager"), [("0.0.0.0", "127.0.0.1:9093"), ("::", "[::1]:9093"), ("10.0.0.3", "10.0.0.3:9093")]
+)
+def test_prometheus_reaches_its_alertmanager_on_its_own_host(bind, alertmanager):
+    hosts = fleet(mon={"prometheus_bind_address": bind})
+    alerting = yaml.safe_load(prometheus_config(hosts["mon"], hosts))["alerting"]
+    assert alerting == {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        (
+            "gpu-a",
+            [
+                "# vLLM's port (8000); the exporters' ports (9100, 9400), SSH included.",
+                "# vLLM's port: its gateways, monitoring hosts and vllm_allowed_sources",
+                "# the exporters' ports: the monitoring hosts",
+                "tcp dport 8000 fib daddr type local ip saddr @vllm_ipv4 accept",
+                "tcp dport 8000 fib daddr type local ip6 saddr @vllm_ipv6 accept",
+                "tcp dport 8000 fib daddr type local counter drop",
+                "tcp dport { 9100, 9400 } fib daddr type local ip saddr @metrics_ipv4 accept",
+                "tcp dport { 9100, 9400 } fib daddr type local ip6 saddr @metrics_ipv6 accept",
+                "tcp dport { 9100, 9400 } fib daddr type local counter drop",
+                'iifname != "docker0" fib daddr oifname "docker0" tcp dport 8000 counter drop',
+            ],
+        ),
+        (
+            # No vLLM container here: nothing but its own ports.
+            "mon",
+            [
+                "# the exporters' ports (9100); Prometheus' and Alertmanager's ports (9090, 9093, 9094), SSH included.",
+                "# the exporters' ports: the monitoring hosts",
+                "# Prometheus' and Alertmanager's ports: monitoring_allowed_sources",
+                "tcp dport 9100 fib daddr type local ip saddr @metrics_ipv4 accept",
+                "tcp dport 9100 fib daddr type local ip6 saddr @metrics_ipv6 accept",
+                "tcp dport 9100 fib daddr type local counter drop",
+                "tcp dport { 9090, 9093, 9094 } fib daddr type local ip saddr @monitoring_ipv4 accept",
+                "tcp dport { 9090, 9093, 9094 } fib daddr type local ip6 saddr @monitoring_ipv6 accept",
+                "tcp dport { 9090, 9093, 9094 } fib daddr type local counter drop",
+            ],
+        ),
+    ],
+)
+def test_each_hosts_table_names_and_guards_its_own_ports(host, expected):
+    hosts = fleet()
+    table = firewall.rules(hosts[host], hosts).splitlines()
+    # The comments every table has, word for word, left out.
+    same = ("# Managed", "# Only this", "# Loading", "# Before", "# reaches", "# Only what", "# Docker", "# the same")
+    kept = [line.strip() for line in table if line.strip().startswith("#") or " dport " in line]
+    assert [line for line in kept if not line.startswith(same)] == expected
+
+
+def test_each_exporters_unit_runs_its_container_on_the_hosts_network():
+    """The node exporter reads the host's root, DCGM's its counters file, AMD's the devices; each
+    named for the host (its hostname label). An image's own arguments go on lines after it."""
+    hosts = fleet()
+    head = "/usr/bin/docker run \\\n    --rm \\\n    --name {} \\\n    --network host \\\n    --env NODE_NAME={} \\\n"
+    node = exporter_unit(NODE, hosts["gpu-a"])
+    assert node == {
+        "what": "node metrics (prometheus-node-exporter)",
+        "port": 9100,
+        "container": "vllm-fleet-node-exporter",
+        "exec_start": head.format("vllm-fleet-node-exporter", "gpu-a")
+        + "    --pid host \\\n    --volume /:/host:ro,rslave quay.io/prometheus/node-exporter:v1.9.1 \\\n"
+        "    --path.rootfs=/host",
+    }
+    dcgm = exporter_unit(DCGM, hosts["gpu-a"])
+    assert (dcgm["what"], dcgm["port"], dcgm["container"]) == (
+        "NVIDIA GPU metrics (DCGM exporter)",
+        9400,
+        "vllm-fleet-gpu-exporter",
+    )
+    assert dcgm["exec_start"] == head.format("vllm-fleet-gpu-exporter", "gpu-a") + (
+        "    --gpus all \\\n    --cap-add SYS_ADMIN \\\n"
+        "    --volume /etc/vllm-fleet/dcgm-counters.csv:/etc/dcgm-exporter/vllm-fleet-counters.csv:ro "
+        "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-ubuntu22.04 \\\n"
+        "    -f /etc/dcgm-exporter/vllm-fleet-counters.csv \\\n    -a :9400"
+    )
+    amd = exporter_unit(AMD_GPU, hosts["gpu-b"])
+    assert (amd["what"], amd["port"], amd["container"]) == (
+        "AMD GPU metrics (device metrics exporter)",
+        5000,
+        "vllm-fleet-gpu-exporter",
+    )
+    assert amd["exec_start"] == head.format("vllm-fleet-gpu-exporter", "gpu-b") + (
+        "    --privileged \\\n    --device /dev/dri \\\n    --device /dev/kfd \\\n    --volume /sys:/sys:ro \\\n"
+        "    docker.io/rocm/device-metrics-exporter:v1.5.1"
+    )
+
+
+def test_a_gpu_exporter_runs_only_on_docker_served_vllm_hosts_watched_by_a_monitoring_host():
+    hosts = fleet()
+    assert (gpu_exporter(hosts["gpu-a"], hosts), gpu_exporter(hosts["gpu-b"], hosts)) == (DCGM, AMD_GPU)
+    assert gpu_exporter(hosts["gpu-a"], {"gpu-a": hosts["gpu-a"]}) is None  # nobody scrapes it
+    for changes in ({"serving_method": "nix"}, {"gpu_exporter": False}):
+        changed = fleet(**{"gpu-a": changes})
+        assert gpu_exporter(changed["gpu-a"], changed) is None, changes
+    assert gpu_exporter(hosts["mon"], hosts) is None and gpu_exporter(hosts["cpu.c"], hosts) is None
+
+
+def test_our_yaml_files_are_block_style_in_our_order_and_never_wrapped():
+    from vllm_fleet.monitoring.managed_files import managed_yaml
+
+    long = "x " * 300
+    assert managed_yaml("a test", {"b": [1, 2], "a": long}) == (
+        f"# Managed by vllm-fleet: a test; local edits are overwritten on the next deploy.\nb:\n- 1\n- 2\na: '{long}'\n"
+    )
+    assert alert_rules(monitor(), fleet()).startswith(
+        "# Managed by vllm-fleet: the alert rules; local edits are overwritten on the next deploy.\ngroups:\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"mon": {"alertmanager_port": 9100}},
+            "host mon: alertmanager_port = 9100 is not allowed: a port other than 9100, where the host exports "
+            "node metrics (prometheus-node-exporter) to the monitoring hosts",
+        ),
+        (
+            {"mon": {"prometheus_port": 9100}},
+            "host mon: prometheus_port = 9100 is not allowed: a port other than 9100, where the host exports "
+            "node metrics (prometheus-node-exporter) to the monitoring hosts",
+        ),
+        (
+            {"gpu-a": {"vllm_port": 9400}},
+            "host gpu-a: vllm_port = 9400 is not allowed: a port other than 9400, where the host exports "
+            "NVIDIA GPU metrics (DCGM exporter) to the monitoring hosts",
+        ),
+    ],
+)
+def test_a_service_port_may_not_be_an_exporters(changes, expected):
+    with pytest.raises(SettingsError) as caught:
+        fleet(**changes)
+    assert str(caught.value) == expected
+
+
+def test_a_vllm_bound_to_loopback_admits_no_monitoring_host():
+    """Prometheus cannot reach it there, so its firewall has no reason to let it in."""
+    hosts = fleet(**{"cpu.c": {"vllm_bind_address": "127.0.0.1"}})
+    assert firewall.allowed_sources(hosts["cpu.c"], hosts) == []
+    assert firewall.allowed_sources(hosts["gpu-a"], hosts) == ["10.0.0.2/32", "10.0.0.3/32"]
+
+
 def test_values_are_quoted_for_yaml_whatever_they_hold():
     url = "http://hooks.example/a?b=1&c=#frag:{x}"
     loaded = yaml.safe_load(alertmanager_config(monitor(alert_webhook_url=url)))
@@ -156,6 +381,67 @@ def test_a_misspelt_metric_is_caught():
     assert metric_names.names_in('label_replace(gpu_afid_errors{a="b"}, "x", "$1", "y", "(.*)") > 0') == {
         "gpu_afid_errors"
     }
+
+
+def test_each_alert_waits_its_own_time_before_it_fires():
+    """Each rule's `for`, severity and threshold label: a warning that fired at once (for: 0s) would
+    page on every blip; only a GPU's Xid, RAS and ECC errors are news the moment they happen."""
+    rules = yaml.safe_load(alert_rules(monitor(), fleet()))
+    assert [
+        (group["name"], r["alert"], r["for"], r["labels"]) for group in rules["groups"] for r in group["rules"]
+    ] == [
+        ("vllm-fleet-serving", "VllmNotServing", "120s", {"severity": "critical"}),
+        ("vllm-fleet-serving", "TargetNotScraped", "300s", {"severity": "warning"}),
+        ("vllm-fleet-serving", "RequestsWaitTooLong", "300s", {"severity": "warning", "threshold": "10.0"}),
+        ("vllm-fleet-serving", "KvCacheNearlyFull", "600s", {"severity": "warning", "threshold": "0.95"}),
+        ("vllm-fleet-serving", "TimeToFirstTokenSlow", "300s", {"severity": "warning", "threshold": "2.0"}),
+        ("vllm-fleet-serving", "TimeToFirstTokenSlow", "300s", {"severity": "warning", "threshold": "5.0"}),
+        ("vllm-fleet-gpus", "GpuXidError", "0s", {"severity": "critical"}),
+        ("vllm-fleet-gpus", "GpuRasError", "0s", {"severity": "critical"}),
+        ("vllm-fleet-gpus", "GpuEccErrors", "0s", {"severity": "critical"}),
+        ("vllm-fleet-gpus", "GpuTooHot", "300s", {"severity": "warning", "threshold": "85"}),
+        ("vllm-fleet-gpus", "GpuThrottled", "900s", {"severity": "warning"}),
+        ("vllm-fleet-hosts", "DiskFilling", "1800s", {"severity": "warning", "threshold": "0.1"}),
+    ]
+    # Each description says how long the condition has lasted: the rule's own `for`.
+    for r in (r for group in rules["groups"] for r in group["rules"]):
+        said = re.search(r"for (\d+) minutes", r["annotations"]["description"])
+        if said:
+            assert r["for"] == f"{int(said[1]) * 60}s", r["alert"]
+
+
+def test_not_serving_waits_the_monitoring_hosts_own_time_and_says_so():
+    rules = yaml.safe_load(alert_rules(monitor(alert_not_serving_for=45), fleet()))
+    rule = rules["groups"][0]["rules"][0]
+    assert rule["alert"] == "VllmNotServing" and rule["for"] == "45s"
+    assert rule["annotations"]["description"].startswith(
+        "Prometheus has not reached vLLM's /metrics on {{ $labels.host }} ({{ $labels.instance }}) for 45 s: "
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "prometheus", "alertmanager"),
+    [
+        ({"prometheus_bind_address": "10.0.0.3"}, "10.0.0.3:9090", "10.0.0.3:9093"),
+        (
+            {"prometheus_bind_address": "2001:db8::3", "prometheus_port": 9191, "alertmanager_port": 9193},
+            "[2001:db8::3]:9191",
+            "[2001:db8::3]:9193",
+        ),
+    ],
+)
+def test_the_debian_units_flags_listen_where_the_settings_say(changes, prometheus, alertmanager):
+    """/etc/default/prometheus and /etc/default/prometheus-alertmanager, whole: Alertmanager's
+    gossip (cluster) listener is turned off with an empty address."""
+    mon = monitor(**changes, prometheus_retention_days=30)
+    assert prometheus_defaults(mon) == (
+        "# Managed by vllm-fleet: the flags of Prometheus (Debian's unit passes $ARGS).\n"
+        f'ARGS="--web.listen-address={prometheus} --storage.tsdb.retention.time=30d"\n'
+    )
+    assert alertmanager_defaults(mon) == (
+        "# Managed by vllm-fleet: the flags of Alertmanager (Debian's unit passes $ARGS).\n"
+        f'ARGS="--web.listen-address={alertmanager} --cluster.listen-address="\n'
+    )
 
 
 def test_host_names_are_escaped_in_the_rules_regular_expressions():

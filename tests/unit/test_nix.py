@@ -124,6 +124,13 @@ def test_nix_server_takes_the_docker_image_arguments_plus_address_and_port():
     assert "--env-file" not in argv and "docker" not in " ".join(argv)
 
 
+def test_nix_server_on_the_cpu_takes_the_cpu_backends_arguments():
+    served = validate("h", {"phase": "laptop", "vllm_model": "org/model", "serving_method": "nix"}, ["laptop"])
+    argv = launch.nix_server_argv(served, "cpu")
+    assert argv[0] == "/var/lib/vllm-fleet/nix/vllm-server-cpu/bin/vllm-server"
+    assert argv[1:-4] == launch.vllm_args(served, "cpu") != launch.vllm_args(served)
+
+
 def test_the_probe_reads_the_serving_lines_of_a_real_host():
     # Recorded from a sandbox host serving the stand-in through Nix.
     probe = Probe.parse(

@@ -115,6 +115,26 @@ def test_driver_too_old_for_the_images_cuda():
     }
 
 
+@pytest.mark.parametrize(
+    ("driver", "refused"),
+    [
+        ("580.64.99", True),  # the image's major branch, but below its minor: refused
+        ("579.99", True),
+        ("580.65.06", False),  # exactly the minimum
+        ("580.95.05", False),
+        ("581.01", False),
+        ("590", False),
+    ],
+)
+def test_the_driver_is_compared_by_major_and_minor_version(driver, refused):
+    problems = failed(findings({**NVIDIA_READY, "nvidia_driver": driver}, manage_gpu_stack=False))
+    expected = (
+        f"NVIDIA driver {driver} is older than 580.65, which vllm/vllm-openai:v0.33.0's CUDA 13.0 needs "
+        "(CUDA error 803/804 at start): upgrade the driver"
+    )
+    assert problems == ({"nvidia_driver": expected} if refused else {})
+
+
 def test_gpu_claimed_but_absent_from_the_pci_bus():
     problems = failed(findings(RECORDED, vendors=[]))
     assert problems["gpu_present"].startswith("accelerator is nvidia but the PCI bus shows no NVIDIA GPU")
@@ -355,3 +375,52 @@ def test_an_image_of_another_accelerator_is_refused_on_the_host_auto_found():
         "vllm_image vllm/vllm-openai:v0.33.0 is vLLM's nvidia image and this host's accelerator is amd"
     )
     assert "image" not in failed(findings(NVIDIA_READY, vllm_image="vllm/vllm-openai:v0.33.0"))
+
+
+@pytest.mark.parametrize(
+    ("text", "gib"),
+    [
+        ("4g", 4.0),
+        ("4GiB", 4.0),
+        ("512m", 0.5),
+        ("1048576k", 1.0),
+        ("1073741824", 1.0),  # bytes
+        ("2t", 2048.0),
+        ("1p", 1024.0**2),
+        ("1.5 GB", 1.5),
+        ("four", 0.0),
+    ],
+)
+def test_sizes_read_in_dockers_units_of_1024(text, gib):
+    from vllm_fleet.checks import _size_gib
+
+    assert _size_gib(text) == gib
+
+
+def test_a_listener_is_its_process_name_and_pid():
+    from vllm_fleet.checks import _listener
+
+    assert _listener('users:(("python3",pid=812,fd=3))') == ("python3", "812,fd=3))")
+    assert _listener('users:(("nginX",pid=5') == ("nginX", "5")
+
+
+def test_a_check_passes_with_ok_and_every_applicable_check_runs():
+    result = findings(NVIDIA_READY, manage_gpu_stack=False)
+    assert all(f.message == "ok" for f in result.values() if f.ok)
+    assert {name for name, f in result.items() if f.ok} >= {"nvidia_driver", "container_toolkit", "port"}
+
+
+def test_a_check_registers_under_a_name_the_settings_know(monkeypatch):
+    from vllm_fleet import checks
+
+    for table in ("CHECKS", "APPLIES", "METHODS"):
+        monkeypatch.setattr(checks, table, {})
+
+    def probe_port(c):
+        return None
+
+    assert checks.check("port", ("cpu",), ("nix",))(probe_port) is probe_port
+    assert checks.CHECKS == {"port": probe_port}
+    assert (checks.APPLIES, checks.METHODS) == ({"port": ("cpu",)}, {"port": ("nix",)})
+    with pytest.raises(ValueError, match="^pre-flight check 'portt' is missing from settings.PreflightCheck$"):
+        checks.check("portt")(probe_port)

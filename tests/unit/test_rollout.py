@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -496,3 +497,28 @@ def test_redact_hides_the_inventorys_own_secrets_whole_wherever_they_appear(monk
     monkeypatch.setenv("VLLM_API_KEY", key)
     shown = pyinfra_log.redact(f"curl: (22) 401 for key {key} (VLLM_API_KEY={key})")
     assert "Zx9" not in shown and "Q7mN" not in shown and "abcdefgh" not in shown
+
+
+def _environment_secrets() -> set[str]:
+    """The environment variables group_data/all.py reads the inventory's secrets from."""
+    source = (Path(__file__).parents[2] / "group_data" / "all.py").read_text()
+    return set(re.findall(r'os\.environ\.get\("(\w+)"\)', source))
+
+
+def test_redaction_knows_every_secret_the_inventory_reads_from_the_environment():
+    assert _environment_secrets() == set(pyinfra_log.SECRET_ENVIRONMENT)
+
+
+@pytest.mark.parametrize("name", sorted(_environment_secrets()))
+def test_redact_hides_each_secret_of_the_environment_whole(monkeypatch, name):
+    """No pattern catches these (no key=, no known prefix, too short for looks_secret): only the
+    value read back from the environment hides them. Eight characters is enough to be hidden."""
+    for other in _environment_secrets():
+        monkeypatch.delenv(other, raising=False)
+    monkeypatch.setenv(name, "q,7'x\"9z")
+    assert pyinfra_log.redact("refused q,7'x\"9z at login") == "refused <secret> at login"
+
+
+def test_a_short_environment_value_is_left_alone_it_would_hide_common_words(monkeypatch):
+    monkeypatch.setenv("VLLM_API_KEY", "q,7'x\"9")  # seven characters
+    assert pyinfra_log.redact("refused q,7'x\"9 at login") == "refused q,7'x\"9 at login"

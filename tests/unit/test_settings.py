@@ -153,3 +153,185 @@ def test_secrets_stay_out_of_the_settings_repr():
     )
     assert GOOD_KEY not in repr(s) and "hf_ttt" not in repr(s) and GOOD_KEY not in str(s.values)
     assert s.vllm_api_key.get_secret_value() == GOOD_KEY
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"ssh_hostname": "bad host!"},
+            "ssh_hostname = 'bad host!' is not allowed: an IP address or a DNS name such as "
+            "'gpu-01.example.internal' (the fleet_address the others reach)",
+        ),
+        (
+            {"vllm_zzz_qqq": 1},
+            "vllm_zzz_qqq = 1 is not allowed: vllm_zzz_qqq is not a setting; see the settings reference "
+            "(vllm-fleet settings)",
+        ),
+        # A check's own words, with (or None) where the knob may be None, and without where not.
+        (
+            {"vllm_model_dir": "/srv/models/x"},
+            "vllm_model_dir = '/srv/models/x' is not allowed: a model directory (config.json, weights, tokenizer) "
+            "on the machine running pyinfra, its path made of letters, digits and . _ / - (or None)",
+        ),
+        (
+            {"hf_cache_dir": "cache"},
+            "hf_cache_dir = 'cache' is not allowed: an absolute path of letters, digits and . _ - + @, not a system "
+            "directory nor under one (/, /etc, /usr, /var/lib, /run, /var/lib/docker, ...)",
+        ),
+        # The host's own key, put under another knob, is hidden there too.
+        (
+            {"docker_source": "a'quoted-key-long", "vllm_api_key": "a'quoted-key-long"},
+            "docker_source = <secret, 17 characters> is not allowed: one of distro, docker",
+        ),
+    ],
+)
+def test_each_kind_of_error_says_it_exactly(data, expected):
+    assert refuse(data) == f"host gpu-01: {expected}"
+
+
+def test_show_value_hides_secrets_by_key_by_look_and_by_the_hosts_own():
+    from pydantic import SecretStr
+
+    from vllm_fleet.settings.parsing import show_value
+
+    assert show_value("vllm_api_key", "short") == "<secret, 5 characters>"
+    assert show_value("vllm_api_key", None) == "None"
+    assert show_value("vllm_api_key", "") == "''"
+    assert show_value("docker_source", "snap") == "'snap'"
+    # A host's secret as validated data holds it (SecretStr), found wherever else it is put.
+    data = {"vllm_api_key": SecretStr("a'b-c"), "hf_token": "", "docker_source": "a'b-c"}
+    assert show_value("docker_source", "a'b-c", data) == "<secret, 5 characters>"
+    assert show_value("docker_source", "a'b", data) == '"a\'b"'
+
+
+def test_a_typo_is_suggested_only_when_close():
+    from vllm_fleet.settings.parsing import suggest
+
+    assert suggest("vllm_portt") == "vllm_port"
+    assert suggest("vllm_timeout") == "vllm_ready_timeout"
+    # Close enough for difflib's default cutoff (0.6), not for ours (0.8).
+    assert suggest("vllm_reddy") is None and suggest("vllm_xyz") is None
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"vllm_image": "a/b:1"},
+            "vllm_image = 'a/b:1' is not allowed: only with serving_method = 'docker' (the Nix way builds the "
+            "server and runs no image)",
+        ),
+        (
+            {"vllm_image_archive": "{tmp}/vllm.tar"},
+            "vllm_image_archive = '{tmp}/vllm.tar' is not allowed: only with serving_method = 'docker' (the Nix way "
+            "builds the server and runs no image)",
+        ),
+        (
+            {"hf_token": "hf_`" + "a" * 20},
+            "hf_token = <secret, 24 characters> is not allowed: with serving_method = 'nix', a secret without "
+            "quotes, backslashes, backticks or $ (systemd's EnvironmentFile would change it)",
+        ),
+    ],
+)
+def test_what_a_nix_host_refuses_exactly(tmp_path, data, expected):
+    (tmp_path / "vllm.tar").write_bytes(b"")
+    data = {k: v.replace("{tmp}", str(tmp_path)) for k, v in data.items()}
+    assert refuse({"serving_method": "nix", **data}) == f"host gpu-01: {expected.replace('{tmp}', str(tmp_path))}"
+
+
+def test_an_ssh_hostname_that_is_the_hosts_key_is_not_shown():
+    key = "bad_host!" + "x" * 10
+    message = refuse({"ssh_hostname": key, "vllm_api_key": key, "vllm_bind_address": "0.0.0.0"})
+    assert message.startswith("host gpu-01: ssh_hostname = <secret, 19 characters> is not allowed: ")
+
+
+def test_a_monitoring_hosts_own_rules_exactly():
+    with pytest.raises(SettingsError) as caught:
+        validate("mon", {"alert_webhook_url": "http://a/b", "prometheus_port": 9093}, ["monitoring"])
+    assert str(caught.value) == "host mon: alertmanager_port = 9093 is not allowed: a port other than prometheus_port"
+    with pytest.raises(SettingsError) as caught:
+        validate("mon", {"alert_webhook_url": "http://a/b", "phase": "laptop"}, ["monitoring", "laptop"])
+    assert str(caught.value) == (
+        "host mon: phase = 'laptop' is not allowed: a host of the monitoring group runs Prometheus, not vLLM: "
+        "put it in no phase group"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "address"),
+    [
+        ("@docker/10.0.0.5", {}, "10.0.0.5"),  # a pyinfra connector's host: the part after it
+        ("@docker/gpu-1", {}, "gpu-1"),
+        ("@local", {}, "localhost"),
+        ("gpu-1.example", {}, "gpu-1.example"),
+        ("gw", {"ssh_hostname": "@docker/10.0.0.7"}, "10.0.0.7"),
+        ("gw", {"ssh_hostname": "192.0.2.7"}, "192.0.2.7"),
+    ],
+)
+def test_fleet_address_from_the_inventory_name_or_ssh_hostname(name, data, address):
+    assert validate(name, data, ["gateway"]).fleet_address == address
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"alert_email_from": "alerts@example.com"},
+            "alert_email_from = 'alerts@example.com' is not allowed: only with alert_email_to",
+        ),
+        (
+            {"alert_smtp_smarthost": "s.example.com:25", "alert_smtp_username": "u"},
+            "alert_smtp_smarthost = 's.example.com:25' is not allowed: only with alert_email_to",
+        ),
+        ({"alert_smtp_username": "u"}, "alert_smtp_username = 'u' is not allowed: only with alert_email_to"),
+        (
+            {"alert_email_to": "oncall@example.com"},
+            "alert_email_from = None is not allowed: set with alert_email_to (a mail address such as "
+            "'oncall@example.com' (or None))",
+        ),
+        (
+            {"alert_email_to": "oncall@example.com", "alert_email_from": "alerts@example.com"},
+            "alert_smtp_smarthost = None is not allowed: set with alert_email_to (a host and port such as "
+            "'smtp.example.com:587' (or None))",
+        ),
+    ],
+)
+def test_mail_settings_go_together(data, expected):
+    with pytest.raises(SettingsError) as caught:
+        validate("mon", {"alert_webhook_url": "http://a/b", **data}, ["monitoring"])
+    assert str(caught.value) == f"host mon: {expected}"
+
+
+def test_a_nix_builder_is_a_nix_host_of_the_inventory_that_builds_for_itself():
+    from vllm_fleet.rules import check_builder
+
+    nix = {"phase": "laptop", "serving_method": "nix", "accelerator": "cpu"}
+    builder = validate("b", nix, ["laptop"])
+    member = validate("c", {**nix, "nix_builder": "b"}, ["laptop"])
+    check_builder(member, builder)
+    check_builder(builder, None)  # builds for itself
+    check_builder(validate("e", {"phase": "laptop"}, ["laptop"]), None)  # Docker: nothing to build
+    refused = (
+        "host c: nix_builder = 'b' is not allowed: the name of a host in this inventory with serving_method = 'nix' "
+        "and no nix_builder of its own"
+    )
+    for other in (
+        None,
+        validate("b", {"phase": "laptop"}, ["laptop"]),
+        validate("b", {**nix, "nix_builder": "x"}, ["laptop"]),
+    ):
+        with pytest.raises(SettingsError) as caught:
+            check_builder(member, other)
+        assert str(caught.value) == refused
+
+
+def test_the_fleet_check_finds_a_hosts_builder_by_name():
+    from vllm_fleet.rules import check_fleet
+
+    nix = {"phase": "laptop", "serving_method": "nix", "accelerator": "cpu"}
+    hosts = {"b": validate("b", nix, ["laptop"]), "c": validate("c", {**nix, "nix_builder": "b"}, ["laptop"])}
+    for s in hosts.values():
+        check_fleet(s, hosts)
+    with pytest.raises(SettingsError, match="^host c: nix_builder = 'b' is not allowed: the name of a host"):
+        check_fleet(hosts["c"], {"c": hosts["c"]})

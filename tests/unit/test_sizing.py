@@ -2,7 +2,7 @@
 
 import pytest
 
-from vllm_fleet.sizing import CATALOGUE, GIB, Gpus, estimate, load_catalogue
+from vllm_fleet.sizing import CATALOGUE, GIB, Estimate, Gpus, Model, estimate, load_catalogue
 
 RTX_4060 = Gpus(1, 8.0, "NVIDIA GeForce RTX 4060 Laptop GPU", "host data")
 SEED_MODEL = "TheBloke/deepseek-coder-6.7B-instruct-AWQ"
@@ -145,3 +145,197 @@ def test_awq_checkpoints_are_not_offered_to_amd_gpus():
     small = Gpus(1, 16, "AMD Radeon RX 7800 XT", "facts")
     chosen = plan(gpus=small, accelerator="amd")
     assert chosen.refusal is None and CATALOGUE.get(chosen.settings.vllm_model).quantization != "awq"
+
+
+# A made-up checkpoint whose figures round differently at every precision as_dict could use.
+ODD = Model("org/odd-13b", 13.3, 7, 12, 3, 80, 32768, "", 25.17, 26.0, ("nvidia",), False)
+
+
+def test_the_estimate_as_the_plan_shows_it():
+    """`vllm-fleet plan`'s sizing figures, each under its name and to its precision."""
+    e = Estimate(ODD, 2, Gpus(4, 79.6, "H100", "facts"), 0.87, 10000, 50, 2)
+    assert e.as_dict() == {
+        "model": "org/odd-13b",
+        "gpus": {"count": 4, "memory_gib": 79.6, "name": "H100", "source": "facts"},
+        "tensor_parallel_size": 2,
+        "pipeline_parallel_size": 2,
+        "budget_per_gpu_gib": 69.25,  # 0.87 x 79.6 = 69.252
+        "weights_per_gpu_gib": 6.29,  # 25.17 / (2 x 2) = 6.2925
+        "overhead_per_gpu_gib": 1.07,  # 1 + 0.02 x 13.3 / 4 = 1.0665
+        "kv_cache_gib": 247.57,  # (69.252 - 6.2925 - 1.0665) x 4
+        "kv_per_token_mib": 0.0064,  # 2 x 7 x 3 x 80 x 2 bytes = 0.00640869... MiB
+        "kv_per_sequence_gib": 0.063,
+        "minimum_per_gpu_gib": 7.37,
+        "all_sequences_per_gpu_gib": 8.14,
+        "full_length_sequences": 3955.8,
+        "fits": True,
+    }
+    assert e.arithmetic() == (
+        "org/odd-13b on 4 x 79.6 GiB (2 stages): needs 6.29 GiB weights + 1.07 GiB overhead + 0.02 GiB KV "
+        "for one 10000-token sequence = 7.37 GiB per GPU, budget 0.87 x 79.6 = 69.25 GiB"
+    )
+
+
+@pytest.mark.parametrize(("tp", "expected"), [("auto", 1), (2, 2)])
+def test_a_cpu_host_keeps_its_settings_and_runs_one_shard_unless_told(tp, expected):
+    p = plan(accelerator="cpu", gpus=None, vllm_tensor_parallel_size=tp, vllm_quantization="awq")
+    assert p.refusal is None
+    assert (p.sizing.model, p.sizing.quantization, p.sizing.tensor_parallel_size) == (
+        "Qwen/Qwen2.5-0.5B-Instruct",
+        "awq",
+        expected,
+    )
+    assert p.sizing.estimate is None and p.sizing.warnings == []
+
+
+def _arch(model_id: str, weight_gib: float, quantization: str = "", context: int = 32768) -> Model:
+    """7B-like: 1 + 0.14 GiB overhead on one GPU, 0.125 MiB of KV per token (1 GiB per 8192 tokens)."""
+    return Model(model_id, 7.0, 32, 8, 8, 128, context, quantization, weight_gib, weight_gib, ("nvidia",), False)
+
+
+@pytest.mark.parametrize(
+    ("models", "count", "utilization", "max_len", "nearest"),
+    [
+        # 24 GiB x 0.9 = 21.6 GiB: 21.6 - 20.39 - 1.14 = 0.07 GiB of KV, 573 tokens: 512 is the window.
+        ([_arch("m", 20.39)], 1, 0.9, 8192, "vllm_max_model_len = 512, or vllm_gpu_memory_utilization = 0.95"),
+        # Fits only above 0.95 of the GPU: no suggestion is left.
+        ([_arch("m", 22.0)], 1, 0.9, 8192, "a larger GPU or more GPUs"),
+        # Already at 0.95: nothing higher to suggest; the window is the fit: 22.8 - 19.908 - 1.14 =
+        # 1.752 GiB of KV, 14352 tokens, rounded down to a multiple of 256.
+        ([_arch("m", 19.908)], 1, 0.95, 65536, "vllm_max_model_len = 14336"),
+        # A variant as heavy is no way out; a lighter one is, whole or with its own window.
+        ([_arch("m", 15.0, context=65536), _arch("m-int8", 15.0, "int8")], 1, 0.9, 65536, "vllm_max_model_len = 44544"),
+        (
+            [_arch("m", 21.0), _arch("m-lite", 20.2), _arch("m-awq", 10.0, "awq")],
+            1,
+            0.9,
+            4096,
+            "vllm_model = 'm-awq' (quantization awq), or vllm_gpu_memory_utilization = 0.95",
+        ),
+        (
+            [_arch("m", 21.0), _arch("m-lite", 20.2)],
+            1,
+            0.9,
+            4096,
+            "vllm_model = 'm-lite' (quantization none) with vllm_max_model_len = 2048, "
+            "or vllm_gpu_memory_utilization = 0.95",
+        ),
+        # A window under 2048 tokens is no use for a variant.
+        ([_arch("m", 21.0), _arch("m-lite", 20.23)], 1, 0.9, 4096, "vllm_gpu_memory_utilization = 0.95"),
+        # More GPUs: the smallest tensor-parallel size above the host's that fits.
+        (
+            [_arch("m", 20.5)],
+            4,
+            0.9,
+            8192,
+            "vllm_tensor_parallel_size = 2, or vllm_gpu_memory_utilization = 0.95",
+        ),
+    ],
+)
+def test_the_nearest_fit_names_each_way_out(models, count, utilization, max_len, nearest):
+    from types import SimpleNamespace
+
+    from vllm_fleet.sizing import Catalogue, _nearest
+
+    catalogue = Catalogue({m.id: m for m in models}, {})
+    gpus = Gpus(count, 24, "L4", "facts")
+    s = SimpleNamespace(vllm_max_model_len=max_len, vllm_gpu_memory_utilization=utilization, vllm_max_num_seqs=16)
+    e = Estimate(models[0], 1, gpus, utilization, max_len, 16)
+    assert not e.fits
+    assert _nearest(e, s, gpus, catalogue) == nearest
+
+
+def test_the_shipped_catalogue_loads_as_sizing_uses_it():
+    loaded = load_catalogue()
+    assert loaded.models == CATALOGUE.models and loaded.phases == CATALOGUE.phases
+    seed = loaded.models[SEED_MODEL]
+    assert (seed.layers, seed.kv_heads, seed.quantization, seed.accelerators) == (32, 32, "awq", ("nvidia",))
+
+
+def test_a_cluster_member_sizes_for_its_share_of_the_pipeline():
+    """Two members of two H100s each (tensor 2 x pipeline 2): the full 72B model fits on the four;
+    one host of two alone takes the AWQ checkpoint."""
+    from tests.unit.conftest import load_group_data
+    from vllm_fleet.rules import validate
+    from vllm_fleet.sizing import size
+
+    s = validate("n1", {**load_group_data("enterprise"), "vllm_api_key": "k" * 20}, ["enterprise"])
+    two = Gpus(2, 80, "H100", "facts")
+    member = size(s, "nvidia", two, split=(2, 2))
+    assert (member.model, member.tensor_parallel_size, member.refusal) == ("Qwen/Qwen2.5-72B-Instruct", 2, None)
+    assert (member.estimate.pipeline_parallel_size, member.estimate.shards) == (2, 4)
+    alone = size(s, "nvidia", two)
+    assert (alone.model, alone.tensor_parallel_size) == ("Qwen/Qwen2.5-72B-Instruct-AWQ", 2)
+
+
+def test_sizing_says_what_it_could_not_estimate_and_keeps_the_settings():
+    from types import SimpleNamespace
+
+    from vllm_fleet.sizing import size
+
+    shipped = SimpleNamespace(vllm_model_dir="/srv/models/m", vllm_quantization="awq", vllm_tensor_parallel_size=2)
+    on_gpu = size(shipped, "nvidia", None)
+    assert (on_gpu.model, on_gpu.quantization, on_gpu.tensor_parallel_size, on_gpu.estimate) == (
+        "/var/lib/vllm-fleet/models/m-e3b0c44298fc1c14",
+        "awq",
+        2,
+        None,
+    )
+    assert on_gpu.warnings == ["/srv/models/m is served as it is: no memory estimate (it is not in the catalogue)"]
+    assert size(shipped, "cpu", None).warnings == []  # a CPU host is never estimated
+    unknown = plan(vllm_model="my-org/private-model", vllm_quantization="awq", vllm_tensor_parallel_size=1).sizing
+    assert (unknown.model, unknown.quantization, unknown.tensor_parallel_size) == ("my-org/private-model", "awq", 1)
+    assert unknown.warnings == [
+        "my-org/private-model is not in the model catalogue: no memory estimate (add it to vllm_fleet/data/models.toml)"
+    ]
+
+
+def test_no_gpu_details_warning_whole_and_the_reference_gpu():
+    p = plan(gpus=None)
+    assert p.warnings[0] == (
+        "no GPU details for this host: sized for 1 x 22.5 GiB (NVIDIA L4); set gpu_count and gpu_memory_gib, "
+        "or plan with --facts"
+    )
+    assert p.sizing.estimate.gpus == Gpus(1, 22.5, "NVIDIA L4", "assumed: the single_gpu reference GPU")
+    assert p.sizing.estimate.pipeline_parallel_size == 1
+
+
+def test_a_named_model_takes_the_smallest_tensor_parallel_size_with_the_phases_sequences():
+    """Enterprise wants 8 full-length sequences: the 32B model on one 80 GiB GPU holds 4.7, on two 20.9."""
+    four = Gpus(4, 80, "H100", "facts")
+    data = {"vllm_model": "Qwen/Qwen2.5-32B-Instruct", "vllm_api_key": "k" * 20}
+    assert plan(phase="enterprise", gpus=four, **data).sizing.tensor_parallel_size == 2
+    assert plan(phase="single_gpu", gpus=four, **data).sizing.tensor_parallel_size == 1
+
+
+def test_the_queueing_warning_whole():
+    p = plan(gpus=None)
+    assert p.warnings[1] == (
+        "KV cache holds 11.2 sequences of 8192 tokens; vllm_max_num_seqs = 64 at full length would need 43.4 GiB "
+        "per GPU: longer requests will queue (vllm_max_num_seqs <= 11 keeps them all at full length)"
+    )
+
+
+def test_a_tensor_parallel_size_of_all_the_hosts_gpus_is_allowed():
+    two = Gpus(2, 24, "L4", "d")
+    p = plan(gpus=two, vllm_model="Qwen/Qwen2.5-14B-Instruct", vllm_tensor_parallel_size=2)
+    assert p.refusal is None and p.sizing.tensor_parallel_size == 2
+
+
+def test_the_model_flags_come_before_the_tensor_parallel_size():
+    from vllm_fleet import launch
+
+    four = Gpus(4, 80, "H100", "facts")
+    p = plan(phase="enterprise", gpus=four, vllm_model="Qwen/Qwen2.5-32B-Instruct", vllm_api_key="k" * 20)
+    assert launch.vllm_args(p.settings) == [
+        "--model",
+        "Qwen/Qwen2.5-32B-Instruct",
+        "--gpu-memory-utilization",
+        "0.92",
+        "--max-model-len",
+        "16384",
+        "--max-num-seqs",
+        "256",
+        "--tensor-parallel-size",
+        "2",
+    ]
