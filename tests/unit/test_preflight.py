@@ -422,5 +422,6 @@ def test_a_check_registers_under_a_name_the_settings_know(monkeypatch):
     assert checks.check("port", ("cpu",), ("nix",))(probe_port) is probe_port
     assert checks.CHECKS == {"port": probe_port}
     assert (checks.APPLIES, checks.METHODS) == ({"port": ("cpu",)}, {"port": ("nix",)})
-    with pytest.raises(ValueError, match="^pre-flight check 'portt' is missing from vllm_fleet.settings.types.PreflightCheck$"):
+    missing = "^pre-flight check 'portt' is missing from vllm_fleet.settings.types.PreflightCheck$"
+    with pytest.raises(ValueError, match=missing):
         checks.check("portt")(probe_port)
