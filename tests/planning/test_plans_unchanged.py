@@ -45,8 +45,9 @@ def _per_host(ops: dict, status: dict) -> dict[str, list]:
     return json.loads(_RELEASE.sub("RELEASE", json.dumps(hosts)))
 
 
-DEPLOYS = [r for r in _records() if r["kind"] == "deploy"]
-COMMANDS = [r for r in _records() if r["kind"] == "cli"]
+RECORDS = _records()
+DEPLOYS = [r for r in RECORDS if r["kind"] == "deploy"]
+COMMANDS = [r for r in RECORDS if r["kind"] == "cli"]
 
 
 @pytest.fixture(scope="module")
