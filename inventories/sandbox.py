@@ -66,22 +66,12 @@ def _at(h: dict) -> dict:
     return {"ssh_port": h["ssh_port"], "fleet_address": h["address"]}
 
 
-def _pulled() -> dict:
-    """How a host that is not the first gets the image: pulled from the sandbox's registry, which
-    its Docker engine reaches over plain HTTP on the sandbox network."""
-    return {
-        "vllm_image": _state["vllm_image_pulled"],
-        "vllm_image_archive": None,
-        "docker_daemon_config": {"insecure-registries": [_state["registry"]]},
-    }
-
-
 def _image(index: int) -> dict:
     """The first host gets the image as an archive and the others pull it from the registry; a
     cluster's members, alike in their image, all pull it."""
-    if "vllm_image_pulled" not in _state or (index == 0 and not _state.get("cluster")):
+    if "pulled" not in _state or (index == 0 and not _state.get("cluster")):
         return {}
-    return _pulled()
+    return _state["pulled"]
 
 
 def _member(rank: int) -> dict:

@@ -607,7 +607,13 @@ def up(
             # The first host gets the archive; the others pull this (inventories/sandbox.py).
             services.REGISTRY.start(base, IMAGE_PREFIX)
             pull_from = services.REGISTRY.join(NETWORK, SUBNET)
-            served.update(vllm_image_pulled=services.push(image, pull_from), registry=pull_from)
+            # How a host pulls it, as host data: by digest, from the registry, which its Docker engine
+            # reaches over plain HTTP on the sandbox network.
+            served["pulled"] = {
+                "vllm_image": services.push(image, pull_from),
+                "vllm_image_archive": None,
+                "docker_daemon_config": {"insecure-registries": [pull_from]},
+            }
         served.update(
             vllm_image=image,
             vllm_image_archive=str(archive),

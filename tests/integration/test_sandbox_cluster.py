@@ -33,9 +33,7 @@ def members(fleet, **changes) -> dict[str, dict]:
     return {
         host["name"]: {
             "vllm_extra_args": [],
-            "vllm_image": fleet.state["vllm_image_pulled"],
-            "vllm_image_archive": None,
-            "docker_daemon_config": {"insecure-registries": [fleet.state["registry"]]},
+            **fleet.state["pulled"],
             "vllm_cluster": CLUSTER,
             "vllm_cluster_rank": rank,
             "vllm_cluster_interface": "eth0",

@@ -49,6 +49,7 @@ def converged(fleet, alert_webhook):
 
 def test_fresh_hosts_converge(fleet, converged):
     result, outcomes = converged
+    pulled = fleet.state["pulled"]["vllm_image"]
     for host in fleet.names:
         done = changed(outcomes, host)
         assert "Docker engine | Install Docker engine" in done
@@ -59,7 +60,7 @@ def test_fresh_hosts_converge(fleet, converged):
             == "active\n3"
         )
         # The first host gets the image as an archive, the others pull it from the sandbox's registry.
-        ship = "vLLM service | Load " if host == fleet.names[0] else f"vLLM service | Pull {fleet.state['registry']}/"
+        ship = "vLLM service | Load " if host == fleet.names[0] else f"vLLM service | Pull {pulled}"
         assert any(name.startswith(ship) for name in done), done
         assert ACTIVATE in done
         assert on_host(host, "systemctl is-active vllm.service") == "active"
@@ -68,8 +69,7 @@ def test_fresh_hosts_converge(fleet, converged):
     assert fleet.hf_token not in result.output, "the HF token appeared in pyinfra's output"
     # Each serves the image it was given: loaded from the archive, or pulled by its digest.
     running = {host: on_host(host, "docker inspect -f '{{.Config.Image}}' vllm") for host in fleet.names}
-    pulled = dict.fromkeys(fleet.names[1:], fleet.state["vllm_image_pulled"])
-    assert running == {fleet.names[0]: fleet.state["vllm_image"], **pulled}
+    assert running == {fleet.names[0]: fleet.state["vllm_image"], **dict.fromkeys(fleet.names[1:], pulled)}
 
 
 def test_real_vllm_serves_the_shipped_model_read_only(fleet, converged):
