@@ -16,13 +16,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vllm_fleet.repository import REPO
-
-if TYPE_CHECKING:
-    from vllm_fleet.facts.host import HostFacts
-    from vllm_fleet.settings import Settings
 
 
 def cmd_hosts(args) -> int:
@@ -51,33 +46,19 @@ def cmd_hosts(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from vllm_fleet.inventory import load_inventory, sources, validate_inventory
-    from vllm_fleet.plan import gateway_plan, monitoring_plan, resolve_host
+    from vllm_fleet.plan import NoSuchHost, plan_inventory
 
-    inventory = load_inventory(args.inventory, REPO)
-    hosts = [h for h in inventory if args.host in (None, h.name)]
-    if not hosts:
-        print(f"vllm_fleet: no host {args.host!r} in {args.inventory}", file=sys.stderr)
+    if args.facts:
+        # pyinfra's API connects to the hosts at once only with gevent's patches, which pyinfra
+        # asks API scripts to make before anything else; no other command needs them.
+        from gevent import monkey
+
+        monkey.patch_all()
+    try:
+        plans = plan_inventory(args.inventory, args.host, read_facts=args.facts)
+    except NoSuchHost as exc:
+        print(f"vllm_fleet: {exc}", file=sys.stderr)
         return 2
-    validation = validate_inventory(inventory)
-    fleet = validation.settings
-    facts = read_facts(args.inventory, [h.name for h in hosts], fleet) if args.facts else {}
-    plans: dict[str, dict] = {}
-    for host in hosts:
-        if host.name in validation.refusals:
-            plans[host.name] = {"refused": str(validation.refusals[host.name])}
-            continue
-        settings = fleet[host.name]
-        if settings.role == "gateway":
-            plans[host.name] = gateway_plan(settings, fleet)
-            continue
-        if settings.role == "monitoring":
-            plans[host.name] = monitoring_plan(settings, fleet)
-            continue
-        plan = resolve_host(settings, sources(host), facts.get(host.name), fleet)
-        if args.facts and host.name not in facts:
-            plan.warnings.insert(0, "facts could not be read from this host (unreachable?): planned from host data")
-        plans[host.name] = plan.as_dict()
     if args.format == "json":
         json.dump({"hosts": plans}, sys.stdout, indent=2)
         print()
@@ -86,50 +67,6 @@ def cmd_plan(args) -> int:
 
         print(render(plans))
     return 1 if any(p["refused"] for p in plans.values()) else 0
-
-
-FACTS_TIMEOUT = 300
-
-
-def read_facts(inventory: str, names: list[str], settings: dict[str, Settings]) -> dict[str, HostFacts]:
-    """Each reachable host's facts, read over SSH by pyinfra's own `fact` command, within
-    FACTS_TIMEOUT (a few small commands per host; an unreachable host is pyinfra's to time out)."""
-    from vllm_fleet.ansible_inventory import pyinfra_inventory
-    from vllm_fleet.facts.host import ALL_FACTS, HostFacts
-    from vllm_fleet.rollout.runner import limit_args
-
-    def path(fact) -> str:
-        return f"{fact.__module__}.{fact.__name__}"
-
-    pyinfra = str(Path(sys.executable).parent / "pyinfra")
-    facts = [path(fact) for fact in ALL_FACTS]
-    try:
-        result = subprocess.run(
-            [pyinfra, "--json", *limit_args(names), pyinfra_inventory(inventory), "fact", *facts],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=FACTS_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
-        raise SystemExit(
-            f"vllm_fleet: reading facts did not finish within {FACTS_TIMEOUT}s; plan without --facts plans from "
-            "host data"
-        ) from None
-    if result.returncode != 0:
-        raise SystemExit(f"vllm_fleet: reading facts failed: {result.stderr.strip()[-2000:]}")
-    # {fact's name: {host: value}}; pyinfra names its own facts without "pyinfra.facts." (server.Arch).
-    by_fact = json.loads(result.stdout)
-    read = {}
-    for name in names:
-        if by_fact.get(ALL_FACTS[0].name, {}).get(name) is None:
-            continue  # not reached: planned from host data, like the others without --facts
-
-        def read_fact(fact, name: str = name):
-            return by_fact.get(fact.name, {}).get(name)
-
-        read[name] = HostFacts.read(read_fact, settings[name].accelerator if name in settings else "auto")
-    return read
 
 
 def cmd_settings(args) -> int:

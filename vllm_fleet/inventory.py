@@ -1,17 +1,19 @@
 """An inventory validated as one fleet, for every command: `plan` shows each refused host and
-plans the others, the deploy (and `hosts`, which the verify suite reads) refuses the whole run.
+plans the others; the deploy, `hosts`, the rollout and the verify suite refuse the whole run.
 
-The one module of ours that imports pyinfra's CLI (tests/unit/test_repo_hygiene.py): importing
-pyinfra_cli patches the process with gevent, which the verify suite's pytest-xdist workers and
-the unit tier's do not survive.
+The one module of ours that imports pyinfra's CLI (tests/unit/test_repo_hygiene.py), for its
+inventory loader only, without the package's first act: `pyinfra_cli/__init__.py` patches the
+whole process with gevent, which the verify suite's pytest-xdist workers and the unit tier's do
+not survive.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib.util
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pyinfra.api import Inventory, State
 from pyinfra.api.exceptions import PyinfraError
@@ -19,19 +21,25 @@ from pyinfra.context import ctx_state
 
 from vllm_fleet.rules import check_fleet, validate
 from vllm_fleet.settings import KNOBS, Settings, SettingsError
-from vllm_fleet.settings.parsing import is_secret
 
-# How public_values shows a secret that is set.
-SHOWN_SET = "<set>"
-# What such a secret is read back as: it satisfies the secret rule, so the settings validate,
-# and says only that the host holds a value (the verify suite reads the API key on the host).
-SET_ON_THE_HOST = "<set-on-the-host>"  # noqa: S105 (a marker, not a secret)
+
+def _pyinfra_cli_package() -> None:
+    """Make `pyinfra_cli`'s modules importable without running its `__init__` (gevent's
+    monkey.patch_all): an empty package of the same path stands in for it. Under pyinfra's own
+    CLI (the deploy) the real package is loaded already and is used as it is."""
+    if "pyinfra_cli" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pyinfra_cli")
+    if spec is None or spec.submodule_search_locations is None:
+        raise ImportError("pyinfra's CLI package is not installed")
+    package = types.ModuleType("pyinfra_cli")
+    package.__path__ = list(spec.submodule_search_locations)
+    sys.modules["pyinfra_cli"] = package
 
 
 def load_inventory(path: str, repo: Path) -> Inventory:
     """An inventory file loaded as the pyinfra CLI would, group_data included."""
-    # Imported here, not at the top: the deploy's tasks (under pyinfra's CLI already) and the
-    # verify suite's workers (for public_settings) import this module without loading a file.
+    _pyinfra_cli_package()
     from pyinfra_cli.inventory import make_inventory
 
     from vllm_fleet.ansible_inventory import pyinfra_inventory
@@ -41,7 +49,7 @@ def load_inventory(path: str, repo: Path) -> Inventory:
 
 
 def connection(host) -> dict:
-    """How pyinfra reaches a host, as `hosts` prints it for the verify suite."""
+    """How pyinfra reaches a host: what `hosts` prints and the verify suite connects with."""
     data = host.data
     keys = ("ssh_hostname", "ssh_port", "ssh_user", "ssh_key", "_sudo")
     return {key: data.get(key) for key in keys if data.get(key) is not None}
@@ -114,10 +122,3 @@ def fleet_settings(host) -> dict[str, Settings]:
 def settings_for(host) -> Settings:
     """This host's settings, validating the whole inventory on first use."""
     return fleet_settings(host)[host.name]
-
-
-def public_settings(name: str, role: str, values: Mapping[str, Any]) -> Settings:
-    """A host's settings read back, validated, from public_values (what `hosts` prints): each
-    secret that is set as SET_ON_THE_HOST."""
-    knobs = {key: SET_ON_THE_HOST if is_secret(key) and value == SHOWN_SET else value for key, value in values.items()}
-    return Settings.model_validate({**knobs, "host": name, "role": role})

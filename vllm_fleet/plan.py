@@ -198,3 +198,42 @@ def monitoring_plan(settings: Settings, fleet: dict[str, Settings]) -> dict:
         ],
         "refused": None,
     }
+
+
+class NoSuchHost(LookupError):
+    pass
+
+
+def plan_inventory(path: str, only: str | None = None, read_facts: bool = False) -> dict[str, dict]:
+    """Each host's plan as `vllm-fleet plan` shows it and the rollout reads it, in inventory order:
+    a refused host's refusal, a gateway's and a monitoring host's service, a vLLM host's resolved
+    settings (from the facts its tools give when read_facts, else from its data). only: that host
+    alone (NoSuchHost when the inventory has none of that name). The inventory is checked whole."""
+    from vllm_fleet.facts.host import read_over_ssh
+    from vllm_fleet.inventory import load_inventory, sources, validate_inventory
+    from vllm_fleet.repository import REPO
+
+    inventory = load_inventory(path, REPO)
+    hosts = [h for h in inventory if only in (None, h.name)]
+    if not hosts:
+        raise NoSuchHost(f"no host {only!r} in {path}")
+    validation = validate_inventory(inventory)
+    fleet = validation.settings
+    facts = read_over_ssh(hosts, {n: s.accelerator for n, s in fleet.items()}) if read_facts else {}
+    plans: dict[str, dict] = {}
+    for host in hosts:
+        if host.name in validation.refusals:
+            plans[host.name] = {"refused": str(validation.refusals[host.name])}
+            continue
+        settings = fleet[host.name]
+        if settings.role == "gateway":
+            plans[host.name] = gateway_plan(settings, fleet)
+            continue
+        if settings.role == "monitoring":
+            plans[host.name] = monitoring_plan(settings, fleet)
+            continue
+        plan = resolve_host(settings, sources(host), facts.get(host.name), fleet)
+        if read_facts and host.name not in facts:
+            plan.warnings.insert(0, "facts could not be read from this host (unreachable?): planned from host data")
+        plans[host.name] = plan.as_dict()
+    return plans

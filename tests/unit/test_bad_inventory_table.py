@@ -1,9 +1,7 @@
 """The bad-inventory table (tests/bad_inventories.py), validated as `plan` and the deploy
-validate it: every case refused with its own line, and no secret in any of them. Loading an
-inventory file takes pyinfra's CLI, which patches the process with gevent, so each inventory is
-read by `vllm-fleet hosts` in a process of its own (the unit tier runs in xdist workers, which
-the patching would break). tests/integration/test_bad_inventories.py runs the same table
-through `plan` and the real pyinfra deploy."""
+validate it: every case refused with its own line, and no secret in any of them, as
+`vllm-fleet hosts` prints it to an operator. tests/integration/test_bad_inventories.py runs the
+same table through `plan` and the real pyinfra deploy."""
 
 from __future__ import annotations
 

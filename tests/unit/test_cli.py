@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.seed import SEED_VLLM_ARGS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,19 +122,64 @@ def test_the_settings_reference_page_is_the_one_the_model_generates():
     assert page == reference_markdown() + "\n", "regenerate it: vllm-fleet settings --format markdown"
 
 
-def test_reading_facts_has_a_time_limit_and_says_when_it_ran_out(monkeypatch):
-    from vllm_fleet import cli
+def test_plan_with_facts_plans_an_unreachable_host_from_its_data_and_says_so(tmp_path):
+    import socket
 
-    limits = []
+    with socket.socket() as closed:  # a port nothing listens on: the connection is refused at once
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(
+        f'single_gpu = [("gpu-01", {{"ssh_hostname": "127.0.0.1", "ssh_port": {port}, "gpu_name": "NVIDIA L4"}})]\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "vllm_fleet", "plan", str(inventory), "--facts", "--format", "json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)["hosts"]["gpu-01"]
+    assert plan["warnings"][0] == "facts could not be read from this host (unreachable?): planned from host data"
+    assert plan["accelerator"] == "nvidia" and plan["machine"] == ""
 
-    def run(cmd, **kwargs):
-        limits.append(kwargs.get("timeout"))
-        raise subprocess.TimeoutExpired(cmd, kwargs["timeout"])
 
-    monkeypatch.setattr(cli.subprocess, "run", run)
-    with pytest.raises(SystemExit, match=f"reading facts did not finish within {cli.FACTS_TIMEOUT}s"):
-        cli.read_facts("inventories/sandbox.py", ["h"], {})
-    assert limits == [cli.FACTS_TIMEOUT]
+def test_each_fact_is_read_under_a_time_limit(monkeypatch):
+    from vllm_fleet.facts import host as host_facts
+
+    class Host:
+        name, connected, inventory = "gpu-01", True, None
+
+        def __init__(self):
+            self.limits = []
+
+        def get_fact(self, fact, _timeout=None):
+            self.limits.append((fact.__name__, _timeout))
+            return ["nvidia"] if fact.__name__ == "GpuVendors" else None
+
+        def connect(self, show_errors=True):
+            self.limits.append(("connect", show_errors))
+
+        def disconnect(self):
+            pass
+
+    class Pool:
+        def spawn(self, function, **kwargs):
+            return host_facts.gevent.spawn(function, **kwargs)
+
+    class State:
+        pool = Pool()
+
+        def __init__(self, inventory, config):
+            assert config.CONNECT_TIMEOUT == host_facts.CONNECT_TIMEOUT
+
+    host = Host()
+    monkeypatch.setattr(host_facts, "State", State)
+    facts = host_facts.read_over_ssh([host], {"gpu-01": "auto"})
+    assert facts["gpu-01"].vendors == ["nvidia"]
+    assert host.limits[0] == ("connect", False)
+    assert host.limits[1:] and all(limit == host_facts.FACT_TIMEOUT for _, limit in host.limits[1:])
 
 
 def test_the_text_reference_says_what_the_documentation_page_says():

@@ -148,8 +148,9 @@ def _imports_pyinfra_cli(path: Path) -> bool:
 
 
 def test_only_the_inventory_module_imports_pyinfra_cli():
-    """Importing pyinfra's CLI patches the process with gevent, which pytest-xdist's workers (the
-    unit tier's, the verify suite's) do not survive: one module loads inventories with it."""
+    """Importing pyinfra's CLI package patches the process with gevent, which pytest-xdist's workers
+    (the unit tier's, the verify suite's) do not survive: one module loads inventories with its
+    loader, without the package's patching (tests/unit/test_inventory.py)."""
     modules = [*(REPO / "vllm_fleet").rglob("*.py"), *(REPO / "tasks").rglob("*.py"), REPO / "deploy.py"]
     importers = sorted(str(p.relative_to(REPO)) for p in modules if _imports_pyinfra_cli(p))
     assert importers == ["vllm_fleet/inventory.py"]

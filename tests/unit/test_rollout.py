@@ -10,13 +10,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from pyinfra.api.exceptions import PyinfraError
 
 from vllm_fleet import pyinfra_log
+from vllm_fleet.rollout import runner
 from vllm_fleet.rollout.batches import parse_batch, select, split_batches
 from vllm_fleet.rollout.plans import DEPLOY_MARGIN
 from vllm_fleet.rollout.report import junit, table
 from vllm_fleet.rollout.run import main
-from vllm_fleet.rollout.runner import GATEWAY_MARGIN, PLAN_TIMEOUT, VERIFY_PER_HOST, VERIFY_START, classify
+from vllm_fleet.rollout.runner import GATEWAY_MARGIN, VERIFY_PER_HOST, VERIFY_START, classify
 from vllm_fleet.rollout.state import CHANGED, FAILED, NOT_STARTED, ROLLED_BACK, UNCHANGED, UNREACHABLE, Rollout
 
 HOSTS = [f"gpu-{i}" for i in range(1, 9)]
@@ -168,11 +170,17 @@ class Fleet:
         self.plans, self.raises, self.verify_fails = plans, raises or {}, verify_fails
         self.calls: list[tuple[str, list[str], float]] = []  # (step, hosts, timeout)
 
+    def plan_inventory(self, inventory):
+        """The plans, as plan.plan_inventory makes them in the rollout's process."""
+        self.calls.append(("plan", [], None))
+        raises = self.raises.get("plan")
+        if raises is not None:
+            raise raises
+        return self.plans
+
     def __call__(self, cmd, timeout=None, **_):
         limited = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--limit"]
-        if "plan" in cmd:
-            step, hosts = "plan", []
-        elif "exec" in cmd:
+        if "exec" in cmd:
             step, hosts = cmd[cmd.index("--") + 2], cmd[cmd.index("--") + 4 :]
             hosts = [f"{gateway}:{host}" for gateway in limited for host in hosts]
         else:
@@ -183,8 +191,6 @@ class Fleet:
             raises = raises(limited if step in ("deploy", "verify") else hosts)
         if raises is not None:
             raise raises
-        if step == "plan":
-            return done(cmd, stdout=json.dumps({"hosts": self.plans}))
         if step == "deploy":
             report = {
                 "operations": [op("vLLM service | Activate the new release", success=limited)],
@@ -213,6 +219,7 @@ def run_rollout(monkeypatch, tmp_path, capsys):
 
     def run(fleet, batch="1", canary=1, max_failures=0):
         monkeypatch.setattr(subprocess, "run", fleet)
+        monkeypatch.setattr(runner, "plan_inventory", fleet.plan_inventory)
         report = tmp_path / "reports" / "rollout.xml"
         args = argparse.Namespace(
             inventory="inv.py", batch=batch, canary=canary, max_failures=max_failures, limit=[], junit_xml=str(report)
@@ -288,7 +295,6 @@ def test_every_step_runs_under_a_limit_from_the_settings(run_rollout):
     fleet = Fleet(plans)
     assert run_rollout(fleet, batch="100%", canary=0)[0] == 0
     limits = {step: timeout for step, hosts, timeout in fleet.calls}
-    assert limits["plan"] == PLAN_TIMEOUT
     # The slowest host of the batch: the margin, twice the ready timeout and the Nix build.
     assert limits["deploy"] == DEPLOY_MARGIN + 2 * 100 + 5000
     assert limits["verify"] == VERIFY_START + 2 * VERIFY_PER_HOST
@@ -355,6 +361,7 @@ def test_a_gateway_that_does_not_see_a_host_up_leaves_it_to_its_health_checks(ru
         answer = fleet(cmd, **kwargs)
         return done(cmd, rc=1, stderr="gateway gw: a is DOWN after 30s, not UP") if "ready" in cmd else answer
 
+    ready_fails.plan_inventory = fleet.plan_inventory
     status, out, cases = run_rollout(ready_fails)
     assert status == 1
     assert fleet.gateway_calls("restore") == [["gw:a"]]
@@ -362,11 +369,11 @@ def test_a_gateway_that_does_not_see_a_host_up_leaves_it_to_its_health_checks(ru
     assert "left drained" not in out
 
 
-def test_planning_past_its_limit_still_writes_a_failed_report(run_rollout):
-    fleet = Fleet({}, raises={"plan": subprocess.TimeoutExpired(["python"], PLAN_TIMEOUT)})
+def test_planning_that_fails_still_writes_a_failed_report(run_rollout):
+    fleet = Fleet({}, raises={"plan": PyinfraError("the inventory says no")})
     status, out, cases = run_rollout(fleet)
     assert status == 1
-    assert cases["plan"].find("failure").get("message") == f"step 'plan' timed out after {PLAN_TIMEOUT}s"
+    assert cases["plan"].find("failure").get("message") == "step 'plan' failed: PyinfraError: the inventory says no"
 
 
 # 3. An unforeseen failure names its step and the host's own error lines.

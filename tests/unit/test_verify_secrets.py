@@ -176,8 +176,8 @@ def test_the_verify_suite_shows_no_locals():
 
 
 def test_the_suites_targets_carry_no_secret(tmp_path):
-    """The suite's only copy of the inventory is `vllm-fleet hosts`, which says only whether a secret
-    is set: a target, shown as a test's argument in every long traceback, holds no secret."""
+    """The suite's copy of the inventory says only whether a secret is set: a target, shown as a
+    test's argument in every long traceback, holds no secret."""
     spec = importlib.util.spec_from_file_location("verify_conftest", VERIFY / "conftest.py")
     assert spec and spec.loader
     conftest = importlib.util.module_from_spec(spec)

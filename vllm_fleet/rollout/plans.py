@@ -1,5 +1,5 @@
-"""What the rollout reads of `python -m vllm_fleet plan INVENTORY --format json`, validated: each
-host's role, refusal, cluster, a gateway's backends and drain timeout, and the settings its
+"""What the rollout reads of each host's plan (plan.plan_inventory's, as `vllm-fleet plan` shows
+it), validated: each host's role, refusal, cluster, a gateway's backends and drain timeout, and the settings its
 deploy's time limit depends on."""
 
 from __future__ import annotations

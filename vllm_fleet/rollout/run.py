@@ -11,7 +11,7 @@ import time
 from vllm_fleet.pyinfra_log import last_operations, redact
 from vllm_fleet.rollout.batches import parse_batch, select, split_batches, units_of
 from vllm_fleet.rollout.report import report
-from vllm_fleet.rollout.runner import PlanFailed, deploy, gateway_helper, plan, verify, verify_limit
+from vllm_fleet.rollout.runner import deploy, gateway_helper, plan, verify, verify_limit
 from vllm_fleet.rollout.state import FAILED, NOT_STARTED, ROLLED_BACK, SERVING, UNREACHABLE, Rollout
 
 
@@ -178,7 +178,7 @@ def main(args) -> int:
     try:
         plans = plan(args.inventory)
     except (Exception, KeyboardInterrupt) as exc:
-        stopped = str(exc) if isinstance(exc, PlanFailed) else why(exc, "plan")
+        stopped = why(exc, "plan")
         print(f"vllm_fleet rollout: {stopped}", file=sys.stderr)
         unplanned = Rollout(args.inventory, [], {}, 0, 0, stopped=stopped, interrupted=exc)
         return report(unplanned, args.junit_xml, time.monotonic() - started)

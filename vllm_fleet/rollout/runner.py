@@ -1,5 +1,6 @@
-"""The rollout's subprocesses, each under a time limit: planning, pyinfra's deploy, the verify
-suite and the gateways' helper; and what each host's outcome was, read from their results."""
+"""The rollout's steps: planning (in this process), then its subprocesses, each under a time
+limit: pyinfra's deploy, the verify suite and the gateways' helper; and what each host's outcome
+was, read from their results."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from vllm_fleet import paths, releases
 from vllm_fleet.ansible_inventory import pyinfra_inventory
+from vllm_fleet.plan import plan_inventory
 from vllm_fleet.pyinfra_log import failure, host_log, redact, tail
 from vllm_fleet.repository import REPO, VERIFY_SUITE
 from vllm_fleet.rollout.plans import FleetPlan, PlannedHost
@@ -22,9 +22,7 @@ from vllm_fleet.rollout.state import CHANGED, FAILED, ROLLED_BACK, UNCHANGED, UN
 
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 
-# Time limits, in seconds. Planning reads host data only (no SSH), so it has a fixed one.
-PLAN_TIMEOUT = 300
-# The verify suite runs on one host after another; SSH gives up after 15 s and each request
+# Time limits, in seconds. The verify suite runs on one host after another; SSH gives up after 15 s and each request
 # after 30 s, so a host that hangs still ends within this.
 VERIFY_START, VERIFY_PER_HOST = 120, 300
 # The gateway helper waits at most the drain timeout itself; this is pyinfra connecting.
@@ -40,18 +38,9 @@ def limit_args(names: list[str]) -> list[str]:
     return [arg for name in names for arg in ("--limit", name)]
 
 
-class PlanFailed(RuntimeError):
-    pass
-
-
 def plan(inventory: str) -> dict[str, PlannedHost]:
-    """Every host's plan, from `python -m vllm_fleet plan` (run apart: pyinfra's CLI patches the
-    process it is imported into)."""
-    done = _run([sys.executable, "-m", "vllm_fleet", "plan", inventory, "--format", "json"], PLAN_TIMEOUT)
-    try:
-        return FleetPlan.model_validate_json(done.stdout).hosts
-    except ValidationError:
-        raise PlanFailed(f"planning {inventory} failed:\n{redact(done.stderr.strip()[-3000:])}") from None
+    """Every host's plan, as `vllm-fleet plan` shows it (host data only: no host is reached)."""
+    return FleetPlan.model_validate({"hosts": plan_inventory(inventory)}).hosts
 
 
 def deploy(inventory: str, names: list[str], timeout: int) -> dict[str, tuple[str, str]]:

@@ -48,3 +48,20 @@ def public_values(s: Settings) -> dict[str, Any]:
             value = redact_args(value)
         out[name] = value
     return out
+
+
+# What secrets_withheld puts in place of a secret that is set.
+SET_ON_THE_HOST = "<set-on-the-host>"  # noqa: S105 (a marker, not a secret)
+
+
+def secrets_withheld(s: Settings) -> Settings:
+    """The settings with each secret that is set replaced by SET_ON_THE_HOST: what the verify suite
+    holds, so that no test's argument, in any traceback or report, carries a secret (it reads the
+    API key on the host when it needs one)."""
+    fields = type(s).model_fields
+    held = {
+        name: SecretStr(SET_ON_THE_HOST)
+        for name, value in s.values.items()
+        if holds_secret(fields[name].annotation) and value
+    }
+    return s.model_copy(update=held)

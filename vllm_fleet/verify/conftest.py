@@ -9,10 +9,7 @@ itself (loaded by pyinfra, group_data included) and our settings schema.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -22,10 +19,11 @@ import testinfra
 from vllm_fleet import launch, paths
 from vllm_fleet.cluster import Place
 from vllm_fleet.facts.host import HostFacts
-from vllm_fleet.inventory import public_settings
+from vllm_fleet.inventory import connection, load_inventory, validate_inventory
 from vllm_fleet.plan import HostPlan, resolve_host
 from vllm_fleet.repository import REPO, SANDBOX_INVENTORY
 from vllm_fleet.settings import Settings
+from vllm_fleet.settings.secrets import secrets_withheld
 
 
 def pytest_addoption(parser):
@@ -122,23 +120,17 @@ def _hostspec(name: str, data: dict) -> tuple[str, dict]:
 
 
 def load_targets(inventory_path: str) -> list[Target]:
-    """Hosts from `python -m vllm_fleet hosts`, run apart: importing pyinfra's CLI
-    monkey-patches the process with gevent, which pytest-xdist's workers do not survive."""
-    result = subprocess.run(
-        [sys.executable, "-m", "vllm_fleet", "hosts", inventory_path],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    if result.returncode != 0:
-        raise pytest.UsageError(f"cannot load {inventory_path}: {result.stderr.strip()}")
+    """The inventory's hosts, loaded by pyinfra and validated as the deploy validates them, each
+    secret withheld."""
+    try:
+        inventory = load_inventory(inventory_path, REPO)
+        fleet = {name: secrets_withheld(s) for name, s in validate_inventory(inventory).fleet().items()}
+    except Exception as exc:  # an inventory file is Python: whatever it raises, verify nothing
+        raise pytest.UsageError(f"cannot load {inventory_path}: {exc}") from None
     targets = []
-    for name, host in json.loads(result.stdout)["hosts"].items():
-        spec, connection = _hostspec(name, host["connection"])
-        targets.append(Target(name, spec, connection, public_settings(name, host["role"], host["settings"])))
-    fleet = {t.name: t.inventory_settings for t in targets}
-    for t in targets:
-        t.fleet = fleet
+    for host in inventory:
+        spec, connection_args = _hostspec(host.name, connection(host))
+        targets.append(Target(host.name, spec, connection_args, fleet[host.name], fleet))
     return targets
 
 
