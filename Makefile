@@ -75,9 +75,10 @@ test-unit: setup nix-tools checkers
 test-planning: setup
 	$(BIN)/pytest -n 2 --dist loadscope tests/planning
 
-# Sandbox integration tests only (starts Docker and two sandbox hosts).
+# Sandbox integration tests only (starts Docker and the sandbox fleets): two workers, one for the
+# modules sharing the session's fleet, one for those with fleets of their own (conftest.py).
 test-integration: setup
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest -n 2 --dist loadgroup tests/integration
 
 # Everything: lint and types, the docs, unit and planning tests, and the sandbox integration
 # tests (starts Docker if needed).
@@ -88,7 +89,7 @@ test: lint docs nix-tools checkers
 	$(BIN)/pytest -n 2 tests/unit --junit-xml $(REPORTS)/tests-unit.xml
 	@# The planning tests run pyinfra in subprocesses: both cores, one module per worker (its plans run once).
 	$(BIN)/pytest -n 2 --dist loadscope tests/planning --junit-xml $(REPORTS)/tests-planning.xml
-	$(BIN)/pytest tests/integration --durations=25 --junit-xml $(REPORTS)/tests.xml
+	$(BIN)/pytest -n 2 --dist loadgroup tests/integration --durations=25 --junit-xml $(REPORTS)/tests.xml
 
 # Mutation testing ([tool.mutmut] in pyproject.toml; not part of `make test`, it takes long): mutmut
 # mutates settings, rules, sizing, launch, haproxy, firewall, checks and monitoring, runs the unit

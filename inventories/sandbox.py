@@ -66,12 +66,11 @@ def _at(h: dict) -> dict:
     return {"ssh_port": h["ssh_port"], "fleet_address": h["address"]}
 
 
-def _image(index: int) -> dict:
-    """The first host gets the image as an archive and the others pull it from the registry; a
-    cluster's members, alike in their image, all pull it."""
-    if "pulled" not in _state or (index == 0 and not _state.get("cluster")):
-        return {}
-    return _state["pulled"]
+def _image() -> dict:
+    """A sandbox of one host gets the image as an archive; the hosts of a larger one pull it from
+    the registry, all at once (a 4 GB archive would go to each over SFTP, one operation before
+    the pull)."""
+    return _state.get("pulled", {})
 
 
 def _member(rank: int) -> dict:
@@ -81,7 +80,7 @@ def _member(rank: int) -> dict:
     return {"vllm_cluster": _state["cluster"], "vllm_cluster_rank": rank, "vllm_cluster_interface": "eth0"}
 
 
-single_gpu = [(h["name"], {**_common, **_at(h), **_image(i), **_member(i)}) for i, h in enumerate(_state["hosts"])]
+single_gpu = [(h["name"], {**_common, **_at(h), **_image(), **_member(i)}) for i, h in enumerate(_state["hosts"])]
 # A cluster's leader serves its API; the others serve nothing of their own.
 _served = _state["hosts"][:1] if _state.get("cluster") else _state["hosts"]
 # Prometheus and Alertmanager watching the others (make sandbox-up MONITORS=1), quick to notice

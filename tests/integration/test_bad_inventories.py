@@ -17,10 +17,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SESSION_FLEET
 
 from tests.bad_inventories import CASES, FLEET_CASES, NAME_CASES, expected_line, fleet_inventory, single_host_inventory
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group(SESSION_FLEET)]
 
 REPO = Path(__file__).resolve().parents[2]
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")

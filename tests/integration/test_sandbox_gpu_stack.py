@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import PYINFRA, SANDBOX_INVENTORY, deploy_json, on_host, run, write_inventory
+from conftest import PYINFRA, SANDBOX_INVENTORY, SESSION_FLEET, deploy_json, on_host, run, write_inventory
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group(SESSION_FLEET)]
 
 
 def test_debian_non_free_sources_are_added_and_the_driver_packages_resolve(fleet, tmp_path):

@@ -15,6 +15,7 @@ from conftest import (
     ACTIVATE,
     REPO,
     SANDBOX_INVENTORY,
+    SESSION_FLEET,
     changed,
     deploy_json,
     host_state,
@@ -27,10 +28,10 @@ from conftest import (
 
 from vllm_fleet import nix, paths
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group(SESSION_FLEET)]
 
 UNIT = "/etc/systemd/system/vllm.service"
-# The sandbox's hosts get their image from an archive: a Nix host runs none (validation refuses both).
+# The sandbox's hosts are given an image: a Nix host runs none (validation refuses one).
 NO_IMAGE = {"vllm_image": None, "vllm_image_archive": None}
 STANDIN_FLAKE = {"serving_method": "nix", "nix_flake": str(REPO / "tests" / "standin"), **NO_IMAGE}
 

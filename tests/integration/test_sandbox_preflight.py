@@ -12,6 +12,7 @@ from conftest import (
     ACTIVATE,
     PYINFRA,
     SANDBOX_INVENTORY,
+    SESSION_FLEET,
     changed,
     deploy_json,
     host_state,
@@ -23,7 +24,7 @@ from conftest import (
 from vllm_fleet import paths
 from vllm_fleet.sizing import CATALOGUE
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group(SESSION_FLEET)]
 
 
 @pytest.fixture(scope="module")
@@ -141,19 +142,25 @@ def test_plan_with_facts_reads_the_pci_bus(fleet, converged, tmp_path):
 
 @pytest.fixture
 def lock_holder(fleet):
-    """holds(seconds): dpkg installs a package whose preinst sleeps, holding the package lock,
-    as unattended-upgrades does on a fresh host; cleaned up once dpkg is done."""
+    """holds(seconds): dpkg installs a package whose preinst waits, holding the package lock, as
+    unattended-upgrades does on a fresh host, until the seconds are over or the test is (then
+    the fixture lets it go on at once and removes it)."""
     first = fleet.names[0]
     on_host(
         first,
         "mkdir -p /tmp/holder/DEBIAN && printf 'Package: lock-holder\\nVersion: 1\\nArchitecture: all\\n"
         "Maintainer: tests <tests@example.org>\\nDescription: holds the dpkg lock\\n' > /tmp/holder/DEBIAN/control "
-        "&& printf '#!/bin/sh\\nsleep $(cat /tmp/hold-seconds)\\n' > /tmp/holder/DEBIAN/preinst "
+        "&& printf '#!/bin/sh\\nfor i in $(seq $(cat /tmp/hold-seconds)); do "
+        "[ -e /tmp/let-go ] && break; sleep 1; done\\n' > /tmp/holder/DEBIAN/preinst "
         "&& chmod 755 /tmp/holder/DEBIAN/preinst && dpkg-deb -b /tmp/holder /tmp/holder.deb >/dev/null",
     )
 
     def holds(seconds: int) -> None:
-        on_host(first, f"echo {seconds} > /tmp/hold-seconds; systemd-run --unit=lock-holder dpkg -i /tmp/holder.deb")
+        on_host(
+            first,
+            f"rm -f /tmp/let-go; echo {seconds} > /tmp/hold-seconds; "
+            "systemd-run --unit=lock-holder dpkg -i /tmp/holder.deb",
+        )
         # Go on only once dpkg holds its own lock file (not any POSIX lock): fail if it never does.
         on_host(
             first,
@@ -163,7 +170,11 @@ def lock_holder(fleet):
         )
 
     yield holds
-    on_host(first, "while systemctl is-active -q lock-holder; do sleep 1; done; dpkg -r lock-holder >/dev/null 2>&1")
+    on_host(
+        first,
+        "touch /tmp/let-go; while systemctl is-active -q lock-holder; do sleep 0.2; done; "
+        "dpkg -r lock-holder >/dev/null 2>&1; rm -f /tmp/let-go",
+    )
 
 
 def test_a_held_package_lock_is_waited_for(fleet, converged, lock_holder):

@@ -12,9 +12,11 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from conftest import (
+    OWN_FLEETS,
     PYINFRA,
     REPO,
     SANDBOX_INVENTORY,
@@ -30,7 +32,7 @@ from sandbox.sandbox import run_environment
 from sandbox.traffic import Traffic
 from vllm_fleet import haproxy, paths
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group(OWN_FLEETS)]
 
 ENV = run_environment("roll")
 PREFIX = ENV["VLLM_FLEET_SANDBOX_PREFIX"]
@@ -39,12 +41,17 @@ CURRENT = f"{paths.RELEASES_DIR}/current"
 
 @pytest.fixture(scope="module")
 def fleet():
-    """Four vLLM hosts and a gateway, deployed once by a plain pyinfra run."""
+    """Four vLLM hosts and a gateway, deployed once by a plain pyinfra run: each host gets its image
+    as a `docker save` archive, shipped over SFTP and loaded (the air-gapped way)."""
     for fleet in start_fleet(ENV, hosts=4, gateways=1, engine="standin"):
         started = time.monotonic()
-        result, _ = deploy_json(SANDBOX_INVENTORY, env=ENV)
+        result, outcomes = deploy_json(SANDBOX_INVENTORY, env=ENV)
         print(f"first deploy of 4 hosts and a gateway in {time.monotonic() - started:.0f}s")
         assert result.rc == 0, result.output[-4000:]
+        archive = Path(fleet.state["vllm_image_archive"]).name
+        shipped = outcomes[f"vLLM service | Ship image archive {archive}"]
+        loaded = outcomes[f"vLLM service | Load {fleet.state['vllm_image']} into Docker"]
+        assert shipped == loaded == dict.fromkeys(fleet.names, "success"), (shipped, loaded)
         # The gateway came up while its backends were starting: its health checks see them UP
         # a few seconds after they serve.
         wait_until_up(fleet, fleet.names)

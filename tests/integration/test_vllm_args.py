@@ -8,6 +8,7 @@ import json
 import subprocess
 
 import pytest
+from conftest import SESSION_FLEET
 
 from sandbox import sandbox
 from tests.unit.conftest import load_group_data
@@ -18,7 +19,10 @@ from vllm_fleet.settings import PHASES, SERVING_METHODS
 from vllm_fleet.sizing import CATALOGUE
 from vllm_fleet.vllm_flags import OWNED_FLAGS, SERVE_FLAGS, vllm_flag
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.xdist_group(SESSION_FLEET),
+]  # no fleet at all: beside the session's for balance
 ACCELERATORS = ("nvidia", "amd", "cpu")
 
 
