@@ -92,7 +92,7 @@ test: lint docs nix-tools checkers
 	$(BIN)/pytest -n 2 --dist loadgroup tests/integration --durations=25 --junit-xml $(REPORTS)/tests.xml
 
 # Mutation testing ([tool.mutmut] in pyproject.toml; not part of `make test`, it takes long): mutmut
-# mutates settings, rules, sizing, launch, haproxy, firewall, checks and monitoring, runs the unit
+# mutates settings, rules, sizing, launch, haproxy, firewall, checks, monitoring, rollout and facts, runs the unit
 # tests against each mutant, then tests/mutation_report.py prints the kill rate per module and
 # overall and fails below 85%. A surviving mutant is a missing test. mutmut keeps its results in
 # mutants/ and checks only the mutants of new or changed code: the survivors of earlier runs are

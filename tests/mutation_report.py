@@ -44,6 +44,8 @@ MODULES = (
     "vllm_fleet.firewall",
     "vllm_fleet.checks",
     "vllm_fleet.monitoring",
+    "vllm_fleet.rollout",
+    "vllm_fleet.facts",
 )
 
 # "    vllm_fleet.settings.types.x_check__mutmut_3: killed", or a method's "...xǁClassǁmethod__mutmut_1: ...".
