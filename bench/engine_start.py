@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from sandbox.sandbox import run_environment
+from sandbox.runs import run_environment
 from vllm_fleet import paths
 from vllm_fleet.settings import KNOBS
 

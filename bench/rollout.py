@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from sandbox.sandbox import run_environment
+from sandbox.runs import run_environment
 from sandbox.traffic import Traffic
 from vllm_fleet import haproxy
 from vllm_fleet.rollout.runner import limit_args

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.sandbox import run_environment
+from sandbox.runs import run_environment
 from tasks.vllm_service import ACTIVATE_NEW
 from vllm_fleet import paths
 

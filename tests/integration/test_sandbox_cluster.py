@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from conftest import OWN_FLEETS, complete, models, on_host, run, start_fleet, write_inventory
 
-from sandbox.sandbox import run_environment
+from sandbox.runs import run_environment
 from vllm_fleet import paths
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group(OWN_FLEETS)]

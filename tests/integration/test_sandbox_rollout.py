@@ -28,7 +28,7 @@ from conftest import (
     write_inventory,
 )
 
-from sandbox.sandbox import run_environment
+from sandbox.runs import run_environment
 from sandbox.traffic import Traffic
 from vllm_fleet import haproxy, paths
 

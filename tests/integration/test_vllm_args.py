@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from conftest import SESSION_FLEET
 
-from sandbox import sandbox
+from sandbox import images
 from tests.unit.conftest import load_group_data
 from vllm_fleet import launch
 from vllm_fleet.plan import plan_host
@@ -28,8 +28,8 @@ ACCELERATORS = ("nvidia", "amd", "cpu")
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    sandbox.ensure_docker()
-    tag, _ = sandbox.build_vllm_image(sandbox.build_rootfs_image())
+    images.ensure_docker()
+    tag, _ = images.build_vllm_image(images.build_rootfs_image())
     return tag
 
 
@@ -37,7 +37,7 @@ def in_image(image: str, script: str, cases: dict[str, list[str]]):
     """Run one of sandbox's scripts with the image's Python on these argument lists."""
     done = subprocess.run(
         ["docker", "run", "--rm", "-i", "--network", "none", "--entrypoint", "/opt/vllm/bin/python3"]
-        + ["-v", f"{sandbox.HERE / script}:/script.py:ro", image, "/script.py"],
+        + ["-v", f"{images.HERE / script}:/script.py:ro", image, "/script.py"],
         input=json.dumps(cases),
         capture_output=True,
         text=True,
@@ -73,7 +73,7 @@ def test_every_argument_list_the_project_writes_parses(image):
         for method in SERVING_METHODS
     }
     # The sandbox's own: the shipped test model and its extra arguments.
-    model = sandbox.build_test_model(image)
+    model = images.build_test_model(image)
     cases["sandbox"] = argv("single_gpu", "cpu", "docker", vllm_model_dir=str(model)) + [
         "--kv-cache-memory-bytes",
         "1G",

@@ -127,7 +127,7 @@ def test_vllm_fleet_has_no_import_circle():
 
 
 def test_two_sandboxes_of_one_run_draw_apart_ports_and_networks():
-    from sandbox.sandbox import _PORTS_PER_SANDBOX, run_environment
+    from sandbox.runs import _PORTS_PER_SANDBOX, run_environment
 
     first, second = run_environment("hygiene-a"), run_environment("hygiene-b")
     bases = [int(env[f"VLLM_FLEET_SANDBOX_{kind}_PORT"]) for env in (first, second) for kind in ("SSH", "HTTP")]
@@ -154,3 +154,17 @@ def test_only_the_inventory_module_imports_pyinfra_cli():
     modules = [*(REPO / "vllm_fleet").rglob("*.py"), *(REPO / "tasks").rglob("*.py"), REPO / "deploy.py"]
     importers = sorted(str(p.relative_to(REPO)) for p in modules if _imports_pyinfra_cli(p))
     assert importers == ["vllm_fleet/inventory.py"]
+
+
+def test_two_xdist_workers_draw_ports_and_networks_from_shares_apart(monkeypatch):
+    """The integration tier's two workers each start sandboxes at once: their draws cannot meet."""
+    from sandbox import runs
+
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    drawn = {}
+    for worker in ("gw0", "gw1"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        env = runs.run_environment(f"share-{worker}")
+        ports = [int(env[f"VLLM_FLEET_SANDBOX_{kind}_PORT"]) // 100 for kind in ("SSH", "HTTP")]
+        drawn[worker] = [n % 2 for n in (*ports, int(env["VLLM_FLEET_SANDBOX_SUBNET"].rsplit(".", 1)[1]))]
+    assert drawn == {"gw0": [0, 0, 0], "gw1": [1, 1, 1]}
