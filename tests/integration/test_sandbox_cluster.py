@@ -141,7 +141,7 @@ def test_a_member_that_dies_is_taken_back_and_the_cluster_serves_again(fleet, cl
                 break
         except Exception:
             pass
-        time.sleep(5)
+        time.sleep(2)
     journal = on_host(leader, f"journalctl -u {paths.CLUSTER_WATCH_SERVICE} --since '{since}' --no-pager -o cat")
     assert f"cluster {CLUSTER}: {worker} left the cluster: restarting vLLM" in journal, journal
     assert served_again is not None, f"the cluster did not serve within 600 s of {worker}'s death:\n{journal}"

@@ -196,7 +196,7 @@ def test_stopping_vllm_fires_the_alert_at_the_webhook_and_restarting_clears_it(f
         firing = len(alert_webhook.received)
     finally:
         on_host(second, "systemctl start vllm.service")
-    wait_for("vLLM serving again", lambda: _serves(fleet, fleet.hosts[1]), timeout=600, every=5)
+    wait_for("vLLM serving again", lambda: _serves(fleet, fleet.hosts[1]), timeout=600)
     started = time.monotonic()
     wait_for(
         "the resolution at the webhook",

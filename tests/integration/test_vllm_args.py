@@ -19,10 +19,8 @@ from vllm_fleet.settings import PHASES, SERVING_METHODS
 from vllm_fleet.sizing import CATALOGUE
 from vllm_fleet.vllm_flags import OWNED_FLAGS, SERVE_FLAGS, vllm_flag
 
-pytestmark = [
-    pytest.mark.sandbox,
-    pytest.mark.xdist_group(SESSION_FLEET),
-]  # no fleet at all: beside the session's for balance
+# No fleet at all: beside the session's modules, which leave their worker more time.
+pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group(SESSION_FLEET)]
 ACCELERATORS = ("nvidia", "amd", "cpu")
 
 
