@@ -7,6 +7,8 @@ pyinfra deploy by tests/integration/test_bad_inventories.py. Every secret in a c
 
 from __future__ import annotations
 
+from tests.hostile_inventories import HOSTILE_CASES
+
 H = "host TARGET: "  # TARGET: the sandbox host the cases are deployed to
 
 # (case id, host data, expected text). Each host sits in group single_gpu.
@@ -444,7 +446,14 @@ FLEET_CASES += [
         "host both-a: groups = ['gateway', 'monitoring'] is not allowed: one of the gateway and monitoring groups",
     ),
 ]
-CLUSTER = {**BACKEND, "accelerator": "nvidia", "gpu_count": 8, "vllm_cluster": "c", "vllm_cluster_interface": "eth0"}
+CLUSTER = {
+    **BACKEND,
+    "vllm_firewall": True,
+    "accelerator": "nvidia",
+    "gpu_count": 8,
+    "vllm_cluster": "c",
+    "vllm_cluster_interface": "eth0",
+}
 FLEET_CASES += [
     (
         "cluster-members-with-different-images",
@@ -489,7 +498,7 @@ FLEET_CASES += [
         "serve an API: cl-f join(s) a cluster",
     ),
 ]
-CASES = SCHEMA_CASES + SECRET_CASES + FORMAT_CASES + PATH_CASES + CONTRADICTION_CASES
+CASES = SCHEMA_CASES + SECRET_CASES + FORMAT_CASES + PATH_CASES + CONTRADICTION_CASES + HOSTILE_CASES
 # A GPU the host claims but lacks keeps pre-flight refusing, whatever the case.
 DEFAULTS = {"accelerator": "nvidia"}
 
@@ -498,7 +507,8 @@ def single_host_inventory(connection: dict, archive: str) -> str:
     """One inventory with every single-host case as a host of group single_gpu, named by its id."""
     hosts = []
     for case_id, data, _ in CASES:
-        data = {k: (archive if v == "ARCHIVE" else v) for k, v in data.items()}
+        stand_ins = {"ARCHIVE": archive, "SSH_PORT": connection.get("ssh_port", 22)}
+        data = {k: stand_ins.get(v, v) if isinstance(v, str) else v for k, v in data.items()}
         hosts.append((case_id, {**connection, **DEFAULTS, **data}))
     hosts += [(name, {**connection, **DEFAULTS}) for _, name, _ in NAME_CASES]
     return f"single_gpu = {hosts!r}\n"

@@ -11,13 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vllm_fleet import cluster, paths, templates
+from vllm_fleet.exposure import ALERTMANAGER_CLUSTER_PORT
 from vllm_fleet.monitoring.exporters import exporters
 from vllm_fleet.monitoring.prometheus import monitoring_sources, scrapes_vllm
 from vllm_fleet.rules import gateway_backends
 from vllm_fleet.settings import Settings
-
-# Alertmanager's gossip port: closed (no cluster), also before our flags first restart it.
-ALERTMANAGER_CLUSTER_PORT = 9094
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from vllm_fleet import cluster, images
+from vllm_fleet import cluster, exposure, images
 from vllm_fleet.monitoring.exporters import exporters, monitoring_hosts
 from vllm_fleet.settings import (
     GATEWAY_GROUP,
@@ -46,6 +46,7 @@ def validate(host: str, data: Mapping[str, Any], groups: Iterable[str] = ()) -> 
     else:
         _vllm_host(settings, group_set)
     cluster.check_member(settings)
+    exposure.check_switches(settings)
     return settings
 
 
@@ -341,3 +342,4 @@ def check_fleet(s: Settings, fleet: Mapping[str, Settings]) -> None:
     check_gateway(s, fleet)
     check_monitoring(s, fleet)
     cluster.check_cluster(s, fleet)
+    exposure.check_ports(s, fleet)

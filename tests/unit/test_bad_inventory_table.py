@@ -19,6 +19,7 @@ from tests.bad_inventories import (
     fleet_inventory,
     single_host_inventory,
 )
+from tests.hostile_inventories import HOSTILE_FLEET_CASES
 
 REPO = Path(__file__).resolve().parents[2]
 CONNECTION = {"ssh_hostname": "192.0.2.1"}
@@ -63,7 +64,10 @@ def test_every_host_of_the_table_is_refused_and_no_secret_is_shown(single_host):
     assert "hunter2" not in message
 
 
-@pytest.mark.parametrize("case_id, groups, expected", FLEET_CASES, ids=[c[0] for c in FLEET_CASES])
+ACROSS_HOSTS = FLEET_CASES + HOSTILE_FLEET_CASES
+
+
+@pytest.mark.parametrize("case_id, groups, expected", ACROSS_HOSTS, ids=[c[0] for c in ACROSS_HOSTS])
 def test_rules_across_hosts(tmp_path, case_id, groups, expected):
     path = tmp_path / "inventory.py"
     path.write_text(fleet_inventory(groups, CONNECTION))

@@ -168,7 +168,8 @@ def test_systemd_quote(arg, quoted):
 
 def test_a_download_stopped_by_its_limit_says_so_and_leaves_no_mark(tmp_path, settings_for):
     """The command itself, run with a stand-in for docker that outlives the limit."""
-    s = settings_for("single_gpu", vllm_model="Qwen/Qwen2.5-1.5B-Instruct", hf_cache_dir=str(tmp_path / "hf"))
+    # The cache in this test's own directory, which a host's settings could not name (/tmp).
+    s = settings_for("single_gpu", vllm_model="Qwen/Qwen2.5-1.5B-Instruct").replace(hf_cache_dir=str(tmp_path / "hf"))
     docker = tmp_path / "docker"
     docker.write_text("#!/bin/sh\nsleep 30\n")
     docker.chmod(0o755)

@@ -176,8 +176,12 @@ def test_secrets_stay_out_of_the_settings_repr():
         ),
         (
             {"hf_cache_dir": "cache"},
-            "hf_cache_dir = 'cache' is not allowed: an absolute path of letters, digits and . _ - + @, not a system "
-            "directory nor under one (/, /etc, /usr, /var/lib, /run, /var/lib/docker, ...)",
+            "hf_cache_dir = 'cache' is not allowed: an absolute path of letters, digits and . _ - + @ beneath a "
+            "directory of your own (such as /srv/hf, /data/cache, /mnt/nvme/hf, /home/USER/hf) or beneath "
+            "/var/lib/vllm-fleet: not the OS's directories nor under them (/, /etc, /usr, /var, /run, /tmp, /root, "
+            "...), a runtime's or GPU vendor's (/var/lib/docker, /opt/containerd, /opt/rocm), a hidden directory "
+            "(.ssh, .config), a home itself, nor the deploy's own state (/var/lib/vllm-fleet itself, its images, "
+            "models and nix)",
         ),
         # The host's own key, put under another knob, is hidden there too.
         (

@@ -6,7 +6,25 @@ from typing import Annotated
 
 from pydantic import Field
 
-from vllm_fleet.settings.types import LAX, PREFLIGHT_CHECKS, Bounded, InventoryName, Knobs, PreflightCheck, Role, knob
+from vllm_fleet.settings.types import (
+    LAX,
+    PREFLIGHT_CHECKS,
+    Bounded,
+    InventoryName,
+    Knobs,
+    Port,
+    PreflightCheck,
+    Role,
+    knob,
+    or_none,
+)
+
+SSH_USER = "a user name of letters, digits and . _ - (up to 32 characters, not starting with - or .)"
+SSH_KEY = "the path of a key file on the machine running pyinfra, of letters, digits and . _ - + @ / ~"
+# What pyinfra's connection keys may hold: the verify suite hands them to testinfra, which reads
+# its host spec as a URL (a user with @ or ? would be read as another host or as options).
+SshUser = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$")]
+SshKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.+@/~][A-Za-z0-9_.+@/~-]*$")]
 
 
 class Identity(Knobs):
@@ -14,6 +32,10 @@ class Identity(Knobs):
 
     host: InventoryName = Field(description="The host's inventory name.")
     role: Role = Field("vllm", description="gateway or monitoring for a host of the group of that name, else vllm.")
+    # pyinfra's connection keys, checked as the firewall and the verify suite use them.
+    ssh_port: Port = knob(22, "The port pyinfra reaches the host's SSH server at (pyinfra's ssh_port).")
+    ssh_user: SshUser | None = knob(None, "The user pyinfra logs in as (pyinfra's ssh_user).", or_none(SSH_USER))
+    ssh_key: SshKey | None = knob(None, "The key pyinfra logs in with (pyinfra's ssh_key).", or_none(SSH_KEY))
 
 
 class Host(Knobs):

@@ -52,7 +52,7 @@ KNOBS = {name: info for name, info in Settings.model_fields.items() if name not 
 
 def allowed(name: str) -> str:
     """What a knob allows, in the words of an error message."""
-    info = KNOBS[name]
+    info = Settings.model_fields[name]
     extra = info.json_schema_extra
     assert isinstance(extra, dict)
     words = extra.get("allowed") or bounded_allowed(info.rebuild_annotation())

@@ -10,8 +10,8 @@ from vllm_fleet.images import AMD_METRICS_EXPORTER_IMAGE, DCGM_EXPORTER_IMAGE
 from vllm_fleet.settings.types import (
     EMAIL,
     IP_ADDRESS,
-    NETWORKS,
     PINNED_IMAGE,
+    PRIVATE_NETWORKS,
     SECRET_RULE,
     SMTP_HOST,
     WEBHOOK_URL,
@@ -19,9 +19,9 @@ from vllm_fleet.settings.types import (
     EmailAddress,
     IpAddress,
     Knobs,
-    Networks,
     PinnedImage,
     Port,
+    PrivateNetworks,
     Secret,
     SmtpHost,
     WebhookUrl,
@@ -85,11 +85,11 @@ class Monitoring(Knobs):
     )
     prometheus_port: Port = knob(9090, "Monitoring hosts: Prometheus' port.")
     alertmanager_port: Port = knob(9093, "Monitoring hosts: Alertmanager's port.")
-    monitoring_allowed_sources: Networks = knob(
+    monitoring_allowed_sources: PrivateNetworks = knob(
         (),
         "Monitoring hosts: addresses or networks (a Grafana, the operators' network) admitted to Prometheus' and "
         "Alertmanager's ports when prometheus_bind_address is not loopback.",
-        NETWORKS,
+        PRIVATE_NETWORKS,
     )
     prometheus_scrape_interval: Annotated[int, Bounded(1, 600)] = knob(
         15, "Monitoring hosts: seconds between two scrapes of each target, and between rule evaluations."

@@ -22,6 +22,8 @@ from vllm_fleet.settings.vllm import SSH_HOSTNAME_ERROR
 FOREIGN_PREFIXES = ("ssh_", "_", "winrm_", "docker_ssh", "local_", "chroot_", "terraform_")
 # An unknown key with one of these in its name may hold a secret: its value is never shown.
 SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "credential")
+# pyinfra's connection keys the settings check (Identity): the firewall and the verify suite use them.
+CONNECTION_KEYS = ("ssh_port", "ssh_user", "ssh_key")
 NO_CONTROL = (
     "a value without control characters (newline, tab, NUL, escapes): it is written into unit files and commands"
 )
@@ -43,7 +45,7 @@ def suggest(key: str) -> str | None:
 def is_secret(key: str) -> bool:
     """Whether a key of host data holds a secret: a secret knob, a likely typo of one, or an unknown
     key whose name says so."""
-    info = KNOBS.get(key)
+    info = Settings.model_fields.get(key)
     if info is not None:
         return holds_secret(info.annotation)
     close = suggest(key)
@@ -116,12 +118,14 @@ def parse(host: str, data: Mapping[str, Any], role: str = "vllm") -> Settings:
     if not re.fullmatch(INVENTORY_NAME_PATTERN, host):
         raise SettingsError(repr(host), "name", repr(host), HOST_NAME)
     knob_data = {key: value for key, value in data.items() if _ours(key)}
-    for key, value in knob_data.items():
-        if key in KNOBS and control_characters(value):
+    for key, value in [*knob_data.items(), *((k, data.get(k)) for k in CONNECTION_KEYS)]:
+        if (key in KNOBS or key in CONNECTION_KEYS) and control_characters(value):
             raise SettingsError(host, key, show_value(key, value, data), NO_CONTROL)
+    connection = {key: data[key] for key in CONNECTION_KEYS if data.get(key) is not None}
     try:
         return Settings.model_validate(
-            {**knob_data, "host": host, "role": role}, context={"ssh_hostname": data.get("ssh_hostname")}
+            {**knob_data, **connection, "host": host, "role": role},
+            context={"ssh_hostname": data.get("ssh_hostname")},
         )
     except ValidationError as exc:
         errors = sorted(exc.errors(), key=lambda e: (e["type"] != "extra_forbidden", e["type"] == SSH_HOSTNAME_ERROR))

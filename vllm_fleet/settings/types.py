@@ -14,6 +14,14 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError, core_schema
 
 from vllm_fleet import images
+from vllm_fleet.settings.places import (  # noqa: F401 (re-exported)
+    HOST_DIRECTORY,
+    NETWORKS,
+    PRIVATE_NETWORKS,
+    host_directory,
+    networks,
+    private_networks,
+)
 from vllm_fleet.vllm_flags import OWNED_FLAGS, vllm_flag
 
 Phase = Literal["laptop", "single_gpu", "enterprise"]
@@ -152,13 +160,6 @@ def _ip_address(value: str) -> str:
         raise ValueError(IP_ADDRESS) from None
 
 
-def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
-    try:
-        return tuple(str(ipaddress.ip_network(v, strict=False)) for v in values)
-    except ValueError:
-        raise ValueError(NETWORKS) from None
-
-
 def _secret(value: SecretStr) -> SecretStr:
     # Printable ASCII: it travels in an HTTP header, an env file and HAProxy's configuration.
     raw = value.get_secret_value()
@@ -167,78 +168,12 @@ def _secret(value: SecretStr) -> SecretStr:
     return value
 
 
-# Directories a cache must not be (it is made root-only, mounted into the container and filled).
-SYSTEM_DIRECTORIES = {
-    "/",
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/home",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/media",
-    "/mnt",
-    "/nix",
-    "/opt",
-    "/proc",
-    "/root",
-    "/run",
-    "/sbin",
-    "/srv",
-    "/sys",
-    "/tmp",
-    "/usr",
-    "/var",
-    "/var/cache",
-    "/var/lib",
-    "/var/log",
-    "/var/run",
-    "/var/tmp",
-    "/var/spool",
-    "/var/mail",
-}
-# Trees owned by the OS, its packages or another daemon: nothing of ours goes under them.
-SYSTEM_TREES = (
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/nix",
-    "/proc",
-    "/run",
-    "/sbin",
-    "/sys",
-    "/usr",
-    "/var/lib/docker",
-    "/var/lib/containerd",
-)
-
-
 def _port_range(value: str) -> tuple[int, int] | None:
     match = re.fullmatch(r"([0-9]{4,5})-([0-9]{4,5})", value)
     if not match:
         return None
     low, high = int(match[1]), int(match[2])
     return (low, high) if 1024 <= low <= high <= 65535 else None
-
-
-def _host_directory(value: str) -> str:
-    if len(value) > 1:
-        value = value.rstrip("/")
-    parts = value.split("/")[1:]
-    if (
-        not re.fullmatch(r"(/[A-Za-z0-9_.+@-]+)+", value)
-        or any(p in (".", "..") for p in parts)
-        or value in SYSTEM_DIRECTORIES
-        or value.startswith(tuple(tree + "/" for tree in SYSTEM_TREES))
-    ):
-        raise ValueError(HOST_DIRECTORY)
-    return value
 
 
 def _extra_args(args: list[str]) -> list[str]:
@@ -252,12 +187,7 @@ def _extra_args(args: list[str]) -> list[str]:
 
 
 IP_ADDRESS = "an IP address such as 127.0.0.1 (loopback) or 0.0.0.0 (all interfaces)"
-NETWORKS = "a list of IP addresses or networks such as '10.20.0.0/16'"
 SECRET_RULE = "a string of at least 16 printable ASCII characters without whitespace"  # noqa: S105 (the rule)
-HOST_DIRECTORY = (
-    "an absolute path of letters, digits and . _ - + @, not a system directory nor under one "
-    "(/, /etc, /usr, /var/lib, /run, /var/lib/docker, ...)"
-)
 SERVED_NAME = "a name of letters, digits and . _ : / @ + -, starting with a letter or digit"
 MODEL_DIRECTORY = (
     "a model directory (config.json, weights, tokenizer) on the machine running pyinfra, its path made of "
@@ -310,7 +240,7 @@ INVENTORY_NAME_PATTERN = r"^(@[a-z]+(/[A-Za-z0-9._:@/-]*)?|[A-Za-z0-9_][A-Za-z0-
 InventoryName = Annotated[str, Field(pattern=INVENTORY_NAME_PATTERN)]
 IpAddress = Annotated[str, AfterValidator(_ip_address)]
 Secret = Annotated[SecretStr, Field(strict=False), only(str), AfterValidator(_secret)]
-HostDirectory = Annotated[str, AfterValidator(_host_directory)]
+HostDirectory = Annotated[str, AfterValidator(host_directory)]
 ServedName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,255}$")]
 LocalFile = Annotated[str, _checked(lambda v: Path(v).is_file(), LOCAL_FILE)]
 PinnedImage = Annotated[str, _checked(images.is_pinned, PINNED_IMAGE)]
@@ -333,5 +263,6 @@ PORT_RANGE = "a port range LOW-HIGH, from 1024 to 65535, such as 32768-60999"
 PortRange = Annotated[str, _checked(lambda v: _port_range(v) is not None, PORT_RANGE)]
 CacheUrl = Annotated[str, Field(pattern=r"^(https?|file|ssh|ssh-ng|s3)://\S+$")]
 CacheKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+:[A-Za-z0-9+/]+=*$")]
-Networks = Annotated[tuple[str, ...], *LAX, AfterValidator(_networks)]
+Networks = Annotated[tuple[str, ...], *LAX, AfterValidator(networks)]
+PrivateNetworks = Annotated[tuple[str, ...], *LAX, AfterValidator(private_networks)]
 ExtraArgs = Annotated[list[str], *LAX, AfterValidator(_extra_args)]

@@ -1,0 +1,166 @@
+"""Bad inventories judged by what their values would do on the host (issue 26's classes): paths
+that hand the host to the container, exposure by a switch or a typo, self-lockout. Same shapes as
+tests/bad_inventories.py, which adds the single-host cases to its table (so `plan` and the real
+deploy refuse them too); the cases across hosts run in-process (tests/unit/test_bad_inventory_table.py).
+
+SSH_PORT stands for the port the case's host is reached at (its connection's ssh_port).
+"""
+
+from __future__ import annotations
+
+H = "host TARGET: "
+LOCKOUT = "a port other than the host's SSH port ("
+CACHE = "is not allowed: an absolute path of letters, digits and . _ - + @ beneath a directory of your own"
+CACHE_CASES = [
+    (f"cache-is-{name}", {knob: path}, f"{H}{knob} = {path!r} {CACHE}")
+    for name, knob, path in (
+        ("the-docker-dir", "vllm_cache_dir", "/var/lib/docker"),
+        ("containerd-dir", "hf_cache_dir", "/var/lib/containerd"),
+        ("var-run-docker", "hf_cache_dir", "/var/run/docker"),
+        ("var-run-itself", "vllm_cache_dir", "/var/run"),
+        ("roots-ssh", "hf_cache_dir", "/root/.ssh"),
+        ("a-users-ssh", "hf_cache_dir", "/home/ops/.ssh"),
+        ("a-home", "vllm_cache_dir", "/home/ops"),
+        ("cron", "vllm_cache_dir", "/var/spool/cron/crontabs"),
+        ("our-state-dir", "hf_cache_dir", "/var/lib/vllm-fleet"),
+        ("our-images", "vllm_cache_dir", "/var/lib/vllm-fleet/images"),
+        ("above-our-models", "hf_cache_dir", "/var/lib/vllm-fleet/models/../models"),
+        ("tmp", "hf_cache_dir", "/tmp/hf"),
+        ("var-tmp", "vllm_cache_dir", "/var/tmp/cache"),
+        ("dev-shm", "hf_cache_dir", "/dev/shm/hf"),
+        ("rocm", "vllm_cache_dir", "/opt/rocm/cache"),
+        ("nix-store", "hf_cache_dir", "/nix/store/x"),
+        ("srv-itself", "hf_cache_dir", "/srv"),
+        ("double-slash-etc", "hf_cache_dir", "//etc"),
+    )
+]
+EXPOSURE_CASES = [
+    (
+        "sources-host-bits-everything",
+        {"vllm_allowed_sources": ["10.20.0.5/0"]},
+        H + "vllm_allowed_sources = ['10.20.0.5/0'] is not allowed: a list of IP addresses or networks",
+    ),
+    (
+        "sources-every-address",
+        {"vllm_allowed_sources": ["0.0.0.0/0"]},
+        H + "vllm_allowed_sources = ['0.0.0.0/0'] is not allowed: a list of IP addresses or networks",
+    ),
+    (
+        "sources-every-v6-address",
+        {"vllm_allowed_sources": ["10.0.0.0/8", "::/0"]},
+        H + "vllm_allowed_sources = ['10.0.0.0/8', '::/0'] is not allowed",
+    ),
+    (
+        "sources-host-bits",
+        {"vllm_allowed_sources": ["192.168.1.7/24"]},
+        H + "vllm_allowed_sources = ['192.168.1.7/24'] is not allowed",
+    ),
+    (
+        "monitoring-sources-public",
+        {"monitoring_allowed_sources": ["8.8.8.0/24"]},
+        H + "monitoring_allowed_sources = ['8.8.8.0/24'] is not allowed: a list of private IP addresses",
+    ),
+    ("vllm-port-is-ssh", {"vllm_port": "SSH_PORT"}, LOCKOUT),
+    ("ssh-connection-user-is-a-url", {"ssh_user": "root@evil?ssh_config=/tmp/x"}, H + "ssh_user = "),
+    ("ssh-port-as-text", {"ssh_port": "22; id"}, H + "ssh_port = '22; id' is not allowed: an integer from 1 to 65535"),
+    ("ssh-key-option", {"ssh_key": "-oProxyCommand=id"}, H + "ssh_key = '-oProxyCommand=id' is not allowed"),
+]
+HOSTILE_CASES = CACHE_CASES + EXPOSURE_CASES
+
+K = "hunter2-" + "k" * 12
+MEMBER = {
+    "vllm_bind_address": "0.0.0.0",
+    "vllm_api_key": K,
+    "accelerator": "nvidia",
+    "gpu_count": 8,
+    "vllm_cluster": "c",
+    "vllm_cluster_interface": "eth0",
+}
+MONITOR = {"fleet_address": "10.9.0.9", "alert_webhook_url": "https://alerts.example.com/hook"}
+HOSTILE_FLEET_CASES = [
+    (
+        "cluster-with-the-firewall-off",
+        {
+            "enterprise": [
+                ("cm-a", {**MEMBER, "fleet_address": "10.9.1.1", "vllm_cluster_rank": 0, "vllm_firewall": False}),
+                ("cm-b", {**MEMBER, "fleet_address": "10.9.1.2", "vllm_cluster_rank": 1}),
+            ]
+        },
+        "host cm-a: vllm_firewall = False is not allowed: True on a member of cluster 'c'",
+    ),
+    (
+        "cluster-dynamic-ports-cover-ssh",
+        {
+            "enterprise": [
+                ("cm-c", {**MEMBER, "fleet_address": "10.9.1.3", "vllm_cluster_rank": 0}),
+                (
+                    "cm-d",
+                    {
+                        **MEMBER,
+                        "fleet_address": "10.9.1.4",
+                        "vllm_cluster_rank": 1,
+                        "ssh_port": 40022,
+                    },
+                ),
+            ]
+        },
+        "host cm-d: vllm_cluster_dynamic_ports = '32768-60999' is not allowed: " + LOCKOUT + "40022",
+    ),
+    (
+        "cluster-dynamic-ports-cover-vllm-port",
+        {
+            "enterprise": [
+                ("cm-e", {**MEMBER, "fleet_address": "10.9.1.5", "vllm_cluster_rank": 0, "vllm_port": 40000}),
+                ("cm-f", {**MEMBER, "fleet_address": "10.9.1.6", "vllm_cluster_rank": 1, "vllm_port": 40000}),
+            ]
+        },
+        "host cm-e: vllm_cluster_dynamic_ports = '32768-60999' is not allowed: a port of its own: vllm_port "
+        "(40000) is there already",
+    ),
+    (
+        "monitoring-open-with-the-firewall-off",
+        {
+            "monitoring": [("mo-a", {**MONITOR, "prometheus_bind_address": "0.0.0.0", "vllm_firewall": False})],
+            "enterprise": [("be-a", {"vllm_api_key": K, "fleet_address": "10.9.1.7"})],
+        },
+        "host mo-a: vllm_firewall = False is not allowed: True on a monitoring host whose Prometheus and "
+        "Alertmanager listen beyond loopback",
+    ),
+    (
+        "prometheus-on-the-ssh-port",
+        {
+            "monitoring": [("mo-b", {**MONITOR, "prometheus_port": 2200, "ssh_port": 2200})],
+            "enterprise": [("be-b", {"vllm_api_key": K, "fleet_address": "10.9.1.8"})],
+        },
+        "host mo-b: prometheus_port = 2200 is not allowed: " + LOCKOUT + "2200",
+    ),
+    (
+        "ssh-on-the-node-exporters-port",
+        {
+            "monitoring": [("mo-c", MONITOR)],
+            "enterprise": [("be-c", {"vllm_api_key": K, "fleet_address": "10.9.1.9", "ssh_port": 9100})],
+        },
+        "host be-c: ssh_port = 9100 is not allowed: a port other than the node metrics",
+    ),
+    (
+        "alertmanager-on-the-gossip-port",
+        {
+            "monitoring": [("mo-d", {**MONITOR, "alertmanager_port": 9094})],
+            "enterprise": [("be-d", {"vllm_api_key": K, "fleet_address": "10.9.1.10"})],
+        },
+        "host mo-d: alertmanager_port = 9094 is not allowed: a port of its own: Alertmanager's gossip port",
+    ),
+    (
+        "laptop-open-to-its-network",
+        {"laptop": [("lp-a", {"vllm_firewall": False})]},
+        "host lp-a: vllm_firewall = False is not allowed: True on a laptop without vllm_api_key",
+    ),
+    (
+        "gateway-on-the-ssh-port",
+        {
+            "gateway": [("gw-a", {"fleet_address": "10.9.1.11", "gateway_port": 22})],
+            "enterprise": [("be-e", {"vllm_api_key": K, "fleet_address": "10.9.1.12", "vllm_bind_address": "0.0.0.0"})],
+        },
+        "host gw-a: gateway_port = 22 is not allowed: " + LOCKOUT + "22",
+    ),
+]
