@@ -1,4 +1,5 @@
-"""The vLLM serve parser's flags, read inside a vLLM image: {flag: dest} for every option, and
+"""The vLLM serve parser's flags, read inside a vLLM image: {flag: dest} for every option, the
+options that take no value (switches: a word after one is vLLM's positional model), and
 for each argument list on stdin ({case: [arg, ...]}) the settings it changes from the defaults
 (or the parser's complaint), so a test can see how vLLM itself reads a spelling."""
 
@@ -29,5 +30,6 @@ def changed(argv: list[str]) -> dict | str:
 
 
 options = {flag: action.dest for action in parser._actions for flag in action.option_strings}
+switches = sorted(flag for action in parser._actions if action.nargs == 0 for flag in action.option_strings)
 cases = {case: changed(argv) for case, argv in json.load(sys.stdin).items()}
-print(json.dumps({"options": options, "cases": cases}))
+print(json.dumps({"options": options, "switches": switches, "cases": cases}))

@@ -65,7 +65,36 @@ EXPOSURE_CASES = [
     ("ssh-port-as-text", {"ssh_port": "22; id"}, H + "ssh_port = '22; id' is not allowed: an integer from 1 to 65535"),
     ("ssh-key-option", {"ssh_key": "-oProxyCommand=id"}, H + "ssh_key = '-oProxyCommand=id' is not allowed"),
 ]
-HOSTILE_CASES = CACHE_CASES + EXPOSURE_CASES
+ARGS = "vllm_extra_args = "
+ARG_CASES = [
+    (
+        "args-word-after-a-switch",
+        {"vllm_extra_args": ["--enforce-eager", "org/other-model"]},
+        H + ARGS + "['--enforce-eager', 'org/other-model'] is not allowed: options of vLLM's serve parser",
+    ),
+    ("args-bare-word-first", {"vllm_extra_args": ["evil/model"]}, "'evil/model' is such a word"),
+    ("args-empty-item", {"vllm_extra_args": ["--seed", "1", ""]}, H + ARGS + "['--seed', '1', ''] is not allowed"),
+    ("args-en-dash", {"vllm_extra_args": ["\u2013\u2013enforce-eager"]}, "no dash other than '-'"),
+    ("args-minus-sign", {"vllm_extra_args": ["\u2212-enforce-eager"]}, "no dash other than '-'"),
+    ("args-space-around", {"vllm_extra_args": [" --enforce-eager"]}, "no spaces around an item"),
+    (
+        "args-remote-code",
+        {"vllm_extra_args": ["--trust_remote_code"]},
+        "arguments without --trust-remote-code, which runs Python from the model's repository",
+    ),
+    (
+        "args-remote-code-other-knob-allowed",
+        {"vllm_extra_args": ["--trust-remote-code"], "vllm_allow": ["prompt_logging"]},
+        "name 'remote_code' in vllm_allow",
+    ),
+    ("args-tool-plugin", {"vllm_extra_args": ["--tool-parser-plugin", "/x.py"]}, "name 'plugins' in vllm_allow"),
+    ("args-middleware", {"vllm_extra_args": ["--middleware=os.system"]}, "name 'plugins' in vllm_allow"),
+    ("args-local-media", {"vllm_extra_args": ["--allowed-local-media-path", "/"]}, "name 'local_media'"),
+    ("args-dummy-weights", {"vllm_extra_args": ["--load-format", "dummy"]}, "name 'dummy_weights'"),
+    ("args-prompt-logging", {"vllm_extra_args": ["--enable-log-outputs"]}, "name 'prompt_logging'"),
+    ("allow-unknown-feature", {"vllm_allow": ["everything"]}, H + "vllm_allow = ['everything'] is not allowed"),
+]
+HOSTILE_CASES = CACHE_CASES + EXPOSURE_CASES + ARG_CASES
 
 K = "hunter2-" + "k" * 12
 MEMBER = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vllm_fleet import cluster, images, launch
+from vllm_fleet import cluster, images, launch, vllm_flags
 from vllm_fleet.facts.host import HostFacts
 from vllm_fleet.gpus import (
     gpus_from_data,
@@ -130,8 +130,18 @@ def resolve_host(
         accelerator, warnings = facts.accelerator(settings.accelerator), []
         gpus, machine = gpus_from_facts(facts.gpus) or gpus_from_data(settings), facts.machine
     plan = plan_host(settings, sources, accelerator, gpus, machine, fleet)
-    plan.warnings[:0] = warnings
+    plan.warnings[:0] = warnings + allowed_features(settings)
     return plan
+
+
+def allowed_features(settings: Settings) -> list[str]:
+    """What the host's vllm_allow lets its vLLM do, one line each feature its arguments turn on."""
+    found = vllm_flags.risky_features(settings.vllm_extra_args)
+    return [
+        f"vllm_allow lets {found[name]} run: it {what}"
+        for name, what, _ in vllm_flags.RISKY_FEATURES
+        if name in found and name in settings.vllm_allow
+    ]
 
 
 def offline_accelerator(settings: Settings) -> tuple[str, list[str]]:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from vllm_fleet import cluster, exposure, images
+from vllm_fleet import cluster, exposure, images, vllm_flags
 from vllm_fleet.monitoring.exporters import exporters, monitoring_hosts
 from vllm_fleet.settings import (
     GATEWAY_GROUP,
@@ -139,6 +139,7 @@ def _vllm_host(s: Settings, groups: set[str]) -> None:
             s.show("vllm_model"),
             "'auto' when vllm_model_dir is set (the directory is the model; name it with vllm_served_model_name)",
         )
+    _risky_features(s)
     if s.serving_method == "nix":
         _nix_host(s)
     else:
@@ -165,6 +166,18 @@ def _vllm_host(s: Settings, groups: set[str]) -> None:
                 "vllm_image_archive",
                 s.show("vllm_image_archive"),
                 f"an archive holding vllm_image {s.vllm_image!r}; it holds {sorted(tags)}",
+            )
+
+
+def _risky_features(s: Settings) -> None:
+    for name, arg in vllm_flags.risky_features(s.vllm_extra_args).items():
+        if name not in s.vllm_allow:
+            what = next(what for feature, what, _ in vllm_flags.RISKY_FEATURES if feature == name)
+            raise SettingsError(
+                s.host,
+                "vllm_extra_args",
+                s.show("vllm_extra_args"),
+                f"arguments without {arg}, which {what}; to run it anyway, name {name!r} in vllm_allow",
             )
 
 

@@ -41,13 +41,15 @@ OWNED_FLAGS = {
 SECRET_FLAGS = ("--api-key", "--hf-token")
 
 
-def serve_flags() -> frozenset[str]:
-    """Every option string of the pinned vLLM's serve parser (data/vllm_serve_flags.txt)."""
-    text = resources.files("vllm_fleet").joinpath("data/vllm_serve_flags.txt").read_text()
+def serve_flags(name: str = "vllm_serve_flags.txt") -> frozenset[str]:
+    """Every option string of the pinned vLLM's serve parser (data/vllm_serve_flags.txt), or
+    those that take no value (data/vllm_serve_switches.txt)."""
+    text = resources.files("vllm_fleet").joinpath(f"data/{name}").read_text()
     return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
 
 
 SERVE_FLAGS = serve_flags()
+SWITCHES = serve_flags("vllm_serve_switches.txt")
 
 
 def resolve(arg: str) -> str | None:
@@ -112,3 +114,81 @@ def looks_secret(value: Any) -> bool:
         and any(c.isalpha() for c in value)
         and len(set(value)) >= 10
     )
+
+
+# vLLM features that run code or hand out what the container holds (the API key and the token are
+# in its environment): each needs its name in vllm_allow. (feature, what it does, its flags; a flag
+# with "=value" only with that value.)
+RISKY_FEATURES = (
+    (
+        "remote_code",
+        "runs Python from the model's repository, or Jinja templates a client sends, in the container",
+        ("--trust-remote-code", "--trust-request-chat-template"),
+    ),
+    (
+        "plugins",
+        "imports Python modules or classes the argument names (plugins, middleware, logits processors, "
+        "extension classes, transfer connectors, logging configuration)",
+        (
+            "--tool-parser-plugin",
+            "--reasoning-parser-plugin",
+            "--io-processor-plugin",
+            "--logits-processors",
+            "--middleware",
+            "--worker-extension-cls",
+            "--kv-transfer-config",
+            "--ec-transfer-config",
+            "--weight-transfer-config",
+            "--log-config-file",
+            "--logging-config",
+        ),
+    ),
+    (
+        "local_media",
+        "lets clients have vLLM read files of the container (/proc/self/environ holds the API key)",
+        ("--allowed-local-media-path",),
+    ),
+    ("dummy_weights", "serves random weights: every answer is noise", ("--load-format=dummy",)),
+    (
+        "prompt_logging",
+        "writes clients' prompts and answers to the journal, which more people read than the API",
+        ("--enable-log-requests", "--enable-log-outputs"),
+    ),
+)
+RISKY_FEATURE_NAMES = tuple(name for name, _, _ in RISKY_FEATURES)
+# Characters a pasted flag's dash may have become (an en dash from a document, a minus sign).
+UNICODE_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+
+
+def read_args(args: list[str]) -> list[tuple[str | None, str | None]]:
+    """Arguments as vLLM's parser pairs them: (flag, its value or None) for each option, (None,
+    word) for a positional word (vLLM takes it for the model, over --model). A word after an option
+    that takes a value is that value; after a switch (data/vllm_serve_switches.txt) it is a
+    positional; after an unknown option, its value (vLLM refuses the option anyway)."""
+    read: list[tuple[str | None, str | None]] = []
+    wants_value = False
+    for arg in args:
+        is_option = arg.startswith("-") and len(arg) > 1 and not arg[1].isdigit()
+        if is_option:
+            flag = resolve(arg) or arg.split("=", 1)[0]
+            value = arg.split("=", 1)[1] if "=" in arg else None
+            read.append((flag, value))
+            wants_value = value is None and flag not in SWITCHES
+        elif wants_value:
+            read[-1] = (read[-1][0], arg)
+            wants_value = False
+        else:
+            read.append((None, arg))
+    return read
+
+
+def risky_features(args: list[str]) -> dict[str, str]:
+    """Each risky feature the arguments turn on, with the argument that does."""
+    found: dict[str, str] = {}
+    for flag, value in read_args(args):
+        for name, _, flags in RISKY_FEATURES:
+            for risky in flags:
+                option, _, wanted = risky.partition("=")
+                if flag == option and (not wanted or (value or "").strip().lower() == wanted):
+                    found.setdefault(name, f"{flag}={value}" if wanted else flag)
+    return found

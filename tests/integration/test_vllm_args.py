@@ -17,7 +17,7 @@ from vllm_fleet.plan import plan_host
 from vllm_fleet.rules import validate
 from vllm_fleet.settings import PHASES, SERVING_METHODS
 from vllm_fleet.sizing import CATALOGUE
-from vllm_fleet.vllm_flags import OWNED_FLAGS, SERVE_FLAGS, vllm_flag
+from vllm_fleet.vllm_flags import OWNED_FLAGS, SERVE_FLAGS, SWITCHES, read_args, vllm_flag
 
 # No fleet at all: beside the session's modules, which leave their worker more time.
 pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group(SESSION_FLEET)]
@@ -107,10 +107,13 @@ def test_extra_args_are_read_the_way_vllms_own_parser_reads_them(image):
         "prefix": ["--served-model", "x"],
         "short-attached": ["-qfp8"],
         "alias": ["--device-memory-utilization", "0.5"],
+        # A word after a switch is the positional model, which wins over --model.
+        "word-after-a-switch": ["--enforce-eager", "org/other-model"],
     }
     found = in_image(image, "vllm_flags.py", cases)
     # The recorded flags are this vLLM's (regenerate data/vllm_serve_flags.txt when it moves).
     assert set(found["options"]) == SERVE_FLAGS, set(found["options"]) ^ SERVE_FLAGS
+    assert set(found["switches"]) == SWITCHES, set(found["switches"]) ^ SWITCHES
     owned_dests = {found["options"][flag] for flag in OWNED_FLAGS if flag in found["options"]}
     assert len(owned_dests) == len(set(OWNED_FLAGS.values()))  # aliases share their flag's dest
     for flag, dest in found["options"].items():
@@ -119,6 +122,9 @@ def test_extra_args_are_read_the_way_vllms_own_parser_reads_them(image):
         else:
             assert vllm_flag(flag) is None, f"extra args would refuse vLLM's own {flag} ({dest})"
     # vLLM really reads these spellings as the owned flags the settings refuse them for.
+    positional = found["cases"].pop("word-after-a-switch")
+    assert positional.get("model_tag") == "org/other-model", positional
+    assert [word for flag, word in read_args(cases.pop("word-after-a-switch")) if flag is None] == ["org/other-model"]
     for case, argv in cases.items():
         dests = set(found["cases"][case]) if isinstance(found["cases"][case], dict) else set()
         assert dests and dests <= owned_dests, (case, found["cases"][case])

@@ -46,6 +46,7 @@ def vllm_host(name: str = "gpu-1", **data):
         "fleet_address": "127.0.0.1",
         "vllm_served_model_name": "team/m@x:y+1_v2.0",
         "vllm_extra_args": HOSTILE_ARGS,
+        "vllm_allow": ["plugins"],  # --middleware, there for its quoting
         "hf_cache_dir": "/srv/models/hf+cache@1",
         "vllm_cache_dir": "/srv/vllm_cache-2",
         "accelerator": "nvidia",

@@ -1,5 +1,7 @@
 """The schema: defaults, every rule, and one clean message per bad value."""
 
+from typing import get_args
+
 import pytest
 
 from vllm_fleet.rules import validate
@@ -339,3 +341,21 @@ def test_the_fleet_check_finds_a_hosts_builder_by_name():
         check_fleet(s, hosts)
     with pytest.raises(SettingsError, match="^host c: nix_builder = 'b' is not allowed: the name of a host"):
         check_fleet(hosts["c"], {"c": hosts["c"]})
+
+
+def test_the_risky_features_are_the_ones_vllm_allow_takes():
+    from vllm_fleet.settings.types import RiskyFeature
+    from vllm_fleet.vllm_flags import RISKY_FEATURE_NAMES
+
+    assert get_args(RiskyFeature) == RISKY_FEATURE_NAMES
+
+
+def test_an_allowed_feature_is_named_by_plan(settings_for):
+    from vllm_fleet.plan import allowed_features
+
+    s = settings_for("single_gpu", vllm_extra_args=["--trust-remote-code"], vllm_allow=["remote_code", "plugins"])
+    assert allowed_features(s) == [
+        "vllm_allow lets --trust-remote-code run: it runs Python from the model's repository, or Jinja templates "
+        "a client sends, in the container"
+    ]
+    assert allowed_features(s.replace(vllm_extra_args=[])) == []

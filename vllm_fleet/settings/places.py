@@ -25,11 +25,11 @@ OPT_VENDOR = re.compile(r"/opt/(containerd|cni|rocm|rocm-[^/]*|nvidia|amdgpu|amd
 OWN_STATE = (paths.IMAGE_DIR, paths.MODELS_DIR, paths.NIX_DIR, paths.NIX_INSTALLER_DIR, paths.GRAFANA_DIR)
 
 HOST_DIRECTORY = (
-    "an absolute path of letters, digits and . _ - + @ beneath a directory of your own (such as /srv/hf, "
-    "/data/cache, /mnt/nvme/hf, /home/USER/hf) or beneath /var/lib/vllm-fleet: not the OS's directories nor "
+    f"an absolute path of letters, digits and . _ - + @ beneath a directory of your own (such as /srv/hf, "
+    f"/data/cache, /mnt/nvme/hf, /home/USER/hf) or beneath {paths.STATE_DIR}: not the OS's directories nor "
     "under them (/, /etc, /usr, /var, /run, /tmp, /root, ...), a runtime's or GPU vendor's (/var/lib/docker, "
     "/opt/containerd, /opt/rocm), a hidden directory (.ssh, .config), a home itself, nor the deploy's own "
-    "state (/var/lib/vllm-fleet itself, its images, models and nix)"
+    f"state ({paths.STATE_DIR} itself, its images, models and nix)"
 )
 
 

@@ -22,7 +22,7 @@ from vllm_fleet.settings.places import (  # noqa: F401 (re-exported)
     networks,
     private_networks,
 )
-from vllm_fleet.vllm_flags import OWNED_FLAGS, vllm_flag
+from vllm_fleet.vllm_flags import OWNED_FLAGS, UNICODE_DASHES, read_args, vllm_flag
 
 Phase = Literal["laptop", "single_gpu", "enterprise"]
 Accelerator = Literal["auto", "nvidia", "amd", "cpu"]
@@ -68,6 +68,8 @@ PreflightCheck = Literal[
     "gfx_target",
 ]
 Role = Literal["vllm", "gateway", "monitoring"]
+# vllm_flags.RISKY_FEATURES' names (tests/unit/test_settings.py keeps the two in step).
+RiskyFeature = Literal["remote_code", "plugins", "local_media", "dummy_weights", "prompt_logging"]
 
 PHASES: tuple[str, ...] = get_args(Phase)
 SERVING_METHODS: tuple[str, ...] = get_args(ServingMethod)
@@ -176,7 +178,20 @@ def _port_range(value: str) -> tuple[int, int] | None:
     return (low, high) if 1024 <= low <= high <= 65535 else None
 
 
+EXTRA_ARG = (
+    "options of vLLM's serve parser and their values, one list item each: no empty item, no dash other than "
+    "'-' (a pasted en dash or minus sign), no spaces around an item, and no word that is no option's value "
+    "(vLLM would serve it as the model, over vllm_model)"
+)
+
+
 def _extra_args(args: list[str]) -> list[str]:
+    for arg in args:
+        if not arg.strip() or arg.lstrip()[:1] in UNICODE_DASHES or arg != arg.strip():
+            raise ValueError(EXTRA_ARG)
+    positional = [word for flag, word in read_args(args) if flag is None]
+    if positional:
+        raise ValueError(f"{EXTRA_ARG}: {positional[0]!r} is such a word")
     for arg in args:
         flag = vllm_flag(arg)
         if flag:

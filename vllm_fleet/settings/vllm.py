@@ -14,6 +14,7 @@ from vllm_fleet.settings.types import (
     ADDRESS_PATTERN,
     HOST_DIRECTORY,
     IP_ADDRESS,
+    LAX,
     LOCAL_ARCHIVE,
     MODEL_DIRECTORY,
     NETWORKS,
@@ -35,6 +36,7 @@ from vllm_fleet.settings.types import (
     PinnedImage,
     Port,
     Quantization,
+    RiskyFeature,
     Secret,
     ServedName,
     ServingMethod,
@@ -43,6 +45,7 @@ from vllm_fleet.settings.types import (
     one_of,
     or_none,
 )
+from vllm_fleet.vllm_flags import RISKY_FEATURE_NAMES, RISKY_FEATURES
 
 
 class Vllm(Knobs):
@@ -149,6 +152,14 @@ class Vllm(Knobs):
         "More vLLM command-line arguments, one list item each.",
         "a list of strings, one command-line argument each",
         repr=False,  # a secret-bearing flag's value would show in a traceback
+    )
+    vllm_allow: Annotated[tuple[RiskyFeature, ...], *LAX] = knob(
+        (),
+        "vLLM features vllm_extra_args may turn on although they run code or hand out what the container holds, "
+        "each by name: "
+        + "; ".join(f"{name}: {what} ({', '.join(flags)})" for name, what, flags in RISKY_FEATURES)
+        + ". plan lists each one allowed.",
+        "a list of names from " + ", ".join(RISKY_FEATURE_NAMES),
     )
     vllm_container_shm_size: Size = knob(
         "4g",
