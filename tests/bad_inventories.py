@@ -509,9 +509,17 @@ def single_host_inventory(connection: dict, archive: str) -> str:
     for case_id, data, _ in CASES:
         stand_ins = {"ARCHIVE": archive, "SSH_PORT": connection.get("ssh_port", 22)}
         data = {k: stand_ins.get(v, v) if isinstance(v, str) else v for k, v in data.items()}
-        hosts.append((case_id, {**connection, **DEFAULTS, **data}))
-    hosts += [(name, {**connection, **DEFAULTS}) for _, name, _ in NAME_CASES]
+        hosts.append((case_id, {**connection, **DEFAULTS, **_own_address(len(hosts), data), **data}))
+    hosts += [(name, {**connection, **DEFAULTS, **_own_address(len(hosts), {})}) for _, name, _ in NAME_CASES]
     return f"single_gpu = {hosts!r}\n"
+
+
+def _own_address(index: int, data: dict) -> dict:
+    """Each host of the table is one machine of its own to the rules (they all connect to one), unless
+    the case sets where it is reached itself."""
+    if "fleet_address" in data or "ssh_hostname" in data:
+        return {}
+    return {"fleet_address": f"10.77.{index // 250}.{index % 250 + 1}"}
 
 
 def fleet_inventory(groups: dict, connection: dict) -> str:

@@ -9,6 +9,7 @@ SSH_PORT stands for the port the case's host is reached at (its connection's ssh
 from __future__ import annotations
 
 H = "host TARGET: "
+K = "hunter2-" + "k" * 12
 LOCKOUT = "a port other than the host's SSH port ("
 CACHE = "is not allowed: an absolute path of letters, digits and . _ - + @ beneath a directory of your own"
 CACHE_CASES = [
@@ -94,9 +95,38 @@ ARG_CASES = [
     ("args-prompt-logging", {"vllm_extra_args": ["--enable-log-outputs"]}, "name 'prompt_logging'"),
     ("allow-unknown-feature", {"vllm_allow": ["everything"]}, H + "vllm_allow = ['everything'] is not allowed"),
 ]
-HOSTILE_CASES = CACHE_CASES + EXPOSURE_CASES + ARG_CASES
+SECRET = " is not allowed: a string of at least 16 printable ASCII characters without whitespace, 8 or more"
+TOKEN = "hf_hunter2abcdefgh99"
+SECRET_CASES = [
+    ("key-all-ones", {"vllm_api_key": "1" * 24}, H + "vllm_api_key = <secret, 24 characters>" + SECRET),
+    ("key-seven-letters", {"vllm_api_key": "hunter2" + "2" * 20}, H + "vllm_api_key = <secret, 27"),
+    ("key-unexpanded-variable", {"vllm_api_key": "${VLLM_API_KEY}hunter2"}, H + "vllm_api_key = <secret, 22"),
+    ("key-docs-example", {"vllm_api_key": "token-abc123-hunter2"}, H + "vllm_api_key = <secret, 20 characters>"),
+    ("token-changeme", {"hf_token": "hf_changeme_hunter2_01"}, H + "hf_token = <secret, 22 characters>" + SECRET),
+    ("key-template", {"gateway_api_key": "<hunter2-gateway-key>"}, H + "gateway_api_key = <secret, 21 characters>"),
+    (
+        "token-reused-as-key",
+        {"vllm_api_key": TOKEN, "hf_token": TOKEN},
+        "is not allowed: a secret of its own, not the value of",
+    ),
+    (
+        "key-in-the-served-name",
+        {"vllm_api_key": K, "vllm_served_model_name": "m-" + K},
+        H + "vllm_served_model_name = <secret, 22 characters> is not allowed: a value without the host's vllm_api_key",
+    ),
+    (
+        "token-in-an-argument",
+        {"hf_token": TOKEN, "vllm_extra_args": ["--seed", "1", "--revision", "x" + TOKEN]},
+        "is not allowed: a value without the host's hf_token in it",
+    ),
+    (
+        "token-in-the-gpu-name",
+        {"hf_token": TOKEN, "gpu_name": "NVIDIA " + TOKEN},
+        H + "gpu_name = 'NVIDIA <secret>' is not allowed: a value without the host's hf_token in it",
+    ),
+]
+HOSTILE_CASES = CACHE_CASES + EXPOSURE_CASES + ARG_CASES + SECRET_CASES
 
-K = "hunter2-" + "k" * 12
 MEMBER = {
     "vllm_bind_address": "0.0.0.0",
     "vllm_api_key": K,
@@ -191,5 +221,46 @@ HOSTILE_FLEET_CASES = [
             "enterprise": [("be-e", {"vllm_api_key": K, "fleet_address": "10.9.1.12", "vllm_bind_address": "0.0.0.0"})],
         },
         "host gw-a: gateway_port = 22 is not allowed: " + LOCKOUT + "22",
+    ),
+]
+
+BEHIND = {"vllm_api_key": K}
+HOSTILE_FLEET_CASES += [
+    (
+        "api-key-as-webhook-token",
+        {
+            "monitoring": [("mo-e", {**MONITOR, "alert_webhook_token": K})],
+            "enterprise": [("be-f", {"vllm_api_key": K, "fleet_address": "10.9.2.1"})],
+        },
+        "host be-f: vllm_api_key = <secret, 20 characters> is not allowed: a secret of its own, not the value of "
+        "mo-e's alert_webhook_token",
+    ),
+    (
+        "two-names-one-address",
+        {
+            "enterprise": [
+                ("gpu-a", {"vllm_api_key": K, "fleet_address": "10.9.2.2"}),
+                ("gpu-b", {"vllm_api_key": K, "fleet_address": "10.9.2.2"}),
+            ]
+        },
+        "host gpu-b: fleet_address = '10.9.2.2' is not allowed: an address of its own: gpu-a is at 10.9.2.2 too",
+    ),
+    (
+        "names-differ-in-case",
+        {
+            "enterprise": [
+                ("GPU-c", {"vllm_api_key": K, "fleet_address": "10.9.2.3"}),
+                ("gpu-c", {"vllm_api_key": K, "fleet_address": "10.9.2.4"}),
+            ]
+        },
+        "host gpu-c: name = 'gpu-c' is not allowed: a name of its own: GPU-c differs only in case",
+    ),
+    (
+        "monitoring-and-vllm-on-one-machine",
+        {
+            "monitoring": [("mo-f", {**MONITOR, "fleet_address": "10.9.2.5"})],
+            "enterprise": [("be-g", {"vllm_api_key": K, "fleet_address": "10.9.2.5"})],
+        },
+        "is not allowed: an address of its own:",
     ),
 ]

@@ -58,12 +58,49 @@ def pyinfra_inventory(path: str) -> str:
     return str(SHIM)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as an inventory should be written: a key once per mapping (PyYAML keeps the last one
+    silently), no anchors or aliases (an alias can expand without bound, or contain itself)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not read in an inventory: write the value out", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {str(key)[:60]!r} appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_error(path: str, exc: yaml.YAMLError) -> str:
+    """A YAML error in one line, by its place and problem only: PyYAML's own message quotes the
+    line, which may hold a secret."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    return f"{path}: cannot read it as YAML: {where}{problem}"
+
+
 def load(path: str) -> dict[str, tuple[list, dict]]:
     """Group name -> (hosts as (name, data), {}) for a pyinfra inventory file's module scope."""
     try:
-        document = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise AnsibleInventoryError(f"{path}: cannot read it as YAML: {exc}") from None
+        document = yaml.load(Path(path).read_text(), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+    except OSError as exc:
+        raise AnsibleInventoryError(f"{path}: cannot read it: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise AnsibleInventoryError(_yaml_error(path, exc)) from None
+    except RecursionError:
+        raise AnsibleInventoryError(f"{path}: cannot read it as YAML: nested too deep") from None
     if not isinstance(document, Mapping) or not document:
         raise AnsibleInventoryError(f"{path}: an Ansible inventory is a mapping of group names (all: ...)")
     reader = _Reader(path)

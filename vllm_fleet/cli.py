@@ -27,8 +27,9 @@ def cmd_hosts(args) -> int:
     from vllm_fleet.settings import public_values
 
     inventory = load_inventory(args.inventory, REPO)
+    validation = validate_inventory(inventory)
     try:
-        fleet = validate_inventory(inventory).fleet()
+        fleet = validation.fleet()
     except PyinfraError as exc:
         print(f"vllm_fleet: {exc}", file=sys.stderr)
         return 2
@@ -40,7 +41,7 @@ def cmd_hosts(args) -> int:
         }
         for host in inventory
     }
-    json.dump({"hosts": hosts}, sys.stdout, indent=2)
+    json.dump({"hosts": validation.redaction.hide_in(hosts)}, sys.stdout, indent=2)
     print()
     return 0
 
@@ -90,8 +91,12 @@ def cmd_rollout(args) -> int:
 
 def cmd_deploy(args) -> int:
     from vllm_fleet.ansible_inventory import pyinfra_inventory
+    from vllm_fleet.inventory import load_inventory
     from vllm_fleet.rollout.runner import PYINFRA, limit_args
 
+    # The file read as the other commands read it first: a host listed twice, or a file that does
+    # not load, is refused in one line before pyinfra starts (deploy.py validates the settings).
+    load_inventory(args.inventory, REPO)
     flags = [*(["-y"] if args.yes else []), *(["--dry"] if args.dry else []), *limit_args(args.limit)]
     return subprocess.run([PYINFRA, *flags, pyinfra_inventory(args.inventory), "deploy.py"], cwd=REPO).returncode
 
@@ -164,4 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         "verify": cmd_verify,
         "rollout": cmd_rollout,
     }
-    return commands[args.command](args)
+    from vllm_fleet.inventory import InventoryError
+
+    try:
+        return commands[args.command](args)
+    except InventoryError as exc:
+        print(f"vllm_fleet: {exc}", file=sys.stderr)
+        return 2

@@ -19,8 +19,11 @@ from pyinfra.api import Inventory, State
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_state
 
+from vllm_fleet.pyinfra_log import redact
 from vllm_fleet.rules import check_fleet, validate
 from vllm_fleet.settings import KNOBS, Settings, SettingsError
+from vllm_fleet.settings.parsing import is_secret
+from vllm_fleet.settings.secrets import Redaction, redaction_of, secret_values
 
 
 def _pyinfra_cli_package() -> None:
@@ -37,15 +40,52 @@ def _pyinfra_cli_package() -> None:
     sys.modules["pyinfra_cli"] = package
 
 
+class InventoryError(ValueError):
+    """The inventory file cannot be read as one; the message is one line, naming the file."""
+
+
 def load_inventory(path: str, repo: Path) -> Inventory:
-    """An inventory file loaded as the pyinfra CLI would, group_data included."""
+    """An inventory file loaded as the pyinfra CLI would, group_data included, or InventoryError:
+    a file that fails to load (its error in one line: pyinfra's own would print a traceback, and a
+    syntax error's line may hold a secret), or a host listed twice in one group (pyinfra keeps the
+    last silently)."""
     _pyinfra_cli_package()
-    from pyinfra_cli.inventory import make_inventory
+    from pyinfra_cli.exceptions import UnexpectedExternalError
+    from pyinfra_cli.inventory import _get_groups_from_filename, make_inventory
 
     from vllm_fleet.ansible_inventory import pyinfra_inventory
 
-    with ctx_state.use(State()):
-        return make_inventory(pyinfra_inventory(path), cwd=str(repo))
+    argument = pyinfra_inventory(path)
+    try:
+        with ctx_state.use(State()):
+            if Path(argument).is_file():
+                _listed_once(path, _get_groups_from_filename(argument))
+            return make_inventory(argument, cwd=str(repo))
+    except InventoryError:
+        raise
+    except Exception as exc:  # an inventory file is Python: whatever it raises, one line
+        cause = exc.exception if isinstance(exc, UnexpectedExternalError) else exc
+        raise InventoryError(_one_line(path, cause)) from None
+
+
+def _one_line(path: str, exc: BaseException) -> str:
+    from vllm_fleet.ansible_inventory import AnsibleInventoryError
+
+    if isinstance(exc, AnsibleInventoryError):
+        return str(exc)  # it names the file and the place
+    if isinstance(exc, SyntaxError):
+        return f"cannot load {path}: {type(exc).__name__} at line {exc.lineno}: {exc.msg}"
+    said = redact(str(exc)).splitlines()[0][:300] if str(exc).strip() else ""
+    return f"cannot load {path}: {type(exc).__name__}" + (f": {said}" if said else "")
+
+
+def _listed_once(path: str, groups: dict) -> None:
+    for group, members in groups.items():
+        hosts = members[0] if isinstance(members, tuple) else members
+        names = [host[0] if isinstance(host, tuple) else host for host in hosts]
+        twice = sorted({str(n) for n in names if names.count(n) > 1})
+        if twice:
+            raise InventoryError(f"{path}: group {group} lists host {twice[0]} twice: pyinfra would keep one of them")
 
 
 def connection(host) -> dict:
@@ -82,11 +122,13 @@ class Validation:
     settings: dict[str, Settings]
     # Each refused host's reason: those refused by their own data first, then by a rule across hosts.
     refusals: dict[str, SettingsError]
+    # Every secret of the inventory, valid or not, to hide from whatever a command prints.
+    redaction: Redaction
 
     def fleet(self) -> dict[str, Settings]:
         """Every host's settings, or PyinfraError naming each refused host: the deploy's all or nothing."""
         if self.refusals:
-            lines = "\n  ".join(str(exc) for exc in self.refusals.values())
+            lines = self.redaction.hide("\n  ".join(str(exc) for exc in self.refusals.values()))
             raise PyinfraError(f"invalid settings, nothing was changed on any host:\n  {lines}")
         return self.settings
 
@@ -94,9 +136,12 @@ class Validation:
 def validate_inventory(inventory: Inventory) -> Validation:
     settings: dict[str, Settings] = {}
     refusals: dict[str, SettingsError] = {}
+    secrets: list = []
     for host in inventory:
+        data = host.data.dict()
+        secrets += [value for key, value in data.items() if is_secret(key)]
         try:
-            settings[host.name] = validate(host.name, host.data.dict(), host.groups)
+            settings[host.name] = validate(host.name, data, host.groups)
         except SettingsError as exc:
             refusals[host.name] = exc
     for name, valid in settings.items():
@@ -104,7 +149,8 @@ def validate_inventory(inventory: Inventory) -> Validation:
             check_fleet(valid, settings)
         except SettingsError as exc:
             refusals[name] = exc
-    return Validation(settings, refusals)
+    secrets += [value for s in settings.values() for value in secret_values(s).values()]
+    return Validation(settings, refusals, redaction_of(secrets))
 
 
 _validated: dict[int, Validation] = {}

@@ -218,7 +218,8 @@ def plan_inventory(path: str, only: str | None = None, read_facts: bool = False)
     """Each host's plan as `vllm-fleet plan` shows it and the rollout reads it, in inventory order:
     a refused host's refusal, a gateway's and a monitoring host's service, a vLLM host's resolved
     settings (from the facts its tools give when read_facts, else from its data). only: that host
-    alone (NoSuchHost when the inventory has none of that name). The inventory is checked whole."""
+    alone (NoSuchHost when the inventory has none of that name). The inventory is checked whole,
+    and every secret of it hidden wherever it appears."""
     from vllm_fleet.facts.host import read_over_ssh
     from vllm_fleet.inventory import load_inventory, sources, validate_inventory
     from vllm_fleet.repository import REPO
@@ -246,4 +247,4 @@ def plan_inventory(path: str, only: str | None = None, read_facts: bool = False)
         if read_facts and host.name not in facts:
             plan.warnings.insert(0, "facts could not be read from this host (unreachable?): planned from host data")
         plans[host.name] = plan.as_dict()
-    return plans
+    return validation.redaction.hide_in(plans)

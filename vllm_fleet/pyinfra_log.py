@@ -8,6 +8,8 @@ import re
 from collections.abc import Collection
 
 from vllm_fleet import releases
+from vllm_fleet.settings import SECRET_KNOBS
+from vllm_fleet.settings.secrets import redaction_of
 from vllm_fleet.vllm_flags import SECRET_FLAGS, TOKEN_PREFIXES
 
 # pyinfra 3's log (pyinfra/api/util.py, pyinfra_cli/log.py): "--> Starting operation: NAME (ARGS)"
@@ -115,15 +117,13 @@ _SECRETS = [
 
 # Where group_data/all.py reads the inventory's secrets from, each of them (test_rollout.py checks): the
 # rollout runs in the same environment, so it knows their values and hides them wherever they appear, whole.
-SECRET_ENVIRONMENT = ("VLLM_API_KEY", "HF_TOKEN", "GATEWAY_API_KEY", "ALERT_WEBHOOK_TOKEN", "ALERT_SMTP_PASSWORD")
+# Each secret knob's environment variable is its name in capitals (group_data/all.py).
+SECRET_ENVIRONMENT = tuple(name.upper() for name in SECRET_KNOBS)
 
 
 def redact(text: str) -> str:
     """Text from a host or pyinfra with what may be a key hidden: it goes into reports and CI logs."""
-    for name in SECRET_ENVIRONMENT:
-        value = os.environ.get(name, "")
-        if len(value) >= 8:
-            text = text.replace(value, "<secret>")
+    text = redaction_of([os.environ.get(name, "") for name in SECRET_ENVIRONMENT]).hide(text)
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text

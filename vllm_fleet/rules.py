@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from vllm_fleet import cluster, exposure, images, vllm_flags
+from vllm_fleet import cluster, exposure, images, machines, secret_checks, vllm_flags
 from vllm_fleet.monitoring.exporters import exporters, monitoring_hosts
 from vllm_fleet.settings import (
     GATEWAY_GROUP,
@@ -47,6 +47,7 @@ def validate(host: str, data: Mapping[str, Any], groups: Iterable[str] = ()) -> 
         _vllm_host(settings, group_set)
     cluster.check_member(settings)
     exposure.check_switches(settings)
+    secret_checks.check_host(settings)
     return settings
 
 
@@ -351,8 +352,10 @@ def check_monitoring(s: Settings, fleet: Mapping[str, Settings]) -> None:
 
 def check_fleet(s: Settings, fleet: Mapping[str, Settings]) -> None:
     """Every rule across hosts, for one host of a validated inventory."""
+    machines.check_fleet(s, fleet)
     check_builder(s, fleet.get(s.nix_builder or ""))
     check_gateway(s, fleet)
     check_monitoring(s, fleet)
     cluster.check_cluster(s, fleet)
     exposure.check_ports(s, fleet)
+    secret_checks.check_fleet(s, fleet)

@@ -305,7 +305,7 @@ def test_invalid_host_aborts_run_and_touches_no_host(fleet, converged, tmp_path)
 
 def test_dry_run_with_diff_shows_no_secret_and_changes_nothing(fleet, converged, tmp_path):
     first, _ = fleet.names
-    new_key = "dry-run-key-" + "x" * 20
+    new_key = "dry-run-key-" + "x" * 12 + "Zq7wPm2x"
     inventory = write_inventory(tmp_path, {first: {"vllm_api_key": new_key}})
     before = host_state(first)
 

@@ -14,14 +14,14 @@ import pytest
 
 from tests.planning.harness import H100_SMI, FakeHost, plan
 
-KEY = "cluster-key-" + "c" * 20
+KEY = "cluster-key-" + "c" * 12 + "Zq7wPm2x"
 MEMBER = {
     "accelerator": "nvidia",
     "gpu_count": 8,
     "gpu_memory_gib": 79.6,
     "vllm_bind_address": "0.0.0.0",
     "vllm_api_key": KEY,
-    "hf_token": "hf_" + "t" * 34,
+    "hf_token": "hf_" + "t" * 26 + "Zq7wPm2x",
     "vllm_model": "meta-llama/Llama-3.1-405B-Instruct",
     "vllm_max_model_len": 16384,
     "vllm_cluster": "llama405",

@@ -18,7 +18,7 @@ ACTIVATE = (
     "vLLM service | Activate the new release: restart vLLM, wait for the model, go back to the previous release if "
     "it does not come up"
 )
-TOKEN = "hf_" + "t" * 34
+TOKEN = "hf_" + "t" * 26 + "Zq7wPm2x"
 
 
 def host(name: str, probe: dict | None = None, **data):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from vllm_fleet.rules import check_fleet, validate
 from vllm_fleet.settings import Settings
 
-KEY = "k" * 20
+KEY = "k" * 12 + "Zq7wPm2x"
 WEBHOOK_TOKEN = "webhook-token-" + "w" * 12
 SERVING = {"vllm_bind_address": "0.0.0.0", "vllm_api_key": KEY}
 HOSTS = {

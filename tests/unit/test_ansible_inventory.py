@@ -12,7 +12,7 @@ import pytest
 from vllm_fleet.ansible_inventory import PATH_VARIABLE, AnsibleInventoryError, load
 
 REPO = Path(__file__).resolve().parents[2]
-KEY = "k" * 24
+KEY = "k" * 16 + "Zq7wPm2x"
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -130,3 +130,39 @@ def test_vllm_fleet_deploy_runs_pyinfra_on_the_yaml_inventory(tmp_path):
     output = deployed.stdout + deployed.stderr
     assert deployed.returncode == 1, output
     assert "host @fake/gpu-01: vllm_port = 70000 is not allowed: an integer from 1 to 65535" in output
+
+
+SECRET_LINE = (
+    'all:\n  children:\n    single_gpu:\n      hosts:\n        h1:\n          vllm_api_key: "hunter2-never-shown\n'
+)
+STRICT_CASES = {
+    "duplicate-key": ("all:\n  children:\n    single_gpu:\n      hosts:\n        h1: {}\n        h1: {}\n", "line 6"),
+    "duplicate-group": ("all:\n  children:\n    single_gpu: {}\n    single_gpu: {}\n", "appears twice"),
+    "alias": ("all:\n  vars: &v {vllm_port: 8001}\n  children:\n    single_gpu: {vars: *v}\n", "aliases"),
+    "merge-key": ("all:\n  vars: &v {a: 1}\n  children:\n    g: {vars: {<<: *v}}\n", "aliases"),
+    "self-containing": ("all: &a\n  children:\n    g: *a\n", "aliases"),
+    "alias-bomb": ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n" * 1, "aliases"),
+    "python-tag": ("all: !!python/object/apply:os.system ['id']\n", "cannot read it as YAML"),
+    "top-level-list": ("- a\n- b\n", "a mapping of group names"),
+    "deep-nesting": ("all: " + "[" * 5000 + "]" * 5000 + "\n", "cannot read it as YAML"),
+    "syntax-error-with-a-secret": (SECRET_LINE, "cannot read it as YAML: line 7"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STRICT_CASES))
+def test_a_yaml_inventory_is_read_strictly_and_refused_in_one_line(tmp_path, case):
+    text, expected = STRICT_CASES[case]
+    path = write(tmp_path, text)
+    with pytest.raises(AnsibleInventoryError) as refused:
+        load(path)
+    assert expected in str(refused.value) and "\n" not in str(refused.value)
+    assert "hunter2" not in str(refused.value)
+
+
+def test_the_commands_refuse_a_bad_yaml_inventory_in_one_line_without_its_secret(tmp_path):
+    path = write(tmp_path, SECRET_LINE)
+    for command in ("plan", "hosts"):
+        done = cli(command, path)
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr.strip().count("\n") == 0 and "cannot read it as YAML: line 7" in done.stderr
+        assert "hunter2" not in done.stderr and "Traceback" not in done.stderr

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.seed import SEED_VLLM_ARGS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,7 +110,7 @@ def test_plan_one_host_and_exit_status(tmp_path):
 
 
 def test_plan_without_gpu_details_says_what_it_assumed(tmp_path):
-    inventory = write(tmp_path, "enterprise = [('e1', {'vllm_api_key': 'k' * 20})]\n")
+    inventory = write(tmp_path, "enterprise = [('e1', {'vllm_api_key': 'k' * 12 + 'Zq7wPm2x'})]\n")
     plan = json.loads(vllm_fleet("plan", inventory, "--format", "json").stdout)["hosts"]["e1"]
     assert plan["warnings"][0].startswith("accelerator auto and no gpu_name: assumed nvidia")
     assert any("no GPU details for this host: sized for 2 x 79.6 GiB" in w for w in plan["warnings"])
@@ -198,3 +200,36 @@ def test_the_text_reference_says_what_the_documentation_page_says():
         blocks.append(f"{name}\n    type: {type_}\n    default: {default}\n    {description}\n    allowed: {allowed}\n")
     assert len(blocks) > 50
     assert reference() == "\n".join(blocks)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("single_gpu = [('h1', {}), ('h1', {'vllm_port': 8001})]\n", "group single_gpu lists host h1 twice"),
+        ("single_gpu = [('h1', {'vllm_api_key': 'hunter2-secret-xyz'}\n", "SyntaxError at line 1"),
+        ("import os\nos.environ['NO_SUCH_VARIABLE_HERE']\n", "KeyError: 'NO_SUCH_VARIABLE_HERE'"),
+    ],
+    ids=["host-twice", "syntax-error", "exception"],
+)
+def test_an_inventory_that_does_not_load_is_refused_in_one_line(tmp_path, text, expected):
+    inventory = write(tmp_path, text)
+    for command in ("plan", "hosts", "deploy"):
+        done = vllm_fleet(command, inventory)
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert done.stderr.startswith("vllm_fleet: ") and expected in done.stderr
+        assert done.stderr.strip().count("\n") == 0 and "hunter2" not in done.stderr
+
+
+def test_every_output_hides_the_inventorys_secrets_wherever_they_are(tmp_path):
+    """A secret put where no rule looks (an unknown key's data is refused; a webhook URL's
+    credentials and a host's own secrets in any other value) never reaches plan or hosts."""
+    key = "Zq7wPm2x-hunter2-key"
+    inventory = write(
+        tmp_path,
+        f"enterprise = [('e1', {{'vllm_api_key': {key!r}, 'fleet_address': '10.0.0.1'}})]\n"
+        "monitoring = [('m1', {'fleet_address': '10.0.0.9', "
+        "'alert_webhook_url': 'https://ops:hunter2pw@alerts.example.com/hook'})]\n",
+    )
+    for args in (("plan", inventory), ("plan", inventory, "--format", "json"), ("hosts", inventory)):
+        done = vllm_fleet(*args)
+        assert "hunter2" not in done.stdout + done.stderr, args

@@ -41,7 +41,7 @@ def test_output_that_is_not_show_stat_is_refused():
 
 
 def test_output_that_is_not_show_stat_is_quoted_up_to_80_characters():
-    text = "Unknown command. " + "x" * 100
+    text = "Unknown command. " + "x" * 92 + "Zq7wPm2x"
     with pytest.raises(ValueError) as caught:
         haproxy.parse_show_stat(text)
     assert str(caught.value) == f"not HAProxy's show stat output: {text[:80]!r}"

@@ -132,7 +132,12 @@ def unplanned_writes(monkeypatch, tmp_path) -> dict[str, str]:
     certificate.write_text("-----BEGIN CERTIFICATE-----\n")
     backend = validate(
         "a",
-        {"phase": "enterprise", "vllm_bind_address": "0.0.0.0", "vllm_api_key": "k" * 24, "fleet_address": "10.0.0.2"},
+        {
+            "phase": "enterprise",
+            "vllm_bind_address": "0.0.0.0",
+            "vllm_api_key": "k" * 16 + "Zq7wPm2x",
+            "fleet_address": "10.0.0.2",
+        },
         ["enterprise"],
     )
     front = validate("gw", {"fleet_address": "10.0.9.1", "gateway_tls_certificate": str(certificate)}, ["gateway"])

@@ -30,7 +30,9 @@ def test_the_accelerator_setting_picks_which_gpu_tool_is_read():
 
 
 def test_a_plan_from_facts_sizes_for_the_gpus_the_host_reports():
-    settings = validate("mi", {"phase": "enterprise", "accelerator": "amd", "vllm_api_key": "k" * 20}, ["enterprise"])
+    settings = validate(
+        "mi", {"phase": "enterprise", "accelerator": "amd", "vllm_api_key": "k" * 12 + "Zq7wPm2x"}, ["enterprise"]
+    )
     plan = resolve_host(settings, {}, HostFacts(["amd"], [MI300X] * 2, "x86_64"))
     assert plan.accelerator == "amd" and plan.sizing.estimate is not None
     assert plan.sizing.estimate.as_dict()["gpus"] == {

@@ -20,7 +20,7 @@ from vllm_fleet.images import accelerator_of, archive_image_id, archive_tags, is
         ("vllm/vllm-openai:v1 --privileged", False),
         ("vllm//vllm-openai:v1", False),
         ("vllm/vllm-openai:-v1", False),
-        ("vllm/vllm-openai:" + "v" * 129, False),
+        ("vllm/vllm-openai:" + "v" * 121 + "Zq7wPm2x", False),
         ("-vllm/vllm-openai:v1", False),
         ("vllm/vllm-openai@sha256:abc", False),
         ("vllm/vllm-openai@sha256:" + "0" * 63, False),

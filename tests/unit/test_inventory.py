@@ -14,7 +14,7 @@ from vllm_fleet.repository import REPO
 from vllm_fleet.settings import public_values
 from vllm_fleet.settings.secrets import SET_ON_THE_HOST
 
-KEY = "k" * 24
+KEY = "k" * 16 + "Zq7wPm2x"
 
 INVENTORY = f"""
 single_gpu = [
@@ -59,7 +59,7 @@ def test_an_inventory_with_a_refused_host_verifies_nothing(tmp_path):
 
 
 def test_a_secret_is_never_printed_only_whether_it_is_set(settings_for):
-    key, token = "a" * 20, "hf_" + "b" * 20
+    key, token = "a" * 12 + "Zq7wPm2x", "hf_" + "b" * 12 + "Zq7wPm2x"
     settings = settings_for("single_gpu", vllm_bind_address="0.0.0.0", vllm_api_key=key, hf_token=token)
     printed = json.dumps(public_values(settings))
     assert key not in printed and token not in printed

@@ -105,7 +105,7 @@ def test_aiter_is_on_only_for_the_gpus_it_is_built_for():
     from vllm_fleet.rules import validate
     from vllm_fleet.sizing import Gpus
 
-    s = validate("amd", {"phase": "enterprise", "vllm_api_key": "k" * 20}, ["enterprise"])
+    s = validate("amd", {"phase": "enterprise", "vllm_api_key": "k" * 12 + "Zq7wPm2x"}, ["enterprise"])
     for name, wanted in (("AMD Instinct MI300X OAM", "1"), ("AMD Instinct MI355X", "1"), ("AMD Instinct MI210", "0")):
         resolved = plan_host(s, {}, "amd", Gpus(8, 192, name, "facts")).settings
         args = launch.container_args(resolved, "amd")
@@ -120,25 +120,26 @@ def test_publish_on_ipv6_and_custom_port(settings_for):
 
 
 def test_tensor_parallel_and_extra_args(settings_for):
-    args = launch.vllm_args(settings_for("enterprise", vllm_api_key="k" * 20))
+    args = launch.vllm_args(settings_for("enterprise", vllm_api_key="k" * 12 + "Zq7wPm2x"))
     assert args[args.index("--tensor-parallel-size") + 1] == "2"
     args = launch.vllm_args(settings_for("single_gpu", vllm_extra_args=["--enforce-eager"]))
     assert args[-1] == "--enforce-eager" and "--tensor-parallel-size" not in args
 
 
 def test_env_file_holds_the_secrets_and_nothing_else(settings_for):
-    s = settings_for("single_gpu", vllm_api_key="a" * 20, hf_token="hf_" + "b" * 20)
+    key, token = "a" * 12 + "Zq7wPm2x", "hf_" + "b" * 12 + "Zq7wPm2x"
+    s = settings_for("single_gpu", vllm_api_key=key, hf_token=token)
     assert launch.env_file_content(s) == (
-        f"# Managed by vllm-fleet. Root-only: holds secrets.\nHF_TOKEN=hf_{'b' * 20}\nVLLM_API_KEY={'a' * 20}\n"
+        f"# Managed by vllm-fleet. Root-only: holds secrets.\nHF_TOKEN={token}\nVLLM_API_KEY={key}\n"
     )
     assert launch.env_file_content(settings_for("single_gpu")).splitlines()[1:] == []
 
 
 def test_secrets_never_reach_the_unit_or_the_command_line(settings_for):
-    s = settings_for("single_gpu", vllm_api_key="a" * 20, hf_token="hf_" + "b" * 20)
+    s = settings_for("single_gpu", vllm_api_key="a" * 12 + "Zq7wPm2x", hf_token="hf_" + "b" * 12 + "Zq7wPm2x")
     unit = render_unit(s, "nvidia")
-    assert "a" * 20 not in unit and "b" * 20 not in unit
-    assert "a" * 20 not in " ".join(launch.docker_run_argv(s, "nvidia"))
+    assert "a" * 12 + "Zq7wPm2x" not in unit and "b" * 12 + "Zq7wPm2x" not in unit
+    assert "a" * 12 + "Zq7wPm2x" not in " ".join(launch.docker_run_argv(s, "nvidia"))
 
 
 def test_rendered_unit_runs_the_container(settings_for):

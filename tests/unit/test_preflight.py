@@ -176,7 +176,12 @@ def test_gated_model_needs_hf_token():
         "accept its licence there and export HF_TOKEN"
     }
     assert (
-        failed(findings(NVIDIA_READY, vllm_model="meta-llama/Llama-3.1-8B-Instruct", hf_token="hf_" + "x" * 30)) == {}
+        failed(
+            findings(
+                NVIDIA_READY, vllm_model="meta-llama/Llama-3.1-8B-Instruct", hf_token="hf_" + "x" * 22 + "Zq7wPm2x"
+            )
+        )
+        == {}
     )
 
 

@@ -10,7 +10,11 @@ from vllm_fleet import launch, paths, releases
 from vllm_fleet.facts import probe as host_probe
 from vllm_fleet.facts.probe import Probe
 
-CONTENTS = {"vllm.service": "[Unit]\n", "vllm.env": "VLLM_API_KEY=" + "k" * 20 + "\n", "release.conf": "MODEL=m\n"}
+CONTENTS = {
+    "vllm.service": "[Unit]\n",
+    "vllm.env": "VLLM_API_KEY=" + "k" * 12 + "Zq7wPm2x" + "\n",
+    "release.conf": "MODEL=m\n",
+}
 
 
 def probe_of(tmp_path, contents: dict | None, unit: str | None) -> Probe:
@@ -44,7 +48,7 @@ def test_the_same_files_and_unit_are_current(tmp_path):
 
 def test_a_changed_secret_makes_a_new_release(tmp_path):
     probe = probe_of(tmp_path, CONTENTS, CONTENTS["vllm.service"])
-    assert not releases.is_current(probe, {**CONTENTS, "vllm.env": "VLLM_API_KEY=" + "n" * 20 + "\n"})
+    assert not releases.is_current(probe, {**CONTENTS, "vllm.env": "VLLM_API_KEY=" + "n" * 12 + "Zq7wPm2x" + "\n"})
 
 
 def test_a_unit_edited_by_hand_makes_a_new_release(tmp_path):

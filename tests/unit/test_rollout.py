@@ -279,9 +279,9 @@ def test_the_gateway_plan_names_the_backends_it_fronts():
     from vllm_fleet.settings import parse
 
     fleet = {
-        "gw": parse("gw", {"gateway_backends": ["a"], "vllm_api_key": "k" * 16}, role="gateway"),
-        "a": parse("a", {"phase": "enterprise", "fleet_address": "10.0.0.1", "vllm_api_key": "k" * 16}),
-        "b": parse("b", {"phase": "enterprise", "fleet_address": "10.0.0.2", "vllm_api_key": "k" * 16}),
+        "gw": parse("gw", {"gateway_backends": ["a"], "vllm_api_key": "k" * 8 + "Zq7wPm2x"}, role="gateway"),
+        "a": parse("a", {"phase": "enterprise", "fleet_address": "10.0.0.1", "vllm_api_key": "k" * 8 + "Zq7wPm2x"}),
+        "b": parse("b", {"phase": "enterprise", "fleet_address": "10.0.0.2", "vllm_api_key": "k" * 8 + "Zq7wPm2x"}),
     }
     assert list(gateway_plan(fleet["gw"], fleet)["backends"]) == ["a"]
 

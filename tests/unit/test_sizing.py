@@ -42,13 +42,16 @@ def test_seed_figure_about_4_gb_for_the_awq_model_at_2048_tokens(settings_for):
     ],
 )
 def test_decision_tree_from_hardware_to_model(settings_for, phase, gpus, model, tp):
-    s = settings_for(phase, gpus=gpus, vllm_api_key="k" * 20)
+    s = settings_for(phase, gpus=gpus, vllm_api_key="k" * 12 + "Zq7wPm2x")
     assert (s.vllm_model, s.vllm_tensor_parallel_size) == (model, tp)
 
 
 def test_laptop_passes_the_awq_flag_servers_let_vllm_pick_marlin(settings_for):
     assert settings_for("laptop", gpus=RTX_4060).vllm_quantization == "awq"
-    assert settings_for("enterprise", gpus=Gpus(2, 80, "H100", "d"), vllm_api_key="k" * 20).vllm_quantization is None
+    assert (
+        settings_for("enterprise", gpus=Gpus(2, 80, "H100", "d"), vllm_api_key="k" * 12 + "Zq7wPm2x").vllm_quantization
+        is None
+    )
 
 
 L4 = Gpus(1, 24, "NVIDIA L4", "host data")
@@ -259,7 +262,7 @@ def test_a_cluster_member_sizes_for_its_share_of_the_pipeline():
     from vllm_fleet.rules import validate
     from vllm_fleet.sizing import size
 
-    s = validate("n1", {**load_group_data("enterprise"), "vllm_api_key": "k" * 20}, ["enterprise"])
+    s = validate("n1", {**load_group_data("enterprise"), "vllm_api_key": "k" * 12 + "Zq7wPm2x"}, ["enterprise"])
     two = Gpus(2, 80, "H100", "facts")
     member = size(s, "nvidia", two, split=(2, 2))
     assert (member.model, member.tensor_parallel_size, member.refusal) == ("Qwen/Qwen2.5-72B-Instruct", 2, None)
@@ -303,7 +306,7 @@ def test_no_gpu_details_warning_whole_and_the_reference_gpu():
 def test_a_named_model_takes_the_smallest_tensor_parallel_size_with_the_phases_sequences():
     """Enterprise wants 8 full-length sequences: the 32B model on one 80 GiB GPU holds 4.7, on two 20.9."""
     four = Gpus(4, 80, "H100", "facts")
-    data = {"vllm_model": "Qwen/Qwen2.5-32B-Instruct", "vllm_api_key": "k" * 20}
+    data = {"vllm_model": "Qwen/Qwen2.5-32B-Instruct", "vllm_api_key": "k" * 12 + "Zq7wPm2x"}
     assert plan(phase="enterprise", gpus=four, **data).sizing.tensor_parallel_size == 2
     assert plan(phase="single_gpu", gpus=four, **data).sizing.tensor_parallel_size == 1
 
@@ -326,7 +329,7 @@ def test_the_model_flags_come_before_the_tensor_parallel_size():
     from vllm_fleet import launch
 
     four = Gpus(4, 80, "H100", "facts")
-    p = plan(phase="enterprise", gpus=four, vllm_model="Qwen/Qwen2.5-32B-Instruct", vllm_api_key="k" * 20)
+    p = plan(phase="enterprise", gpus=four, vllm_model="Qwen/Qwen2.5-32B-Instruct", vllm_api_key="k" * 12 + "Zq7wPm2x")
     assert launch.vllm_args(p.settings) == [
         "--model",
         "Qwen/Qwen2.5-32B-Instruct",

@@ -55,7 +55,7 @@ BROKEN = {
 
 
 def run_for(server, seconds: float = 0.5) -> Traffic:
-    client = Traffic(f"http://127.0.0.1:{server.server_address[1]}", "k" * 16, "m")
+    client = Traffic(f"http://127.0.0.1:{server.server_address[1]}", "k" * 8 + "Zq7wPm2x", "m")
     with client:
         time.sleep(seconds)
     server.shutdown()

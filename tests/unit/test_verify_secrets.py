@@ -185,9 +185,9 @@ def test_the_suites_targets_carry_no_secret(tmp_path):
     sys.modules[spec.name] = conftest
     spec.loader.exec_module(conftest)
     inventory = tmp_path / "inventory.py"
-    data = {"vllm_bind_address": "0.0.0.0", "vllm_api_key": FAKE, "hf_token": FAKE}
+    data = {"vllm_bind_address": "0.0.0.0", "vllm_api_key": FAKE, "hf_token": "hf_" + FAKE}
     inventory.write_text(f"single_gpu = [('srv-1', {data!r})]\n")
     [target] = conftest.load_targets(str(inventory))
     key = target.inventory_settings.vllm_api_key
     assert key and key.get_secret_value() != FAKE
-    assert FAKE not in repr(target)
+    assert FAKE not in repr(target)  # nor the token, which holds it

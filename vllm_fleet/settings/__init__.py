@@ -7,7 +7,7 @@ reference: the settings reference. The rules across settings (a public address n
 are in vllm_fleet/rules.py.
 """
 
-from vllm_fleet.settings.model import KNOBS, Settings, allowed
+from vllm_fleet.settings.model import KNOBS, SECRET_KNOBS, Settings, allowed
 from vllm_fleet.settings.parsing import SettingsError, parse, require_ip_fleet_address
 from vllm_fleet.settings.reference import reference, reference_markdown
 from vllm_fleet.settings.secrets import public_values
@@ -24,6 +24,7 @@ __all__ = [
     "GATEWAY_GROUP",
     "KNOBS",
     "MONITORING_GROUP",
+    "SECRET_KNOBS",
     "PHASES",
     "PREFLIGHT_CHECKS",
     "SERVING_METHODS",

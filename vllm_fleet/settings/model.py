@@ -48,6 +48,8 @@ class Settings(Docker, GpuStack, Host, Nix, VllmKeysAndCaches, Monitoring, Gatew
 
 
 KNOBS = {name: info for name, info in Settings.model_fields.items() if name not in Identity.model_fields}
+# The knobs that hold a secret: every redaction and rule about secrets reads them from here.
+SECRET_KNOBS = tuple(name for name, info in KNOBS.items() if holds_secret(info.annotation))
 
 
 def allowed(name: str) -> str:

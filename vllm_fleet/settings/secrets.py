@@ -3,13 +3,16 @@ a secret by its length only, never its characters."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from vllm_fleet.settings.types import holds_secret
-from vllm_fleet.vllm_flags import looks_secret, redact_args
+from vllm_fleet.vllm_flags import TOKEN_PREFIXES, looks_secret, redact_args
 
 if TYPE_CHECKING:
     from vllm_fleet.settings.model import Settings
@@ -65,3 +68,58 @@ def secrets_withheld(s: Settings) -> Settings:
         if holds_secret(fields[name].annotation) and value
     }
     return s.model_copy(update=held)
+
+
+# What a hidden secret reads as wherever it is hidden.
+HIDDEN = "<secret>"
+# Secrets of fewer characters are not hidden inside text (a refused short secret is shown by its
+# length only; hiding "abc" everywhere would garble the rest).
+SHORTEST_HIDDEN = 8
+# Credentials inside a URL (scheme://user:password@host), and the tokens operators paste, by prefix.
+URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^\s/@'\"]*:[^\s/@'\"]*@", re.IGNORECASE)
+PASTED_TOKEN = re.compile(rf"\b(?:{'|'.join(re.escape(p) for p in TOKEN_PREFIXES)})[A-Za-z0-9_-]{{16,}}")
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """The one way a command's output is cleaned before it is printed: each of the inventory's
+    secret values hidden whole wherever it appears (as written, and as JSON and repr() escape
+    it), then credentials in URLs and pasted tokens."""
+
+    values: frozenset[str] = frozenset()
+
+    def hide(self, text: str) -> str:
+        for value in sorted(self.values, key=len, reverse=True):
+            for form in {value, json.dumps(value)[1:-1], repr(value)[1:-1]}:
+                text = text.replace(form, HIDDEN)
+        text = URL_CREDENTIALS.sub(rf"\1{HIDDEN}@", text)
+        return PASTED_TOKEN.sub(HIDDEN, text)
+
+    def hide_in(self, data: Any) -> Any:
+        """Every string inside JSON-able data hidden, keys included."""
+        if isinstance(data, str):
+            return self.hide(data)
+        if isinstance(data, Mapping):
+            return {self.hide_in(k): self.hide_in(v) for k, v in data.items()}
+        if isinstance(data, (list, tuple)):
+            return [self.hide_in(v) for v in data]
+        return data
+
+    def __or__(self, other: Redaction) -> Redaction:
+        return Redaction(self.values | other.values)
+
+
+def secret_values(s: Settings) -> dict[str, str]:
+    """Each secret knob that is set, with its value."""
+    fields = type(s).model_fields
+    return {
+        name: value.get_secret_value()
+        for name, value in s.values.items()
+        if holds_secret(fields[name].annotation) and isinstance(value, SecretStr)
+    }
+
+
+def redaction_of(values: Collection[Any]) -> Redaction:
+    """A Redaction of these values (SecretStr or str), those long enough to hide inside text."""
+    raw = {v.get_secret_value() if isinstance(v, SecretStr) else v for v in values}
+    return Redaction(frozenset(v for v in raw if isinstance(v, str) and len(v) >= SHORTEST_HIDDEN))

@@ -22,6 +22,7 @@ from vllm_fleet.settings.places import (  # noqa: F401 (re-exported)
     networks,
     private_networks,
 )
+from vllm_fleet.settings.secret_rules import weak_secret
 from vllm_fleet.vllm_flags import OWNED_FLAGS, UNICODE_DASHES, read_args, vllm_flag
 
 Phase = Literal["laptop", "single_gpu", "enterprise"]
@@ -165,7 +166,7 @@ def _ip_address(value: str) -> str:
 def _secret(value: SecretStr) -> SecretStr:
     # Printable ASCII: it travels in an HTTP header, an env file and HAProxy's configuration.
     raw = value.get_secret_value()
-    if len(raw) < 16 or not all("!" <= c <= "~" for c in raw):
+    if len(raw) < 16 or not all("!" <= c <= "~" for c in raw) or weak_secret(raw):
         raise ValueError(SECRET_RULE)
     return value
 
@@ -202,7 +203,10 @@ def _extra_args(args: list[str]) -> list[str]:
 
 
 IP_ADDRESS = "an IP address such as 127.0.0.1 (loopback) or 0.0.0.0 (all interfaces)"
-SECRET_RULE = "a string of at least 16 printable ASCII characters without whitespace"  # noqa: S105 (the rule)
+SECRET_RULE = (
+    "a string of at least 16 printable ASCII characters without whitespace, 8 or more of them different, "  # noqa: S105 (the rule)
+    "not a placeholder (changeme, example, your-key, ${VAR}, <key>, ...)"
+)
 SERVED_NAME = "a name of letters, digits and . _ : / @ + -, starting with a letter or digit"
 MODEL_DIRECTORY = (
     "a model directory (config.json, weights, tokenizer) on the machine running pyinfra, its path made of "
