@@ -125,7 +125,52 @@ SECRET_CASES = [
         H + "gpu_name = 'NVIDIA <secret>' is not allowed: a value without the host's hf_token in it",
     ),
 ]
-HOSTILE_CASES = CACHE_CASES + EXPOSURE_CASES + ARG_CASES + SECRET_CASES
+URL = "is not allowed: an http:// or https:// URL without spaces"
+ALERTING_CASES = [
+    ("webhook-user-info", {"alert_webhook_url": "https://hooks.example.com@evil.example.net/a"}, URL),
+    ("webhook-credentials", {"alert_webhook_url": "https://ops:hunter2pw@hooks.example.com/a"}, URL),
+    ("webhook-look-alike-host", {"alert_webhook_url": "https://hooks.exampl\u0435.com/a"}, URL),
+    ("webhook-port-out-of-range", {"alert_webhook_url": "https://hooks.example.com:99999/a"}, URL),
+    ("webhook-port-zero", {"alert_webhook_url": "https://hooks.example.com:0/a"}, URL),
+    ("webhook-percent-host", {"alert_webhook_url": "https://hooks%2eexample.com/a"}, URL),
+    ("webhook-ftp", {"alert_webhook_url": "ftp://hooks.example.com/a"}, URL),
+    ("smtp-port-out-of-range", {"alert_smtp_smarthost": "smtp.example.com:70000"}, "a host and port such as"),
+    ("smtp-port-zero", {"alert_smtp_smarthost": "smtp.example.com:0"}, "a host and port such as"),
+    ("mail-double-dot", {"alert_email_to": "on..call@example.com"}, "a mail address such as"),
+    ("mail-domain-hyphen", {"alert_email_from": "alerts@-example.com"}, "a mail address such as"),
+    ("mail-two-ats", {"alert_email_to": "a@b@example.com"}, "a mail address such as"),
+]
+NIX_CASES = [
+    ("nix-cache-plain-http", {"nix_substituters": ["http://cache.example.com"]}, "not plain http://"),
+    ("nix-cache-trusted", {"nix_substituters": ["https://cache.example.com?trusted=1"]}, "not marked ?trusted=1"),
+    (
+        "nix-cache-without-keys",
+        {"serving_method": "nix", "nix_substituters": ["https://cache.example.com"], "nix_trusted_public_keys": []},
+        H + "nix_trusted_public_keys = () is not allowed: the public keys of the caches in nix_substituters",
+    ),
+]
+DAEMON = "docker_daemon_config = "
+DOCKER_CASES = [
+    ("daemon-unknown-key", {"docker_daemon_config": {"log-opt": {"max-size": "10m"}}}, "'log-opt' is not one of them"),
+    ("daemon-hosts", {"docker_daemon_config": {"hosts": ["tcp://0.0.0.0:2375"]}}, "not hosts: the unit starts"),
+    ("daemon-wrong-type", {"docker_daemon_config": {"live-restore": "true"}}, "'live-restore' takes bool"),
+    ("daemon-number-as-text", {"docker_daemon_config": {"mtu": "1500"}}, "'mtu' takes int"),
+    ("daemon-log-opts-number", {"docker_daemon_config": {"log-opts": {"max-file": 3}}}, "'log-opts' takes str of map"),
+    ("daemon-bool-as-int", {"docker_daemon_config": {"max-concurrent-downloads": True}}, "takes int"),
+    (
+        "daemon-every-registry-insecure",
+        {"docker_daemon_config": {"insecure-registries": ["0.0.0.0/0"]}},
+        "insecure-registries networks that are private, not 0.0.0.0/0",
+    ),
+    (
+        "daemon-public-registry-network-insecure",
+        {"docker_daemon_config": {"insecure-registries": ["registry.local:5000", "8.8.0.0/16"]}},
+        "not 8.8.0.0/16",
+    ),
+    ("daemon-metrics-open", {"docker_daemon_config": {"metrics-addr": "0.0.0.0:9323"}}, "metrics-addr on a loopback"),
+    ("daemon-not-a-mapping", {"docker_daemon_config": ["debug"]}, H + DAEMON + "['debug'] is not allowed"),
+]
+HOSTILE_CASES = CACHE_CASES + EXPOSURE_CASES + ARG_CASES + SECRET_CASES + ALERTING_CASES + NIX_CASES + DOCKER_CASES
 
 MEMBER = {
     "vllm_bind_address": "0.0.0.0",
@@ -262,5 +307,27 @@ HOSTILE_FLEET_CASES += [
             "enterprise": [("be-g", {"vllm_api_key": K, "fleet_address": "10.9.2.5"})],
         },
         "is not allowed: an address of its own:",
+    ),
+]
+
+PLAIN = "http://10.9.3.1/hook"
+HOSTILE_FLEET_CASES += [
+    (
+        "webhook-token-over-plain-http",
+        {
+            "monitoring": [
+                ("mo-g", {**MONITOR, "alert_webhook_url": "http://10.9.3.1/hook", "alert_webhook_token": K})
+            ],
+            "enterprise": [("be-h", {"vllm_api_key": "Zq7wPm2x-hunter2-api", "fleet_address": "10.9.3.2"})],
+        },
+        f"host mo-g: alert_webhook_url = {PLAIN!r} is not allowed: an https:// URL with alert_webhook_token",
+    ),
+    (
+        "scrapes-too-rare-for-the-alerts",
+        {
+            "monitoring": [("mo-h", {**MONITOR, "prometheus_scrape_interval": 300})],
+            "enterprise": [("be-i", {"vllm_api_key": K, "fleet_address": "10.9.3.3"})],
+        },
+        "host mo-h: prometheus_scrape_interval = 300 is not allowed: at most 150 s",
     ),
 ]

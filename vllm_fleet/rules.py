@@ -3,11 +3,14 @@ inventory must agree on. Each refusal is a SettingsError naming the host and the
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from vllm_fleet import cluster, exposure, images, machines, secret_checks, vllm_flags
+from vllm_fleet.monitoring import alerts
 from vllm_fleet.monitoring.exporters import exporters, monitoring_hosts
 from vllm_fleet.settings import (
     GATEWAY_GROUP,
@@ -87,6 +90,21 @@ def _monitoring_host(s: Settings, groups: set[str]) -> None:
             "None",
             "a URL Alertmanager posts alerts to, or alert_email_to set: a monitoring host's alerts must reach someone",
         )
+    if s.alert_webhook_url and s.alert_webhook_token and _plain_http_beyond_loopback(s.alert_webhook_url):
+        raise SettingsError(
+            s.host,
+            "alert_webhook_url",
+            s.show("alert_webhook_url"),
+            "an https:// URL with alert_webhook_token set: over http:// the bearer token crosses the network in clear",
+        )
+    if s.prometheus_scrape_interval * 2 > alerts.SHORTEST_WINDOW:
+        raise SettingsError(
+            s.host,
+            "prometheus_scrape_interval",
+            s.show("prometheus_scrape_interval"),
+            f"at most {alerts.SHORTEST_WINDOW // 2} s: the alerts' shortest window ({alerts.SHORTEST_WINDOW} s) must "
+            "hold two scrapes, or their rates read nothing and they never fire",
+        )
     # The receivers' secrets come from the environment for every host (group_data/all.py): each
     # is used where its receiver is set and ignored elsewhere, not refused.
     if s.alert_email_to:
@@ -96,6 +114,16 @@ def _monitoring_host(s: Settings, groups: set[str]) -> None:
     elif s.alert_smtp_smarthost or s.alert_smtp_username or s.alert_email_from:
         name = next(n for n in ("alert_email_from", "alert_smtp_smarthost", "alert_smtp_username") if getattr(s, n))
         raise SettingsError(s.host, name, s.show(name), "only with alert_email_to")
+
+
+def _plain_http_beyond_loopback(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    try:
+        return not ipaddress.ip_address(parts.hostname or "").is_loopback
+    except ValueError:
+        return parts.hostname != "localhost"
 
 
 def _vllm_host(s: Settings, groups: set[str]) -> None:
@@ -219,6 +247,13 @@ def _nix_host(s: Settings) -> None:
                 "with serving_method = 'nix', a secret without quotes, backslashes, backticks or $ "
                 "(systemd's EnvironmentFile would change it)",
             )
+    if s.nix_substituters and not s.nix_trusted_public_keys:
+        raise SettingsError(
+            s.host,
+            "nix_trusted_public_keys",
+            "()",
+            "the public keys of the caches in nix_substituters: without one Nix cannot check what a cache serves",
+        )
     if s.nix_builder and s.accelerator == "auto":
         raise SettingsError(
             s.host,

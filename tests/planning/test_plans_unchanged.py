@@ -32,9 +32,17 @@ ADDED_SINCE = {"vllm_allow": "[]"}
 _ENV = {"VLLM_API_KEY": "recorded-api-key-0123456789", "HF_TOKEN": "hf_recordedtoken0123456789"}
 
 
+# Secrets of the recording that the secret floor of issue 26 refuses, and the ones of the same length
+# that replace them, in the inventories and in what was recorded alike.
+STRONGER = {"hf_" + "t" * 34: "hf_" + "t" * 26 + "Zq7wPm2x"}
+
+
 def _records() -> list[dict]:
     with gzip.open(RECORDED, "rt") as lines:
-        return [json.loads(line) for line in lines]
+        texts = list(lines)
+    for weak, strong in STRONGER.items():
+        texts = [text.replace(weak, strong) for text in texts]
+    return [json.loads(text) for text in texts]
 
 
 def _per_host(ops: dict, status: dict) -> dict[str, list]:

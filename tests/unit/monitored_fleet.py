@@ -30,7 +30,7 @@ HOSTS = {
     "mon": (
         {
             "fleet_address": "10.0.0.3",
-            "alert_webhook_url": "http://10.0.0.9:9999/hook",
+            "alert_webhook_url": "https://10.0.0.9:9999/hook",
             "alert_webhook_token": WEBHOOK_TOKEN,
         },
         ["monitoring"],

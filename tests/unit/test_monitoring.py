@@ -163,7 +163,7 @@ def test_alertmanager_configuration_whole():
         "receivers:\n"
         "- name: operator\n"
         "  webhook_configs:\n"
-        "  - url: http://10.0.0.9:9999/hook\n"
+        "  - url: https://10.0.0.9:9999/hook\n"
         "    send_resolved: true\n"
         "    http_config:\n"
         "      authorization:\n"
@@ -359,7 +359,7 @@ def test_a_vllm_bound_to_loopback_admits_no_monitoring_host():
 
 
 def test_values_are_quoted_for_yaml_whatever_they_hold():
-    url = "http://hooks.example/a?b=1&c=#frag:{x}"
+    url = "https://hooks.example/a?b=1&c=#frag:{x}"
     loaded = yaml.safe_load(alertmanager_config(monitor(alert_webhook_url=url)))
     assert loaded["receivers"][0]["webhook_configs"][0]["url"] == url
 
@@ -615,3 +615,16 @@ def test_the_exporters_run_as_their_vendors_document():
     node = " ".join(exporter_argv(NODE, hosts["cpu.c"]))
     assert "--pid host --volume /:/host:ro,rslave quay.io/prometheus/node-exporter:v1.9.1 --path.rootfs=/host" in node
     assert "NODE_NAME=gpu-a" in joined
+
+
+def test_the_shortest_window_the_rules_read_is_the_one_the_scrape_rule_knows():
+    from vllm_fleet.monitoring.alerts import SHORTEST_WINDOW
+
+    rules = yaml.safe_load(alert_rules(monitor(), fleet()))
+    windows = {
+        int(n) * {"s": 1, "m": 60, "h": 3600}[unit]
+        for group in rules["groups"]
+        for rule in group["rules"]
+        for n, unit in re.findall(r"\[(\d+)([smh])\]", rule["expr"])
+    }
+    assert min(windows) == SHORTEST_WINDOW

@@ -296,12 +296,12 @@ def test_fleet_address_from_the_inventory_name_or_ssh_hostname(name, data, addre
         (
             {"alert_email_to": "oncall@example.com"},
             "alert_email_from = None is not allowed: set with alert_email_to (a mail address such as "
-            "'oncall@example.com' (or None))",
+            "'oncall@example.com' (letters, digits and . _ % + - before the @, a DNS name after) (or None))",
         ),
         (
             {"alert_email_to": "oncall@example.com", "alert_email_from": "alerts@example.com"},
             "alert_smtp_smarthost = None is not allowed: set with alert_email_to (a host and port such as "
-            "'smtp.example.com:587' (or None))",
+            "'smtp.example.com:587' (the port from 1 to 65535) (or None))",
         ),
     ],
 )
@@ -361,3 +361,11 @@ def test_an_allowed_feature_is_named_by_plan(settings_for):
         "a client sends, in the container"
     ]
     assert allowed_features(s.replace(vllm_extra_args=[])) == []
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf")])
+def test_a_daemon_config_number_json_cannot_carry_is_refused(number):
+    """Python's json writes NaN and Infinity, which dockerd's decoder refuses (a YAML inventory's .nan)."""
+    with pytest.raises(SettingsError) as caught:
+        validate("h", {"docker_daemon_config": {"default-ulimits": {"nofile": {"Soft": number}}}}, ["single_gpu"])
+    assert "'default-ulimits' takes object" in str(caught.value)

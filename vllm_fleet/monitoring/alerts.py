@@ -14,6 +14,9 @@ from vllm_fleet.monitoring.managed_files import managed_yaml
 from vllm_fleet.monitoring.prometheus import scrapes_vllm
 from vllm_fleet.settings import Settings
 
+# Seconds of the shortest range window the rules read ([5m]): a scrape interval of more than half
+# of it leaves rate() one sample or none (tests/unit/test_monitoring.py reads the rules for it).
+SHORTEST_WINDOW = 300
 # Filesystems that hold no models, images or caches.
 VIRTUAL_FILESYSTEMS = "tmpfs|ramfs|squashfs|nsfs|devtmpfs|fuse.lxcfs"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from vllm_fleet import paths
+from vllm_fleet.settings.daemon_json import DAEMON_CONFIG, daemon_config
 from vllm_fleet.settings.types import PACKAGE_VERSION, DockerSource, Knobs, PackageVersion, knob, one_of, only, or_none
 
 
@@ -26,9 +27,11 @@ class Docker(Knobs):
         "shows it (e.g. '5:27.3.1-1~debian.12~bookworm'); None: newest.",
         or_none(PACKAGE_VERSION),
     )
-    docker_daemon_config: Annotated[dict[str, Any], Field(strict=False), only(Mapping)] = knob(
+    docker_daemon_config: Annotated[
+        dict[str, Any], Field(strict=False), only(Mapping), AfterValidator(daemon_config)
+    ] = knob(
         dict,
         f"Keys merged one by one into {paths.DOCKER_DAEMON_JSON}; keys you do not name (another tool's runtime) "
         "are kept.",
-        "a mapping of daemon.json keys to values",
+        DAEMON_CONFIG,
     )

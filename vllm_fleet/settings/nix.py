@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from vllm_fleet.settings.types import (
+    CACHE_URL,
     FLAKE,
     HOST_NAME,
     LAX,
@@ -31,7 +32,7 @@ class Nix(Knobs):
     nix_substituters: Annotated[tuple[CacheUrl, ...], *LAX] = knob(
         ("https://cache.nixos.org", "https://cache.nixos-cuda.org", "https://cuda-maintainers.cachix.org"),
         "Binary caches Nix substitutes from (the CUDA builds of vLLM come from the community CUDA caches).",
-        "a list of binary cache URLs such as 'https://cache.nixos.org'",
+        CACHE_URL,
     )
     nix_trusted_public_keys: Annotated[tuple[CacheKey, ...], *LAX] = knob(
         (

@@ -23,6 +23,16 @@ from vllm_fleet.settings.places import (  # noqa: F401 (re-exported)
     private_networks,
 )
 from vllm_fleet.settings.secret_rules import weak_secret
+from vllm_fleet.settings.urls import (  # noqa: F401 (re-exported)
+    CACHE_URL,
+    EMAIL,
+    EMAIL_PATTERN,
+    SMTP_HOST,
+    WEBHOOK_URL,
+    cache_url,
+    smtp_host,
+    webhook_url,
+)
 from vllm_fleet.vllm_flags import OWNED_FLAGS, UNICODE_DASHES, read_args, vllm_flag
 
 Phase = Literal["laptop", "single_gpu", "enterprise"]
@@ -222,10 +232,6 @@ FLAKE = "a directory holding flake.nix on the machine running pyinfra"
 SIZE = "a size as Docker reads it, such as '4g', '16GB' or '1.5GiB'"
 PACKAGE_VERSION = "a package version as apt or dnf shows it: letters, digits and . + ~ : _ -"
 ADDRESS = "an IP address or a DNS name such as 'gpu-01.example.internal'"
-WEBHOOK_URL = "an http:// or https:// URL without spaces, quotes or backslashes"
-WEBHOOK_URL_PATTERN = r"^https?://[A-Za-z0-9\[][^\s\"'\\<>`]*$"
-EMAIL = "a mail address such as 'oncall@example.com'"
-SMTP_HOST = "a host and port such as 'smtp.example.com:587'"
 HOST_NAME = (
     "an inventory name of letters, digits and . _ -, an IP address, or a pyinfra connector's name such as @docker/NAME"
 )
@@ -271,16 +277,16 @@ ModelDirectory = Annotated[
 ]
 FlakeDirectory = Annotated[str, _checked(lambda v: (Path(v) / "flake.nix").is_file(), FLAKE)]
 Port = Annotated[int, Bounded(1, 65535)]
-WebhookUrl = Annotated[str, Field(pattern=WEBHOOK_URL_PATTERN)]
-EmailAddress = Annotated[str, Field(pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")]
-SmtpHost = Annotated[str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9a-fA-F:.]+\]):[0-9]{1,5}$")]
+WebhookUrl = Annotated[str, AfterValidator(webhook_url)]
+EmailAddress = Annotated[str, Field(pattern=EMAIL_PATTERN)]
+SmtpHost = Annotated[str, AfterValidator(smtp_host)]
 CLUSTER_NAME = "a name of letters, digits, '.', '_' and '-', up to 63 characters"
 ClusterName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
 NETWORK_INTERFACE = "a network interface name such as eth0 or ens5f0 (up to 15 letters, digits, '.', '_', '-')"
 NetworkInterface = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$")]
 PORT_RANGE = "a port range LOW-HIGH, from 1024 to 65535, such as 32768-60999"
 PortRange = Annotated[str, _checked(lambda v: _port_range(v) is not None, PORT_RANGE)]
-CacheUrl = Annotated[str, Field(pattern=r"^(https?|file|ssh|ssh-ng|s3)://\S+$")]
+CacheUrl = Annotated[str, AfterValidator(cache_url)]
 CacheKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+:[A-Za-z0-9+/]+=*$")]
 Networks = Annotated[tuple[str, ...], *LAX, AfterValidator(networks)]
 PrivateNetworks = Annotated[tuple[str, ...], *LAX, AfterValidator(private_networks)]
