@@ -121,5 +121,5 @@ def secret_values(s: Settings) -> dict[str, str]:
 
 def redaction_of(values: Collection[Any]) -> Redaction:
     """A Redaction of these values (SecretStr or str), those long enough to hide inside text."""
-    raw = {v.get_secret_value() if isinstance(v, SecretStr) else v for v in values}
+    raw = [v.get_secret_value() if isinstance(v, SecretStr) else v for v in values]
     return Redaction(frozenset(v for v in raw if isinstance(v, str) and len(v) >= SHORTEST_HIDDEN))
