@@ -16,6 +16,9 @@ from pathlib import Path
 
 from sandbox import services
 from sandbox.shell import log
+from vllm_fleet.exposure import ALERTMANAGER_CLUSTER_PORT
+from vllm_fleet.monitoring import exporters
+from vllm_fleet.settings import KNOBS
 
 # `make demo`'s sandbox publishes its vLLM ports from here; a run's draw keeps apart from them.
 HTTP_PORT_BASE_DEMO = 18000
@@ -93,17 +96,32 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+def _deploy_ports() -> set[int]:
+    """The ports the deploy opens on a host by default: a host's SSH port on this machine must be
+    none of them, or its rules refuse the sandbox (they cannot tell a forwarded port from sshd's)."""
+    knobs = ("vllm_port", "vllm_cluster_port", "gateway_port", "prometheus_port", "alertmanager_port")
+    return {int(KNOBS[name].default) for name in knobs} | {
+        exporters.NODE_EXPORTER_PORT,
+        exporters.DCGM_EXPORTER_PORT,
+        exporters.AMD_EXPORTER_PORT,
+        exporters.HAPROXY_METRICS_PORT,
+        ALERTMANAGER_CLUSTER_PORT,
+    }
+
+
 def _free_port_base(rng: random.Random) -> int:
     """A base whose next _PORTS_PER_SANDBOX ports nothing on 127.0.0.1 listens on, below the
     kernel's ephemeral range (an outgoing connection could take a port of a stopped host, which
     then cannot start again) and apart from `make demo`'s."""
     top = _ephemeral_low() - _PORTS_PER_SANDBOX
+    deploy_ports = _deploy_ports()
     bases = [
         b
         for b in range(10000, top, 100)
         if abs(b - HTTP_PORT_BASE_DEMO) >= _PORTS_PER_SANDBOX
         and _in_my_share(b // 100)
         and all(abs(b - r) >= _PORTS_PER_SANDBOX for r in _RESERVED_PORT_BASES)
+        and not any(b < port <= b + _PORTS_PER_SANDBOX for port in deploy_ports)
     ]
     for _ in range(200):
         base = rng.choice(bases)

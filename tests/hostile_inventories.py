@@ -62,9 +62,6 @@ EXPOSURE_CASES = [
         H + "monitoring_allowed_sources = ['8.8.8.0/24'] is not allowed: a list of private IP addresses",
     ),
     ("vllm-port-is-ssh", {"vllm_port": "SSH_PORT"}, LOCKOUT),
-    ("ssh-connection-user-is-a-url", {"ssh_user": "root@evil?ssh_config=/tmp/x"}, H + "ssh_user = "),
-    ("ssh-port-as-text", {"ssh_port": "22; id"}, H + "ssh_port = '22; id' is not allowed: an integer from 1 to 65535"),
-    ("ssh-key-option", {"ssh_key": "-oProxyCommand=id"}, H + "ssh_key = '-oProxyCommand=id' is not allowed"),
 ]
 ARGS = "vllm_extra_args = "
 ARG_CASES = [
@@ -330,4 +327,19 @@ HOSTILE_FLEET_CASES += [
         },
         "host mo-h: prometheus_scrape_interval = 300 is not allowed: at most 150 s",
     ),
+]
+
+# pyinfra's connection keys: across hosts only (in-process), as the real deploy would first try to
+# connect with them.
+HOSTILE_FLEET_CASES += [
+    (
+        f"connection-{name}",
+        {"single_gpu": [(f"ssh-{name}", {"vllm_api_key": K, key: value})]},
+        f"host ssh-{name}: {key} = {value!r} is not allowed: {allowed}",
+    )
+    for name, key, value, allowed in (
+        ("user-is-a-url", "ssh_user", "root@evil?ssh_config=/tmp/x", "a user name of letters"),
+        ("port-as-text", "ssh_port", "22; id", "an integer from 1 to 65535"),
+        ("key-as-an-option", "ssh_key", "-oProxyCommand=id", "the path of a key file"),
+    )
 ]
