@@ -99,10 +99,10 @@ test: lint docs nix-tools checkers
 	[ $$integration -eq 0 ] && [ $$planned -eq 0 ]
 
 # Mutation testing ([tool.mutmut] in pyproject.toml; not part of `make test`, it takes long): mutmut
-# mutates settings, rules, sizing, launch, haproxy, firewall, checks, monitoring, rollout and facts, runs the unit
-# tests against each mutant, then tests/mutation_report.py prints the kill rate per module, over
-# the gated modules (issue 25's: all but rollout and facts) and over all, and fails when the gated
-# rate is below 85%. A surviving mutant is a missing test. mutmut keeps its results in
+# mutates settings, rules (with exposure, secret_checks, machines), sizing, launch, haproxy,
+# firewall, checks, monitoring, rollout and facts, runs the unit tests against each mutant, then
+# tests/mutation_report.py prints the kill rate per module, over the gated modules (all but
+# rollout and facts) and over all, and fails when the gated rate is below 85%. A surviving mutant is a missing test. mutmut keeps its results in
 # mutants/ and checks only the mutants of new or changed code: the survivors of earlier runs are
 # saved first and checked again after it (--recheck), so a test written since counts.
 MUTATION_JOBS ?= 1
