@@ -5,8 +5,8 @@ same table through `plan` and the real pyinfra deploy."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
@@ -20,18 +20,20 @@ from tests.bad_inventories import (
     single_host_inventory,
 )
 from tests.hostile_inventories import HOSTILE_FLEET_CASES
+from vllm_fleet import cli
 
-REPO = Path(__file__).resolve().parents[2]
 CONNECTION = {"ssh_hostname": "192.0.2.1"}
 
 
 def refusal(path: Path) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "vllm_fleet", "hosts", str(path)], cwd=REPO, capture_output=True, text=True
-    )
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert done.stdout == ""
-    return done.stderr
+    """`vllm-fleet hosts` run in this process (as the property tests run it), so that mutation
+    testing sees which rules the table holds."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(["hosts", str(path)])
+    assert rc == 2, out.getvalue() + err.getvalue()
+    assert out.getvalue() == ""
+    return err.getvalue()
 
 
 @pytest.fixture(scope="module")
