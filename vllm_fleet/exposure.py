@@ -4,12 +4,12 @@ rules.validate and rules.check_fleet call them; each refusal is a SettingsError.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vllm_fleet.monitoring.exporters import exporters
 from vllm_fleet.settings import Settings, SettingsError
+from vllm_fleet.settings.places import is_loopback
 
 # Alertmanager's gossip port: closed by the firewall (no cluster), still a port it listens on.
 ALERTMANAGER_CLUSTER_PORT = 9094
@@ -28,7 +28,7 @@ def check_switches(s: Settings) -> None:
             "authentication (vLLM's security guide: they exchange pickled objects, so whoever reaches them runs "
             "code on the host); the firewall admits only the other members",
         )
-    if s.role == "monitoring" and not _loopback(s.prometheus_bind_address):
+    if s.role == "monitoring" and not is_loopback(s.prometheus_bind_address):
         raise SettingsError(
             s.host,
             "vllm_firewall",
@@ -45,10 +45,6 @@ def check_switches(s: Settings) -> None:
             "True on a laptop without vllm_api_key: Docker before 28 lets the hosts of the laptop's network reach "
             "a port published on 127.0.0.1 (moby issue 45610), and vLLM would answer them without a key",
         )
-
-
-def _loopback(address: str) -> bool:
-    return ipaddress.ip_address(address).is_loopback
 
 
 @dataclass(frozen=True)

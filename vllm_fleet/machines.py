@@ -4,17 +4,10 @@ unit, firewall table and configuration. rules.check_fleet calls it for each host
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 
 from vllm_fleet.settings import Settings, SettingsError
-
-
-def _loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address.lower() == "localhost"
+from vllm_fleet.settings.places import is_loopback
 
 
 def check_fleet(s: Settings, fleet: Mapping[str, Settings]) -> None:
@@ -30,7 +23,7 @@ def check_fleet(s: Settings, fleet: Mapping[str, Settings]) -> None:
                 f"a name of its own: {other.host} differs only in case (host names are not case-sensitive)",
             )
         # Loopback is each connector's own machine (@local, @docker containers without an address).
-        if other.fleet_address.lower() == s.fleet_address.lower() and not _loopback(s.fleet_address):
+        if other.fleet_address.lower() == s.fleet_address.lower() and not is_loopback(s.fleet_address):
             raise SettingsError(
                 s.host,
                 "fleet_address",

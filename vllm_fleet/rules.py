@@ -3,7 +3,6 @@ inventory must agree on. Each refusal is a SettingsError naming the host and the
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -22,6 +21,7 @@ from vllm_fleet.settings import (
     require_ip_fleet_address,
 )
 from vllm_fleet.settings import allowed as allowed_words
+from vllm_fleet.settings.places import is_loopback
 
 # Characters systemd's EnvironmentFile= would read as quoting or escapes, so the value
 # vLLM saw would differ from the one Docker's --env-file passes literally.
@@ -118,12 +118,7 @@ def _monitoring_host(s: Settings, groups: set[str]) -> None:
 
 def _plain_http_beyond_loopback(url: str) -> bool:
     parts = urlsplit(url)
-    if parts.scheme != "http":
-        return False
-    try:
-        return not ipaddress.ip_address(parts.hostname or "").is_loopback
-    except ValueError:
-        return parts.hostname != "localhost"
+    return parts.scheme == "http" and not is_loopback(parts.hostname or "")
 
 
 def _vllm_host(s: Settings, groups: set[str]) -> None:

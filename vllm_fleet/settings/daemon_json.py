@@ -10,6 +10,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from vllm_fleet.settings.places import is_loopback
+
 # Type words: str, bool, int, str_list, str_map, bool_map, object (a JSON object), object_list.
 _KEYS = {
     "str": (
@@ -114,8 +116,4 @@ def _registry_kept_secure(entry: str) -> None:
 
 
 def _loopback_listener(address: str) -> bool:
-    host = address.rpartition(":")[0].strip("[]") if ":" in address else address
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+    return is_loopback(address.rpartition(":")[0].strip("[]") if ":" in address else address)

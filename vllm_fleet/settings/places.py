@@ -33,6 +33,15 @@ HOST_DIRECTORY = (
 )
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a host (an IP address or a name) is this machine's loopback: where a listener or a
+    URL reaches no other machine."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
+
+
 def _beneath(path: str, root: str) -> bool:
     return path == root or path.startswith(root + "/")
 
