@@ -23,7 +23,7 @@ from vllm_fleet.pyinfra_log import redact
 from vllm_fleet.rules import check_fleet, validate
 from vllm_fleet.settings import KNOBS, Settings, SettingsError
 from vllm_fleet.settings.parsing import is_secret
-from vllm_fleet.settings.secrets import Redaction, redaction_of, secret_values
+from vllm_fleet.settings.secrets import Redaction, redaction_of
 
 
 def _pyinfra_cli_package() -> None:
@@ -136,6 +136,7 @@ class Validation:
 def validate_inventory(inventory: Inventory) -> Validation:
     settings: dict[str, Settings] = {}
     refusals: dict[str, SettingsError] = {}
+    # Every secret-named key's value, as written: the validated settings' secrets come from these.
     secrets: list = []
     for host in inventory:
         data = host.data.dict()
@@ -149,7 +150,6 @@ def validate_inventory(inventory: Inventory) -> Validation:
             check_fleet(valid, settings)
         except SettingsError as exc:
             refusals[name] = exc
-    secrets += [value for s in settings.values() for value in secret_values(s).values()]
     return Validation(settings, refusals, redaction_of(secrets))
 
 
