@@ -92,6 +92,13 @@ monitoring = [
             **_connection,
             **_at(m),
             "alert_webhook_url": f"http://{_state['runner_address']}:{_state['alert_webhook_port']}/alerts",
+            # Mail too, through a relay on the host's loopback where nothing listens (the tests read
+            # the webhook): the password, from a root-only state file, is a secret the checks look for.
+            "alert_email_to": "oncall@sandbox.test",
+            "alert_email_from": "alertmanager@sandbox.test",
+            "alert_smtp_smarthost": "127.0.0.1:2525",
+            "alert_smtp_username": "alertmanager",
+            "alert_smtp_password": _Path(_state["smtp_password_file"]).read_text().strip(),
             **_state["monitoring"],
         },
     )

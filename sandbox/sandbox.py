@@ -43,7 +43,7 @@ from sandbox.images import (
     build_vllm_image,
     ensure_docker,
 )
-from sandbox.runs import HTTP_PORT_BASE_DEMO
+from sandbox.runs import HTTP_PORT_BASE_DEMO, sweep_stale_runs
 from sandbox.shell import log, quiet, run
 
 HERE = Path(__file__).resolve().parent
@@ -95,16 +95,20 @@ def ensure_keys() -> tuple[Path, Path]:
     key = STATE / "id_ed25519"
     if not key.exists():
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vllm-fleet-sandbox", "-f", str(key)])
-    # The API key, and a Hugging Face token of a token's shape (no hub is reached) so that the
-    # secrets checks look for it too.
-    api_key, hf_token = STATE / "api_key", STATE / "hf_token"
-    for secret, value in ((api_key, secrets.token_urlsafe(24)), (hf_token, "hf_" + secrets.token_hex(17))):
+    # The API key, a Hugging Face token of a token's shape (no hub is reached) and the monitoring
+    # hosts' mail relay password (no relay is reached), so that the secrets checks look for them too.
+    api_key, hf_token, smtp_password = STATE / "api_key", STATE / "hf_token", STATE / "smtp_password"
+    for secret, value in (
+        (api_key, secrets.token_urlsafe(24)),
+        (hf_token, "hf_" + secrets.token_hex(17)),
+        (smtp_password, secrets.token_urlsafe(18)),
+    ):
         if not secret.exists():
             fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(value)
     # Whatever made them (a copy, an old checkout), they stay readable by root alone.
-    for secret in (key, api_key, hf_token):
+    for secret in (key, api_key, hf_token, smtp_password):
         os.chmod(secret, 0o600)
     return key, api_key
 
@@ -247,6 +251,9 @@ def _prepare(engine: str, count: int, cluster: bool, eager: bool) -> tuple[dict,
     """What the hosts need before they start: returns what they serve (host data), the apt cache's
     address, the hosts' image, the SSH key and the API key file."""
     ensure_docker()
+    # Again now that the engine answers: a run's first sweep (run_environment) finds none when
+    # it started before the engine, and a killed run's hosts hold gigabytes of images each.
+    sweep_stale_runs()
     ensure_network()
     key, api_key = ensure_keys()
     base = build_rootfs_image()
@@ -323,6 +330,7 @@ def up(
         "api_key_file": str(api_key),
         "cluster": "sandbox" if cluster else None,
         "hf_token_file": str(api_key.with_name("hf_token")),
+        "smtp_password_file": str(api_key.with_name("smtp_password")),
         **served,
     }
     (STATE / "hosts.json").write_text(json.dumps(state, indent=2) + "\n")

@@ -24,14 +24,15 @@ def preflight(
     """Runs every check that applies; returns the host probe when the host may be deployed, else None.
     fleet: the inventory's hosts, for the Nix builds a builder host makes for others too."""
     s = plan.settings
+    image = launch.image(s, plan.accelerator)
     probe = host.get_fact(
         HostProbe,
         port=s.vllm_port,
         hf_cache_dir=s.hf_cache_dir,
         model_dir=launch.hub_cache_name(s.vllm_model),
         accelerators=",".join(nix.builds_for(s, plan.accelerator, fleet)),
+        image=image if s.serving_method == "docker" else "",
     )
-    image = launch.image(s, plan.accelerator)
     context = Context(probe, vendors, s, plan.accelerator, plan.sizing, image, distro, unsupported_os, plan.machine)
     failures, warnings = verdict(run_checks(context), s.preflight_warn_only)
     for warning in warnings:

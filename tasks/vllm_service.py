@@ -281,10 +281,10 @@ def _install_image(settings: Settings, accelerator: str) -> list[OperationMeta]:
     ref = launch.image(settings, accelerator)
     present = host.get_fact(DockerImageId, image=shlex.quote(ref))
     limit = settings.vllm_download_timeout
+    if images.image_loaded(present, ref, settings.vllm_image_archive):
+        _forget_archives()
+        return []
     if settings.vllm_image_archive:
-        if present == images.archive_image_id(settings.vllm_image_archive, ref):
-            _forget_archives()
-            return []
         local = settings.vllm_image_archive
         remote = f"{paths.IMAGE_DIR}/{Path(local).name}"
         shipped = files.put(
@@ -302,8 +302,6 @@ def _install_image(settings: Settings, accelerator: str) -> list[OperationMeta]:
         )
         return [shipped, loaded]
     _forget_archives()
-    if present:
-        return []
     return [server.shell(name=f"Pull {ref}", commands=[pull_command(ref, limit)])]
 
 

@@ -260,6 +260,10 @@ def _disk(c: Context):
     need = IMAGE_DISK_GIB[c.accelerator]
     if c.settings.vllm_image_archive and c.settings.serving_method == "docker":
         need = 2.2 * os.path.getsize(c.settings.vllm_image_archive) / 2**30  # shipped copy + loaded layers
+    if c.settings.serving_method == "docker" and images.image_loaded(
+        c.probe.image_id, c.image, c.settings.vllm_image_archive
+    ):
+        need = 0.0  # loaded already: nothing is pulled, shipped or loaded
     if free < need:
         problems.append(f"{where} has {free:.1f} GiB free, vLLM needs about {need:.1f} GiB there")
     return "; ".join(problems) + ": free some space or point hf_cache_dir elsewhere" if problems else None

@@ -136,6 +136,14 @@ def archive_tags(archive: str) -> set[str]:
         return set()
 
 
+def image_loaded(loaded_id: str | None, ref: str, archive: str | None) -> bool:
+    """Whether Docker holds the image to serve already (loaded_id: the ID it has for ref): the
+    archive's image when one is shipped, any image of that name when it is pulled."""
+    if archive:
+        return loaded_id == archive_image_id(archive, ref)
+    return bool(loaded_id)
+
+
 def archive_image_id(archive: str, tag: str) -> str:
     """The image ID ('sha256:...') that `docker load` will give `tag`.
 

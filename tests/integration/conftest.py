@@ -10,6 +10,7 @@ import http.server
 import json
 import os
 import posixpath
+import re
 import shutil
 import subprocess
 import sys
@@ -34,10 +35,19 @@ SANDBOX_INVENTORY = str(REPO / "inventories" / "sandbox.py")
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 HOSTS = 2
 ACTIVATE = "vLLM service | " + ACTIVATE_NEW
+# The verify suite's secret checks, run on hosts of every role.
+SECRET_CHECKS = (
+    "test_secrets_not_in_process_arguments",
+    "test_no_file_an_unprivileged_user_can_read_holds_a_secret",
+    "test_no_secret_in_the_journal",
+)
 RESTART = (
     "vLLM service | Restart the current release: wait for the model, go back to the previous release if it does "
     "not come up"
 )
+
+
+FAILURE_WORDS = re.compile(r"error|fail|traceback|refused|timed out", re.IGNORECASE)
 
 
 @dataclass
@@ -49,6 +59,17 @@ class Run:
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+    @property
+    def failure(self) -> str:
+        """What a failed run said: its error lines, each with the lines after it, then its end. A
+        deploy's tail alone is the other hosts' "No changes" and hides the host that failed."""
+        lines = self.output.splitlines()
+        shown: list[str] = []
+        for number, line in enumerate(lines):
+            if FAILURE_WORDS.search(line):
+                shown += lines[number : number + 4]
+        return "\n".join(shown)[-6000:] + "\n[...]\n" + self.output[-1500:]
 
 
 def run(cmd: list[str], timeout: int = 900, env: dict = TEST_ENV) -> Run:
@@ -69,7 +90,7 @@ class NoReport(dict):
         self.result = result
 
     def _fail(self, *_args, **_kwargs):
-        pytest.fail(f"pyinfra printed no --json report (exit {self.result.rc}):\n{self.result.output[-3000:]}")
+        pytest.fail(f"pyinfra printed no --json report (exit {self.result.rc}):\n{self.result.failure}")
 
     __getitem__ = __contains__ = __iter__ = __len__ = get = items = keys = values = _fail
 

@@ -100,9 +100,9 @@ def cluster(fleet, tmp_path_factory):
 def test_a_rollout_makes_two_hosts_one_cluster_and_verifies_it(fleet, cluster):
     result = cluster["result"]
     leader, worker = fleet.names
-    assert result.rc == 0, result.output[-4000:]
+    assert result.rc == 0, result.failure
     # One batch: the cluster is one unit, whatever --canary 1 would make of two hosts.
-    assert f"batch 1 of 1 (2 host(s)): {leader}, {worker}" in result.output, result.output[-3000:]
+    assert f"batch 1 of 1 (2 host(s)): {leader}, {worker}" in result.output, result.failure
     assert outcomes(cluster["junit"]) == {leader: "passed", worker: "passed"}
     after = releases(fleet)
     assert all(after[name] != cluster["before"][name] for name in fleet.names)
@@ -157,8 +157,8 @@ def test_a_release_that_does_not_come_up_rolls_back_on_every_member(fleet, clust
 
     result = rollout(fleet, inventory, str(tmp_path / "r.xml"))
 
-    assert result.rc == 1, result.output[-4000:]
-    assert outcomes(str(tmp_path / "r.xml")) == {leader: "rolled_back", worker: "rolled_back"}, result.output[-6000:]
+    assert result.rc == 1, result.failure
+    assert outcomes(str(tmp_path / "r.xml")) == {leader: "rolled_back", worker: "rolled_back"}, result.failure
     for name in fleet.names:
         assert f"{name} ROLLED BACK to release {before[name]}, which serves" in result.output
     assert releases(fleet) == before
@@ -173,7 +173,7 @@ def test_a_changed_setting_rolls_out_to_the_whole_cluster(fleet, cluster, tmp_pa
 
     result = rollout(fleet, inventory, str(tmp_path / "r.xml"))
 
-    assert result.rc == 0, result.output[-4000:]
+    assert result.rc == 0, result.failure
     assert outcomes(str(tmp_path / "r.xml")) == {leader: "passed", worker: "passed"}
     after = releases(fleet)
     assert all(after[name] != before[name] for name in fleet.names)

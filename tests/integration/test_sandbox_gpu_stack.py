@@ -15,7 +15,7 @@ def test_debian_non_free_sources_are_added_and_the_driver_packages_resolve(fleet
     inventory = write_inventory(tmp_path, {first: {"nvidia_driver_branch": "535"}})
     deploy = "tests/integration/deploys/debian_nvidia_sources.py"
     result = run([PYINFRA, "-y", "--limit", first, inventory, deploy])
-    assert result.rc == 0, result.output[-3000:]
+    assert result.rc == 0, result.failure
 
     source = on_host(first, "cat /etc/apt/sources.list.d/vllm-fleet-nonfree.sources")
     assert "Components: contrib non-free non-free-firmware" in source

@@ -20,6 +20,7 @@ from conftest import (
     PYINFRA,
     REPO,
     SANDBOX_INVENTORY,
+    SECRET_CHECKS,
     deploy_json,
     models,
     on_host,
@@ -47,7 +48,7 @@ def fleet():
         started = time.monotonic()
         result, outcomes = deploy_json(SANDBOX_INVENTORY, env=ENV)
         print(f"first deploy of 4 hosts and a gateway in {time.monotonic() - started:.0f}s")
-        assert result.rc == 0, result.output[-4000:]
+        assert result.rc == 0, result.failure
         archive = Path(fleet.state["vllm_image_archive"]).name
         shipped = outcomes[f"vLLM service | Ship image archive {archive}"]
         loaded = outcomes[f"vLLM service | Load {fleet.state['vllm_image']} into Docker"]
@@ -126,7 +127,7 @@ def test_changed_setting_rolls_out_in_batches_without_a_failed_request(fleet, tm
 
     assert not watch_errors, f"the capacity watcher died: {watch_errors[0]!r}"
     assert len(most_out) >= took / 2, f"{len(most_out)} samples of the gateway in {took:.0f}s"
-    assert result.rc == 0, result.output[-4000:]
+    assert result.rc == 0, result.failure
     assert f"batch 1 of 3 (canary): {PREFIX}-1" in result.output
     assert "rollout completed" in result.output
     assert not client.failures(), client.failures()
@@ -153,7 +154,7 @@ def test_bad_release_in_the_second_batch_rolls_back_and_stops(fleet, tmp_path):
     with traffic(fleet) as client:
         result = rollout(inventory, "--canary", "1", "--batch", "2", "--junit-xml", str(tmp_path / "r.xml"))
 
-    assert result.rc == 1, result.output[-4000:]
+    assert result.rc == 1, result.failure
     assert "rollout STOPPED" in result.output and "more than --max-failures 0" in result.output
     assert junit(tmp_path / "r.xml") == {
         f"{PREFIX}-1": ("passed", ""),
@@ -205,7 +206,7 @@ def test_host_stopped_during_the_rollout_is_reported_unreachable(fleet, tmp_path
 
     # Back up, the host serves the release it had (vllm.service is enabled at boot).
     up = run([sys.executable, "-m", "sandbox.sandbox", "up", "--hosts", "4", "--gateways", "1"], env=ENV)
-    assert up.rc == 0, up.output[-2000:]
+    assert up.rc == 0, up.failure
     wait_until_up(fleet, [f"{PREFIX}-4"])
     assert models(fleet, fleet.hosts[3])["data"][0]["max_model_len"] == 4096
 
@@ -279,7 +280,7 @@ def test_activation_killed_midway_goes_back_to_current_and_the_next_deploy_finis
     assert [card["id"] for card in models(fleet, first)["data"]] == [fleet.model]
 
     again, _ = deploy_json(inventory, "--limit", name, env=ENV)
-    assert again.rc == 0, again.output[-4000:]
+    assert again.rc == 0, again.failure
     current = on_host(name, f"readlink {CURRENT}")
     assert current != before
     unit = on_host(name, f"sha256sum < {paths.UNIT_PATH}; sha256sum < {CURRENT}/vllm.service")
@@ -314,7 +315,7 @@ def test_verify_suite_checks_the_gateway(fleet, tmp_path):
     junit = tmp_path / "verify.xml"
     verify = [sys.executable, "-m", "pytest", "vllm_fleet/verify", "--inventory", SANDBOX_INVENTORY]
     result = run([*verify, "--limit", gateway, "-p", "no:cacheprovider", "--junit-xml", str(junit)], env=ENV)
-    assert result.rc == 0, result.output[-4000:]
+    assert result.rc == 0, result.failure
     outcomes = {
         case.get("name"): "skipped" if case.find("skipped") is not None else "passed"
         for case in ET.parse(junit).getroot().iter("testcase")
@@ -329,6 +330,12 @@ def test_verify_suite_checks_the_gateway(fleet, tmp_path):
         "gateway_refuses_host_headers_that_are_not_a_name_and_a_port",
     )
     assert outcomes == {f"test_{name}[{gateway}]": "passed" for name in names}, outcomes
+    secrets = {
+        case.get("name"): "skipped" if case.find("skipped") is not None else "passed"
+        for case in ET.parse(junit).getroot().iter("testcase")
+        if case.get("classname").endswith("test_secrets")
+    }
+    assert secrets == {f"{check}[{gateway}]": "passed" for check in SECRET_CHECKS}, secrets
 
 
 def test_gateway_checks_its_own_key_over_tls(fleet, tmp_path):
@@ -353,7 +360,7 @@ def test_gateway_checks_its_own_key_over_tls(fleet, tmp_path):
     settings = {"gateway_auth": "gateway", "gateway_api_key": client_key, "gateway_tls_certificate": str(pem)}
     inventory = write_inventory(tmp_path, {gateway["name"]: settings})
     result, _ = deploy_json(inventory, "--limit", gateway["name"], env=ENV)
-    assert result.rc == 0, result.output[-3000:]
+    assert result.rc == 0, result.failure
     assert client_key not in result.output and fleet.api_key not in result.output
     assert fleet.hf_token not in result.output
 
@@ -385,7 +392,7 @@ def test_a_verify_step_past_its_limit_ends_with_a_report_and_the_batch_back(flee
     inventory = write_inventory(tmp_path, {})
     report = tmp_path / "r.xml"
     result = rollout(inventory, "--canary", "1", "--batch", "3", "--verify-timeout", "1", "--junit-xml", str(report))
-    assert result.rc == 1, result.output[-4000:]
+    assert result.rc == 1, result.failure
     assert "Traceback" not in result.output
     assert "rollout STOPPED" in result.output and "step 'verify suite' timed out after 1s" in result.output
     assert junit(report) == {

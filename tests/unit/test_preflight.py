@@ -430,3 +430,19 @@ def test_a_check_registers_under_a_name_the_settings_know(monkeypatch):
     missing = "^pre-flight check 'portt' is missing from vllm_fleet.settings.types.PreflightCheck$"
     with pytest.raises(ValueError, match=missing):
         checks.check("portt")(probe_port)
+
+
+def test_an_image_loaded_already_needs_no_room_for_it(tmp_path, make_archive):
+    """A second deploy changes a knob, not the image: the room a pull or a load would take is not asked for."""
+    from vllm_fleet.launch import default_image
+
+    low = {**NVIDIA_READY, "docker_root_free_kib": "1048576"}
+    assert "/var/lib/docker has 1.0 GiB free" in failed(findings(low))["disk"]
+    assert failed(findings({**low, "image_id": "sha256:" + "ab" * 32})) == {}
+    # Another image under the archive's name is shipped and loaded again: that needs its room.
+    archive = make_archive(tmp_path, default_image("nvidia"), config="blobs/sha256/" + "ab" * 32)
+    none_left = {**NVIDIA_READY, "docker_root_free_kib": "0"}
+    shipped = {"vllm_image": default_image("nvidia"), "vllm_image_archive": archive}
+    other = findings({**none_left, "image_id": "sha256:" + "99" * 32}, **shipped)
+    assert "/var/lib/docker has 0.0 GiB free" in failed(other)["disk"]
+    assert failed(findings({**none_left, "image_id": "sha256:" + "ab" * 32}, **shipped)) == {}

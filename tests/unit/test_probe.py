@@ -88,3 +88,19 @@ def test_daemon_json_is_parsed_once_into_its_keys_or_why_not():
     assert Probe.of({"daemon_json": '{"runtimes": {"nvidia": {}}}'}).daemon_config == {"runtimes": {"nvidia": {}}}
     assert Probe().daemon_config == {}
     assert str(Probe.of({"daemon_json": "{"}).daemon_config).startswith("it does not parse as JSON")
+
+
+def test_the_image_to_serve_is_read_by_its_local_id(tmp_path):
+    docker = tmp_path / "docker"
+    docker.write_text('#!/bin/sh\n[ "$5" = "vllm/vllm-openai:v1" ] && echo sha256:1234\n')
+    docker.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+
+    def image_id(image: str) -> str:
+        script = HostProbe().command(8000, "/c", "m", "cpu", image)
+        printed = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, env=env).stdout
+        return Probe.parse(printed.splitlines()).image_id
+
+    assert image_id("vllm/vllm-openai:v1") == "sha256:1234"
+    assert image_id("vllm/vllm-openai:v2") == ""  # not loaded
+    assert image_id("") == ""  # served by Nix: Docker is not asked

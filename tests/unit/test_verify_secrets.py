@@ -68,28 +68,52 @@ class Host:
         return self.local.check_output(command)
 
 
-@pytest.fixture(params=["vllm-running", "vllm-missing"])
-def target(request, tmp_path, monkeypatch):
-    env = tmp_path / "vllm.env"
-    env.write_text(f"HF_TOKEN={{FAKE}}\\n")
+def made_up_host(kind, tmp_path, monkeypatch):
+    """A host of the kind's role whose secret (FAKE) leaked into a readable file, the "journal"
+    and a process's arguments; the process that holds its secrets runs, except for vllm-missing."""
+    role = kind.split("-")[0]
+    held = {{
+        "vllm": ("ENV_FILE", f"HF_TOKEN={{FAKE}}\\n"),
+        "gateway": ("HAPROXY_CONFIG", f'    http-request set-header Authorization "Bearer {{FAKE}}"\\n'),
+        "monitoring": ("ALERTMANAGER_CONFIG", f"      credentials: {{FAKE}}\\n"),
+    }}
+    for name, content in held.values():
+        path = tmp_path / name.lower()
+        path.write_text(content if (name, content) == held[role] else "")
+        monkeypatch.setattr(secret_checks, name, str(path))
     searched = tempfile.mkdtemp(prefix="verify-secrets-")
     os.chmod(searched, 0o755)  # nobody may look inside, as in /etc
     with open(os.path.join(searched, "leaked.conf"), "w") as leaked:
         leaked.write(f"token = {{FAKE}}\\n")
     os.chmod(os.path.join(searched, "leaked.conf"), 0o644)
-    monkeypatch.setattr(secret_checks, "ENV_FILE", str(env))
     monkeypatch.setattr(secret_checks, "SEARCHED", searched)
     journal = tmp_path / "journal"
     journal.write_text(f"started\\ntoken {{FAKE}}\\nstopped\\n")
     monkeypatch.setattr(secret_checks, "JOURNAL", f"cat {{journal}}")
-    model = ["--model", MODEL] if request.param == "vllm-running" else []
-    process = subprocess.Popen(["sh", "-c", "sleep 60", "vllm", *model, "--hf-token", FAKE])
+    arguments = {{
+        "vllm-running": ["vllm", "--model", MODEL],
+        "vllm-missing": ["vllm"],
+        "gateway-running": ["haproxy", "-f", secret_checks.HAPROXY_CONFIG],
+        "monitoring-running": ["prometheus-alertmanager", "--web.listen-address=127.0.0.1:9093"],
+    }}[kind]
+    process = subprocess.Popen(["sh", "-c", "sleep 60", *arguments, "--token", FAKE])
     time.sleep(0.2)
     settings = types.SimpleNamespace(vllm_model=MODEL, serving_method="nix")
-    yield types.SimpleNamespace(name="host-1", host=Host(process.pid), settings=settings, accelerator="nvidia")
+    host = Host(process.pid)
+    yield types.SimpleNamespace(name="host-1", role=role, host=host, settings=settings, accelerator="nvidia")
     process.kill()
     process.wait()
     shutil.rmtree(searched)
+
+
+@pytest.fixture(params=["vllm-running", "vllm-missing"])
+def target(request, tmp_path, monkeypatch):
+    yield from made_up_host(request.param, tmp_path, monkeypatch)
+
+
+@pytest.fixture(params=["vllm-running", "vllm-missing", "gateway-running", "monitoring-running"])
+def any_host(request, tmp_path, monkeypatch):
+    yield from made_up_host(request.param, tmp_path, monkeypatch)
 
 
 def test_control_a_printed_secret_is_seen():
@@ -134,24 +158,32 @@ def test_failing_secret_checks_show_where_the_secret_is_never_what(tmp_path):
     output, xml = run_suite(tmp_path, "-vv", "-l", "--tb=long", "--log-level=DEBUG", "-o", "junit_logging=all")
     failed = failures(xml)
     assert CONTROL in failed.pop("test_control_a_printed_secret_is_seen") and CONTROL in output
+    hosts = ("vllm-running", "vllm-missing", "gateway-running", "monitoring-running")
     assert sorted(failed) == sorted(
-        f"{test}[{param}]"
-        for test in (
-            "test_secrets_not_in_process_arguments",
-            "test_no_file_an_unprivileged_user_can_read_holds_a_secret",
-            "test_no_secret_in_the_journal",
-            "test_service_runs_the_nix_build",
-        )
-        for param in ("vllm-running", "vllm-missing")
+        [
+            f"{test}[{param}]"
+            for test in (
+                "test_secrets_not_in_process_arguments",
+                "test_no_file_an_unprivileged_user_can_read_holds_a_secret",
+                "test_no_secret_in_the_journal",
+            )
+            for param in hosts
+        ]
+        + [f"test_service_runs_the_nix_build[{param}]" for param in hosts[:2]]
     )
     # Each says where: processes, files, journal lines.
     running = failed["test_secrets_not_in_process_arguments[vllm-running]"]
     assert "a secret appears in the arguments of processes [" in running
     missing = failed["test_secrets_not_in_process_arguments[vllm-missing]"]
     assert "the vLLM process is missing on host-1" in missing
-    assert "1 journal lines on host-1 hold a secret" in failed["test_no_secret_in_the_journal[vllm-running]"]
-    readable = failed["test_no_file_an_unprivileged_user_can_read_holds_a_secret[vllm-running]"]
-    assert "leaked.conf']" in readable or "cannot run as nobody" in readable  # runuser needs root
+    for param in hosts:
+        # Each role's secret, read from the file that role holds it in, is found where it leaked.
+        assert "1 journal lines on host-1 hold a secret" in failed[f"test_no_secret_in_the_journal[{param}]"]
+        readable = failed[f"test_no_file_an_unprivileged_user_can_read_holds_a_secret[{param}]"]
+        assert "leaked.conf']" in readable or "cannot run as nobody" in readable  # runuser needs root
+    for param in hosts[2:]:
+        arguments = failed[f"test_secrets_not_in_process_arguments[{param}]"]
+        assert "a secret appears in the arguments of processes [" in arguments
     assert "does not run /nix/store/0000-vllm-server" in failed["test_service_runs_the_nix_build[vllm-running]"]
     assert FAKE not in output, around(output, FAKE)
     assert FAKE not in xml, around(xml, FAKE)
@@ -159,7 +191,7 @@ def test_failing_secret_checks_show_where_the_secret_is_never_what(tmp_path):
 
 def test_the_default_report_holds_no_secret_either(tmp_path):
     output, xml = run_suite(tmp_path, "-q")
-    assert CONTROL in output and CONTROL in xml and len(failures(xml)) == 9
+    assert CONTROL in output and CONTROL in xml and len(failures(xml)) == 15
     assert FAKE not in output, around(output, FAKE)
     assert FAKE not in xml, around(xml, FAKE)
 

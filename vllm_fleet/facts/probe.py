@@ -34,6 +34,7 @@ class Where:
     hf_cache_dir: str
     model_dir: str  # the model's directory in the hub cache
     accelerators: tuple[str, ...]  # whose Nix builds to report
+    image: str = ""  # the image the host serves with Docker ('' served by Nix)
 
 
 # Shell text, or shell text that depends on where the probe runs.
@@ -140,6 +141,15 @@ class Probe:
         tuple[str, ...], Printed("$(docker info --format '{{range $k, $v := .Runtimes}}{{$k}},{{end}}' 2>/dev/null)")
     ] = ()
     daemon_json: Annotated[str, Printed(rf"$(cat {paths.DOCKER_DAEMON_JSON} 2>/dev/null | tr -d '\n')")] = ""
+    image_id: Annotated[  # the local ID of the image to serve ('' when not loaded, or served by Nix)
+        str,
+        Printed(
+            lambda w: (
+                f"$([ -n {shlex.quote(w.image)} ] && "
+                f"docker image inspect --format '{{{{.Id}}}}' {shlex.quote(w.image)} 2>/dev/null)"
+            )
+        ),
+    ] = ""
     # Room, in KiB (0: not read)
     shm_kib: Annotated[int, Printed("$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {print $2}')")] = 0
     docker_root_free_kib: Annotated[int, Printed("$(free_kib /var/lib/docker)", before=_FREE_KIB)] = 0
@@ -331,8 +341,8 @@ def key_values(lines: Iterable[str]) -> dict[str, str]:
 class HostProbe(FactBase[Probe]):
     """Probe, read in one round trip: pre-flight's checks and every task read this one."""
 
-    def command(self, port: int, hf_cache_dir: str, model_dir: str, accelerators: str) -> str:
-        return script(Where(port, hf_cache_dir, model_dir, tuple(accelerators.split(","))))
+    def command(self, port: int, hf_cache_dir: str, model_dir: str, accelerators: str, image: str = "") -> str:
+        return script(Where(port, hf_cache_dir, model_dir, tuple(accelerators.split(",")), image))
 
     def process(self, output: list[str]) -> Probe:
         return Probe.parse(output)

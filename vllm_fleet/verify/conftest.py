@@ -135,10 +135,10 @@ def load_targets(inventory_path: str) -> list[Target]:
 
 
 def pytest_generate_tests(metafunc):
-    """`target`: each vLLM host; `gateway`: each gateway host; `monitor`: each monitoring host (of
-    --limit, when given)."""
+    """`target`: each vLLM host; `gateway`: each gateway host; `monitor`: each monitoring host;
+    `any_host`: each host, of any role (of --limit, when given)."""
     config = metafunc.config
-    for fixture, role in (("target", "vllm"), ("gateway", "gateway"), ("monitor", "monitoring")):
+    for fixture, role in (("target", "vllm"), ("gateway", "gateway"), ("monitor", "monitoring"), ("any_host", None)):
         if fixture not in metafunc.fixturenames:
             continue
         if not hasattr(config, "_vllm_fleet_targets"):
@@ -146,9 +146,10 @@ def pytest_generate_tests(metafunc):
             targets = load_targets(config.getoption("inventory"))
             config._vllm_fleet_all = targets
             config._vllm_fleet_targets = [t for t in targets if not limit or t.name in limit]
-        targets = [t for t in config._vllm_fleet_targets if t.role == role]
+        targets = [t for t in config._vllm_fleet_targets if role in (None, t.role)]
         if not targets:
-            none = pytest.param(None, marks=pytest.mark.skip(reason=f"no {role} hosts among those verified"), id="none")
+            hosts = f"{role} hosts" if role else "hosts"
+            none = pytest.param(None, marks=pytest.mark.skip(reason=f"no {hosts} among those verified"), id="none")
             metafunc.parametrize(fixture, [none], scope="module")
             continue
         metafunc.parametrize(fixture, targets, ids=[t.name for t in targets], scope="module")

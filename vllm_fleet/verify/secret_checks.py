@@ -18,14 +18,45 @@ from vllm_fleet import paths
 
 # Module globals, read when a check runs (the unit tests point them at files of their own).
 ENV_FILE = paths.ENV_FILE
+HAPROXY_CONFIG = paths.HAPROXY_CONFIG
+GATEWAY_CERTIFICATE = paths.GATEWAY_CERTIFICATE
+ALERTMANAGER_CONFIG = paths.ALERTMANAGER_CONFIG
 # Where a leaked copy could lie; /proc and /sys are the kernel's, not files anyone wrote.
 SEARCHED = "/etc /var /root /home /tmp /srv /opt /usr/local /run"
 JOURNAL = "journalctl -b --no-pager -q -o cat"
 
+# A "Bearer ..." word of haproxy.cfg (haproxy.haproxy_quote), its escapes undone.
+_QUOTED_BEARER = r'"Bearer \(\([^"\\]\|\\.\)*\)".*/\1/;s/\\\(.\)/\1/g'
+# The process that reads a role's secrets, by the name a failure gives it.
+HOLDING_PROCESS = {"vllm": "the vLLM process", "gateway": "HAProxy", "monitoring": "Alertmanager"}
 
-def _secrets() -> str:
-    """A shell command printing the secrets, one per line, as the env file holds them."""
+
+def _secrets(role: str) -> str:
+    """A shell command printing the secrets a host of this role holds, one per line, read from the
+    root-only files the deploy wrote them to, as the process that reads them takes them."""
+    if role == "gateway":
+        # The clients' key, as written; the vLLM hosts' key in the headers HAProxy sends, where
+        # it is a log-format string (haproxy.haproxy_format: % doubled). With TLS, the private
+        # key's first line stands for the whole key.
+        return (
+            f"{{ sed -n -e '/-m str \"Bearer /{{s/.*-m str {_QUOTED_BEARER};p}}' "
+            f"-e '/ Authorization \"Bearer /{{s/.* Authorization {_QUOTED_BEARER};s/%%/%/g;p}}' "
+            f"{shlex.quote(HAPROXY_CONFIG)}; "
+            f"sed -n '/^-----BEGIN .*PRIVATE KEY-----$/{{n;p}}' {shlex.quote(GATEWAY_CERTIFICATE)} 2>/dev/null; }}"
+        )
+    if role == "monitoring":
+        # Alertmanager's YAML (monitoring.alertmanager): a plain or a single-quoted scalar.
+        return (
+            "sed -n 's/^ *\\(credentials\\|smtp_auth_password\\): //p' "
+            f"{shlex.quote(ALERTMANAGER_CONFIG)} | sed \"/^'/{{s/^'\\(.*\\)'$/\\1/;s/''/'/g}}\""
+        )
     return f"sed -n 's/^[A-Z_]*=//p' {shlex.quote(ENV_FILE)}"
+
+
+def secrets_command(role: str) -> str:
+    """_secrets, each once and no empty line: grep -F reads an empty pattern as one that matches
+    everything."""
+    return f"{{ {_secrets(role)}; }} | sed '/^$/d' | sort -u"
 
 
 def _count(target, command: str, what: str) -> int:
@@ -46,7 +77,7 @@ def _ere_literal(text: str) -> str:
 
 def secret_count(target) -> int:
     """How many secrets the host's env file holds."""
-    return _count(target, f"{_secrets()} | wc -l", "the secrets in its env file")
+    return _count(target, f"{secrets_command(target.role)} | wc -l", "the secrets it holds")
 
 
 def running_with(target, arguments: str) -> bool:
@@ -56,10 +87,21 @@ def running_with(target, arguments: str) -> bool:
     return _count(target, f"pgrep -fc -- {pattern}", "processes") > 0
 
 
+def holding_process_runs(target) -> bool:
+    """Whether the process that reads the host's secrets runs (a search of its arguments finds
+    nothing when it does not): vLLM serving the host's model, HAProxy on its configuration, our
+    Alertmanager (the flags the deploy gives it)."""
+    if target.role == "gateway":
+        return running_with(target, f"-f {HAPROXY_CONFIG}")
+    if target.role == "monitoring":
+        return running_with(target, "prometheus-alertmanager --web.listen-address=")
+    return running_with(target, f"--model {target.settings.vllm_model}")
+
+
 def processes_holding_a_secret(target) -> list[int]:
     """PIDs of the host's processes with a secret on their command line."""
     # grep reads the patterns from stdin: no secret is on its command line, or on any other here.
-    result = target.host.run(f"{_secrets()} | grep -lsF -f - /proc/[0-9]*/cmdline")
+    result = target.host.run(f"{secrets_command(target.role)} | grep -lsF -f - /proc/[0-9]*/cmdline")
     # grep exits 2 for a process gone before it was read: only the output's shape says it worked.
     found = [re.fullmatch(r"/proc/(\d+)/cmdline", line) for line in result.stdout.split()]
     if not all(found):
@@ -70,7 +112,8 @@ def processes_holding_a_secret(target) -> list[int]:
 def files_readable_by(target, user: str) -> list[str]:
     """Files under SEARCHED that `user` can read and that hold a secret, by name."""
     # Run as the user: grep exits 2 where it may not read, which is the point, and -s keeps that quiet.
-    result = target.host.run(f"{_secrets()} | runuser -u {shlex.quote(user)} -- grep -rlsF -f - {SEARCHED}")
+    search = f"runuser -u {shlex.quote(user)} -- grep -rlsF -f - {SEARCHED}"
+    result = target.host.run(f"{secrets_command(target.role)} | {search}")
     names = result.stdout.splitlines()
     if not all(name.startswith("/") for name in names):
         pytest.fail(f"cannot search the files {user} can read on {target.name}", pytrace=False)
@@ -82,7 +125,7 @@ def journal_lines_holding_a_secret(target) -> int:
     # The journal is grep's stdin, so the patterns go through a file only its owner (root) reads.
     return _count(
         target,
-        f'p=$(mktemp) && {{ {_secrets()} > "$p" && {JOURNAL} | grep -cF -f "$p"; }}; rm -f "$p"',
+        f'p=$(mktemp) && {{ {secrets_command(target.role)} > "$p" && {JOURNAL} | grep -cF -f "$p"; }}; rm -f "$p"',
         "the journal's lines holding a secret",
     )
 

@@ -1,23 +1,25 @@
 """Secrets live only in root-only files: never in a process's arguments, a file an unprivileged
-user can read, or the journal. Nothing here prints a secret: the values are read on the host
-from the root-only env file and searched for there (secret_checks), and a failure names
-processes and files, not values."""
+user can read, or the journal, on a host of any role (a vLLM host's keys and token, a gateway's
+keys and TLS key, a monitoring host's alerting credentials). Nothing here prints a secret: the
+values are read on the host from the root-only files that hold them and searched for there
+(secret_checks), and a failure names processes and files, not values."""
 
 import pytest
 from secret_checks import (
+    HOLDING_PROCESS,
     files_readable_by,
+    holding_process_runs,
     journal_lines_holding_a_secret,
     processes_holding_a_secret,
-    running_with,
     secret_count,
 )
 
 from vllm_fleet import paths
 
 
-def _secrets_set(target) -> None:
-    if not secret_count(target):
-        pytest.skip(f"{target.name} has no secret set")
+def _secrets_set(host) -> None:
+    if not secret_count(host):
+        pytest.skip(f"{host.name} has no secret set")
 
 
 def test_env_file_is_root_only(target):
@@ -30,24 +32,23 @@ def test_env_file_is_root_only(target):
         assert target.host.file(directory).mode == 0o700, f"{directory} on {target.name} is not root-only"
 
 
-def test_secrets_not_in_process_arguments(target):
-    _secrets_set(target)
-    # `docker run ... --model` or the Nix-built server's `... --model`: the process that would carry them.
-    assert running_with(target, f"--model {target.settings.vllm_model}"), (
-        f"the vLLM process is missing on {target.name}"
-    )
-    leaks = processes_holding_a_secret(target)
-    assert not leaks, f"a secret appears in the arguments of processes {leaks} on {target.name}"
+def test_secrets_not_in_process_arguments(any_host):
+    _secrets_set(any_host)
+    # vLLM's (`docker run ... --model`, or the Nix-built server's), HAProxy, Alertmanager: the
+    # process that would carry them.
+    assert holding_process_runs(any_host), f"{HOLDING_PROCESS[any_host.role]} is missing on {any_host.name}"
+    leaks = processes_holding_a_secret(any_host)
+    assert not leaks, f"a secret appears in the arguments of processes {leaks} on {any_host.name}"
 
 
-def test_no_file_an_unprivileged_user_can_read_holds_a_secret(target):
-    _secrets_set(target)
-    assert target.host.run("runuser -u nobody -- true").rc == 0, f"cannot run as nobody on {target.name}"
-    readable = files_readable_by(target, "nobody")
-    assert not readable, f"files any user can read hold a secret on {target.name}: {readable}"
+def test_no_file_an_unprivileged_user_can_read_holds_a_secret(any_host):
+    _secrets_set(any_host)
+    assert any_host.host.run("runuser -u nobody -- true").rc == 0, f"cannot run as nobody on {any_host.name}"
+    readable = files_readable_by(any_host, "nobody")
+    assert not readable, f"files any user can read hold a secret on {any_host.name}: {readable}"
 
 
-def test_no_secret_in_the_journal(target):
-    _secrets_set(target)
-    count = journal_lines_holding_a_secret(target)
-    assert count == 0, f"{count} journal lines on {target.name} hold a secret"
+def test_no_secret_in_the_journal(any_host):
+    _secrets_set(any_host)
+    count = journal_lines_holding_a_secret(any_host)
+    assert count == 0, f"{count} journal lines on {any_host.name} hold a secret"
