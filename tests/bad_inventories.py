@@ -523,8 +523,13 @@ def _own_address(index: int, data: dict) -> dict:
 
 
 def fleet_inventory(groups: dict, connection: dict) -> str:
+    """The groups' hosts, each reached over SSH as connection says. Where it names no port, each host
+    gets a port of its own: one machine of its own to the rules, as in a fleet behind NAT."""
+    ports = iter(range(2201, 2300))
+    own = (lambda: {}) if "ssh_port" in connection else (lambda: {"ssh_port": next(ports)})
     return "".join(
-        f"{group} = {[(name, {**connection, **data}) for name, data in hosts]!r}\n" for group, hosts in groups.items()
+        f"{group} = {[(name, {**connection, **own(), **data}) for name, data in hosts]!r}\n"
+        for group, hosts in groups.items()
     )
 
 

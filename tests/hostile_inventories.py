@@ -87,6 +87,22 @@ ARG_CASES = [
     ),
     ("args-tool-plugin", {"vllm_extra_args": ["--tool-parser-plugin", "/x.py"]}, "name 'plugins' in vllm_allow"),
     ("args-middleware", {"vllm_extra_args": ["--middleware=os.system"]}, "name 'plugins' in vllm_allow"),
+    ("args-worker-class", {"vllm_extra_args": ["--worker_cls=os.system"]}, "name 'plugins' in vllm_allow"),
+    (
+        "args-executor-class",
+        {"vllm_extra_args": ["--distributed-executor-backend", "evil.Executor"]},
+        "name 'plugins' in vllm_allow",
+    ),
+    (
+        "args-compilation-backend",
+        {"vllm_extra_args": ["--compilation-config.backend=os.system"]},
+        "name 'plugins' in vllm_allow",
+    ),
+    (
+        "args-compilation-passes",
+        {"vllm_extra_args": ["-cc", '{"inductor_passes": {"p": "evil.fn"}}']},
+        "name 'plugins' in vllm_allow",
+    ),
     ("args-local-media", {"vllm_extra_args": ["--allowed-local-media-path", "/"]}, "name 'local_media'"),
     ("args-dummy-weights", {"vllm_extra_args": ["--load-format", "dummy"]}, "name 'dummy_weights'"),
     ("args-prompt-logging", {"vllm_extra_args": ["--enable-log-outputs"]}, "name 'prompt_logging'"),
@@ -259,7 +275,7 @@ HOSTILE_FLEET_CASES = [
     (
         "gateway-on-the-ssh-port",
         {
-            "gateway": [("gw-a", {"fleet_address": "10.9.1.11", "gateway_port": 22})],
+            "gateway": [("gw-a", {"fleet_address": "10.9.1.11", "gateway_port": 22, "ssh_port": 22})],
             "enterprise": [("be-e", {"vllm_api_key": K, "fleet_address": "10.9.1.12", "vllm_bind_address": "0.0.0.0"})],
         },
         "host gw-a: gateway_port = 22 is not allowed: " + LOCKOUT + "22",
@@ -267,6 +283,7 @@ HOSTILE_FLEET_CASES = [
 ]
 
 BEHIND = {"vllm_api_key": K}
+BY_NAME = {"ssh_hostname": None, "ssh_port": 22}
 HOSTILE_FLEET_CASES += [
     (
         "api-key-as-webhook-token",
@@ -304,6 +321,29 @@ HOSTILE_FLEET_CASES += [
             "enterprise": [("be-g", {"vllm_api_key": K, "fleet_address": "10.9.2.5"})],
         },
         "is not allowed: an address of its own:",
+    ),
+    (
+        "two-names-one-ssh-destination",
+        {
+            "enterprise": [
+                ("gpu-d", {"vllm_api_key": K, "ssh_hostname": "10.9.2.6", "ssh_port": 22, "fleet_address": "10.9.2.7"}),
+                ("gpu-e", {"vllm_api_key": K, "ssh_hostname": "10.9.2.6", "ssh_port": 22, "fleet_address": "10.9.2.8"}),
+            ]
+        },
+        "host gpu-e: ssh_hostname = '10.9.2.6' is not allowed: a machine of its own: gpu-d is reached at 10.9.2.6 "
+        "port 22 too",
+    ),
+    (
+        "a-name-and-its-fully-qualified-spelling",
+        {
+            "enterprise": [
+                # Reached by their names (no ssh_hostname).
+                ("gpu-f.example.com", {**BY_NAME, "vllm_api_key": K, "fleet_address": "10.9.2.9"}),
+                ("GPU-F.example.com.", {**BY_NAME, "vllm_api_key": K, "fleet_address": "10.9.2.10"}),
+            ]
+        },
+        "host GPU-F.example.com.: ssh_hostname = 'GPU-F.example.com.' is not allowed: a machine of its own: "
+        "gpu-f.example.com is reached at gpu-f.example.com port 22 too",
     ),
 ]
 

@@ -19,6 +19,7 @@ from pyinfra.api import Inventory, State
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_state
 
+from vllm_fleet.machines import check_destinations
 from vllm_fleet.pyinfra_log import redact
 from vllm_fleet.rules import check_fleet, validate
 from vllm_fleet.settings import KNOBS, Settings, SettingsError
@@ -150,6 +151,8 @@ def validate_inventory(inventory: Inventory) -> Validation:
             check_fleet(valid, settings)
         except SettingsError as exc:
             refusals[name] = exc
+    for name, refused in check_destinations((host.name, host.data.dict()) for host in inventory).items():
+        refusals.setdefault(name, refused)
     return Validation(settings, refusals, redaction_of(secrets))
 
 

@@ -3,6 +3,7 @@ arguments shown with their secrets hidden."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from importlib import resources
@@ -128,7 +129,8 @@ RISKY_FEATURES = (
     (
         "plugins",
         "imports Python modules or classes the argument names (plugins, middleware, logits processors, "
-        "extension classes, transfer connectors, logging configuration)",
+        "worker, scheduler, executor, model and extension classes, compilation backends and passes, transfer "
+        "connectors, logging configuration)",
         (
             "--tool-parser-plugin",
             "--reasoning-parser-plugin",
@@ -136,6 +138,10 @@ RISKY_FEATURES = (
             "--logits-processors",
             "--middleware",
             "--worker-extension-cls",
+            "--worker-cls",
+            "--scheduler-cls",
+            "--model-class-overrides",
+            "--ec-manager-config",
             "--kv-transfer-config",
             "--ec-transfer-config",
             "--weight-transfer-config",
@@ -182,6 +188,35 @@ def read_args(args: list[str]) -> list[tuple[str | None, str | None]]:
     return read
 
 
+# The executors vLLM has (0.32's ParallelConfig): any other value is a class it imports by name.
+EXECUTOR_BACKENDS = ("mp", "ray", "uni", "external_launcher")
+
+
+def _imports_by_value(args: list[str]) -> str | None:
+    """The option whose value has vLLM import Python by the name it gives, where other values of
+    it do not: an executor class, a compilation backend ("module.function") or Inductor passes.
+    Read from the arguments as written, as a dotted key (--compilation-config.backend=...) says
+    which part of the option its value sets."""
+    for index, arg in enumerate(args):
+        key, equals, value = arg.partition("=")
+        flag = resolve(key)
+        if not equals:
+            following = args[index + 1] if index + 1 < len(args) else ""
+            value = "" if following.startswith("-") else following
+        value = value.strip()
+        if flag == "--distributed-executor-backend" and value and value not in EXECUTOR_BACKENDS:
+            return flag
+        if flag in ("--compilation-config", "-cc"):
+            part = key.partition(".")[2]
+            try:
+                config = json.loads(value) if not part else {part.split(".")[0]: value}
+            except json.JSONDecodeError:
+                config = {"backend": value}  # vLLM refuses it; its words are all there is to read
+            if isinstance(config, dict) and ("." in str(config.get("backend", "")) or config.get("inductor_passes")):
+                return flag
+    return None
+
+
 def risky_features(args: list[str]) -> dict[str, str]:
     """Each risky feature the arguments turn on, with the argument that does."""
     found: dict[str, str] = {}
@@ -191,4 +226,7 @@ def risky_features(args: list[str]) -> dict[str, str]:
                 option, _, wanted = risky.partition("=")
                 if flag == option and (not wanted or (value or "").strip().lower() == wanted):
                     found.setdefault(name, f"{flag}={value}" if wanted else flag)
+    by_value = _imports_by_value(args)
+    if by_value:
+        found.setdefault("plugins", by_value)
     return found

@@ -177,3 +177,39 @@ def test_weak_secrets_are_told_from_real_ones():
         assert not weak_secret(strong)
     for weak in WEAK:
         assert weak_secret(weak), weak
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--distributed-executor-backend", "mp"],
+        ["--distributed-executor-backend=ray"],
+        ["-cc", '{"backend": "inductor", "mode": 3}'],
+        ["--compilation-config.backend=eager"],
+        ["--compilation-config.mode", "3"],
+        ["-O3"],
+        ["--enforce-eager", "--seed", "7"],
+    ],
+)
+def test_vllms_own_executors_and_compilation_backends_need_no_opt_in(args):
+    from vllm_fleet.vllm_flags import risky_features
+
+    assert risky_features(args) == {}
+
+
+def test_one_address_on_other_ports_or_through_other_routes_is_another_machine():
+    """NAT or a sandbox publishes several machines' SSH on one address; two sites' private networks
+    reuse addresses behind their own proxies."""
+    from vllm_fleet.machines import check_destinations
+
+    hosts = [
+        ("a", {"ssh_hostname": "127.0.0.1", "ssh_port": 2201}),
+        ("b", {"ssh_hostname": "127.0.0.1", "ssh_port": 2202}),
+        ("c", {"ssh_hostname": "10.0.0.5", "ssh_config_file": "site-1.conf"}),
+        ("d", {"ssh_hostname": "10.0.0.5", "ssh_config_file": "site-2.conf"}),
+        ("@local", {}),
+        ("@docker/x", {}),
+    ]
+    assert check_destinations(hosts) == {}
+    refused = check_destinations([*hosts, ("e", {"ssh_hostname": "127.0.0.1", "ssh_port": "2202"})])
+    assert list(refused) == ["e"] and "b is reached at 127.0.0.1 port 2202 too" in str(refused["e"])
