@@ -33,7 +33,18 @@ def preflight(
         accelerators=",".join(nix.builds_for(s, plan.accelerator, fleet)),
         image=image if s.serving_method == "docker" else "",
     )
-    context = Context(probe, vendors, s, plan.accelerator, plan.sizing, image, distro, unsupported_os, plan.machine)
+    context = Context(
+        probe,
+        vendors,
+        s,
+        plan.accelerator,
+        plan.sizing,
+        image,
+        distro,
+        unsupported_os,
+        plan.machine,
+        plan.gpu_capabilities,
+    )
     failures, warnings = verdict(run_checks(context), s.preflight_warn_only)
     for warning in warnings:
         host.log_styled(f"pre-flight warning (in preflight_warn_only): {warning}", fg="yellow")

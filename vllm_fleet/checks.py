@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from vllm_fleet import gpu_packages, images, nix, paths, shipped_model
 from vllm_fleet.distro import Distro
 from vllm_fleet.facts.probe import Probe
+from vllm_fleet.gpus import PRE_TURING
 from vllm_fleet.settings import KNOBS, PREFLIGHT_CHECKS, SIZE_PATTERN, Settings
 from vllm_fleet.sizing import CATALOGUE, Sizing
 
@@ -48,6 +49,7 @@ class Context:
     distro: Distro | None = None  # None when unsupported
     unsupported_os: str | None = None  # why, from vllm_fleet.distro
     machine: str = ""  # the host's `uname -m` (pyinfra's Arch fact), '' when not read
+    gpu_capabilities: tuple[tuple[str, str], ...] = ()  # each GPU's name and compute capability, () unread
 
     @property
     def managed(self) -> bool:
@@ -175,6 +177,24 @@ def _nvidia_driver(c: Context):
             f"NVIDIA driver {version} is older than {'.'.join(map(str, images.MIN_NVIDIA_DRIVER))}, which "
             f"{c.image}'s CUDA {images.IMAGE_CUDA} needs (CUDA error 803/804 at start): upgrade the driver"
         )
+    return None
+
+
+@check("gpu_arch", ("nvidia",), methods=("docker",))
+def _gpu_arch(c: Context):
+    if c.image not in images.DEFAULT_IMAGES.values():
+        return None  # an image of the operator's choosing: what it is built for is theirs to know
+    oldest = images.MIN_COMPUTE_CAPABILITY
+    for name, capability in c.gpu_capabilities:
+        have = tuple(int(p) for p in capability.split(".")[:2] if p.isdigit())
+        if (have and have < oldest) or (not have and PRE_TURING.search(name)):
+            capability = capability or "below 7.5"
+            return (
+                f"{name} has compute capability {capability}, and {c.image} is built with CUDA {images.IMAGE_CUDA} "
+                f'for {".".join(map(str, oldest))} (Turing) and newer: it would fail at the first request with "no '
+                'kernel image is available". Set vllm_image to a vLLM image built with CUDA 12 for this GPU (vLLM '
+                "before 0.12), or serve from newer GPUs"
+            )
     return None
 
 

@@ -34,6 +34,11 @@ NODE_EXPORTER_IMAGE = "quay.io/prometheus/node-exporter:v1.9.1"
 # (CUDA Toolkit release notes, table 3: CUDA 13.0 needs 580.65.06 on Linux).
 IMAGE_CUDA = "13.0"
 MIN_NVIDIA_DRIVER = (580, 65)
+# The oldest NVIDIA GPUs its kernels are built for: compute capability 7.5, Turing (vLLM's
+# docker/Dockerfile: ARG torch_cuda_arch_list='7.5 8.0 8.6 8.9 9.0 10.0 11.0 12.0', without PTX;
+# CUDA 13.0 builds nothing older). Volta, Pascal and Maxwell (V100, P100, P40, P4, TITAN V)
+# fail at the first request with "no kernel image is available for execution on the device".
+MIN_COMPUTE_CAPABILITY = (7, 5)
 
 
 class NoDefaultImage(ValueError):

@@ -33,6 +33,9 @@ class HostPlan:
     warnings: list[str] = field(default_factory=list)
     machine: str = ""  # the host's `uname -m`, '' when it was not read
     cluster: cluster.Place | None = None  # its place in a cluster of hosts serving one model
+    # Each GPU's name and NVIDIA compute capability ("7.0") as nvidia-smi reports them; before a
+    # driver answers, the name sizing planned for and "" (or () when none is known).
+    gpu_capabilities: tuple[tuple[str, str], ...] = ()
 
     @property
     def refusal(self) -> str | None:
@@ -115,7 +118,10 @@ def plan_host(
             pass  # pre-flight's image check refuses the host, saying why
     resolved = settings.replace(**chosen)
     sources = {**sources, **sized, **defaults}
-    return HostPlan(settings.host, resolved, accelerator, sizing, sources, list(sizing.warnings), machine, place)
+    plan = HostPlan(settings.host, resolved, accelerator, sizing, sources, list(sizing.warnings), machine, place)
+    # What a bare host's name says until its driver answers (nvidia-smi gives capabilities then).
+    plan.gpu_capabilities = ((gpus.name, ""),) if gpus else ()
+    return plan
 
 
 def resolve_host(
@@ -131,6 +137,10 @@ def resolve_host(
         gpus, machine = gpus_from_facts(facts.gpus) or gpus_from_data(settings), facts.machine
     plan = plan_host(settings, sources, accelerator, gpus, machine, fleet)
     plan.warnings[:0] = warnings + allowed_features(settings)
+    listed = facts.gpus if facts else []
+    read = tuple((gpu["name"], gpu.get("compute_capability", "")) for gpu in listed if "name" in gpu)
+    if read:
+        plan.gpu_capabilities = read
     return plan
 
 

@@ -70,7 +70,17 @@ BEFORE = [
         data={**GPU80, "nvidia_open_kernel_modules": True},
     ),
     FakeHost("ubuntu22-ga-kernel", "ubuntu22", probe={"kernel": "5.15.0-126-generic"}, data=GPU80),
-    FakeHost("ubuntu22-v100", "ubuntu22", data={**GPU80, "gpu_name": "Tesla V100-SXM2-32GB"}),
+    # A V100 under an image of the operator's own built with CUDA 12 (the default's CUDA 13 builds
+    # nothing for it), and under the default image: a bare host (no nvidia-smi yet) and one whose
+    # driver answers.
+    FakeHost("ubuntu22-v100", "ubuntu22", data={**GPU80, "gpu_name": "Tesla V100-SXM2-32GB", **OWN_CUDA_12_2_IMAGE}),
+    FakeHost("ubuntu22-v100-default-image", "ubuntu22", data={**GPU80, "gpu_name": "Tesla V100-SXM2-32GB"}),
+    FakeHost(
+        "ubuntu22-p40-driver-answers",
+        "ubuntu22",
+        nvidia_smi=["Tesla P40, 24576, 580.95.05, 6.1"],
+        probe={"nvidia_driver": "580.95.05"},
+    ),
     FakeHost(
         "ubuntu22-gh200-cuda",
         "ubuntu22",
@@ -143,6 +153,21 @@ def test_the_release_kernel_gets_the_plain_metapackage_and_pre_turing_gets_propr
     )
     v100 = installs(planned, "ubuntu22-v100", "NVIDIA driver | Install NVIDIA driver 580")
     assert "linux-modules-nvidia-580-server-generic-hwe-22.04 " in v100 and "-open" not in v100
+
+
+def test_a_pre_turing_gpu_under_the_default_image_is_refused_before_the_driver_is_touched(planned):
+    """vLLM's docker/Dockerfile builds its CUDA 13.0 image for torch_cuda_arch_list '7.5 8.0 8.6 8.9 9.0
+    10.0 11.0 12.0' without PTX: a V100 (7.0) or a P40 (6.1) has no kernel in it."""
+    for host, name, capability in (
+        ("ubuntu22-v100-default-image", "Tesla V100-SXM2-32GB", "below 7.5"),
+        ("ubuntu22-p40-driver-answers", "Tesla P40", "6.1"),
+    ):
+        assert planned.names(host) == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
+        [refusal] = planned.refusals(host)
+        assert refusal.startswith(
+            f"gpu_arch: {name} has compute capability {capability}, and vllm/vllm-openai:v0.33.0 is built with "
+            "CUDA 13.0 for 7.5 (Turing) and newer"
+        )
 
 
 def test_arm64_hosts_use_the_sbsa_cuda_repository_and_arm64_toolkit_packages(planned):

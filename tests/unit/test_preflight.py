@@ -56,6 +56,7 @@ def findings(
     phase="single_gpu",
     distro=UBUNTU_2204,
     unsupported_os=None,
+    capabilities=(),
     **data,
 ):
     from tests.unit.conftest import load_group_data
@@ -69,7 +70,16 @@ def findings(
     image = launch.image(p.settings, accelerator)
     machine = probe.get("machine", "")  # what pyinfra's Arch fact read
     context = Context(
-        Probe.of(probe), vendors, p.settings, accelerator, p.sizing, image, distro, unsupported_os, machine
+        Probe.of(probe),
+        vendors,
+        p.settings,
+        accelerator,
+        p.sizing,
+        image,
+        distro,
+        unsupported_os,
+        machine,
+        gpu_capabilities=capabilities,
     )
     return {f.check: f for f in run_checks(context)}
 
@@ -264,6 +274,7 @@ FAILS = {
     ),
     "nouveau": dict(probe={**NVIDIA_READY, "nouveau": "yes"}, manage_gpu_stack=False),
     "nvidia_driver": dict(probe={**NVIDIA_READY, "nvidia_driver": ""}, manage_gpu_stack=False),
+    "gpu_arch": dict(probe=NVIDIA_READY, capabilities=(("Tesla V100-PCIE-16GB", "7.0"),)),
     "container_toolkit": dict(
         probe={**NVIDIA_READY, "toolkit": "no", "docker_runtimes": "runc,"}, manage_gpu_stack=False
     ),
@@ -446,3 +457,22 @@ def test_an_image_loaded_already_needs_no_room_for_it(tmp_path, make_archive):
     other = findings({**none_left, "image_id": "sha256:" + "99" * 32}, **shipped)
     assert "/var/lib/docker has 0.0 GiB free" in failed(other)["disk"]
     assert failed(findings({**none_left, "image_id": "sha256:" + "ab" * 32}, **shipped)) == {}
+
+
+@pytest.mark.parametrize(
+    "name, capability", [("Tesla V100-SXM2-32GB", "7.0"), ("Tesla P40", "6.1"), ("Tesla P4", "6.1")]
+)
+def test_a_gpu_older_than_the_default_images_cuda_builds_for_is_refused(name, capability):
+    """CUDA 13.0 builds nothing older than Turing (vLLM's Dockerfile: torch_cuda_arch_list from 7.5)."""
+    refused = failed(findings(NVIDIA_READY, capabilities=((name, capability),)))
+    assert list(refused) == ["gpu_arch"]
+    assert refused["gpu_arch"].startswith(f"{name} has compute capability {capability}, and vllm/vllm-openai:v")
+    assert "built with CUDA 13.0 for 7.5 (Turing) and newer" in refused["gpu_arch"]
+
+
+def test_turing_and_newer_pass_and_an_image_of_the_operators_own_is_theirs_to_know():
+    assert failed(findings(NVIDIA_READY, capabilities=(("Tesla T4", "7.5"), ("NVIDIA H100", "9.0")))) == {}
+    cu12 = findings(
+        NVIDIA_READY, capabilities=(("Tesla V100", "7.0"),), vllm_image="registry.example/vllm-cu12:v0.10.2"
+    )
+    assert "gpu_arch" not in failed(cu12)

@@ -64,6 +64,7 @@ PreflightCheck = Literal[
     "secure_boot",
     "nouveau",
     "nvidia_driver",
+    "gpu_arch",
     "image",
     "container_toolkit",
     "docker_snap",
