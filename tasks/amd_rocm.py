@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import apt, dnf, server
 
-from vllm_fleet import gpu_packages
+from vllm_fleet import gpu_packages, paths
 from vllm_fleet.distro import APT_CACHE_SECONDS, Distro
 from vllm_fleet.facts.probe import Probe
 from vllm_fleet.operations import deploy
@@ -40,11 +40,15 @@ def amd_rocm(settings: Settings, distro: Distro, probe: Probe) -> list[Operation
         dnf.rpm(name=f"Add AMD's repositories for ROCm {settings.rocm_version} (amdgpu-install)", src=url)
     # Adding AMD's repositories changes no driver: only the install below asks for a reboot.
     changes: list[OperationMeta] = []
-    if not probe.rocm_installed.startswith(settings.rocm_version):
+    version, usecase = settings.rocm_version, settings.rocm_usecase
+    if not gpu_packages.rocm_installed(version, usecase, probe.rocm_installed, probe.rocm_marked):
         changes.append(
             server.shell(
-                name=f"Install the amdgpu driver and ROCm {settings.rocm_version} (use case {settings.rocm_usecase})",
-                commands=[f"amdgpu-install -y --usecase={settings.rocm_usecase}"],
+                name=f"Install the amdgpu driver and ROCm {version} (use case {usecase})",
+                commands=[
+                    f"amdgpu-install -y --usecase={usecase}",
+                    f"mkdir -p {paths.STATE_DIR} && echo '{usecase} {version}' > {paths.ROCM_INSTALLED}",
+                ],
             )
         )
     for user in settings.rocm_users:

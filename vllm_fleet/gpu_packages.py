@@ -210,6 +210,26 @@ def toolkit_packages(distro: Distro, version: str | None) -> list[str]:
     return [f"{name}{joiner}{version}" for name in names]
 
 
+def _version_parts(version: str) -> tuple[int, ...]:
+    """A ROCm version's numbers: '6.4.1-89' -> (6, 4, 1)."""
+    numbers = []
+    for part in version.split("-")[0].split("."):
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    return tuple(numbers)
+
+
+def rocm_installed(wanted: str, usecase: str, installed: str, marked: str) -> bool:
+    """Whether ROCm rocm_version `wanted` is installed for this use case: by ROCm's own version file
+    (installed, '6.4.1-89'), or by what our last install wrote (marked, 'dkms 6.4.1'; the dkms use
+    case writes no version file). A version matches by its numbers: 7.1 is 7.1.x, not 7.14."""
+    marked_usecase, _, marked_version = marked.partition(" ")
+    found = _version_parts(installed) or (_version_parts(marked_version) if marked_usecase == usecase else ())
+    want = _version_parts(wanted)
+    return bool(want) and found[: len(want)] == want
+
+
 def amdgpu_install_url(distro: Distro, rocm_version: str) -> str:
     """AMD's installer package for a ROCm release, e.g. 6.4.1 -> .../amdgpu-install_6.4.60401-1_all.deb."""
     major, minor, patch = (int(part) for part in (rocm_version.split(".") + ["0"])[:3])

@@ -46,6 +46,9 @@ NIX_DIR = f"{STATE_DIR}/nix"
 NIX_INSTALLER_DIR = f"{STATE_DIR}/nix-installer"
 ACTIVATE_LOG = f"{STATE_DIR}/activate.log"
 ACTIVATE_OUTCOME = f"{STATE_DIR}/activate.json"  # what the last activation did (releases.Outcome)
+# What amdgpu-install last installed for us, "<use case> <ROCm version>": the dkms use case
+# installs the kernel driver alone, and leaves no /opt/rocm/.info/version to read.
+ROCM_INSTALLED = f"{STATE_DIR}/rocm-installed"
 
 # Helpers the deploy installs and runs (rendered from templates/ with these names).
 HELPER_DIR = "/usr/local/lib/vllm-fleet"

@@ -106,6 +106,22 @@ BEFORE = [
         probe={"rocm_installed": "6.4.1-89", "kfd": "yes", "render_group": "yes", "gfx": "gfx942,"},
         data={"gpu_count": 8, "gpu_memory_gib": 192},
     ),
+    # The dkms use case installs amdgpu alone: no /opt/rocm/.info/version, only what our install wrote.
+    FakeHost(
+        "ubuntu22-amd-dkms-installed",
+        "ubuntu22",
+        pci="mi300x",
+        probe={"rocm_marked": "dkms 6.4.1", "kfd": "yes", "render_group": "yes", "gfx": "gfx942,"},
+        data={"gpu_count": 8, "gpu_memory_gib": 192, "rocm_usecase": "dkms"},
+    ),
+    # ROCm 6.4.10 is not 6.4.1, though its version starts with it.
+    FakeHost(
+        "ubuntu22-amd-other-patch",
+        "ubuntu22",
+        pci="mi300x",
+        probe={"rocm_installed": "6.4.10-1", "kfd": "yes", "render_group": "yes", "gfx": "gfx942,"},
+        data={"gpu_count": 8, "gpu_memory_gib": 192},
+    ),
 ]
 
 
@@ -321,7 +337,8 @@ def test_amd_on_ubuntu_installs_amdgpu_install_and_rocm(planned):
     deb = " ".join(commands(planned, host, "AMD ROCm | Add AMD's repositories for ROCm 6.4.1 (amdgpu-install)"))
     assert "https://repo.radeon.com/amdgpu-install/6.4.1/ubuntu/jammy/amdgpu-install_6.4.60401-1_all.deb" in deb
     assert commands(planned, host, "AMD ROCm | Install the amdgpu driver and ROCm 6.4.1 (use case rocm)") == [
-        "amdgpu-install -y --usecase=rocm"
+        "amdgpu-install -y --usecase=rocm",
+        f"mkdir -p {paths.STATE_DIR} && echo 'rocm 6.4.1' > {paths.ROCM_INSTALLED}",
     ]
     assert ran(planned, host, "Reboot for the GPU driver | Reboot to load the GPU driver")
     assert not any(name.startswith("NVIDIA") for name in planned.names(host))
@@ -422,3 +439,16 @@ def test_rocm_already_at_the_pinned_release_is_not_reinstalled(planned):
     # ... and not because the host was refused: it was planned through to its service.
     assert ran(planned, host, "AMD ROCm | Add AMD's repositories for ROCm 6.4.1 (amdgpu-install)")
     assert ran(planned, host, "vLLM service | Write vllm.service of the new release")
+
+
+def test_the_dkms_use_case_is_known_installed_and_a_version_matches_by_its_numbers(planned):
+    """AMD's amdgpu-install: --usecase=dkms installs the kernel driver alone (no /opt/rocm)."""
+    dkms = "ubuntu22-amd-dkms-installed"
+    assert not ran(planned, dkms, "AMD ROCm | Install the amdgpu driver and ROCm 6.4.1 (use case dkms)")
+    assert not ran(planned, dkms, "Reboot for the GPU driver | Reboot to load the GPU driver")
+    assert ran(planned, dkms, "vLLM service | Write vllm.service of the new release")
+    other = "ubuntu22-amd-other-patch"
+    assert commands(planned, other, "AMD ROCm | Install the amdgpu driver and ROCm 6.4.1 (use case rocm)") == [
+        "amdgpu-install -y --usecase=rocm",
+        f"mkdir -p {paths.STATE_DIR} && echo 'rocm 6.4.1' > {paths.ROCM_INSTALLED}",
+    ]

@@ -50,3 +50,24 @@ RHEL96 = Distro("rhel", "dnf", "9.6", "")
 )
 def test_the_installer_url_follows_amds_naming(distro, rocm, url):
     assert amdgpu_install_url(distro, rocm) == url
+
+
+@pytest.mark.parametrize(
+    "wanted, usecase, installed, marked, expected",
+    [
+        ("6.4.1", "rocm", "6.4.1-89", "", True),
+        ("6.4", "rocm", "6.4.1-89", "", True),
+        ("7.1", "rocm", "7.1.1-5", "", True),
+        ("7.1", "rocm", "7.14.0-1", "", False),
+        ("6.4.1", "rocm", "6.4.10-1", "", False),
+        ("6.4.1", "rocm", "", "", False),
+        ("6.4.1", "dkms", "", "dkms 6.4.1", True),
+        ("6.4.1", "dkms", "", "rocm 6.4.1", False),
+        ("6.4.1", "dkms", "", "dkms 6.4.10", False),
+        ("7.0", "rocm", "6.4.1-89", "rocm 7.0", False),
+    ],
+)
+def test_rocm_is_installed_by_its_numbers_and_for_its_use_case(wanted, usecase, installed, marked, expected):
+    from vllm_fleet.gpu_packages import rocm_installed
+
+    assert rocm_installed(wanted, usecase, installed, marked) is expected

@@ -121,6 +121,7 @@ class Probe:
     ] = ""
     epel: Annotated[bool, Printed("rpm -q epel-release >/dev/null 2>&1", say_no=False)] = False
     rocm_installed: Annotated[str, Printed("$(cat /opt/rocm/.info/version 2>/dev/null)")] = ""
+    rocm_marked: Annotated[str, Printed(f"$(cat {paths.ROCM_INSTALLED} 2>/dev/null)")] = ""  # ours, see paths
     secure_boot: Annotated[str, Printed("$(mokutil --sb-state 2>/dev/null | head -n1)")] = ""
     nouveau: Annotated[bool, Printed("[ -d /sys/module/nouveau ]")] = False  # loaded
     nvidia_driver: Annotated[str, Printed("$v", before="v=$(cat /sys/module/nvidia/version 2>/dev/null)")] = ""
