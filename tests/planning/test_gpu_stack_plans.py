@@ -24,6 +24,15 @@ UBUNTU_580 = [
 OWN_CUDA_12_2_IMAGE = {"vllm_image": "registry.local/vllm:cu122"}
 STACK_GROUPS = ("NVIDIA driver |", "NVIDIA container toolkit |", "AMD ROCm |", "Reboot for the GPU driver |")
 
+
+def amd_ready(name: str, data: dict | None = None, **probe: str) -> FakeHost:
+    """An Ubuntu 22.04 host with eight MI300X and ROCm's devices, groups and targets in place."""
+    ready = {"kfd": "yes", "render_group": "yes", "gfx": "gfx942,", **probe}
+    return FakeHost(
+        name, "ubuntu22", pci="mi300x", probe=ready, data={"gpu_count": 8, "gpu_memory_gib": 192, **(data or {})}
+    )
+
+
 BEFORE = [
     FakeHost("ubuntu22-bare", "ubuntu22", probe={"nouveau": "yes"}, data=GPU80),
     FakeHost("ubuntu24-bare-live", "ubuntu24", data=GPU80),
@@ -99,29 +108,11 @@ BEFORE = [
         },
         data=GPU80,
     ),
-    FakeHost(
-        "ubuntu22-amd-installed",
-        "ubuntu22",
-        pci="mi300x",
-        probe={"rocm_installed": "6.4.1-89", "kfd": "yes", "render_group": "yes", "gfx": "gfx942,"},
-        data={"gpu_count": 8, "gpu_memory_gib": 192},
-    ),
+    amd_ready("ubuntu22-amd-installed", rocm_installed="6.4.1-89"),
     # The dkms use case installs amdgpu alone: no /opt/rocm/.info/version, only what our install wrote.
-    FakeHost(
-        "ubuntu22-amd-dkms-installed",
-        "ubuntu22",
-        pci="mi300x",
-        probe={"rocm_marked": "dkms 6.4.1", "kfd": "yes", "render_group": "yes", "gfx": "gfx942,"},
-        data={"gpu_count": 8, "gpu_memory_gib": 192, "rocm_usecase": "dkms"},
-    ),
+    amd_ready("ubuntu22-amd-dkms-installed", rocm_marked="dkms 6.4.1", data={"rocm_usecase": "dkms"}),
     # ROCm 6.4.10 is not 6.4.1, though its version starts with it.
-    FakeHost(
-        "ubuntu22-amd-other-patch",
-        "ubuntu22",
-        pci="mi300x",
-        probe={"rocm_installed": "6.4.10-1", "kfd": "yes", "render_group": "yes", "gfx": "gfx942,"},
-        data={"gpu_count": 8, "gpu_memory_gib": 192},
-    ),
+    amd_ready("ubuntu22-amd-other-patch", rocm_installed="6.4.10-1"),
 ]
 
 
