@@ -1,5 +1,6 @@
 """The vLLM serve parser's flags, read inside a vLLM image: {flag: dest} for every option, the
-options that take no value (switches: a word after one is vLLM's positional model), and
+options that take no value (switches: a word after one is vLLM's positional model), its
+quantization methods, and
 for each argument list on stdin ({case: [arg, ...]}) the settings it changes from the defaults
 (or the parser's complaint), so a test can see how vLLM itself reads a spelling."""
 
@@ -8,6 +9,7 @@ import io
 import json
 import sys
 
+from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 
 try:  # where vLLM keeps the server's arguments moved between releases
@@ -32,4 +34,5 @@ def changed(argv: list[str]) -> dict | str:
 options = {flag: action.dest for action in parser._actions for flag in action.option_strings}
 switches = sorted(flag for action in parser._actions if action.nargs == 0 for flag in action.option_strings)
 cases = {case: changed(argv) for case, argv in json.load(sys.stdin).items()}
-print(json.dumps({"options": options, "switches": switches, "cases": cases}))
+quantization = list(QUANTIZATION_METHODS)
+print(json.dumps({"options": options, "switches": switches, "quantization": quantization, "cases": cases}))

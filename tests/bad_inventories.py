@@ -71,7 +71,7 @@ SCHEMA_CASES = [
     (
         "unknown-quantization",
         {"vllm_quantization": "int3"},
-        H + "vllm_quantization = 'int3' is not allowed: one of awq, awq_marlin",
+        H + "vllm_quantization = 'int3' is not allowed: one of the pinned vLLM's methods: awq, auto_awq, fp8",
     ),
     (
         "bind-hostname",

@@ -51,6 +51,12 @@ def serve_flags(name: str = "vllm_serve_flags.txt") -> frozenset[str]:
 
 SERVE_FLAGS = serve_flags()
 SWITCHES = serve_flags("vllm_serve_switches.txt")
+# vLLM's --quantization methods, in its order (data/vllm_quantization_methods.txt).
+QUANTIZATION_METHODS = tuple(
+    line
+    for line in resources.files("vllm_fleet").joinpath("data/vllm_quantization_methods.txt").read_text().splitlines()
+    if line and not line.startswith("#")
+)
 
 
 def resolve(arg: str) -> str | None:

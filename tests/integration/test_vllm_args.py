@@ -17,7 +17,7 @@ from vllm_fleet.plan import plan_host
 from vllm_fleet.rules import validate
 from vllm_fleet.settings import PHASES, SERVING_METHODS
 from vllm_fleet.sizing import CATALOGUE
-from vllm_fleet.vllm_flags import OWNED_FLAGS, SERVE_FLAGS, SWITCHES, read_args, vllm_flag
+from vllm_fleet.vllm_flags import OWNED_FLAGS, QUANTIZATION_METHODS, SERVE_FLAGS, SWITCHES, read_args, vllm_flag
 
 # No fleet at all: beside the session's modules, which leave their worker more time.
 pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group(SESSION_FLEET)]
@@ -119,6 +119,7 @@ def test_extra_args_are_read_the_way_vllms_own_parser_reads_them(image):
     # The recorded flags are this vLLM's (regenerate data/vllm_serve_flags.txt when it moves).
     assert set(found["options"]) == SERVE_FLAGS, set(found["options"]) ^ SERVE_FLAGS
     assert set(found["switches"]) == SWITCHES, set(found["switches"]) ^ SWITCHES
+    assert tuple(found["quantization"]) == QUANTIZATION_METHODS, set(found["quantization"]) ^ set(QUANTIZATION_METHODS)
     owned_dests = {found["options"][flag] for flag in OWNED_FLAGS if flag in found["options"]}
     assert len(owned_dests) == len(set(OWNED_FLAGS.values()))  # aliases share their flag's dest
     for flag, dest in found["options"].items():

@@ -48,7 +48,10 @@ def test_every_knob_the_issue_names_is_in_the_schema():
         ({"vllm_max_model_len": 64}, "vllm_max_model_len = 64 is not allowed: an integer from 128"),
         ({"vllm_max_num_seqs": 0}, "vllm_max_num_seqs = 0 is not allowed: an integer from 1 to 4096"),
         ({"vllm_tensor_parallel_size": 0}, "vllm_tensor_parallel_size = 0 is not allowed"),
-        ({"vllm_quantization": "int3"}, "vllm_quantization = 'int3' is not allowed: one of awq"),
+        (
+            {"vllm_quantization": "int3"},
+            "vllm_quantization = 'int3' is not allowed: one of the pinned vLLM's methods: awq, auto_awq",
+        ),
         ({"vllm_bind_address": "localhost"}, "vllm_bind_address = 'localhost' is not allowed: an IP address"),
         (
             {"vllm_model": "has space/x"},
@@ -369,3 +372,17 @@ def test_a_daemon_config_number_json_cannot_carry_is_refused(number):
     with pytest.raises(SettingsError) as caught:
         validate("h", {"docker_daemon_config": {"default-ulimits": {"nofile": {"Soft": number}}}}, ["single_gpu"])
     assert "'default-ulimits' takes object" in str(caught.value)
+
+
+def test_quantization_takes_the_pinned_vllms_methods_and_the_catalogue_uses_only_those():
+    """vLLM 0.32 has no bitsandbytes, gguf or marlin method any more (its QUANTIZATION_METHODS)."""
+    from vllm_fleet.sizing import CATALOGUE
+    from vllm_fleet.vllm_flags import QUANTIZATION_METHODS
+
+    assert {"awq", "awq_marlin", "gptq_marlin", "fp8", "compressed-tensors", "mxfp4"} <= set(QUANTIZATION_METHODS)
+    assert not {"bitsandbytes", "gguf", "marlin"} & set(QUANTIZATION_METHODS)
+    for gone in ("bitsandbytes", "gguf", "marlin"):
+        with pytest.raises(SettingsError, match=f"vllm_quantization = '{gone}' is not allowed: one of the pinned"):
+            validate("h", {"vllm_quantization": gone}, ["single_gpu"])
+    used = {model.quantization for model in CATALOGUE.models.values() if model.quantization}
+    assert used and used <= set(QUANTIZATION_METHODS)

@@ -33,24 +33,11 @@ from vllm_fleet.settings.urls import (  # noqa: F401 (re-exported)
     smtp_host,
     webhook_url,
 )
-from vllm_fleet.vllm_flags import OWNED_FLAGS, UNICODE_DASHES, read_args, vllm_flag
+from vllm_fleet.vllm_flags import OWNED_FLAGS, QUANTIZATION_METHODS, UNICODE_DASHES, read_args, vllm_flag
 
 Phase = Literal["laptop", "single_gpu", "enterprise"]
 Accelerator = Literal["auto", "nvidia", "amd", "cpu"]
 ServingMethod = Literal["docker", "nix"]
-Quantization = Literal[
-    "awq",
-    "awq_marlin",
-    "gptq",
-    "gptq_marlin",
-    "marlin",
-    "fp8",
-    "bitsandbytes",
-    "compressed-tensors",
-    "gguf",
-    "experts_int8",
-    "modelopt",
-]
 DockerSource = Literal["distro", "docker"]
 DriverSource = Literal["distro", "cuda"]
 RebootPolicy = Literal["never", "if_needed", "always"]
@@ -292,3 +279,13 @@ CacheKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+:[A-Za-z0-9+/]+=*$")]
 Networks = Annotated[tuple[str, ...], *LAX, AfterValidator(networks)]
 PrivateNetworks = Annotated[tuple[str, ...], *LAX, AfterValidator(private_networks)]
 ExtraArgs = Annotated[list[str], *LAX, AfterValidator(_extra_args)]
+QUANTIZATION = "one of the pinned vLLM's methods: " + ", ".join(QUANTIZATION_METHODS)
+
+
+def _quantization(value: str) -> str:
+    if value not in QUANTIZATION_METHODS:
+        raise ValueError(QUANTIZATION)
+    return value
+
+
+Quantization = Annotated[str, Field(strict=True), AfterValidator(_quantization)]

@@ -19,6 +19,7 @@ from vllm_fleet.settings.types import (
     MODEL_DIRECTORY,
     NETWORKS,
     PINNED_IMAGE,
+    QUANTIZATION,
     SECRET_RULE,
     SERVED_NAME,
     SIZE,
@@ -103,7 +104,7 @@ class Vllm(Knobs):
         None, "Name clients use in the API; None: the model id.", or_none(SERVED_NAME)
     )
     vllm_quantization: Quantization | None = knob(
-        None, "vLLM --quantization; None lets vLLM read it from the model.", or_none(one_of(Quantization))
+        None, "vLLM --quantization; None lets vLLM read it from the model.", or_none(QUANTIZATION)
     )
     vllm_max_model_len: Annotated[int, Bounded(128, 1_048_576)] | None = knob(
         None, "Context window in tokens (prompt + output); None: the model's own limit."
