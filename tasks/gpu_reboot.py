@@ -22,7 +22,8 @@ def live_load_possible(probe: Probe, accelerator: str) -> bool:
 
 @deploy("Reboot for the GPU driver")
 def gpu_reboot(settings: Settings, probe: Probe, accelerator: str, changes: Sequence[OperationMeta]) -> None:
-    pending = probe.reboot_required
+    # A driver updated since boot (unattended-upgrades) is a reboot owed as much as one the OS asks for.
+    pending = probe.reboot_required or (accelerator == "nvidia" and probe.nvidia_mismatch)
     live = live_load_possible(probe, accelerator)
 
     def changed() -> bool:

@@ -167,7 +167,13 @@ def _nouveau(c: Context):
 def _nvidia_driver(c: Context):
     version = c.probe.nvidia_driver
     if c.managed:
-        return None  # installed, or replaced by the pinned branch, by this run
+        return None  # installed, or replaced by the pinned branch, by this run (which reboots a mismatch)
+    if c.probe.nvidia_mismatch:
+        return (
+            f"the loaded NVIDIA module is {version} and the installed driver libraries are "
+            f'{c.probe.nvidia_libraries} (updated since boot): containers fail with "Driver/library version '
+            'mismatch" until the host reboots: reboot it'
+        )
     if not version:
         headers = "" if c.probe.headers else f" (and linux-headers-{c.probe.kernel} for DKMS)"
         return f"no NVIDIA driver is loaded: install the driver{headers} and reboot before deploying vLLM"

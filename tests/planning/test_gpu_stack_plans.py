@@ -8,6 +8,8 @@ the "after" facts of an installed host plans no change to the GPU stack.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.planning.harness import FakeHost, changes, plan, plan_each, write_inventory
@@ -389,6 +391,24 @@ def test_a_second_plan_from_the_after_facts_changes_no_part_of_the_gpu_stack(tmp
     assert ran(
         executed, "ubuntu22-installed", "vLLM service | Write vllm.service of the new release"
     )  # the run did reach the end
+
+
+def test_a_driver_updated_since_boot_is_rebooted_into_or_stops_the_host_when_reboots_are_off(tmp_path):
+    """unattended-upgrades replaced the libraries (NVML now 580.95.05) under a loaded 580.82.07 module:
+    every container start fails with "Driver/library version mismatch" until the host reboots."""
+    updated = {**INSTALLED_UBUNTU.probe, "nvidia_driver": "580.82.07", "nvidia_libraries": "580.95.05"}
+    hosts = [
+        dataclasses.replace(INSTALLED_UBUNTU, name="ubuntu22-updated", probe=updated),
+        dataclasses.replace(
+            INSTALLED_UBUNTU, name="ubuntu22-updated-never", probe=updated, data={"reboot_policy": "never"}
+        ),
+    ]
+    executed = plan(write_inventory(tmp_path, hosts))
+    assert ran(executed, "ubuntu22-updated", "Reboot for the GPU driver | Reboot to load the GPU driver")
+    assert ran(executed, "ubuntu22-updated", "vLLM service | Write vllm.service of the new release")
+    never = "Reboot for the GPU driver | Stop: a reboot is needed and reboot_policy is never"
+    assert ran(executed, "ubuntu22-updated-never", never)
+    assert not ran(executed, "ubuntu22-updated-never", "vLLM service | Write vllm.service of the new release")
 
 
 def test_rocky_under_secure_boot_refuses_dkms_modules(planned):

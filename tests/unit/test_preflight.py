@@ -476,3 +476,14 @@ def test_turing_and_newer_pass_and_an_image_of_the_operators_own_is_theirs_to_kn
         NVIDIA_READY, capabilities=(("Tesla V100", "7.0"),), vllm_image="registry.example/vllm-cu12:v0.10.2"
     )
     assert "gpu_arch" not in failed(cu12)
+
+
+def test_a_driver_updated_since_boot_is_refused_until_a_reboot_on_an_unmanaged_stack():
+    updated = {**NVIDIA_READY, "nvidia_driver": "580.82.07", "nvidia_libraries": "580.95.05"}
+    refused = failed(findings(updated, manage_gpu_stack=False))
+    assert refused == {
+        "nvidia_driver": "the loaded NVIDIA module is 580.82.07 and the installed driver libraries are 580.95.05 "
+        '(updated since boot): containers fail with "Driver/library version mismatch" until the host reboots: '
+        "reboot it"
+    }
+    assert "nvidia_driver" not in failed(findings(updated))  # a managed stack reboots it (gpu_reboot)

@@ -104,3 +104,21 @@ def test_the_image_to_serve_is_read_by_its_local_id(tmp_path):
     assert image_id("vllm/vllm-openai:v1") == "sha256:1234"
     assert image_id("vllm/vllm-openai:v2") == ""  # not loaded
     assert image_id("") == ""  # served by Nix: Docker is not asked
+
+
+def test_the_nvidia_libraries_version_is_read_from_nvmls_file_name(tmp_path):
+    """ldconfig names libnvidia-ml.so.1, a link to the release's own file (libnvidia-ml.so.580.95.05)."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "libnvidia-ml.so.580.95.05").touch()
+    (tmp_path / "lib" / "libnvidia-ml.so.1").symlink_to(tmp_path / "lib" / "libnvidia-ml.so.580.95.05")
+    ldconfig = tmp_path / "ldconfig"
+    ldconfig.write_text(f'#!/bin/sh\necho "\tlibnvidia-ml.so.1 (libc6,x86-64) => {tmp_path}/lib/libnvidia-ml.so.1"\n')
+    ldconfig.chmod(0o755)
+    script = HostProbe().command(8000, "/c", "m", "cpu")
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    printed = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, env=env).stdout
+    probe = Probe.parse(printed.splitlines())
+    assert probe.nvidia_libraries == "580.95.05"
+    assert Probe(nvidia_driver="580.82.07", nvidia_libraries="580.95.05").nvidia_mismatch
+    assert not Probe(nvidia_driver="580.95.05", nvidia_libraries="580.95.05").nvidia_mismatch
+    assert not Probe(nvidia_driver="", nvidia_libraries="580.95.05").nvidia_mismatch  # no module loaded yet

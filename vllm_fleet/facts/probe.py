@@ -125,6 +125,15 @@ class Probe:
     secure_boot: Annotated[str, Printed("$(mokutil --sb-state 2>/dev/null | head -n1)")] = ""
     nouveau: Annotated[bool, Printed("[ -d /sys/module/nouveau ]")] = False  # loaded
     nvidia_driver: Annotated[str, Printed("$v", before="v=$(cat /sys/module/nvidia/version 2>/dev/null)")] = ""
+    # The driver libraries' version (NVML's file name): an update since boot leaves the loaded module
+    # older, and every container start fails with "Driver/library version mismatch" until a reboot.
+    nvidia_libraries: Annotated[
+        str,
+        Printed(
+            r"""$(readlink -f "$(ldconfig -p 2>/dev/null | awk '/libnvidia-ml\.so\.1 / {print $NF; exit}')" """
+            r"""2>/dev/null | sed -n 's/.*libnvidia-ml\.so\.//p')"""
+        ),
+    ] = ""
     cdi_spec: Annotated[  # the CDI spec names the loaded driver
         bool,
         Printed(f'[ -n "$v" ] && grep -qF "$v" {paths.CDI_SPEC} 2>/dev/null', true="current", say_no=False),
@@ -256,6 +265,12 @@ class Probe:
     def daemon_config(self) -> dict[str, Any] | DaemonJsonError:
         """daemon.json as it stands: its keys, {} when absent, or why it cannot be read."""
         return parse_daemon_json(self.daemon_json)
+
+    @property
+    def nvidia_mismatch(self) -> bool:
+        """The loaded NVIDIA module and the installed libraries are different releases (a reboot loads
+        the new module)."""
+        return bool(self.nvidia_driver and self.nvidia_libraries and self.nvidia_driver != self.nvidia_libraries)
 
     def nix_build(self, accelerator: str) -> tuple[str, str]:
         """The Nix build of an accelerator's server on this host: (its store path, the hash of the
