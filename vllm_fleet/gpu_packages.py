@@ -54,15 +54,22 @@ class DriverPlan:
 UBUNTU_GA_KERNEL = {"22.04": "5.15.", "24.04": "6.8."}
 
 
+# Ubuntu's flavours with a hardware-enablement series (linux-generic-hwe-22.04, and on arm64 the 64k
+# page kernels of Grace machines, linux-generic-64k-hwe-22.04).
+HWE_FLAVOURS = ("generic", "generic-64k")
+
+
 def kernel_flavour(kernel: str) -> str:
-    """'6.8.0-45-generic' -> 'generic' (Ubuntu names its prebuilt module packages by flavour)."""
-    return kernel.rsplit("-", 1)[-1] if "-" in kernel else "generic"
+    """'6.8.0-45-generic' -> 'generic', '6.8.0-1013-generic-64k' -> 'generic-64k': what follows the
+    version and the ABI number (Ubuntu names its prebuilt module packages by flavour)."""
+    parts = kernel.split("-", 2)
+    return parts[2] if len(parts) == 3 else "generic"
 
 
 def ubuntu_kernel_series(distro: Distro, kernel: str) -> str:
     """The suffix of the kernel's module metapackage: '' for the release kernel, else '-hwe-22.04'."""
     ga = UBUNTU_GA_KERNEL.get(distro.version)
-    if not ga or not kernel or kernel.startswith(ga) or kernel_flavour(kernel) != "generic":
+    if not ga or not kernel or kernel.startswith(ga) or kernel_flavour(kernel) not in HWE_FLAVOURS:
         return ""
     return f"-hwe-{distro.version}"
 

@@ -71,3 +71,39 @@ def test_rocm_is_installed_by_its_numbers_and_for_its_use_case(wanted, usecase, 
     from vllm_fleet.gpu_packages import rocm_installed
 
     assert rocm_installed(wanted, usecase, installed, marked) is expected
+
+
+@pytest.mark.parametrize(
+    "kernel, flavour",
+    [
+        ("6.8.0-45-generic", "generic"),
+        ("6.8.0-1013-generic-64k", "generic-64k"),
+        ("6.8.0-1021-nvidia-64k", "nvidia-64k"),
+        ("5.15.0-1063-aws", "aws"),
+        ("6.8.0-1010-nvidia-lowlatency", "nvidia-lowlatency"),
+        ("", "generic"),
+    ],
+)
+def test_a_kernels_flavour_is_all_that_follows_its_abi_number(kernel, flavour):
+    from vllm_fleet.gpu_packages import kernel_flavour
+
+    assert kernel_flavour(kernel) == flavour
+
+
+def test_grace_machines_64k_kernel_gets_its_own_module_packages():
+    """GH200 and GB200 hosts run Ubuntu's arm64 kernel with 64k pages (flavour generic-64k)."""
+    from types import SimpleNamespace
+
+    from vllm_fleet.distro import Distro
+    from vllm_fleet.gpu_packages import nvidia_driver
+
+    ubuntu = Distro("ubuntu", "apt", "22.04", "jammy")
+    s = SimpleNamespace(nvidia_driver_branch="580", nvidia_open_kernel_modules=True, nvidia_driver_source="distro")
+    packages = nvidia_driver(ubuntu, s, "6.8.0-1013-generic-64k").packages
+    assert packages[:2] == (
+        "linux-modules-nvidia-580-server-open-generic-64k-hwe-22.04",
+        "linux-modules-nvidia-580-server-open-6.8.0-1013-generic-64k",
+    )
+    assert nvidia_driver(ubuntu, s, "5.15.0-1063-generic-64k").packages[0] == (
+        "linux-modules-nvidia-580-server-open-generic-64k"
+    )
