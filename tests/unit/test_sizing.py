@@ -140,14 +140,15 @@ prefer = ["a/c"]
         load_catalogue(text)
 
 
-def test_awq_checkpoints_are_not_offered_to_amd_gpus():
-    """vLLM's quantization table (docs.vllm.ai, quantization, Supported Hardware): AWQ on AMD GPUs ❌."""
+def test_awq_checkpoints_are_offered_to_amd_gpus_and_not_to_the_cpu():
+    """vLLM 0.32's platforms/rocm.py lists awq in ROCm's supported_quantization (its Triton kernels,
+    VLLM_USE_TRITON_AWQ turned on by itself); on CPUs it runs on x86 only, which sizing cannot tell
+    from Arm."""
     mi300x = Gpus(1, 192, "AMD Instinct MI300X", "facts")
-    refused = plan(gpus=mi300x, accelerator="amd", vllm_model="Qwen/Qwen2.5-32B-Instruct-AWQ")
-    assert refused.refusal == ("Qwen/Qwen2.5-32B-Instruct-AWQ does not run on amd GPUs with vLLM (runs on: nvidia)")
-    small = Gpus(1, 16, "AMD Radeon RX 7800 XT", "facts")
-    chosen = plan(gpus=small, accelerator="amd")
-    assert chosen.refusal is None and CATALOGUE.get(chosen.settings.vllm_model).quantization != "awq"
+    taken = plan(gpus=mi300x, accelerator="amd", vllm_model="Qwen/Qwen2.5-32B-Instruct-AWQ")
+    assert taken.refusal is None
+    assert CATALOGUE.get("Qwen/Qwen2.5-32B-Instruct-AWQ").accelerators == ("nvidia", "amd")
+    assert not [m.id for m in CATALOGUE.models.values() if m.quantization == "awq" and "cpu" in m.accelerators]
 
 
 # A made-up checkpoint whose figures round differently at every precision as_dict could use.
@@ -252,7 +253,7 @@ def test_the_shipped_catalogue_loads_as_sizing_uses_it():
     loaded = load_catalogue()
     assert loaded.models == CATALOGUE.models and loaded.phases == CATALOGUE.phases
     seed = loaded.models[SEED_MODEL]
-    assert (seed.layers, seed.kv_heads, seed.quantization, seed.accelerators) == (32, 32, "awq", ("nvidia",))
+    assert (seed.layers, seed.kv_heads, seed.quantization, seed.accelerators) == (32, 32, "awq", ("nvidia", "amd"))
 
 
 def test_a_cluster_member_sizes_for_its_share_of_the_pipeline():
