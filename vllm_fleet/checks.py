@@ -24,8 +24,10 @@ from vllm_fleet.sizing import CATALOGUE, Sizing
 IMAGE_DISK_GIB = {"nvidia": 25.0, "amd": 40.0, "cpu": 10.0}
 # Where each serving method keeps the server, and the probe's key for its free space.
 SERVER_STORE = {"docker": ("/var/lib/docker", "docker_root_free_kib"), "nix": ("/nix/store", "nix_store_free_kib")}
-# gfx targets the default ROCm image ships kernels for (AMD's vLLM docker guide).
-ROCM_IMAGE_GFX = {"gfx90a", "gfx942", "gfx950", "gfx1100", "gfx1101", "gfx1200", "gfx1201"}
+# gfx targets the default ROCm image ships kernels for: vLLM's docker/Dockerfile.rocm_base, ARG
+# PYTORCH_ROCM_ARCH=gfx90a;gfx942;gfx950;gfx1100;gfx1101;gfx1200;gfx1201;gfx1150;gfx1151 (gfx1150 and
+# gfx1151: the Ryzen AI 300 and AI Max laptops' and mini PCs' integrated GPUs).
+ROCM_IMAGE_GFX = {"gfx90a", "gfx942", "gfx950", "gfx1100", "gfx1101", "gfx1200", "gfx1201", "gfx1150", "gfx1151"}
 KIB_PER_GIB = 1024 * 1024
 
 

@@ -215,6 +215,9 @@ def test_amd_checks():
     assert "rocminfo lists no gfx target" in problems["gfx_target"]
     problems = failed(findings({**AMD_READY, "gfx": "gfx1030,"}, accelerator="amd", gpus=mi300x))
     assert problems["gfx_target"].startswith("this host's GPU target(s) gfx1030 are not among the default ROCm image's")
+    # Strix Halo (Ryzen AI Max, gfx1151) and Strix Point (gfx1150): Dockerfile.rocm_base builds for them.
+    for apu in ("gfx1150", "gfx1151"):
+        assert "gfx_target" not in failed(findings({**AMD_READY, "gfx": f"{apu},"}, accelerator="amd", gpus=mi300x))
 
 
 def test_managed_bare_ubuntu_host_passes_with_canonical_signed_modules():
