@@ -341,6 +341,12 @@ def _nix_version(c: Context):
     if c.distro is None:
         return None
     source, _ = nix.install_source(c.distro.id, c.distro.version, need)
+    if source == "official" and c.distro.machine not in nix.INSTALLER.sha256:
+        return (
+            f"the official Nix installer is pinned by checksum for {', '.join(nix.INSTALLER.sha256)} only, and this "
+            f"host is {c.distro.machine}: install Nix {need} or newer yourself, or serve this host with Docker "
+            "(serving_method = 'docker')"
+        )
     if source == "official" and c.probe.selinux.lower() == "enforcing":
         return (
             "SELinux is enforcing, and the official Nix installer refuses to run then: install Nix yourself with "

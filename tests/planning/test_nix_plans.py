@@ -79,9 +79,11 @@ def test_ubuntu_22_04_gets_the_official_installer_as_its_package_is_too_old(plan
     assert install and "install --daemon --yes" in install[0]
 
 
-def test_a_machine_without_a_pinned_installer_is_refused_by_name(planned):
-    assert "host @fake/rocky9-nix-arm: no pinned Nix installer for aarch64" in planned.output
-    assert not commands(planned, "rocky9-nix-arm", "Nix | Install Nix 2.24.9 (multi-user, official installer)")
+def test_a_machine_without_a_pinned_installer_is_refused_in_pre_flight(planned):
+    """Refused before any step, not stopped halfway through the deploy as it was."""
+    assert planned.names("rocky9-nix-arm") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
+    [refusal] = planned.refusals("rocky9-nix-arm")
+    assert refusal.startswith("nix_version: the official Nix installer is pinned by checksum for x86_64 only, and this")
 
 
 def test_a_builder_builds_once_for_the_hosts_that_copy_from_it(tmp_path):

@@ -490,3 +490,18 @@ def test_a_driver_updated_since_boot_is_refused_until_a_reboot_on_an_unmanaged_s
         "reboot it"
     }
     assert "nvidia_driver" not in failed(findings(updated))  # a managed stack reboots it (gpu_reboot)
+
+
+def test_an_arm64_host_the_official_nix_installer_would_serve_is_refused_before_any_step():
+    """The installer's tarball is pinned by checksum for x86_64 alone: a Grace host stopped mid-deploy."""
+    import dataclasses
+
+    bare = {**NVIDIA_READY, "nix": "no"}
+    grace = dataclasses.replace(ROCKY_9, machine="aarch64")
+    message = failed(findings(bare, serving_method="nix", distro=grace))["nix_version"]
+    assert message.startswith(
+        "the official Nix installer is pinned by checksum for x86_64 only, and this host is aarch64: install Nix"
+    )
+    assert "nix_version" not in failed(findings(bare, serving_method="nix", distro=ROCKY_9))
+    with_nix = {**bare, "nix": "yes", "nix_version": "2.24.9"}
+    assert "nix_version" not in failed(findings(with_nix, serving_method="nix", distro=grace))
