@@ -118,7 +118,14 @@ def plan_host(
             pass  # pre-flight's image check refuses the host, saying why
     resolved = settings.replace(**chosen)
     sources = {**sources, **sized, **defaults}
-    plan = HostPlan(settings.host, resolved, accelerator, sizing, sources, list(sizing.warnings), machine, place)
+    warnings = list(sizing.warnings)
+    if place and settings.vllm_cluster_split == "tensor":
+        warnings.append(
+            f"vllm_cluster_split is tensor: every layer's all-reduce crosses the network between members, and NCCL "
+            f"runs it over TCP sockets on {place.interface} (the container gets no /dev/infiniband, IPC_LOCK or "
+            "unlimited memlock, which RDMA needs): far slower than pipeline unless that network is very fast"
+        )
+    plan = HostPlan(settings.host, resolved, accelerator, sizing, sources, warnings, machine, place)
     # What a bare host's name says until its driver answers (nvidia-smi gives capabilities then).
     plan.gpu_capabilities = ((gpus.name, ""),) if gpus else ()
     return plan

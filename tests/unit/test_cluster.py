@@ -213,6 +213,17 @@ def test_sizing_plans_the_model_across_the_cluster():
     assert "--pipeline-parallel-size" in together.as_dict()["vllm_args"]
 
 
+def test_a_tensor_split_is_planned_with_a_word_on_the_network_it_crosses():
+    """NCCL between the members' containers runs over TCP sockets: nothing passes RDMA devices in."""
+    pipeline = fleet()
+    assert not [w for w in plan_host(pipeline["n1"], {}, "nvidia", H100, fleet=pipeline).warnings if "NCCL" in w]
+    tensor = fleet(n1={"vllm_cluster_split": "tensor"}, n2={"vllm_cluster_split": "tensor"})
+    [warning] = [w for w in plan_host(tensor["n1"], {}, "nvidia", H100, fleet=tensor).warnings if "NCCL" in w]
+    interface = tensor["n1"].vllm_cluster_interface
+    assert warning.startswith("vllm_cluster_split is tensor: every layer's all-reduce crosses the network")
+    assert f"over TCP sockets on {interface} (the container gets no /dev/infiniband" in warning
+
+
 # --- the firewall, the watch, the gateway, the monitoring, the rollout -----------------------
 
 
