@@ -33,7 +33,7 @@ def docker_engine(settings: Settings, distro: Distro, probe: Probe) -> list[Oper
         # RHEL and Rocky ship no Docker engine of their own: Docker's repository it is.
         files.put(
             name="Add Docker's rpm repository",
-            src=StringIO(docker_repo.dnf_repo()),
+            src=StringIO(docker_repo.dnf_repo(distro)),
             dest=paths.DOCKER_DNF_REPO,
             mode="644",
         )

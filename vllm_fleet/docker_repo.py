@@ -51,13 +51,16 @@ def packages(version: str | None, joiner: str = "=") -> list[str]:
     return [f"docker-ce{joiner}{version}", f"docker-ce-cli{joiner}{version}", *DOCKER_PACKAGES[2:]]
 
 
-def dnf_repo() -> str:
-    """Docker's rpm repository; Rocky uses the RHEL one, as Docker's docs say."""
+def dnf_repo(distro: Distro) -> str:
+    """Docker's rpm repository; Rocky uses the RHEL one, as Docker's docs say. By the major release,
+    not Docker's own file's $releasever: a host with a release lock (RHEL EUS: 9.4) reads that as
+    9.4, which download.docker.com does not serve (moby/moby#49169, docker-ce-packaging#1184)."""
+    major = distro.version.split(".")[0]
     return (
         "# Managed by vllm-fleet\n"
         "[docker-ce-stable]\n"
         "name=Docker CE Stable - $basearch\n"
-        "baseurl=https://download.docker.com/linux/rhel/$releasever/$basearch/stable\n"
+        f"baseurl=https://download.docker.com/linux/rhel/{major}/$basearch/stable\n"
         "enabled=1\n"
         "gpgcheck=1\n"
         "gpgkey=https://download.docker.com/linux/rhel/gpg\n"

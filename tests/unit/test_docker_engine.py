@@ -42,3 +42,13 @@ def test_version_pin():
 def test_unknown_codename_is_refused():
     with pytest.raises(ValueError, match="codename"):
         docker_repo.apt_source(from_fact({"name": "Debian", "major": 12, "release_meta": {}}))
+
+
+def test_the_rpm_repository_is_docker_s_by_major_release_whatever_the_release_lock():
+    """$releasever is 9.4 on a RHEL host locked to a minor (EUS), and download.docker.com has no 9.4."""
+    from vllm_fleet.distro import Distro
+
+    for version in ("9.4", "9.6", "9"):
+        repo = docker_repo.dnf_repo(Distro("rhel", "dnf", version, ""))
+        assert "baseurl=https://download.docker.com/linux/rhel/9/$basearch/stable\n" in repo
+        assert "$releasever" not in repo
