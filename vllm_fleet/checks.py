@@ -17,7 +17,7 @@ from vllm_fleet import gpu_packages, images, nix, paths, shipped_model
 from vllm_fleet.distro import Distro
 from vllm_fleet.facts.probe import Probe
 from vllm_fleet.gpus import PRE_TURING
-from vllm_fleet.settings import KNOBS, PREFLIGHT_CHECKS, SIZE_PATTERN, Settings
+from vllm_fleet.settings import KNOBS, PREFLIGHT_CHECKS, SIZE_PATTERN, Settings, daemon_json
 from vllm_fleet.sizing import CATALOGUE, Sizing
 
 # Image size on disk, GiB, by accelerator (CUDA and ROCm images are large; pulled plus unpacked).
@@ -246,6 +246,17 @@ def _daemon_json(c: Context):
     if not isinstance(parsed, dict):
         return (
             f"{paths.DOCKER_DAEMON_JSON} exists but {parsed}: fix or remove it (it is merged into, never overwritten)"
+        )
+    dockerd = c.probe.dockerd_version
+    if not dockerd and c.distro and c.settings.docker_source == "distro":
+        dockerd = daemon_json.DISTRO_DOCKERD.get((c.distro.id, c.distro.version), "")
+    newer = daemon_json.too_new(c.settings.docker_daemon_config, dockerd)
+    if newer:
+        keys = ", ".join(f"{key} (dockerd {release})" for key, release in newer.items())
+        return (
+            f"docker_daemon_config sets keys this host's dockerd {dockerd} does not read: {keys}; it would refuse "
+            f"{paths.DOCKER_DAEMON_JSON} and not start again, taking every container down: leave them out, or "
+            "install a newer Docker (docker_source = 'docker')"
         )
     return None
 

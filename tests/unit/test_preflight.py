@@ -505,3 +505,19 @@ def test_an_arm64_host_the_official_nix_installer_would_serve_is_refused_before_
     assert "nix_version" not in failed(findings(bare, serving_method="nix", distro=ROCKY_9))
     with_nix = {**bare, "nix": "yes", "nix_version": "2.24.9"}
     assert "nix_version" not in failed(findings(with_nix, serving_method="nix", distro=grace))
+
+
+def test_daemon_config_keys_newer_than_the_hosts_dockerd_are_refused_before_it_restarts():
+    """moby's json tags per release: log-format from 25.0, firewall-backend from 29.0; Debian 12's
+    docker.io is 20.10.24, which refuses both and does not start."""
+    config = {"docker_daemon_config": {"log-format": "json", "log-driver": "journald"}}
+    refused = failed(findings({**NVIDIA_READY, "dockerd_version": "20.10.24"}, **config))["daemon_json"]
+    assert refused.startswith(
+        "docker_daemon_config sets keys this host's dockerd 20.10.24 does not read: log-format (dockerd 25.0); it "
+        "would refuse /etc/docker/daemon.json and not start again"
+    )
+    assert "daemon_json" not in failed(findings({**NVIDIA_READY, "dockerd_version": "27.5.1"}, **config))
+    # Not installed yet: Debian 12's own package will be 20.10.24; Docker's repository, unknown until then.
+    bare = {**NVIDIA_READY, "dockerd_version": ""}
+    assert "log-format (dockerd 25.0)" in failed(findings(bare, distro=DEBIAN_12, **config))["daemon_json"]
+    assert "daemon_json" not in failed(findings(bare, distro=DEBIAN_12, docker_source="docker", **config))

@@ -122,3 +122,13 @@ def test_the_nvidia_libraries_version_is_read_from_nvmls_file_name(tmp_path):
     assert Probe(nvidia_driver="580.82.07", nvidia_libraries="580.95.05").nvidia_mismatch
     assert not Probe(nvidia_driver="580.95.05", nvidia_libraries="580.95.05").nvidia_mismatch
     assert not Probe(nvidia_driver="", nvidia_libraries="580.95.05").nvidia_mismatch  # no module loaded yet
+
+
+def test_dockerds_version_is_read_as_it_prints_it(tmp_path):
+    dockerd = tmp_path / "dockerd"
+    dockerd.write_text('#!/bin/sh\necho "Docker version 20.10.24+dfsg1, build 297e128"\n')
+    dockerd.chmod(0o755)
+    script = HostProbe().command(8000, "/c", "m", "cpu")
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    printed = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, env=env).stdout
+    assert Probe.parse(printed.splitlines()).dockerd_version == "20.10.24"

@@ -151,6 +151,9 @@ class Probe:
         tuple[str, ...], Printed("$(docker info --format '{{range $k, $v := .Runtimes}}{{$k}},{{end}}' 2>/dev/null)")
     ] = ()
     daemon_json: Annotated[str, Printed(rf"$(cat {paths.DOCKER_DAEMON_JSON} 2>/dev/null | tr -d '\n')")] = ""
+    dockerd_version: Annotated[  # '20.10.24' of "Docker version 20.10.24+dfsg1, build 297e128"
+        str, Printed(r"$(dockerd --version 2>/dev/null | sed -n 's/^Docker version \([0-9][0-9.]*\).*/\1/p')")
+    ] = ""
     image_id: Annotated[  # the local ID of the image to serve ('' when not loaded, or served by Nix)
         str,
         Printed(

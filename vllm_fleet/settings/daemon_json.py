@@ -40,6 +40,35 @@ _KEYS = {
     "object_list": "default-address-pools",
 }
 DAEMON_KEYS = {key: kind for kind, keys in _KEYS.items() for key in keys.split()}
+# The dockerd release that first reads each key newer than 20.10 (Debian 12's): the json tags of
+# moby's daemon/config and registry config at each release tag (v23.0.0 ... docker-v29.7.0). An
+# older dockerd refuses daemon.json with the key and does not start.
+KEY_SINCE = {
+    "proxies": (23, 0),
+    "default-network-opts": (24, 0),
+    "cdi-spec-dirs": (25, 0),
+    "log-format": (25, 0),
+    "bip6": (28, 0),
+    "host-gateway-ips": (28, 0),
+    "ip-forward-no-drop": (28, 0),
+    "allow-direct-routing": (28, 2),
+    "bridge-accept-fwmark": (29, 0),
+    "firewall-backend": (29, 0),
+    "min-api-version": (29, 0),
+    "nri-opts": (29, 2),
+    "default-stop-timeout": (29, 7),
+}
+# The dockerd a distribution's own package installs (docker_source = distro), where one release has it.
+DISTRO_DOCKERD = {("debian", "12"): "20.10.24"}
+
+
+def too_new(config: Mapping[str, Any], dockerd: str) -> dict[str, str]:
+    """Each key of config this dockerd ('20.10.24') does not read, with the release that does."""
+    have = tuple(int(part) for part in dockerd.split(".")[:2] if part.isdigit())
+    if len(have) < 2:
+        return {}
+    return {key: ".".join(map(str, KEY_SINCE[key])) for key in config if key in KEY_SINCE and KEY_SINCE[key] > have}
+
 
 DAEMON_CONFIG = (
     "a mapping of daemon.json keys dockerd reads (its daemon.json reference) to values of the type dockerd "
