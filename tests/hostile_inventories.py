@@ -99,6 +99,16 @@ ARG_CASES = [
         "name 'plugins' in vllm_allow",
     ),
     (
+        "args-compilation-backend-short-dotted",
+        {"vllm_extra_args": ["-cc.backend=os.system"]},
+        "name 'plugins' in vllm_allow",
+    ),
+    (
+        "args-compilation-backend-abbreviated",
+        {"vllm_extra_args": ["--compilation-conf.backend=os.system"]},
+        "name 'plugins' in vllm_allow",
+    ),
+    (
         "args-compilation-passes",
         {"vllm_extra_args": ["-cc", '{"inductor_passes": {"p": "evil.fn"}}']},
         "name 'plugins' in vllm_allow",

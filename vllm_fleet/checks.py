@@ -247,18 +247,29 @@ def _daemon_json(c: Context):
         return (
             f"{paths.DOCKER_DAEMON_JSON} exists but {parsed}: fix or remove it (it is merged into, never overwritten)"
         )
-    dockerd = c.probe.dockerd_version
-    if not dockerd and c.distro and c.settings.docker_source == "distro":
-        dockerd = daemon_json.DISTRO_DOCKERD.get((c.distro.id, c.distro.version), "")
+    dockerd, newer_docker = _dockerd_after_this_run(c)
     newer = daemon_json.too_new(c.settings.docker_daemon_config, dockerd)
     if newer:
         keys = ", ".join(f"{key} (dockerd {release})" for key, release in newer.items())
         return (
-            f"docker_daemon_config sets keys this host's dockerd {dockerd} does not read: {keys}; it would refuse "
-            f"{paths.DOCKER_DAEMON_JSON} and not start again, taking every container down: leave them out, or "
-            "install a newer Docker (docker_source = 'docker')"
+            f"docker_daemon_config sets keys the dockerd this host will run ({dockerd}) does not read: {keys}; it "
+            f"would refuse {paths.DOCKER_DAEMON_JSON} and not start again, taking every container down: leave them "
+            f"out, or {newer_docker}"
         )
     return None
+
+
+def _dockerd_after_this_run(c: Context) -> tuple[str, str]:
+    """The dockerd release the host runs once the Docker step is done ('' unknown: the newest), and
+    how to get a newer one: Docker's repository installs docker_version (else its newest), the
+    distribution's package keeps what is installed (else the release's own)."""
+    if c.settings.docker_source == "docker":
+        pinned = re.match(r"(?:\d+:)?(\d+\.\d+)", c.settings.docker_version or "")
+        return (pinned[1] if pinned else ""), "pin a newer docker_version"
+    dockerd = c.probe.dockerd_version
+    if not dockerd and c.distro:
+        dockerd = daemon_json.DISTRO_DOCKERD.get((c.distro.id, c.distro.version), "")
+    return dockerd, "install a newer Docker (docker_source = 'docker')"
 
 
 @check("shared_memory")

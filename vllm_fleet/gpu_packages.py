@@ -232,7 +232,9 @@ def rocm_installed(wanted: str, usecase: str, installed: str, marked: str) -> bo
     (installed, '6.4.1-89'), or by what our last install wrote (marked, 'dkms 6.4.1'; the dkms use
     case writes no version file). A version matches by its numbers: 7.1 is 7.1.x, not 7.14."""
     marked_usecase, _, marked_version = marked.partition(" ")
-    found = _version_parts(installed) or (_version_parts(marked_version) if marked_usecase == usecase else ())
+    ours = _version_parts(marked_version) if marked_usecase == usecase else ()
+    # The dkms use case never rewrites a version file an earlier full install left: our mark tells.
+    found = ours if usecase == "dkms" else (_version_parts(installed) or ours)
     want = _version_parts(wanted)
     return bool(want) and found[: len(want)] == want
 

@@ -58,7 +58,7 @@ def has_aiter_kernels(name: str) -> bool:
 
 # NVIDIA's open kernel modules support Turing and later, and are the only ones for Blackwell
 # (NVIDIA's driver installation guide, "Open GPU kernel modules").
-PRE_TURING = re.compile(r"\b(K80|K40|M40|M60|P4|P40|P100|V100|TITAN V|TITAN Xp|GTX 10\d\d|Quadro [KMP]\d+|GV100)\b")
+PRE_TURING = re.compile(r"\b(K80|K40|M40|M60|P4|P40|P100|V100S?|TITAN V|TITAN Xp|GTX 10\d\d|Quadro [KMP]\d+|GV100)\b")
 BLACKWELL = re.compile(r"\b(GB?[123]00|B[123]00|RTX 50\d\d|RTX PRO \d+ Blackwell)\b")
 
 

@@ -63,15 +63,15 @@ def resolve(arg: str) -> str | None:
     """The option of vLLM's serve parser an argument names, as that parser reads it: underscores
     in a long name become dashes (up to a '.' of a sub-key), a unique prefix stands for its
     option (argparse's allow_abbrev, on in vLLM), a one-letter option takes its value attached
-    (-qawq). None for a value, a sub-key, an unknown or an ambiguous name (vLLM refuses those)."""
+    (-qawq), a dotted sub-key its option. None for a value, an unknown or an ambiguous name (vLLM
+    refuses those)."""
     if not arg.startswith("-") or len(arg) < 2 or arg[1].isdigit():
         return None
-    name = arg.split("=", 1)[0]
+    # A sub-key (--compilation-config.backend, -cc.backend) sets part of its option's value:
+    # vLLM folds it back into that option, abbreviated or not.
+    name = arg.split("=", 1)[0].split(".", 1)[0]
     if name.startswith("--"):
-        head, dot, _ = name[2:].partition(".")
-        name = "--" + head.replace("_", "-")
-        if dot:
-            return name if name in SERVE_FLAGS else None
+        name = "--" + name[2:].replace("_", "-")
     elif name not in SERVE_FLAGS and name[:2] in SERVE_FLAGS:
         return name[:2]
     if name in SERVE_FLAGS:

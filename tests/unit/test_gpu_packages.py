@@ -65,6 +65,9 @@ def test_the_installer_url_follows_amds_naming(distro, rocm, url):
         ("6.4.1", "dkms", "", "rocm 6.4.1", False),
         ("6.4.1", "dkms", "", "dkms 6.4.10", False),
         ("7.0", "rocm", "6.4.1-89", "rocm 7.0", False),
+        # A full 6.4 install left its version file; the dkms use case at 7.1 does not rewrite it.
+        ("7.1", "dkms", "6.4.1-120", "dkms 7.1", True),
+        ("7.1", "dkms", "7.1.0-1", "", False),
     ],
 )
 def test_rocm_is_installed_by_its_numbers_and_for_its_use_case(wanted, usecase, installed, marked, expected):

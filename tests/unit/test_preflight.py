@@ -511,13 +511,27 @@ def test_daemon_config_keys_newer_than_the_hosts_dockerd_are_refused_before_it_r
     """moby's json tags per release: log-format from 25.0, firewall-backend from 29.0; Debian 12's
     docker.io is 20.10.24, which refuses both and does not start."""
     config = {"docker_daemon_config": {"log-format": "json", "log-driver": "journald"}}
-    refused = failed(findings({**NVIDIA_READY, "dockerd_version": "20.10.24"}, **config))["daemon_json"]
+    old = {**NVIDIA_READY, "dockerd_version": "20.10.24"}
+    refused = failed(findings(old, **config))["daemon_json"]
     assert refused.startswith(
-        "docker_daemon_config sets keys this host's dockerd 20.10.24 does not read: log-format (dockerd 25.0); it "
-        "would refuse /etc/docker/daemon.json and not start again"
+        "docker_daemon_config sets keys the dockerd this host will run (20.10.24) does not read: log-format "
+        "(dockerd 25.0); it would refuse /etc/docker/daemon.json and not start again"
     )
+    assert refused.endswith("install a newer Docker (docker_source = 'docker')")
     assert "daemon_json" not in failed(findings({**NVIDIA_READY, "dockerd_version": "27.5.1"}, **config))
-    # Not installed yet: Debian 12's own package will be 20.10.24; Docker's repository, unknown until then.
+    # Not installed yet: Debian 12's own package will be 20.10.24.
     bare = {**NVIDIA_READY, "dockerd_version": ""}
     assert "log-format (dockerd 25.0)" in failed(findings(bare, distro=DEBIAN_12, **config))["daemon_json"]
-    assert "daemon_json" not in failed(findings(bare, distro=DEBIAN_12, docker_source="docker", **config))
+    # Docker's repository replaces what is installed: its newest, or the pinned docker_version.
+    ce = {"docker_source": "docker", **config}
+    assert "daemon_json" not in failed(findings(old, distro=DEBIAN_12, **ce))
+    pinned = failed(findings(old, distro=DEBIAN_12, docker_version="5:24.0.9-1~debian.12~bookworm", **ce))
+    assert "will run (24.0) does not read: log-format (dockerd 25.0)" in pinned["daemon_json"]
+    assert pinned["daemon_json"].endswith("pin a newer docker_version")
+
+
+def test_a_v100s_is_known_pre_turing_by_its_name():
+    from vllm_fleet.gpus import PRE_TURING
+
+    assert PRE_TURING.search("Tesla V100S-PCIE-32GB") and PRE_TURING.search("Tesla V100-SXM2-32GB")
+    assert not PRE_TURING.search("NVIDIA A100-SXM4-80GB")
