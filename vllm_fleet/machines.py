@@ -38,7 +38,7 @@ def check_fleet(s: Settings, fleet: Mapping[str, Settings]) -> None:
 
 # How pyinfra's SSH connector reaches a host besides its address and port: the same address
 # through another configuration or proxy may be another machine (two sites' private networks).
-ROUTE_KEYS = ("ssh_config_file", "ssh_paramiko_connect_kwargs", "ssh_proxy_command")
+ROUTE_KEYS = ("ssh_config_file", "ssh_paramiko_connect_kwargs")
 
 
 def ssh_destination(name: str, data: Mapping[str, Any]) -> tuple | None:
