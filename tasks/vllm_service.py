@@ -15,7 +15,6 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from vllm_fleet import cluster, images, launch, paths, releases, shipped_model, templates
-from vllm_fleet.facts.docker import DockerImageId
 from vllm_fleet.facts.probe import Probe
 from vllm_fleet.operations import deploy, root_only_directory, secret_file
 from vllm_fleet.settings import Settings
@@ -52,7 +51,7 @@ def vllm_service(
     if settings.vllm_model_dir:
         _ship_model(settings.vllm_model_dir, settings.vllm_model, probe)
 
-    server_ops = _install_image(settings, accelerator) if settings.serving_method == "docker" else []
+    server_ops = _install_image(settings, accelerator, probe) if settings.serving_method == "docker" else []
 
     for script, dest in (("vllm-ready.sh.j2", paths.READY_SCRIPT), ("vllm-activate.sh.j2", paths.ACTIVATE_SCRIPT)):
         files.put(name=f"Install {Path(dest).name}", src=templates.rendered(script), dest=dest, mode="755")
@@ -276,12 +275,12 @@ def load_command(archive: str, staged: str, size: int, ref: str, seconds: int) -
     )
 
 
-def _install_image(settings: Settings, accelerator: str) -> list[OperationMeta]:
-    """Make the image present; returns the operations that changed it."""
+def _install_image(settings: Settings, accelerator: str, probe: Probe) -> list[OperationMeta]:
+    """Make the image present; returns the operations that changed it. probe.image_id: the local ID of
+    this image as pre-flight read it."""
     ref = launch.image(settings, accelerator)
-    present = host.get_fact(DockerImageId, image=shlex.quote(ref))
     limit = settings.vllm_download_timeout
-    if images.image_loaded(present, ref, settings.vllm_image_archive):
+    if images.image_loaded(probe.image_id, ref, settings.vllm_image_archive):
         _forget_archives()
         return []
     if settings.vllm_image_archive:

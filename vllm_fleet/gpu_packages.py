@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vllm_fleet import paths
+from vllm_fleet import paths, versions
 from vllm_fleet.distro import Distro
 
 CUDA_REPO = "https://developer.download.nvidia.com/compute/cuda/repos"
@@ -217,25 +217,15 @@ def toolkit_packages(distro: Distro, version: str | None) -> list[str]:
     return [f"{name}{joiner}{version}" for name in names]
 
 
-def _version_parts(version: str) -> tuple[int, ...]:
-    """A ROCm version's numbers: '6.4.1-89' -> (6, 4, 1)."""
-    numbers = []
-    for part in version.split("-")[0].split("."):
-        if not part.isdigit():
-            break
-        numbers.append(int(part))
-    return tuple(numbers)
-
-
 def rocm_installed(wanted: str, usecase: str, installed: str, marked: str) -> bool:
     """Whether ROCm rocm_version `wanted` is installed for this use case: by ROCm's own version file
     (installed, '6.4.1-89'), or by what our last install wrote (marked, 'dkms 6.4.1'; the dkms use
     case writes no version file). A version matches by its numbers: 7.1 is 7.1.x, not 7.14."""
     marked_usecase, _, marked_version = marked.partition(" ")
-    ours = _version_parts(marked_version) if marked_usecase == usecase else ()
+    ours = versions.numbers(marked_version) if marked_usecase == usecase else ()
     # The dkms use case never rewrites a version file an earlier full install left: our mark tells.
-    found = ours if usecase == "dkms" else (_version_parts(installed) or ours)
-    want = _version_parts(wanted)
+    found = ours if usecase == "dkms" else (versions.numbers(installed) or ours)
+    want = versions.numbers(wanted)
     return bool(want) and found[: len(want)] == want
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
-from vllm_fleet import paths
+from vllm_fleet import paths, versions
 from vllm_fleet.repository import NIX_FLAKE
 from vllm_fleet.settings import Settings
 
@@ -54,11 +53,6 @@ def flake_dir(setting: str | None) -> Path:
     return Path(setting) if setting else REPO_FLAKE
 
 
-def version_key(text: str) -> tuple[int, ...]:
-    """'2.18.1' -> (2, 18, 1); '2.24.9pre1' -> (2, 24, 9)."""
-    return tuple(int(part) for part in re.findall(r"\d+", text.split("pre")[0])[:3])
-
-
 def flake_uses_nixpkgs(directory: Path) -> bool:
     """A flake whose lock (or, unlocked, whose flake.nix) names nixpkgs as an input."""
     lock = directory / "flake.lock"
@@ -81,7 +75,7 @@ def minimum_nix(directory: Path) -> str | None:
 
 
 def older(version: str, minimum: str | None) -> bool:
-    return bool(minimum and version and version_key(version) < version_key(minimum))
+    return bool(minimum and version and versions.numbers(version) < versions.numbers(minimum))
 
 
 def install_source(distro_id: str, distro_version: str, minimum: str | None) -> tuple[str, str]:

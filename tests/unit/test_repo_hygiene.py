@@ -81,13 +81,21 @@ def _imports(path: Path) -> set[str]:
         if id(node) in typing_only:
             continue
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vllm_fleet"):
-            if node.module == "vllm_fleet":
-                found |= {f"vllm_fleet.{alias.name}" for alias in node.names}
-            else:
+            # `from package import submodule` imports the submodule (and the package, already
+            # importing it when the package is the importer's own).
+            submodules = {f"{node.module}.{alias.name}" for alias in node.names}
+            submodules = {name for name in submodules if _is_module(name)}
+            found |= submodules
+            if len(submodules) < len(node.names) and node.module != "vllm_fleet":
                 found.add(node.module)
         elif isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.startswith("vllm_fleet.")}
     return found
+
+
+def _is_module(name: str) -> bool:
+    path = REPO.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def _module(path: Path) -> str:

@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from vllm_fleet import versions
 from vllm_fleet.settings.places import is_loopback
 
 # Type words: str, bool, int, str_list, str_map, bool_map, object (a JSON object), object_list.
@@ -64,7 +65,7 @@ DISTRO_DOCKERD = {("debian", "12"): "20.10.24"}
 
 def too_new(config: Mapping[str, Any], dockerd: str) -> dict[str, str]:
     """Each key of config this dockerd ('20.10.24') does not read, with the release that does."""
-    have = tuple(int(part) for part in dockerd.split(".")[:2] if part.isdigit())
+    have = versions.numbers(dockerd)[:2]
     if len(have) < 2:
         return {}
     return {key: ".".join(map(str, KEY_SINCE[key])) for key in config if key in KEY_SINCE and KEY_SINCE[key] > have}

@@ -48,6 +48,6 @@ class Host(Knobs):
     )
     preflight_warn_only: Annotated[tuple[PreflightCheck, ...], *LAX] = knob(
         (),
-        "Pre-flight checks whose failure only warns (they still run): names from vllm_fleet/checks.py.",
+        "Pre-flight checks whose failure only warns (they still run): names from vllm_fleet/checks/.",
         "a list of pre-flight check names from " + ", ".join(PREFLIGHT_CHECKS),
     )

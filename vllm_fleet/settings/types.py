@@ -43,7 +43,7 @@ DriverSource = Literal["distro", "cuda"]
 RebootPolicy = Literal["never", "if_needed", "always"]
 GatewayAuth = Literal["passthrough", "gateway"]
 RocmUsecase = Literal["rocm", "dkms"]
-# The pre-flight checks (vllm_fleet/checks.py registers one function per name).
+# The pre-flight checks (vllm_fleet/checks/ registers one function per name).
 PreflightCheck = Literal[
     "os",
     "gpu_stack",

@@ -1,0 +1,159 @@
+"""Pre-flight checks of the GPU stack: driver, modules, devices and what the image is built for."""
+
+from __future__ import annotations
+
+from vllm_fleet import gpu_packages, images, versions
+from vllm_fleet.checks.registry import Context, check
+from vllm_fleet.gpus import PRE_TURING
+from vllm_fleet.settings import KNOBS
+
+# gfx targets the default ROCm image ships kernels for: vLLM's docker/Dockerfile.rocm_base, ARG
+# PYTORCH_ROCM_ARCH=gfx90a;gfx942;gfx950;gfx1100;gfx1101;gfx1200;gfx1201;gfx1150;gfx1151 (gfx1150 and
+# gfx1151: the Ryzen AI 300 and AI Max laptops' and mini PCs' integrated GPUs).
+ROCM_IMAGE_GFX = {"gfx90a", "gfx942", "gfx950", "gfx1100", "gfx1101", "gfx1200", "gfx1201", "gfx1150", "gfx1151"}
+
+
+@check("gpu_stack", ("nvidia", "amd"))
+def _gpu_stack(c: Context):
+    if not c.managed or c.distro is None:
+        return None
+    try:
+        if c.accelerator == "nvidia":
+            plan = gpu_packages.nvidia_driver(c.distro, c.settings, c.probe.kernel)
+            branch = gpu_packages.DEBIAN_NVIDIA_BRANCH if plan.debian_nonfree else c.settings.nvidia_driver_branch
+            if c.image in images.DEFAULT_IMAGES.values() and int(branch) < images.MIN_NVIDIA_DRIVER[0]:
+                fix = (
+                    "nvidia_driver_source = 'cuda' (NVIDIA's repository for Debian 12)"
+                    if plan.debian_nonfree
+                    else f"nvidia_driver_branch = '{KNOBS['nvidia_driver_branch'].default}'"
+                )
+                return (
+                    f"the managed NVIDIA driver would be branch {branch}, older than the "
+                    f"{'.'.join(map(str, images.MIN_NVIDIA_DRIVER))} that {c.image}'s CUDA {images.IMAGE_CUDA} "
+                    f"needs: set {fix}, or vllm_image to an image built for that driver's CUDA"
+                )
+        elif c.distro.id == "debian":
+            return (
+                "vllm-fleet installs ROCm on Ubuntu and RHEL-family hosts, not Debian (AMD's Debian 12 "
+                "path reuses its Ubuntu 22.04 packages, untested here): "
+                "install ROCm yourself and set manage_gpu_stack = False"
+            )
+    except gpu_packages.DriverUnavailable as exc:
+        return str(exc)
+    return None
+
+
+@check("gpu_present", ("nvidia", "amd"))
+def _gpu_present(c: Context):
+    if c.accelerator not in c.vendors:
+        seen = ", ".join(c.vendors) or "none"
+        return (
+            f"accelerator is {c.accelerator} but the PCI bus shows no {c.accelerator.upper()} GPU "
+            f"(GPU vendors seen: {seen}); check the host, or set accelerator to match it"
+        )
+    return None
+
+
+@check("secure_boot", ("nvidia",))
+def _secure_boot(c: Context):
+    if "enabled" not in c.probe.secure_boot.lower():
+        return None
+    if c.managed:
+        # A module already loaded under Secure Boot is signed by an enrolled key.
+        if c.distro is None or c.settings.nvidia_secure_boot_unsigned_ok or c.probe.nvidia_driver:
+            return None
+        try:
+            dkms = gpu_packages.nvidia_driver(c.distro, c.settings, c.probe.kernel).dkms
+        except gpu_packages.DriverUnavailable:
+            return None  # gpu_stack says why
+        if dkms:
+            return (
+                "Secure Boot is on and this driver's modules are built by DKMS, unsigned: enrol a Machine Owner Key "
+                "(MOK) for DKMS and set nvidia_secure_boot_unsigned_ok = True, or use signed packages (Ubuntu's "
+                "prebuilt modules: nvidia_driver_source = 'distro')"
+            )
+        return None
+    if not c.probe.nvidia_driver:
+        return (
+            "Secure Boot is on and no NVIDIA module is loaded: an unsigned driver module will not load; "
+            "enrol a Machine Owner Key (MOK) for DKMS-signed modules, or use your distribution's signed driver packages"
+        )
+    return None
+
+
+@check("nouveau", ("nvidia",))
+def _nouveau(c: Context):
+    if c.probe.nouveau and not c.managed:
+        return (
+            "the nouveau module is loaded and holds the GPU: blacklist it (modprobe.d), rebuild the initramfs, reboot"
+        )
+    return None
+
+
+@check("nvidia_driver", ("nvidia",))
+def _nvidia_driver(c: Context):
+    version = c.probe.nvidia_driver
+    if c.managed:
+        return None  # installed, or replaced by the pinned branch, by this run (which reboots a mismatch)
+    if c.probe.nvidia_mismatch:
+        return (
+            f"the loaded NVIDIA module is {version} and the installed driver libraries are "
+            f'{c.probe.nvidia_libraries} (updated since boot): containers fail with "Driver/library version '
+            'mismatch" until the host reboots: reboot it'
+        )
+    if not version:
+        headers = "" if c.probe.headers else f" (and linux-headers-{c.probe.kernel} for DKMS)"
+        return f"no NVIDIA driver is loaded: install the driver{headers} and reboot before deploying vLLM"
+    have = versions.numbers(version)[:2]
+    if c.image in images.DEFAULT_IMAGES.values() and have < images.MIN_NVIDIA_DRIVER:
+        return (
+            f"NVIDIA driver {version} is older than {'.'.join(map(str, images.MIN_NVIDIA_DRIVER))}, which "
+            f"{c.image}'s CUDA {images.IMAGE_CUDA} needs (CUDA error 803/804 at start): upgrade the driver"
+        )
+    return None
+
+
+@check("gpu_arch", ("nvidia",), methods=("docker",))
+def _gpu_arch(c: Context):
+    if c.image not in images.DEFAULT_IMAGES.values():
+        return None  # an image of the operator's choosing: what it is built for is theirs to know
+    oldest = images.MIN_COMPUTE_CAPABILITY
+    for name, capability in c.gpu_capabilities:
+        have = versions.numbers(capability)[:2]
+        if (have and have < oldest) or (not have and PRE_TURING.search(name)):
+            capability = capability or "below 7.5"
+            return (
+                f"{name} has compute capability {capability}, and {c.image} is built with CUDA {images.IMAGE_CUDA} "
+                f'for {".".join(map(str, oldest))} (Turing) and newer: it would fail at the first request with "no '
+                'kernel image is available". Set vllm_image to a vLLM image built with CUDA 12 for this GPU (vLLM '
+                "before 0.12), or serve from newer GPUs"
+            )
+    return None
+
+
+@check("amd_devices", ("amd",))
+def _amd_devices(c: Context):
+    if c.managed:
+        return None  # amdgpu-install provides them
+    missing = [
+        what for what, present in (("/dev/kfd", c.probe.kfd), ("the render group", c.probe.render_group)) if not present
+    ]
+    if missing:
+        return f"{' and '.join(missing)} missing: install amdgpu (amdgpu-install --usecase=rocm) and reboot"
+    return None
+
+
+@check("gfx_target", ("amd",))
+def _gfx(c: Context):
+    targets = set(c.probe.gfx)
+    if not targets and c.managed:
+        return None  # rocminfo arrives with ROCm in this run; the next run checks the targets
+    if not targets:
+        return "rocminfo lists no gfx target: install ROCm (rocminfo) so the image's targets can be checked"
+    unsupported = sorted(targets - ROCM_IMAGE_GFX)
+    if unsupported and c.image == images.default_image("amd"):
+        return (
+            f"this host's GPU target(s) {', '.join(unsupported)} are not among the default ROCm image's "
+            f"({', '.join(sorted(ROCM_IMAGE_GFX))}): set vllm_image to an image built for them"
+        )
+    return None
