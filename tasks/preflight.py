@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyinfra import host
 
-from vllm_fleet import launch, nix
+from vllm_fleet import gpu_health, launch, nix
 from vllm_fleet.checks import Context, run_checks, verdict
 from vllm_fleet.distro import Distro
 from vllm_fleet.facts.probe import HostProbe, Probe
@@ -50,6 +50,9 @@ def preflight(
         host.log_styled(f"pre-flight warning (in preflight_warn_only): {warning}", fg="yellow")
     for warning in plan.warnings:
         host.log_styled(f"sizing: {warning}", fg="yellow")
+    accepted = gpu_health.accepted_note(gpu_health.problems(probe, plan.accelerator), s.gpu_health_accept)
+    if accepted:
+        host.log_styled(f"GPU health: {accepted}", fg="yellow")
     if failures:
         for failure in failures:
             host.log_styled(f"pre-flight refused: {failure}", fg="red")

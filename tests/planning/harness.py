@@ -155,8 +155,9 @@ class Plan:
 
     def refusals(self, host: str) -> list[str]:
         """Pre-flight's reasons for refusing the host ("check: why"), as the deploy printed them."""
-        mark = f"[@fake/{host}] pre-flight refused: "
-        return [line.split(mark, 1)[1].strip() for line in self.output.splitlines() if mark in line]
+        # pyinfra pads the names of hosts in one run to one width.
+        mark = re.compile(rf"\[@fake/{re.escape(host)}\]\s+pre-flight refused: ")
+        return [mark.split(line, 1)[1].strip() for line in self.output.splitlines() if mark.search(line)]
 
 
 _START = re.compile(r"^--> Starting operation: (.+?)\s*$")

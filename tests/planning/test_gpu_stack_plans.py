@@ -463,3 +463,35 @@ def test_the_dkms_use_case_is_known_installed_and_a_version_matches_by_its_numbe
         "amdgpu-install -y --usecase=rocm",
         f"mkdir -p {paths.STATE_DIR} && echo 'rocm 6.4.1' > {paths.ROCM_INSTALLED}",
     ]
+
+
+def test_an_unhealthy_gpu_is_refused_before_anything_is_installed_unless_accepted(tmp_path):
+    """nvidia-smi --query-remapped-rows reports a row remap pending (what Xid 63 announces: "Row
+    Remapper: New row marked for remapping, reset gpu to activate"); on the AMD host amdgpu counted
+    uncorrectable UMC errors and a VRAM page pending retirement (the kernel's amdgpu_ras.c:
+    umc_err_count's "ue: N", gpu_vram_bad_pages' flag P)."""
+    pending = {**INSTALLED_UBUNTU.probe, "nvidia_remap": "00000000:17:00.0, Yes, No;"}
+    accept = {**INSTALLED_UBUNTU.data, "gpu_health_accept": ["row_remap_pending"]}
+    ras = {
+        "amd_ras": "card1/device/ras/umc_err_count ue: 2;",
+        "amd_bad_pages": "card1/device/ras/gpu_vram_bad_pages 1 0;",
+    }
+    hosts = [
+        dataclasses.replace(INSTALLED_UBUNTU, name="ubuntu22-remap-pending", probe=pending),
+        dataclasses.replace(INSTALLED_UBUNTU, name="ubuntu22-remap-accepted", probe=pending, data=accept),
+        amd_ready("ubuntu22-amd-ras", **ras),
+    ]
+    executed = plan(write_inventory(tmp_path, hosts))
+    refused = ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
+    assert executed.names("ubuntu22-remap-pending") == refused
+    [remap] = executed.refusals("ubuntu22-remap-pending")
+    assert remap.startswith("gpu_health: 00000000:17:00.0: row remap pending (row_remap_pending). row_remap_pending: ")
+    assert remap.endswith("To serve on it knowingly, add row_remap_pending to gpu_health_accept")
+    assert ran(executed, "ubuntu22-remap-accepted", "vLLM service | Write vllm.service of the new release")
+    assert "GPU health: serving despite 00000000:17:00.0: row remap pending" in executed.output
+    assert executed.names("ubuntu22-amd-ras") == refused
+    [amd] = executed.refusals("ubuntu22-amd-ras")
+    assert amd.startswith(
+        "gpu_health: card1: 2 uncorrectable umc errors (ras_uncorrectable); card1: 1 VRAM pages pending retirement "
+        "(bad_pages_pending)."
+    )

@@ -29,7 +29,7 @@ RECORDED = Path(__file__).parent / "data" / "plans-bcf6af1.jsonl.gz"
 _RELEASE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 # Knobs added since the recording, and what they print at their defaults: left out of today's output
 # (every other line must be the same).
-ADDED_SINCE = {"vllm_allow": "[]"}
+ADDED_SINCE = {"vllm_allow": "[]", "gpu_health_accept": "[]"}
 _ENV = {"VLLM_API_KEY": "recorded-api-key-0123456789", "HF_TOKEN": "hf_recordedtoken0123456789"}
 
 

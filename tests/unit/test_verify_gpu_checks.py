@@ -1,6 +1,6 @@
 """The verify suite's GPU checks (vllm_fleet/verify/test_gpu.py), run as `vllm-fleet verify` runs
 them, against this machine as an inventory's `@local` host whose PATH holds stand-in `nvidia-smi`,
-`rocm-smi`, `docker` and `id`.
+`rocm-smi`, `docker`, `id` and `journalctl`.
 
 Each stand-in answers only the exact command lines the deploy's facts and the checks run, with an
 output from tests/unit/data/gpu-tools/: each file's first line says where it was recorded (or that
@@ -38,6 +38,15 @@ NVIDIA_QUERY = "--query-gpu=name,memory.total,driver_version,compute_cap --forma
 ROCM_JSON = "--showproductname --showmeminfo vram --json"
 TOOLKIT = f"run --rm --gpus all --entrypoint nvidia-smi {launch.default_image('nvidia')} -L"
 LIVE = f"exec {paths.CONTAINER_NAME} nvidia-smi -L"
+HEALTH = {  # the health queries (vllm_fleet/facts/probe.py), written out
+    name: f"{query} --format=csv,noheader,nounits"
+    for name, query in (
+        ("ecc", "--query-gpu=index,ecc.errors.uncorrected.volatile.total,retired_pages.pending"),
+        ("reset", "--query-gpu=index,reset_status.reset_required,reset_status.drain_and_reset_recommended"),
+        ("remap", "--query-remapped-rows=gpu_bus_id,remapped_rows.pending,remapped_rows.failure"),
+    )
+}
+KERNEL_LOG = "-k -b -o cat"
 ROCM_CONTAINER = (
     "run --rm --device /dev/kfd --device /dev/dri --group-add video --security-opt seccomp=unconfined "
     f"--entrypoint rocm-smi {launch.default_image('amd')}"
@@ -49,8 +58,18 @@ ROCM_CONTAINER = (
 Answers = dict[str, dict[str, tuple[str, int]]]
 
 A10_T4: Answers = {
-    "nvidia-smi": {NVIDIA_QUERY: ("nvidia-smi-query.a10-t4.txt", 0)},
+    "nvidia-smi": {
+        NVIDIA_QUERY: ("nvidia-smi-query.a10-t4.txt", 0),
+        **{query: (f"nvidia-smi-health-{name}.a10-t4.txt", 0) for name, query in HEALTH.items()},
+    },
     "docker": {TOOLKIT: ("nvidia-smi-L.a10-t4.txt", 0), LIVE: ("nvidia-smi-L.a10-t4.txt", 0)},
+    "journalctl": {KERNEL_LOG: ("journalctl-k.quiet.txt", 0)},
+}
+# A row remap pending on the first A10, and the T4s' GPU fell off the bus since boot (Xid 79).
+UNHEALTHY: Answers = {
+    **A10_T4,
+    "nvidia-smi": {**A10_T4["nvidia-smi"], HEALTH["remap"]: ("nvidia-smi-health-remap.a10-pending.txt", 0)},
+    "journalctl": {KERNEL_LOG: ("journalctl-k.xid79.txt", 0)},
 }
 NVML_LOST: Answers = {**A10_T4, "docker": {**A10_T4["docker"], LIVE: ("nvidia-smi-L.nvml-unknown-error.txt", 255)}}
 DRIVER_FAILED: Answers = {"nvidia-smi": {NVIDIA_QUERY: ("nvidia-smi.driver-failed.txt", 9)}}
@@ -91,6 +110,9 @@ CASES = {
     # The driver is not loaded: nvidia-smi's own message instead of GPUs.
     "nvidia-driver-failed": Case(DRIVER_FAILED, NVIDIA_HOST, "gpu_visible or driver_branch"),
     "amd": Case(RX_7900_XT, AMD_HOST),
+    "nvidia-unhealthy": Case(UNHEALTHY, NVIDIA_HOST, "gpu_health"),
+    # The same, with the pending remap accepted knowingly: the Xid still refuses.
+    "nvidia-remap-accepted": Case(UNHEALTHY, {**NVIDIA_HOST, "gpu_health_accept": ["row_remap_pending"]}, "gpu_health"),
 }
 
 STANDIN = """#!/bin/sh
@@ -107,7 +129,7 @@ exit 97
 
 def _standins(bin_dir: Path, answers: Answers, log: Path) -> None:
     bin_dir.mkdir()
-    for tool in ("nvidia-smi", "rocm-smi", "docker", "id"):
+    for tool in ("nvidia-smi", "rocm-smi", "docker", "id", "journalctl"):
         branches = "\n".join(
             f"  {shlex.quote(args)}) tail -n +2 {shlex.quote(str(DATA / name))}; exit {rc} ;;"
             for args, (name, rc) in answers.get(tool, {}).items()
@@ -189,10 +211,26 @@ def test_a_healthy_nvidia_host_passes_every_nvidia_check(cases):
         "test_rocm_smi_inside_a_container": "skipped",
         "test_rocm_users_are_in_render_and_video": "skipped",
         "test_nix_built_server_finds_the_host_driver": "skipped",
+        "test_gpu_health": "passed",
     }, cases["nvidia-healthy"].output
     assert sorted(set(cases["nvidia-healthy"].calls)) == sorted(
-        {f"nvidia-smi {NVIDIA_QUERY}", f"docker {TOOLKIT}", f"docker {LIVE}"}
+        {f"nvidia-smi {NVIDIA_QUERY}", f"docker {TOOLKIT}", f"docker {LIVE}", f"journalctl {KERNEL_LOG}"}
+        | {f"nvidia-smi {query}" for query in HEALTH.values()}
     )
+
+
+def test_an_unhealthy_gpu_fails_naming_each_condition_and_what_to_do(cases):
+    text = message(cases, "nvidia-unhealthy", "test_gpu_health")
+    assert "@local has an unhealthy GPU: 00000000:17:00.0: row remap pending (row_remap_pending); " in text
+    assert "0000:2b:00: Xid 79 (GPU has fallen off the bus) since boot (xid)" in text
+    assert "Xid 13" not in text  # the catalog answers it by restarting the application
+    assert "reset the GPU (nvidia-smi -r) or reboot" in text
+    assert "add row_remap_pending, xid to gpu_health_accept" in text
+
+
+def test_an_accepted_condition_is_served_with_and_the_others_still_refuse(cases):
+    text = message(cases, "nvidia-remap-accepted", "test_gpu_health")
+    assert "row remap" not in text and "Xid 79" in text and "add xid to gpu_health_accept" in text
 
 
 def test_a_wrong_gpu_count_and_an_older_driver_branch_fail_naming_the_host(cases):

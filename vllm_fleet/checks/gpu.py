@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vllm_fleet import gpu_packages, images, versions
+from vllm_fleet import gpu_health, gpu_packages, images, versions
 from vllm_fleet.checks.registry import Context, check
 from vllm_fleet.gpus import PRE_TURING
 from vllm_fleet.settings import KNOBS
@@ -157,3 +157,8 @@ def _gfx(c: Context):
             f"({', '.join(sorted(ROCM_IMAGE_GFX))}): set vllm_image to an image built for them"
         )
     return None
+
+
+@check("gpu_health", ("nvidia", "amd"))
+def _gpu_health(c: Context):
+    return gpu_health.refusal(gpu_health.problems(c.probe, c.accelerator), c.settings.gpu_health_accept)

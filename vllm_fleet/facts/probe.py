@@ -99,6 +99,25 @@ _FREE_KIB = (
     'free_kib() { p=$1; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; df -Pk "$p" | awk \'NR==2 {print $4}\'; }'
 )
 _CURRENT = f"{paths.RELEASES_DIR}/current"
+# nvidia-smi's health queries (its --help-query-gpu and --help-query-remapped-rows name the fields).
+# Three runs, not one: a field an older driver lacks fails its whole query (reset_status: R550+).
+NVIDIA_ECC = "--query-gpu=index,ecc.errors.uncorrected.volatile.total,retired_pages.pending"
+NVIDIA_RESET = "--query-gpu=index,reset_status.reset_required,reset_status.drain_and_reset_recommended"
+NVIDIA_REMAP = "--query-remapped-rows=gpu_bus_id,remapped_rows.pending,remapped_rows.failure"
+NVIDIA_CSV = "--format=csv,noheader,nounits"
+# amdgpu's RAS directory of each card (the kernel's amdgpu_ras.c: *_err_count, gpu_vram_bad_pages).
+AMD_RAS = "/sys/class/drm/card*/device/ras"
+# A GPU that fell off the bus hangs nvidia-smi: the probe waits this long for each query.
+HEALTH_TIMEOUT = 30
+
+
+def _nvidia_smi(query: str) -> str:
+    return (
+        f"$(command -v nvidia-smi >/dev/null 2>&1 && timeout {HEALTH_TIMEOUT} nvidia-smi {query} {NVIDIA_CSV} "
+        "2>/dev/null | tr '\\n' ';')"
+    )
+
+
 _UNIT = paths.UNIT_PATH
 
 
@@ -144,6 +163,31 @@ class Probe:
     gfx: Annotated[
         tuple[str, ...], Printed(r"$(rocminfo 2>/dev/null | awk '/Name: *gfx/ {print $2}' | sort -u | tr '\n' ',')")
     ] = ()
+    # GPU health (vllm_fleet/gpu_health.py reads it): each tool's lines, joined by ';'.
+    nvidia_ecc: Annotated[str, Printed(_nvidia_smi(NVIDIA_ECC))] = ""
+    nvidia_reset: Annotated[str, Printed(_nvidia_smi(NVIDIA_RESET))] = ""
+    nvidia_remap: Annotated[str, Printed(_nvidia_smi(NVIDIA_REMAP))] = ""
+    nvidia_xid: Annotated[  # each GPU's Xid codes in the kernel log since boot
+        str,
+        Printed(
+            r"$({ journalctl -k -b -o cat 2>/dev/null || dmesg 2>/dev/null; } "
+            r"| grep -oE 'NVRM: Xid \([^)]*\): [0-9]+' | sort -u | tr '\n' ';')"
+        ),
+    ] = ""
+    amd_ras: Annotated[  # '<card>/device/ras/<block>_err_count ue: <n>' per block amdgpu counts errors of
+        str,
+        Printed(
+            f'$(for f in {AMD_RAS}/*_err_count; do [ -r "$f" ] && '
+            f"""echo "${{f#/sys/class/drm/}} $(grep -o 'ue: *[0-9]*' "$f")"; done 2>/dev/null | tr '\\n' ';')"""
+        ),
+    ] = ""
+    amd_bad_pages: Annotated[  # '<card>/... <pages pending> <pages that failed to retire>'
+        str,
+        Printed(
+            f'$(for f in {AMD_RAS}/gpu_vram_bad_pages; do [ -r "$f" ] && echo "${{f#/sys/class/drm/}} '
+            f"""$(grep -cE ': *P *$' "$f") $(grep -cE ': *F *$' "$f")"; done 2>/dev/null | tr '\\n' ';')"""
+        ),
+    ] = ""
     # Docker
     docker: Annotated[bool, Printed("command -v docker >/dev/null 2>&1")] = False
     docker_snap: Annotated[bool, Printed("command -v snap >/dev/null 2>&1 && snap list docker >/dev/null 2>&1")] = False

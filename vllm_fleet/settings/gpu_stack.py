@@ -7,9 +7,11 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from vllm_fleet.settings.types import (
+    GPU_CONDITIONS,
     LAX,
     PACKAGE_VERSION,
     DriverSource,
+    GpuCondition,
     Knobs,
     PackageVersion,
     RebootPolicy,
@@ -55,6 +57,13 @@ class GpuStack(Knobs):
     )
     nvidia_container_toolkit_version: PackageVersion | None = knob(
         None, "nvidia-container-toolkit version to pin (e.g. '1.17.8-1'); None: newest.", or_none(PACKAGE_VERSION)
+    )
+    gpu_health_accept: Annotated[tuple[GpuCondition, ...], *LAX] = knob(
+        (),
+        "GPU health conditions a host may serve with, accepted knowingly: pre-flight and the verify suite (so a "
+        "rollout's admission too) refuse a GPU that shows any other. Names from vllm_fleet/gpu_health.py, such as "
+        "retired_pages_pending on a host you will reboot later.",
+        "a list of GPU health conditions from " + ", ".join(GPU_CONDITIONS),
     )
     reboot_policy: RebootPolicy = knob(
         "if_needed",

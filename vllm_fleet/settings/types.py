@@ -65,6 +65,19 @@ PreflightCheck = Literal[
     "nix_rocm",
     "amd_devices",
     "gfx_target",
+    "gpu_health",
+]
+# The GPU health conditions (vllm_fleet/gpu_health.py says what each is and what to do).
+GpuCondition = Literal[
+    "ecc_uncorrected",
+    "retired_pages_pending",
+    "row_remap_pending",
+    "row_remap_failed",
+    "reset_required",
+    "xid",
+    "ras_uncorrectable",
+    "bad_pages_pending",
+    "bad_pages_failed",
 ]
 Role = Literal["vllm", "gateway", "monitoring"]
 # vllm_flags.RISKY_FEATURES' names (tests/unit/test_settings.py keeps the two in step).
@@ -73,6 +86,7 @@ RiskyFeature = Literal["remote_code", "plugins", "local_media", "dummy_weights",
 PHASES: tuple[str, ...] = get_args(Phase)
 SERVING_METHODS: tuple[str, ...] = get_args(ServingMethod)
 PREFLIGHT_CHECKS: tuple[str, ...] = get_args(PreflightCheck)
+GPU_CONDITIONS: tuple[str, ...] = get_args(GpuCondition)
 # Inventory groups that give a host a role other than serving vLLM.
 GATEWAY_GROUP = "gateway"
 MONITORING_GROUP = "monitoring"

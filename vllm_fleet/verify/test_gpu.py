@@ -2,7 +2,8 @@
 
 import pytest
 
-from vllm_fleet import launch, paths
+from vllm_fleet import gpu_health, launch, paths
+from vllm_fleet.facts.probe import Probe
 
 
 def test_gpu_visible(target):
@@ -91,3 +92,16 @@ def test_nix_built_server_finds_the_host_driver(target):
     assert result.rc == 0, f"{lib} does not resolve on {target.name}: the Nix-built vLLM cannot reach the GPU"
     loaded = [gpu["driver_version"] for gpu in target.gpus]
     assert loaded and loaded[0] in result.stdout, f"{lib} is {result.stdout.strip()}, the loaded driver is {loaded}"
+
+
+def test_gpu_health(target):
+    """No GPU with uncorrected ECC errors, pages or rows waiting for a reset, a reset asked for, or an
+    Xid since boot that NVIDIA answers with a reset (AMD: RAS uncorrectable errors, VRAM pages
+    pending or failed): a rollout puts no such host back in rotation. gpu_health_accept names the
+    conditions served with knowingly."""
+    if target.accelerator == "cpu":
+        pytest.skip(f"{target.name} serves on the CPU: no GPU to check")
+    result = target.host.run(gpu_health.script_for(target.accelerator))
+    found = gpu_health.problems(Probe.parse(result.stdout.splitlines()), target.accelerator)
+    problem = gpu_health.refusal(found, target.settings.gpu_health_accept)
+    assert problem is None, f"{target.name} has an unhealthy GPU: {problem}"
