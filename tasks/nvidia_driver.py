@@ -22,6 +22,8 @@ def nvidia_driver(settings: Settings, distro: Distro, probe: Probe) -> list[Oper
 
     if plan.headers:
         _install(distro, "Install kernel headers for DKMS", list(plan.headers))
+    if plan.pinning:
+        _install(distro, f"Keep apt on driver branch {settings.nvidia_driver_branch} ({plan.pinning})", [plan.pinning])
 
     blacklist = files.put(
         name="Blacklist nouveau",

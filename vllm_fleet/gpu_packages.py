@@ -47,8 +47,11 @@ class DriverPlan:
     debian_nonfree: bool = False  # contrib/non-free/non-free-firmware components added first
     dnf_module: str = ""  # e.g. nvidia-driver:580-open
     open_modules: bool = False
+    pinning: str = ""  # the CUDA repository's package that keeps apt on the branch, installed first
 
 
+# From this branch on, NVIDIA's CUDA repository names its driver packages without the branch.
+FIRST_UNVERSIONED_BRANCH = 590
 # The release kernel of each Ubuntu LTS; any other series on it is a hardware-enablement (HWE)
 # kernel, whose module metapackages end in -hwe-<release> (Ubuntu's NVIDIA drivers installation).
 UBUNTU_GA_KERNEL = {"22.04": "5.15.", "24.04": "6.8."}
@@ -85,10 +88,18 @@ def open_modules(distro: Distro, s) -> bool:
 def nvidia_driver(distro: Distro, s, kernel: str) -> DriverPlan:
     branch, use_open = s.nvidia_driver_branch, open_modules(distro, s)
     if s.nvidia_driver_source == "cuda" and distro.family == "apt":
-        # NVIDIA's driver installation guide (Ubuntu, Debian): nvidia-open-<branch> or cuda-drivers-<branch>.
-        driver = f"nvidia-open-{branch}" if use_open else f"cuda-drivers-{branch}"
+        # NVIDIA's driver installation guide (Ubuntu, Debian; "Version locking"): the branch's pinning
+        # package first, without which an upgrade moves to the newest branch; then nvidia-open or
+        # cuda-drivers, named by branch up to 580 and unversioned from 590 on (the pin picks it).
+        suffix = f"-{branch}" if int(branch) < FIRST_UNVERSIONED_BRANCH else ""
+        driver = f"nvidia-open{suffix}" if use_open else f"cuda-drivers{suffix}"
         return DriverPlan(
-            (driver,), dkms=True, headers=(f"linux-headers-{kernel}",), cuda_repo=True, open_modules=use_open
+            (driver,),
+            dkms=True,
+            headers=(f"linux-headers-{kernel}",),
+            cuda_repo=True,
+            open_modules=use_open,
+            pinning=f"nvidia-driver-pinning-{branch}",
         )
     if distro.id == "ubuntu":
         # Canonical's prebuilt, signed modules: no DKMS, no headers, fine under Secure Boot. The

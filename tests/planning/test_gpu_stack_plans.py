@@ -278,6 +278,11 @@ def test_cuda_source_on_ubuntu_installs_the_keyring_and_cuda_drivers(planned):
     keyring = " ".join(commands(planned, host, "NVIDIA driver | Add NVIDIA's CUDA repository (cuda-keyring)"))
     assert gpu_packages.CUDA_REPO + "/ubuntu2204/x86_64/cuda-keyring_1.1-1_all.deb" in keyring
     assert installs(planned, host, "NVIDIA driver | Install NVIDIA driver 580").endswith(" nvidia-open-580")
+    # NVIDIA's driver installation guide, "Version locking": the branch's pinning package, before
+    # the driver, keeps apt from upgrading to the newest branch (590 drops pre-Turing GPUs).
+    pin = installs(planned, host, "NVIDIA driver | Keep apt on driver branch 580 (nvidia-driver-pinning-580)")
+    assert pin.endswith(" install nvidia-driver-pinning-580")
+    # Its place, after the headers and before the driver: test_plans_unchanged replays this host alone.
 
 
 def test_wrong_branch_is_released_replaced_and_rebooted(planned):

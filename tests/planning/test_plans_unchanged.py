@@ -44,10 +44,25 @@ REFUSED = ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
 ROCM_INSTALL = re.compile(r"AMD ROCm \| Install the amdgpu driver and ROCm (\S+) \(use case (\w+)\)")
 
 
+HEADERS = "NVIDIA driver | Install kernel headers for DKMS"
+CUDA_KEYRING = "NVIDIA driver | Add NVIDIA's CUDA repository (cuda-keyring)"
+DRIVER = re.compile(r"NVIDIA driver \| Install NVIDIA driver (\d+)")
+
+
 def _amended(hosts: dict) -> dict:
-    """The recorded plans with what was added on purpose: the install of ROCm writes what it
-    installed (the dkms use case leaves no version file of ROCm's own: issue 27)."""
+    """The recorded plans with what was added on purpose (issue 27): the install of ROCm writes what
+    it installed (the dkms use case leaves no version file of ROCm's own); a driver from NVIDIA's
+    CUDA repository (apt) installs its branch's pinning package after the headers, as they are."""
     for operations in hosts.values():
+        names = [name for name, _, _ in operations]
+        branch = next((m[1] for m in map(DRIVER.fullmatch, names) if m), "")
+        if CUDA_KEYRING in names and HEADERS in names:
+            at = names.index(HEADERS)
+            _, commands, outcome = operations[at]
+            pinning = f"nvidia-driver-pinning-{branch}"
+            pinned = [re.sub(r"install linux-headers-\S+$", f"install {pinning}", c) for c in commands]
+            name = f"NVIDIA driver | Keep apt on driver branch {branch} ({pinning})"
+            operations.insert(at + 1, [name, pinned, outcome])
         for index, (name, commands, outcome) in enumerate(operations):
             rocm = ROCM_INSTALL.fullmatch(name)
             if rocm and commands:

@@ -110,3 +110,26 @@ def test_grace_machines_64k_kernel_gets_its_own_module_packages():
     assert nvidia_driver(ubuntu, s, "5.15.0-1063-generic-64k").packages[0] == (
         "linux-modules-nvidia-580-server-open-generic-64k"
     )
+
+
+@pytest.mark.parametrize(
+    ("branch", "use_open", "driver"),
+    [
+        ("580", True, "nvidia-open-580"),
+        ("580", False, "cuda-drivers-580"),
+        ("590", True, "nvidia-open"),
+        ("610", False, "cuda-drivers"),
+    ],
+)
+def test_the_cuda_repository_pins_the_branch_and_names_packages_as_nvidia_does(branch, use_open, driver):
+    """NVIDIA's driver installation guide: nvidia-driver-pinning-<branch> first; the driver package
+    carries the branch up to 580 and none from 590 on (the pinning package chooses it)."""
+    from types import SimpleNamespace
+
+    from vllm_fleet.gpu_packages import nvidia_driver
+
+    s = SimpleNamespace(nvidia_driver_branch=branch, nvidia_open_kernel_modules=use_open, nvidia_driver_source="cuda")
+    plan = nvidia_driver(JAMMY, s, "6.8.0-45-generic")
+    assert (plan.packages, plan.pinning) == ((driver,), f"nvidia-driver-pinning-{branch}")
+    rocky = nvidia_driver(Distro("rocky", "dnf", "9.4", ""), s, "5.14.0-427.13.1.el9_4.x86_64")
+    assert rocky.pinning == ""  # the module stream holds the branch there
