@@ -76,6 +76,9 @@ class Estimate:
     max_model_len: int
     max_num_seqs: int
     pipeline_parallel_size: int = 1  # a cluster's members (vllm_fleet/cluster.py): its stages
+    # vllm_kv_cache_gib: vLLM's --kv-cache-memory-bytes, per GPU; set, it replaces what the
+    # utilization leaves (vLLM then ignores gpu_memory_utilization), and the GPU's whole memory bounds it.
+    kv_cache_per_gpu_gib: float | None = None
 
     @property
     def shards(self) -> int:
@@ -97,8 +100,19 @@ class Estimate:
     @property
     def kv_cache_gib(self) -> float:
         """KV cache across all the GPUs the model is split across (can be negative: weights do not fit)."""
+        if self.kv_cache_per_gpu_gib is not None:
+            return self.kv_cache_per_gpu_gib * self.shards
         per_gpu = self.budget_per_gpu_gib - self.weights_per_gpu_gib - self.overhead_per_gpu_gib
         return per_gpu * self.shards
+
+    @property
+    def set_kv_per_gpu_gib(self) -> float:
+        """Weights, overhead and the KV cache vllm_kv_cache_gib sets: what each GPU holds then."""
+        return self.weights_per_gpu_gib + self.overhead_per_gpu_gib + (self.kv_cache_per_gpu_gib or 0.0)
+
+    @property
+    def set_kv_fits_the_gpu(self) -> bool:
+        return self.kv_cache_per_gpu_gib is None or self.set_kv_per_gpu_gib <= self.gpus.memory_gib
 
     @property
     def kv_per_sequence_gib(self) -> float:
@@ -110,7 +124,7 @@ class Estimate:
 
     @property
     def fits(self) -> bool:
-        return self.full_length_sequences >= 1 and self.max_model_len <= self.model.context
+        return self.full_length_sequences >= 1 and self.max_model_len <= self.model.context and self.set_kv_fits_the_gpu
 
     @property
     def minimum_per_gpu_gib(self) -> float:
@@ -152,6 +166,14 @@ class Estimate:
         }
 
     def arithmetic(self) -> str:
+        if self.kv_cache_per_gpu_gib is not None:
+            return (
+                f"{self.model.id} on {self.shards} x {self.gpus.memory_gib:g} GiB: {self.weights_per_gpu_gib:.2f} GiB "
+                f"weights + {self.overhead_per_gpu_gib:.2f} GiB overhead + vllm_kv_cache_gib "
+                f"{self.kv_cache_per_gpu_gib:g} GiB = {self.set_kv_per_gpu_gib:.2f} GiB per GPU of "
+                f"{self.gpus.memory_gib:g} GiB; one {self.max_model_len}-token sequence needs "
+                f"{self.kv_per_sequence_gib / self.shards:.2f} GiB of KV cache per GPU"
+            )
         return (
             f"{self.model.id} on {self.shards} x {self.gpus.memory_gib:g} GiB"
             + (f" ({self.pipeline_parallel_size} stages)" if self.pipeline_parallel_size > 1 else "")
@@ -206,7 +228,8 @@ def tp_candidates(model: Model, gpus: Gpus) -> list[int]:
 
 def estimate(model: Model, gpus: Gpus, tp: int, s, pp: int = 1) -> Estimate:
     max_len = s.vllm_max_model_len or model.context
-    return Estimate(model, tp, gpus, s.vllm_gpu_memory_utilization, max_len, s.vllm_max_num_seqs, pp)
+    kv = float(s.vllm_kv_cache_gib) if s.vllm_kv_cache_gib else None
+    return Estimate(model, tp, gpus, s.vllm_gpu_memory_utilization, max_len, s.vllm_max_num_seqs, pp, kv)
 
 
 def best_tp(model: Model, gpus: Gpus, s, min_sequences: float = 1) -> Estimate:
@@ -351,6 +374,11 @@ def _check(result: Sizing, s, accelerator: str, gpus: Gpus, catalogue: Catalogue
 
 def _nearest(e: Estimate, s, gpus: Gpus, catalogue: Catalogue) -> str:
     options = []
+    if e.kv_cache_per_gpu_gib is not None:
+        room = math.floor(gpus.memory_gib - e.weights_per_gpu_gib - e.overhead_per_gpu_gib)
+        needed = math.ceil(e.kv_per_sequence_gib / e.shards)
+        if needed <= room:
+            options.append(f"vllm_kv_cache_gib = {room if not e.set_kv_fits_the_gpu else needed}")
     window = e.longest_window()
     if window >= 512:
         options.append(f"vllm_max_model_len = {window}")
@@ -369,7 +397,7 @@ def _nearest(e: Estimate, s, gpus: Gpus, catalogue: Catalogue) -> str:
         if tp > e.tensor_parallel_size and estimate(e.model, gpus, tp, s).fits:
             options.append(f"vllm_tensor_parallel_size = {tp}")
             break
-    if e.utilization < 0.95:
+    if e.utilization < 0.95 and e.kv_cache_per_gpu_gib is None:
         higher = Estimate(e.model, e.tensor_parallel_size, gpus, 0.95, e.max_model_len, e.max_num_seqs)
         if higher.fits:
             options.append("vllm_gpu_memory_utilization = 0.95")

@@ -243,7 +243,12 @@ def test_the_nearest_fit_names_each_way_out(models, count, utilization, max_len,
 
     catalogue = Catalogue({m.id: m for m in models}, {})
     gpus = Gpus(count, 24, "L4", "facts")
-    s = SimpleNamespace(vllm_max_model_len=max_len, vllm_gpu_memory_utilization=utilization, vllm_max_num_seqs=16)
+    s = SimpleNamespace(
+        vllm_max_model_len=max_len,
+        vllm_gpu_memory_utilization=utilization,
+        vllm_max_num_seqs=16,
+        vllm_kv_cache_gib=None,
+    )
     e = Estimate(models[0], 1, gpus, utilization, max_len, 16)
     assert not e.fits
     assert _nearest(e, s, gpus, catalogue) == nearest
@@ -343,3 +348,28 @@ def test_the_model_flags_come_before_the_tensor_parallel_size():
         "--tensor-parallel-size",
         "2",
     ]
+
+
+def test_a_set_kv_cache_replaces_the_utilizations_share_and_must_fit_the_gpu():
+    """vLLM's --kv-cache-memory-bytes is per GPU and, set, ignores gpu_memory_utilization (vLLM's
+    CacheConfig.kv_cache_memory_bytes): sizing counts that cache, bounded by the GPU's memory."""
+    model = "Qwen/Qwen2.5-7B-Instruct"
+    seven_b = CATALOGUE.get(model)
+    fits = plan(vllm_model=model, vllm_kv_cache_gib=4, vllm_max_model_len=8192)
+    assert fits.refusal is None
+    e = fits.sizing.estimate
+    assert e.kv_cache_gib == 4.0 and e.full_length_sequences == pytest.approx(4.0 / (seven_b.kv_gib_per_token * 8192))
+    # The same cache whatever the utilization: the knob replaces its share.
+    assert plan(vllm_model=model, vllm_kv_cache_gib=4, vllm_max_model_len=8192, vllm_gpu_memory_utilization=0.5)
+    too_big = plan(vllm_model=model, vllm_kv_cache_gib=20)
+    assert too_big.refusal.startswith(
+        f"the model does not fit: {model} on 1 x 24 GiB: 14.20 GiB weights + 1.15 GiB overhead + vllm_kv_cache_gib "
+        "20 GiB = 35.35 GiB per GPU of 24 GiB"
+    )
+    # 24 - 14.20 - 1.15 = 8.65 GiB of room: 8 whole GiB.
+    assert "nearest that fits: vllm_kv_cache_gib = 8" in too_big.refusal
+    assert plan(vllm_model=model, vllm_kv_cache_gib=8).refusal is None
+    # A cache too small for one full-length sequence: vLLM would refuse to start.
+    too_small = plan(vllm_model=model, vllm_kv_cache_gib=1, vllm_max_model_len=32768)
+    assert "one 32768-token sequence needs 1.75 GiB of KV cache per GPU" in too_small.refusal
+    assert "vllm_kv_cache_gib = 2" in too_small.refusal
