@@ -240,6 +240,17 @@ def rocm_installed(wanted: str, usecase: str, installed: str, marked: str) -> bo
     return bool(want) and found[: len(want)] == want
 
 
+# The EL 9 minors AMD publishes amdgpu-install for, per ROCm release (ROCm/rocm-install-on-linux and
+# ROCm/amd-rocm-programming-guide docs/conf.py of each release; 6.4 from amdgpu-docs' 6.4.2 table and
+# users' 6.4.1 on 9.6): a minor outside them is a 404. A release not listed takes the host's minor.
+AMD_EL_MINORS = {
+    (6, 4): ("9.4", "9.5", "9.6"),
+    (7, 0): ("9.4", "9.6"),
+    (7, 1): ("9.4", "9.6", "9.7"),
+    (7, 2): ("9.4", "9.6", "9.7"),
+}
+
+
 def amdgpu_install_url(distro: Distro, rocm_version: str) -> str:
     """AMD's installer package for a ROCm release, e.g. 6.4.1 -> .../amdgpu-install_6.4.60401-1_all.deb."""
     major, minor, patch = (int(part) for part in (rocm_version.split(".") + ["0"])[:3])
@@ -253,4 +264,13 @@ def amdgpu_install_url(distro: Distro, rocm_version: str) -> str:
     if distro.family == "apt":
         return f"{base}/ubuntu/{distro.codename}/amdgpu-install_{package_version}-1_all.deb"
     el = distro.version.split(".")[0]
-    return f"{base}/rhel/{distro.version}/amdgpu-install-{package_version}-1.el{el}.noarch.rpm"
+    published = AMD_EL_MINORS.get((major, minor))
+    if published and distro.version not in published:
+        raise DriverUnavailable(
+            f"AMD publishes amdgpu-install {rocm_version} for EL {', '.join(published)} only, and this host is "
+            f"{distro.id} {distro.version}: move the host to one of them, or choose a rocm_version AMD "
+            f"publishes for {distro.version}"
+        )
+    # AMD's install guides: rhel/<version>/ for RHEL, el/<version>/ for Rocky and Oracle Linux.
+    prefix = "rhel" if distro.id == "rhel" else "el"
+    return f"{base}/{prefix}/{distro.version}/amdgpu-install-{package_version}-1.el{el}.noarch.rpm"

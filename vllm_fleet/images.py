@@ -34,6 +34,13 @@ NODE_EXPORTER_IMAGE = "quay.io/prometheus/node-exporter:v1.9.1"
 # (CUDA Toolkit release notes, table 3: CUDA 13.0 needs 580.65.06 on Linux).
 IMAGE_CUDA = "13.0"
 MIN_NVIDIA_DRIVER = (580, 65)
+# The oldest amdgpu (by the ROCm release amdgpu-install brings it with) the default ROCm image's user
+# space runs on: vLLM's ROCm images of 0.2x-0.3x are ROCm 7.2 (docker/Dockerfile.rocm_72_base, the
+# -rocm72 tags) or ROCm 10.0 (Dockerfile.rocm_base); AMD's user and kernel-space support matrix lists
+# ROCm 10.0's drivers from 30.10 (ROCm 7.0) up, and ROCm 7.2's 6.4 drivers for MI300/MI325 only.
+MIN_ROCM_DRIVER = (7, 0)
+# MI350X/MI355X (gfx950) need ROCm 7.0 or newer (vLLM's ROCm installation page; ROCm 7.0.0's notes).
+MIN_ROCM_GFX950 = (7, 0)
 # The oldest NVIDIA GPUs its kernels are built for: compute capability 7.5, Turing (vLLM's
 # docker/Dockerfile: ARG torch_cuda_arch_list='7.5 8.0 8.6 8.9 9.0 10.0 11.0 12.0', without PTX;
 # CUDA 13.0 builds nothing older). Volta, Pascal and Maxwell (V100, P100, P40, P4, TITAN V)

@@ -110,11 +110,11 @@ BEFORE = [
         },
         data=GPU80,
     ),
-    amd_ready("ubuntu22-amd-installed", rocm_installed="6.4.1-89"),
+    amd_ready("ubuntu22-amd-installed", rocm_installed="7.2.1-81"),
     # The dkms use case installs amdgpu alone: no /opt/rocm/.info/version, only what our install wrote.
-    amd_ready("ubuntu22-amd-dkms-installed", rocm_marked="dkms 6.4.1", data={"rocm_usecase": "dkms"}),
-    # ROCm 6.4.10 is not 6.4.1, though its version starts with it.
-    amd_ready("ubuntu22-amd-other-patch", rocm_installed="6.4.10-1"),
+    amd_ready("ubuntu22-amd-dkms-installed", rocm_marked="dkms 7.2.1", data={"rocm_usecase": "dkms"}),
+    # ROCm 7.2.10 is not 7.2.1, though its version starts with it.
+    amd_ready("ubuntu22-amd-other-patch", rocm_installed="7.2.10-1"),
 ]
 
 
@@ -332,11 +332,11 @@ def test_amd_on_ubuntu_installs_amdgpu_install_and_rocm(planned):
     assert installs(planned, host, prerequisites).endswith(
         " python3-setuptools python3-wheel linux-headers-6.8.0-45-generic linux-modules-extra-6.8.0-45-generic"
     )
-    deb = " ".join(commands(planned, host, "AMD ROCm | Add AMD's repositories for ROCm 6.4.1 (amdgpu-install)"))
-    assert "https://repo.radeon.com/amdgpu-install/6.4.1/ubuntu/jammy/amdgpu-install_6.4.60401-1_all.deb" in deb
-    assert commands(planned, host, "AMD ROCm | Install the amdgpu driver and ROCm 6.4.1 (use case rocm)") == [
+    deb = " ".join(commands(planned, host, "AMD ROCm | Add AMD's repositories for ROCm 7.2.1 (amdgpu-install)"))
+    assert "https://repo.radeon.com/amdgpu-install/7.2.1/ubuntu/jammy/amdgpu-install_7.2.1.70201-1_all.deb" in deb
+    assert commands(planned, host, "AMD ROCm | Install the amdgpu driver and ROCm 7.2.1 (use case rocm)") == [
         "amdgpu-install -y --usecase=rocm",
-        f"mkdir -p {paths.STATE_DIR} && echo 'rocm 6.4.1' > {paths.ROCM_INSTALLED}",
+        f"mkdir -p {paths.STATE_DIR} && echo 'rocm 7.2.1' > {paths.ROCM_INSTALLED}",
     ]
     assert ran(planned, host, "Reboot for the GPU driver | Reboot to load the GPU driver")
     assert not any(name.startswith("NVIDIA") for name in planned.names(host))
@@ -424,9 +424,9 @@ def test_rocky_under_secure_boot_refuses_dkms_modules(planned):
 
 def test_amd_on_rocky_installs_the_rpm(planned):
     rpm = " ".join(
-        commands(planned, "rocky9-amd-bare", "AMD ROCm | Add AMD's repositories for ROCm 6.4.1 (amdgpu-install)")
+        commands(planned, "rocky9-amd-bare", "AMD ROCm | Add AMD's repositories for ROCm 7.2.1 (amdgpu-install)")
     )
-    assert "https://repo.radeon.com/amdgpu-install/6.4.1/rhel/9.4/amdgpu-install-6.4.60401-1.el9.noarch.rpm" in rpm
+    assert "https://repo.radeon.com/amdgpu-install/7.2.1/el/9.4/amdgpu-install-7.2.1.70201-1.el9.noarch.rpm" in rpm
     # AMD's RHEL 9 quick start: EPEL with CRB, then the running kernel's headers, devel and devel-matched.
     assert ran(planned, "rocky9-amd-bare", "AMD ROCm | Enable CRB and install EPEL (amdgpu's DKMS lives there)")
     prerequisites = installs(
@@ -450,23 +450,23 @@ def test_open_modules_under_secure_boot_come_signed_from_canonical(planned):
 
 def test_rocm_already_at_the_pinned_release_is_not_reinstalled(planned):
     host = "ubuntu22-amd-installed"
-    assert not ran(planned, host, "AMD ROCm | Install the amdgpu driver and ROCm 6.4.1 (use case rocm)")
+    assert not ran(planned, host, "AMD ROCm | Install the amdgpu driver and ROCm 7.2.1 (use case rocm)")
     assert not ran(planned, host, "Reboot for the GPU driver | Reboot to load the GPU driver")
     # ... and not because the host was refused: it was planned through to its service.
-    assert ran(planned, host, "AMD ROCm | Add AMD's repositories for ROCm 6.4.1 (amdgpu-install)")
+    assert ran(planned, host, "AMD ROCm | Add AMD's repositories for ROCm 7.2.1 (amdgpu-install)")
     assert ran(planned, host, "vLLM service | Write vllm.service of the new release")
 
 
 def test_the_dkms_use_case_is_known_installed_and_a_version_matches_by_its_numbers(planned):
     """AMD's amdgpu-install: --usecase=dkms installs the kernel driver alone (no /opt/rocm)."""
     dkms = "ubuntu22-amd-dkms-installed"
-    assert not ran(planned, dkms, "AMD ROCm | Install the amdgpu driver and ROCm 6.4.1 (use case dkms)")
+    assert not ran(planned, dkms, "AMD ROCm | Install the amdgpu driver and ROCm 7.2.1 (use case dkms)")
     assert not ran(planned, dkms, "Reboot for the GPU driver | Reboot to load the GPU driver")
     assert ran(planned, dkms, "vLLM service | Write vllm.service of the new release")
     other = "ubuntu22-amd-other-patch"
-    assert commands(planned, other, "AMD ROCm | Install the amdgpu driver and ROCm 6.4.1 (use case rocm)") == [
+    assert commands(planned, other, "AMD ROCm | Install the amdgpu driver and ROCm 7.2.1 (use case rocm)") == [
         "amdgpu-install -y --usecase=rocm",
-        f"mkdir -p {paths.STATE_DIR} && echo 'rocm 6.4.1' > {paths.ROCM_INSTALLED}",
+        f"mkdir -p {paths.STATE_DIR} && echo 'rocm 7.2.1' > {paths.ROCM_INSTALLED}",
     ]
 
 
@@ -500,3 +500,19 @@ def test_an_unhealthy_gpu_is_refused_before_anything_is_installed_unless_accepte
         "gpu_health: card1: 2 uncorrectable umc errors (ras_uncorrectable); card1: 1 VRAM pages pending retirement "
         "(bad_pages_pending)."
     )
+
+
+def test_podman_on_rocky_is_refused_before_docker_would_conflict_with_it(tmp_path):
+    """Rocky 9's podman requires runc, which Docker's containerd.io obsoletes and conflicts with
+    (containerd/containerd issue 5417; Docker's RHEL install guide removes podman and runc first):
+    dnf would stop mid-deploy, after the driver. Refused before anything is installed."""
+    host = FakeHost(
+        "rocky9-podman",
+        "rocky9",
+        probe={"kernel": "5.14.0-427.13.1.el9_4.x86_64", "runc_needed_by": "podman,"},
+        data=GPU80,
+    )
+    executed = plan(write_inventory(tmp_path, [host]))
+    assert executed.names("rocky9-podman") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
+    [refusal] = executed.refusals("rocky9-podman")
+    assert refusal.startswith("docker_conflicts: podman needs the distribution's runc")

@@ -133,3 +133,19 @@ def test_the_cuda_repository_pins_the_branch_and_names_packages_as_nvidia_does(b
     assert (plan.packages, plan.pinning) == ((driver,), f"nvidia-driver-pinning-{branch}")
     rocky = nvidia_driver(Distro("rocky", "dnf", "9.4", ""), s, "5.14.0-427.13.1.el9_4.x86_64")
     assert rocky.pinning == ""  # the module stream holds the branch there
+
+
+def test_rocky_takes_amds_el_path_and_an_unpublished_minor_is_refused_naming_the_published():
+    """AMD's install guides (ROCm/rocm-install-on-linux, amdgpu-installer-rhel.rst and the Rocky
+    template): RHEL under rhel/<version>/, Rocky and Oracle Linux under el/<version>/; each release
+    for the EL minors its conf.py lists (7.2: 9.4, 9.6, 9.7)."""
+    from vllm_fleet.gpu_packages import DriverUnavailable
+
+    rocky = Distro("rocky", "dnf", "9.6", "")
+    assert amdgpu_install_url(rocky, "7.2.1") == (
+        "https://repo.radeon.com/amdgpu-install/7.2.1/el/9.6/amdgpu-install-7.2.1.70201-1.el9.noarch.rpm"
+    )
+    with pytest.raises(DriverUnavailable, match=r"^AMD publishes amdgpu-install 7\.2\.1 for EL 9\.4, 9\.6, 9\.7 only"):
+        amdgpu_install_url(Distro("rhel", "dnf", "9.5", ""), "7.2.1")
+    # A release the table does not know takes the host's minor.
+    assert "/rhel/9.5/" in amdgpu_install_url(Distro("rhel", "dnf", "9.5", ""), "7.3.0")

@@ -283,6 +283,9 @@ FAILS = {
     ),
     "docker_snap": dict(probe={**NVIDIA_READY, "docker_snap": "yes"}),
     "daemon_json": dict(probe={**NVIDIA_READY, "daemon_json": "{"}),
+    "docker_conflicts": dict(
+        probe={**NVIDIA_READY, "runc_needed_by": "podman,buildah,"}, distro=Distro("rocky", "dnf", "9.4", "")
+    ),
     "shared_memory": dict(probe={**NVIDIA_READY, "shm_kib": "65536"}),
     "model_fits": dict(probe=NVIDIA_READY, gpus=Gpus(1, 24, "L4", "facts"), vllm_model="Qwen/Qwen2.5-32B-Instruct"),
     "disk": dict(probe={**NVIDIA_READY, "hf_cache_free_kib": "1"}),
@@ -536,3 +539,31 @@ def test_a_v100s_is_known_pre_turing_by_its_name():
 
     assert PRE_TURING.search("Tesla V100S-PCIE-32GB") and PRE_TURING.search("Tesla V100-SXM2-32GB")
     assert not PRE_TURING.search("NVIDIA A100-SXM4-80GB")
+
+
+def test_podman_beside_dockers_containerd_is_refused_on_rpm_hosts_only():
+    """Docker's containerd.io obsoletes and conflicts with runc, which podman and buildah require
+    (containerd/containerd issue 5417, docker/containerd-packaging issue 210): dnf cannot install it
+    beside them. apt hosts resolve it (Debian's podman takes runc or crun)."""
+    probe = {**NVIDIA_READY, "runc_needed_by": "podman,buildah,"}
+    message = failed(findings(probe, distro=ROCKY_9))["docker_conflicts"]
+    assert message.startswith("podman, buildah need the distribution's runc, which Docker's containerd.io")
+    assert "dnf remove podman buildah runc" in message and "serving_method = 'nix'" in message
+    assert "docker_conflicts" not in failed(findings(probe))  # Ubuntu
+    assert "docker_conflicts" not in failed(findings(NVIDIA_READY, distro=ROCKY_9))
+
+
+def test_a_managed_rocm_older_than_the_images_user_space_or_mi350s_is_refused():
+    """AMD's user and kernel-space support matrix: the default ROCm image's user space runs on drivers
+    from ROCm 7.0's on; MI350/MI355 (gfx950) need ROCm 7.0 (vLLM's ROCm installation page)."""
+    old = failed(findings(AMD_READY, accelerator="amd", gpus=MI300X, rocm_version="6.4.1"))["gpu_stack"]
+    assert old.startswith("rocm_version 6.4.1 installs an amdgpu driver the ROCm user space of vllm/vllm-openai-rocm")
+    assert "set rocm_version to 7.0 or newer (default 7.2.1)" in old
+    own = {"vllm_image": "rocm/vllm-dev:rocm6.4.1_custom", "rocm_version": "6.4.1"}
+    assert "gpu_stack" not in failed(findings(AMD_READY, accelerator="amd", gpus=MI300X, **own))
+    mi355 = failed(findings({**AMD_READY, "gfx": "gfx950,"}, accelerator="amd", gpus=MI300X, **own))["gpu_stack"]
+    assert (
+        mi355
+        == "MI350/MI355 GPUs (gfx950) need ROCm 7.0 or newer, and rocm_version is 6.4.1: set rocm_version = '7.2.1'"
+    )
+    assert "gpu_stack" not in failed(findings(AMD_READY, accelerator="amd", gpus=MI300X))  # 7.2.1 by default

@@ -42,7 +42,7 @@ def test_what_the_script_prints_is_exactly_probe_with_every_value_typed(printed)
 def test_only_fields_printed_when_true_may_be_absent(printed):
     keys = set(key_values(printed))
     conditional = {f.name for f in FIELDS if isinstance(f.printed, Printed) and not f.always}
-    assert conditional == {"reboot_required", "nvidia_rpm", "epel", "cdi_spec", "unit_method"}
+    assert conditional == {"reboot_required", "nvidia_rpm", "epel", "cdi_spec", "unit_method", "runc_needed_by"}
     assert {f.name for f in FIELDS if f.always} <= keys
 
 

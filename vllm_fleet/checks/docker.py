@@ -43,6 +43,20 @@ def _docker_snap(c: Context):
     return None
 
 
+@check("docker_conflicts", methods=("docker",))
+def _docker_conflicts(c: Context):
+    if c.distro is None or c.distro.family != "dnf" or not c.probe.runc_needed_by:
+        return None
+    needing = ", ".join(c.probe.runc_needed_by)
+    verb = "needs" if len(c.probe.runc_needed_by) == 1 else "need"
+    return (
+        f"{needing} {verb} the distribution's runc, which Docker's containerd.io obsoletes and conflicts with, so dnf "
+        f"cannot install Docker beside them (Docker's install guide removes them first): remove them (dnf remove "
+        f"{' '.join(c.probe.runc_needed_by)} runc) if nothing else needs them, or serve this host with Nix "
+        "(serving_method = 'nix')"
+    )
+
+
 @check("daemon_json", methods=("docker",))
 def _daemon_json(c: Context):
     parsed = c.probe.daemon_config

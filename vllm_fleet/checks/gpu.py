@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from vllm_fleet import gpu_health, gpu_packages, images, versions
 from vllm_fleet.checks.registry import Context, check
 from vllm_fleet.gpus import PRE_TURING
@@ -38,8 +40,31 @@ def _gpu_stack(c: Context):
                 "path reuses its Ubuntu 22.04 packages, untested here): "
                 "install ROCm yourself and set manage_gpu_stack = False"
             )
+        else:
+            gpu_packages.amdgpu_install_url(c.distro, c.settings.rocm_version)
+            return _rocm_release(c)
     except gpu_packages.DriverUnavailable as exc:
         return str(exc)
+    return None
+
+
+def _rocm_release(c: Context) -> str | None:
+    """The managed ROCm release's driver against the default image's user space and MI350/MI355."""
+    have, version = versions.numbers(c.settings.rocm_version)[:2], c.settings.rocm_version
+    if c.image == images.default_image("amd") and have < images.MIN_ROCM_DRIVER:
+        oldest = ".".join(map(str, images.MIN_ROCM_DRIVER))
+        return (
+            f"rocm_version {version} installs an amdgpu driver the ROCm user space of {c.image} is not supported on "
+            f"(AMD's user and kernel-space support matrix: its drivers start at ROCm {oldest}'s): set rocm_version to "
+            f"{oldest} or newer (default {KNOBS['rocm_version'].default}), or vllm_image to an image built on ROCm "
+            f"{version}"
+        )
+    names = " ".join(name for name, _ in c.gpu_capabilities)
+    if have < images.MIN_ROCM_GFX950 and ("gfx950" in c.probe.gfx or re.search(r"MI35\d", names)):
+        return (
+            f"MI350/MI355 GPUs (gfx950) need ROCm {'.'.join(map(str, images.MIN_ROCM_GFX950))} or newer, and "
+            f"rocm_version is {version}: set rocm_version = '{KNOBS['rocm_version'].default}'"
+        )
     return None
 
 

@@ -190,6 +190,15 @@ class Probe:
     ] = ""
     # Docker
     docker: Annotated[bool, Printed("command -v docker >/dev/null 2>&1")] = False
+    # Installed rpm packages that need the distribution's runc (podman, buildah): Docker's
+    # containerd.io obsoletes and conflicts with runc, so dnf cannot install it beside them.
+    runc_needed_by: Annotated[
+        tuple[str, ...],
+        Printed(
+            "$(rpm -q --whatrequires runc --qf '%{NAME},' 2>/dev/null)",
+            only_if="rpm -q --whatrequires runc >/dev/null 2>&1 && ! rpm -q containerd.io >/dev/null 2>&1",
+        ),
+    ] = ()
     docker_snap: Annotated[bool, Printed("command -v snap >/dev/null 2>&1 && snap list docker >/dev/null 2>&1")] = False
     docker_runtimes: Annotated[
         tuple[str, ...], Printed("$(docker info --format '{{range $k, $v := .Runtimes}}{{$k}},{{end}}' 2>/dev/null)")

@@ -72,7 +72,10 @@ class GpuStack(Knobs):
         one_of(RebootPolicy),
     )
     rocm_version: Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")] = knob(
-        "6.4.1", "ROCm release amdgpu-install comes from (repo.radeon.com).", "a version such as '6.4.1'"
+        "7.2.1",
+        "ROCm release amdgpu-install comes from (repo.radeon.com); its amdgpu driver must be one the image's ROCm "
+        "user space supports (7.0 or newer for the default image) and 7.0 or newer for MI350/MI355.",
+        "a version such as '7.2.1'",
     )
     rocm_usecase: RocmUsecase = knob(
         "rocm",

@@ -55,6 +55,7 @@ PreflightCheck = Literal[
     "image",
     "container_toolkit",
     "docker_snap",
+    "docker_conflicts",
     "daemon_json",
     "shared_memory",
     "model_fits",
