@@ -37,6 +37,9 @@ ACCELERATOR_CONTAINER_ARGS = {
     # calls the default seccomp profile refuses (vLLM's CPU installation guide).
     "cpu": ["--cap-add", "SYS_NICE", "--security-opt", "seccomp=unconfined"],
 }
+# What NCCL needs to cross hosts over InfiniBand or RoCE (vllm_cluster_rdma; vLLM's
+# docs/serving/parallelism_scaling.md, "Enabling GPUDirect RDMA": IPC_LOCK to pin memory).
+RDMA_CONTAINER_ARGS = ["--device", "/dev/infiniband", "--cap-add", "IPC_LOCK", "--ulimit", "memlock=-1:-1"]
 # KV cache of a CPU host when vllm_kv_cache_gib is unset: vLLM would otherwise take
 # vllm_gpu_memory_utilization of the host's whole RAM.
 CPU_KV_CACHE_GIB = 4
@@ -107,6 +110,7 @@ def container_args(s: Settings, accelerator: str, place: Place | None = None) ->
         paths.CONTAINER_NAME,
         "--rm",
         *ACCELERATOR_CONTAINER_ARGS[accelerator],
+        *(RDMA_CONTAINER_ARGS if uses_rdma(s, accelerator, place) else []),
         # PyTorch shares tensors between processes through /dev/shm; the seed's crash
         # came from leaving both of these out.
         "--ipc=host",
@@ -209,6 +213,11 @@ def nix_server_argv(s: Settings, accelerator: str) -> list[str]:
     ]
 
 
+def uses_rdma(s: Settings, accelerator: str, place: Place | None) -> bool:
+    """A GPU cluster member whose collectives cross hosts over RDMA."""
+    return bool(place) and s.vllm_cluster_rdma and accelerator in ("nvidia", "amd")
+
+
 def unit_context(s: Settings, accelerator: str, place: Place | None = None) -> dict:
     """The variables templates/vllm.service.j2 is rendered with, beside the on-host names."""
     context = {
@@ -223,6 +232,7 @@ def unit_context(s: Settings, accelerator: str, place: Place | None = None) -> d
         # Every vLLM host's firewall guards at least vLLM's port (vllm_fleet/firewall.py).
         "firewall_unit": paths.FIREWALL_SERVICE if s.vllm_firewall else None,
         "cluster": place,
+        "memlock_unlimited": uses_rdma(s, accelerator, place),  # the Nix way's RDMA: pinned memory
     }
     if s.serving_method == "nix":
         context["exec_start"] = exec_line(nix_server_argv(s, accelerator))

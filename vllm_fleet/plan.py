@@ -119,11 +119,11 @@ def plan_host(
     resolved = settings.replace(**chosen)
     sources = {**sources, **sized, **defaults}
     warnings = list(sizing.warnings)
-    if place and settings.vllm_cluster_split == "tensor":
+    if place and settings.vllm_cluster_split == "tensor" and not launch.uses_rdma(settings, accelerator, place):
         warnings.append(
             f"vllm_cluster_split is tensor: every layer's all-reduce crosses the network between members, and NCCL "
-            f"runs it over TCP sockets on {place.interface} (the container gets no /dev/infiniband, IPC_LOCK or "
-            "unlimited memlock, which RDMA needs): far slower than pipeline unless that network is very fast"
+            f"runs it over TCP sockets on {place.interface}: far slower than pipeline unless that network is very "
+            "fast; set vllm_cluster_rdma = True where the hosts have InfiniBand or RoCE"
         )
     plan = HostPlan(settings.host, resolved, accelerator, sizing, sources, warnings, machine, place)
     # What a bare host's name says until its driver answers (nvidia-smi gives capabilities then).

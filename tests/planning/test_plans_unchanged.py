@@ -30,7 +30,7 @@ _RELEASE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 _TEMP = re.compile(r"/tmp/pyinfra-[0-9a-f]{40}")
 # Knobs added since the recording, and what they print at their defaults: left out of today's output
 # (every other line must be the same).
-ADDED_SINCE = {"vllm_allow": "[]", "gpu_health_accept": "[]"}
+ADDED_SINCE = {"vllm_allow": "[]", "gpu_health_accept": "[]", "vllm_cluster_rdma": "False"}
 _ENV = {"VLLM_API_KEY": "recorded-api-key-0123456789", "HF_TOKEN": "hf_recordedtoken0123456789"}
 
 
@@ -199,5 +199,5 @@ def _without_added_knobs(stdout: str, cli: list[str]) -> str:
             continue
         for name, default in ADDED_SINCE.items():
             value = host["settings"].pop(name)
-            assert json.dumps(value["value"] if isinstance(value, dict) else value) == default, value
+            assert repr(value["value"] if isinstance(value, dict) else value).replace("'", '"') == default, value
     return json.dumps(data, indent=2) + "\n"

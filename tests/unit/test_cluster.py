@@ -214,14 +214,36 @@ def test_sizing_plans_the_model_across_the_cluster():
 
 
 def test_a_tensor_split_is_planned_with_a_word_on_the_network_it_crosses():
-    """NCCL between the members' containers runs over TCP sockets: nothing passes RDMA devices in."""
+    """Without vllm_cluster_rdma, NCCL between the members' containers runs over TCP sockets."""
     pipeline = fleet()
     assert not [w for w in plan_host(pipeline["n1"], {}, "nvidia", H100, fleet=pipeline).warnings if "NCCL" in w]
     tensor = fleet(n1={"vllm_cluster_split": "tensor"}, n2={"vllm_cluster_split": "tensor"})
     [warning] = [w for w in plan_host(tensor["n1"], {}, "nvidia", H100, fleet=tensor).warnings if "NCCL" in w]
     interface = tensor["n1"].vllm_cluster_interface
     assert warning.startswith("vllm_cluster_split is tensor: every layer's all-reduce crosses the network")
-    assert f"over TCP sockets on {interface} (the container gets no /dev/infiniband" in warning
+    assert f"over TCP sockets on {interface}: far slower" in warning and "vllm_cluster_rdma = True" in warning
+
+
+def test_rdma_hands_the_devices_in_and_needs_them_on_the_host():
+    """vLLM's multi-node guide ("Enabling GPUDirect RDMA"): the IPC_LOCK capability, and the
+    InfiniBand devices; the Nix way's unit lifts the locked-memory limit instead."""
+    both = {"vllm_cluster_split": "tensor", "vllm_cluster_rdma": True}
+    hosts = fleet(n1=both, n2=both)
+    planned = plan_host(hosts["n1"], {}, "nvidia", H100, fleet=hosts)
+    assert not [w for w in planned.warnings if "NCCL" in w]
+    argv = launch.docker_run_argv(hosts["n1"], "nvidia", planned.cluster)
+    at = argv.index("/dev/infiniband")
+    assert argv[at - 1 : at + 5] == [
+        "--device",
+        "/dev/infiniband",
+        "--cap-add",
+        "IPC_LOCK",
+        "--ulimit",
+        "memlock=-1:-1",
+    ]
+    assert "/dev/infiniband" not in launch.docker_run_argv(hosts["n1"], "cpu", planned.cluster)
+    nix = launch.unit_context(hosts["n1"].replace(serving_method="nix"), "nvidia", planned.cluster)
+    assert nix["memlock_unlimited"] and not launch.unit_context(hosts["n1"], "nvidia", None)["memlock_unlimited"]
 
 
 # --- the firewall, the watch, the gateway, the monitoring, the rollout -----------------------

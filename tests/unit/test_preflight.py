@@ -297,6 +297,7 @@ FAILS = {
     "nix_rocm": dict(probe=AMD_READY, accelerator="amd", gpus=MI300X, serving_method="nix"),
     "nix_version": dict(probe={**NVIDIA_READY, "nix": "yes", "nix_version": "2.8.0"}, serving_method="nix"),
     "gpu_health": dict(probe={**NVIDIA_READY, "nvidia_reset": "0, Yes, No;"}),
+    "rdma": dict(probe=NVIDIA_READY, vllm_cluster_rdma=True),
 }
 
 

@@ -184,6 +184,17 @@ def _gfx(c: Context):
     return None
 
 
+@check("rdma", ("nvidia", "amd"))
+def _rdma(c: Context):
+    if c.settings.vllm_cluster_rdma and not c.probe.infiniband:
+        return (
+            "vllm_cluster_rdma is True and the host has no /dev/infiniband (no RDMA driver loaded: rdma-core and "
+            "the adapter's driver, such as mlx5_ib): load it, or set vllm_cluster_rdma = False (NCCL then crosses "
+            "hosts over TCP sockets)"
+        )
+    return None
+
+
 @check("gpu_health", ("nvidia", "amd"))
 def _gpu_health(c: Context):
     return gpu_health.refusal(gpu_health.problems(c.probe, c.accelerator), c.settings.gpu_health_accept)

@@ -159,6 +159,7 @@ class Probe:
     ] = False
     toolkit: Annotated[bool, Printed("command -v nvidia-container-runtime-hook nvidia-ctk >/dev/null 2>&1")] = False
     kfd: Annotated[bool, Printed("[ -e /dev/kfd ]")] = False
+    infiniband: Annotated[bool, Printed("[ -d /dev/infiniband ]")] = False  # RDMA devices (InfiniBand, RoCE)
     render_group: Annotated[bool, Printed("getent group render >/dev/null")] = False
     gfx: Annotated[
         tuple[str, ...], Printed(r"$(rocminfo 2>/dev/null | awk '/Name: *gfx/ {print $2}' | sort -u | tr '\n' ',')")

@@ -55,6 +55,14 @@ class Cluster(Knobs):
         "advice); tensor: tensor parallel across every GPU of the cluster (only with a fast interconnect).",
         "pipeline or tensor",
     )
+    vllm_cluster_rdma: bool = knob(
+        False,
+        "Cluster members on GPUs: hand vLLM the host's RDMA devices (/dev/infiniband, the IPC_LOCK capability, "
+        "unlimited locked memory), as vLLM's multi-node guide asks for InfiniBand and GPUDirect RDMA, so NCCL "
+        "crosses hosts over InfiniBand or RoCE instead of TCP sockets. Pre-flight refuses it on a host without "
+        "/dev/infiniband.",
+        "True or False",
+    )
     vllm_cluster_join_timeout: Annotated[int, Bounded(30, 7200)] = knob(
         600,
         "Cluster members: seconds the leader waits for every member to join after a start before it says who is "

@@ -67,6 +67,7 @@ PreflightCheck = Literal[
     "amd_devices",
     "gfx_target",
     "gpu_health",
+    "rdma",
 ]
 # The GPU health conditions (vllm_fleet/gpu_health.py says what each is and what to do).
 GpuCondition = Literal[
