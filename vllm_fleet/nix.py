@@ -31,6 +31,10 @@ DISTRO_PACKAGE = {"debian": "nix-setup-systemd", "ubuntu": "nix-setup-systemd"}
 DISTRO_NIX_VERSION = {("debian", "12"): "2.8.0", ("ubuntu", "22.04"): "2.6.0", ("ubuntu", "24.04"): "2.18.1"}
 # The nixpkgs branch nix/flake.nix follows (its flake.lock pins the revision).
 NIXPKGS_PIN = "nixos-25.11"
+# python3Packages.vllm on that branch (pkgs/development/python-modules/vllm/default.nix: version
+# "0.11.0"), read from nixpkgs' source through the library: nothing here can evaluate nixpkgs (its
+# tarball and caches are out of reach), so no test evaluates it.
+NIXPKGS_VLLM = "0.11.0"
 # nixpkgs refuses to evaluate with an older Nix (nixpkgs' lib/minver.nix).
 NIXPKGS_MIN_NIX = "2.18"
 

@@ -119,7 +119,8 @@ def test_second_nix_run_changes_nothing(fleet, switched):
 
 
 def test_shipped_flake_is_refused_before_anything_is_built_on_debians_nix(fleet, switched, tmp_path):
-    """nixpkgs needs Nix 2.18 (lib/minver.nix); the host has Debian 12's 2.8, read from `nix --version`."""
+    """nixpkgs needs Nix 2.18 (lib/minver.nix); the host has Debian 12's 2.8, read from `nix --version`;
+    and nixpkgs' vLLM at the pin is 0.11.0."""
     first, _ = fleet.names
     inventory = write_inventory(tmp_path, {first: {"serving_method": "nix", **NO_IMAGE}})
     before = host_state(first)
@@ -128,6 +129,8 @@ def test_shipped_flake_is_refused_before_anything_is_built_on_debians_nix(fleet,
     assert "pre-flight refused: nix_version: Nix 2.8.0 on this host is older than the 2.18 nixpkgs needs" in (
         result.output
     )
+    # And the flake's nixpkgs serves a vLLM too old for the deploy's arguments and its key check.
+    assert "pre-flight refused: nix_vllm: the repository's flake serves nixpkgs' vLLM 0.11.0" in result.output
     assert "Nix server | Build vllm-server-cpu with Nix" not in outcomes
     assert host_state(first) == before
 

@@ -296,6 +296,7 @@ FAILS = {
     "image": dict(probe={**AMD_READY, "machine": "aarch64"}, accelerator="amd", gpus=MI300X),
     "nix_rocm": dict(probe=AMD_READY, accelerator="amd", gpus=MI300X, serving_method="nix"),
     "nix_version": dict(probe={**NVIDIA_READY, "nix": "yes", "nix_version": "2.8.0"}, serving_method="nix"),
+    "nix_vllm": dict(probe=NVIDIA_READY, serving_method="nix"),
     "gpu_health": dict(probe={**NVIDIA_READY, "nvidia_reset": "0, Yes, No;"}),
     "rdma": dict(probe=NVIDIA_READY, vllm_cluster_rdma=True),
 }
@@ -327,7 +328,8 @@ def test_nix_hosts_skip_the_docker_checks_and_need_room_in_the_nix_store():
     }
     result = findings(broken_docker, serving_method="nix", manage_gpu_stack=False)
     assert {"container_toolkit", "docker_snap", "daemon_json"}.isdisjoint(result)
-    assert failed(result) == {}
+    assert list(failed(result)) == ["nix_vllm"]  # the repository's flake: see the next test
+    assert failed(findings(broken_docker, serving_method="nix", manage_gpu_stack=False, nix_flake="nix")) == {}
     small_store = {**NVIDIA_READY, "nix_store_free_kib": "1048576", "docker_root_free_kib": "1048576"}
     assert (
         "/nix/store has 1.0 GiB free, vLLM needs about 25.0 GiB"
@@ -568,3 +570,15 @@ def test_a_managed_rocm_older_than_the_images_user_space_or_mi350s_is_refused():
         == "MI350/MI355 GPUs (gfx950) need ROCm 7.0 or newer, and rocm_version is 6.4.1: set rocm_version = '7.2.1'"
     )
     assert "gpu_stack" not in failed(findings(AMD_READY, accelerator="amd", gpus=MI300X))  # 7.2.1 by default
+
+
+def test_the_repositorys_flake_is_refused_for_its_old_vllm_and_a_flake_of_your_own_is_not():
+    """nixpkgs' vLLM at nixos-25.11 is 0.11.0 (its vllm/default.nix), under the 0.33 the arguments are
+    written for and before vLLM 0.22's Host-header fix of its API-key check (GHSA-94f4-hr76-p5j6)."""
+    message = failed(findings(NVIDIA_READY, serving_method="nix"))["nix_vllm"]
+    assert message.startswith(
+        "the repository's flake serves nixpkgs' vLLM 0.11.0 (nixos-25.11), older than the vLLM 0.33"
+    )
+    assert "set nix_flake to a flake whose vLLM is 0.33 or newer" in message
+    assert "nix_vllm" not in failed(findings(NVIDIA_READY, serving_method="nix", nix_flake="nix"))
+    assert "nix_vllm" not in findings(NVIDIA_READY)  # the Docker way

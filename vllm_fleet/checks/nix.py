@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vllm_fleet import nix
+from vllm_fleet import images, nix
 from vllm_fleet.checks.registry import Context, check
 
 
@@ -34,6 +34,19 @@ def _nix_version(c: Context):
             "with Docker (serving_method = 'docker')"
         )
     return None
+
+
+@check("nix_vllm", methods=("nix",))
+def _nix_vllm(c: Context):
+    if c.settings.nix_flake:
+        return None  # a flake of your own: its vLLM is yours to choose
+    wanted = ".".join(images.VLLM_VERSION.split(".")[:2])
+    return (
+        f"the repository's flake serves nixpkgs' vLLM {nix.NIXPKGS_VLLM} ({nix.NIXPKGS_PIN}), older than the vLLM "
+        f"{wanted} the deploy's arguments and checks are written for, and vLLM before 0.22 skips its API-key check "
+        f"for some Host headers (GHSA-94f4-hr76-p5j6): set nix_flake to a flake whose vLLM is {wanted} or newer, or "
+        "serve this host with Docker (serving_method = 'docker')"
+    )
 
 
 @check("nix_rocm", ("amd",), ("nix",))

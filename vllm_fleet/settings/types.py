@@ -63,6 +63,7 @@ PreflightCheck = Literal[
     "gated_model",
     "port",
     "nix_version",
+    "nix_vllm",
     "nix_rocm",
     "amd_devices",
     "gfx_target",
