@@ -4,6 +4,7 @@ data (the facts themselves are read in vllm_fleet.facts.gpus)."""
 from __future__ import annotations
 
 import re
+from importlib import resources
 
 from vllm_fleet.sizing import Gpus
 
@@ -59,6 +60,16 @@ def has_aiter_kernels(name: str) -> bool:
 # NVIDIA's open kernel modules support Turing and later, and are the only ones for Blackwell
 # (NVIDIA's driver installation guide, "Open GPU kernel modules").
 PRE_TURING = re.compile(r"\b(K80|K40|M40|M60|P4|P40|P100|V100S?|TITAN V|TITAN Xp|GTX 10\d\d|Quadro [KMP]\d+|GV100)\b")
+
+
+def _pre_turing_pci_ids() -> dict[str, str]:
+    """PCI device ID ('1db4') -> pci.ids' name, of NVIDIA's GPUs older than Turing (data/)."""
+    text = resources.files("vllm_fleet").joinpath("data/nvidia_pre_turing_pci_ids.txt").read_text()
+    rows = (line.split(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {device: name for device, name in rows}
+
+
+PRE_TURING_PCI_IDS = _pre_turing_pci_ids()
 BLACKWELL = re.compile(r"\b(GB?[123]00|B[123]00|RTX 50\d\d|RTX PRO \d+ Blackwell)\b")
 
 

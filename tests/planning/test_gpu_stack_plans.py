@@ -516,3 +516,21 @@ def test_podman_on_rocky_is_refused_before_docker_would_conflict_with_it(tmp_pat
     assert executed.names("rocky9-podman") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
     [refusal] = executed.refusals("rocky9-podman")
     assert refusal.startswith("docker_conflicts: podman needs the distribution's runc")
+
+
+def test_a_bare_pre_turing_host_is_known_by_its_pci_device_id_before_any_driver(tmp_path):
+    """No driver answers yet and the inventory names no GPU: sysfs gives PCI 10de:1db4, which pci.ids
+    (Debian 12's, 2023.04.10) names "GV100GL [Tesla V100 PCIe 16GB]": refused before the driver is
+    installed and the host rebooted. A T4 (10de:1eb8, TU104GL: Turing) goes ahead."""
+    hosts = [
+        FakeHost("ubuntu22-bare-v100", "ubuntu22", probe={"nvidia_pci_devices": "0x1db4,0x1db4,"}, data=GPU80),
+        FakeHost("ubuntu22-bare-t4", "ubuntu22", probe={"nvidia_pci_devices": "0x1eb8,"}, data=GPU80),
+    ]
+    executed = plan(write_inventory(tmp_path, hosts))
+    assert executed.names("ubuntu22-bare-v100") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
+    [refusal] = executed.refusals("ubuntu22-bare-v100")
+    assert refusal.startswith(
+        "gpu_arch: GV100GL [Tesla V100 PCIe 16GB] (PCI 10de:1db4) is older than Turing, and "
+        "vllm/vllm-openai:v0.33.0 is built with CUDA 13.0 for 7.5 (Turing) and newer"
+    )
+    assert ran(executed, "ubuntu22-bare-t4", "NVIDIA driver | Install NVIDIA driver 580")

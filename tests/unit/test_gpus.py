@@ -119,3 +119,16 @@ def test_an_l4_is_sized_by_the_memory_it_reports_not_the_24_gb_on_its_box():
     model = CATALOGUE.get("Qwen/Qwen2.5-32B-Instruct-AWQ")
     # The 1.5 GiB between the box and the report is the KV cache of thousands of tokens.
     assert best_tp(model, on_box, s).kv_cache_gib - best_tp(model, l4, s).kv_cache_gib > 1.3
+
+
+def test_the_pre_turing_pci_ids_are_pci_ids_volta_pascal_and_older_and_nothing_newer():
+    """From pci.ids' chip names (data/nvidia_pre_turing_pci_ids.txt says which pci.ids)."""
+    from vllm_fleet.gpus import PRE_TURING_PCI_IDS
+
+    assert PRE_TURING_PCI_IDS["1db4"] == "GV100GL [Tesla V100 PCIe 16GB]"
+    assert PRE_TURING_PCI_IDS["1df6"] == "GV100GL [Tesla V100S PCIe 32GB]"
+    assert PRE_TURING_PCI_IDS["15f8"] == "GP100GL [Tesla P100 PCIe 16GB]"
+    assert PRE_TURING_PCI_IDS["1b38"] == "GP102GL [Tesla P40]" and "1bb3" in PRE_TURING_PCI_IDS  # P4
+    # T4 (TU104GL), A100 (GA100), H100 (GH100), L4 (AD104GL): Turing and newer.
+    assert not {"1eb8", "20b0", "2330", "27b8"} & PRE_TURING_PCI_IDS.keys()
+    assert all(name.startswith(("GV", "GP", "GM", "GK", "GF")) for name in PRE_TURING_PCI_IDS.values())

@@ -6,7 +6,7 @@ import re
 
 from vllm_fleet import gpu_health, gpu_packages, images, versions
 from vllm_fleet.checks.registry import Context, check
-from vllm_fleet.gpus import PRE_TURING
+from vllm_fleet.gpus import PRE_TURING, PRE_TURING_PCI_IDS
 from vllm_fleet.settings import KNOBS
 
 # gfx targets the default ROCm image ships kernels for: vLLM's docker/Dockerfile.rocm_base, ARG
@@ -143,6 +143,15 @@ def _gpu_arch(c: Context):
     if c.image not in images.DEFAULT_IMAGES.values():
         return None  # an image of the operator's choosing: what it is built for is theirs to know
     oldest = images.MIN_COMPUTE_CAPABILITY
+    # A bare host's driver cannot be asked yet: its PCI device IDs tell (pci.ids' chip names).
+    named = [f"{name} (PCI 10de:{device})" for device, name in _pci_pre_turing(c)]
+    if named and not any(capability for _, capability in c.gpu_capabilities):
+        return (
+            f"{named[0]} is older than Turing, and {c.image} is built with CUDA {images.IMAGE_CUDA} for "
+            f'{".".join(map(str, oldest))} (Turing) and newer: it would fail at the first request with "no kernel '
+            'image is available". Set vllm_image to a vLLM image built with CUDA 12 for this GPU (vLLM before '
+            "0.12), or serve from newer GPUs"
+        )
     for name, capability in c.gpu_capabilities:
         have = versions.numbers(capability)[:2]
         if (have and have < oldest) or (not have and PRE_TURING.search(name)):
@@ -154,6 +163,11 @@ def _gpu_arch(c: Context):
                 "before 0.12), or serve from newer GPUs"
             )
     return None
+
+
+def _pci_pre_turing(c: Context) -> list[tuple[str, str]]:
+    devices = (device.removeprefix("0x").lower() for device in c.probe.nvidia_pci_devices)
+    return [(device, PRE_TURING_PCI_IDS[device]) for device in devices if device in PRE_TURING_PCI_IDS]
 
 
 @check("amd_devices", ("amd",))

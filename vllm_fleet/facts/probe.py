@@ -159,6 +159,13 @@ class Probe:
     ] = False
     toolkit: Annotated[bool, Printed("command -v nvidia-container-runtime-hook nvidia-ctk >/dev/null 2>&1")] = False
     kfd: Annotated[bool, Printed("[ -e /dev/kfd ]")] = False
+    nvidia_pci_devices: Annotated[  # NVIDIA display controllers' PCI device IDs, as sysfs says ('0x1db4')
+        tuple[str, ...],
+        Printed(
+            r"""$(for d in /sys/bus/pci/devices/*; do case "$(cat "$d/class" 2>/dev/null)" in (0x03*) """
+            r"""[ "$(cat "$d/vendor")" = 0x10de ] && cat "$d/device";; esac; done 2>/dev/null | tr '\n' ',')"""
+        ),
+    ] = ()
     infiniband: Annotated[bool, Printed("[ -d /dev/infiniband ]")] = False  # RDMA devices (InfiniBand, RoCE)
     render_group: Annotated[bool, Printed("getent group render >/dev/null")] = False
     gfx: Annotated[
