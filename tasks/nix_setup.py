@@ -4,6 +4,7 @@ official installer pinned by checksum), configured with flakes and the binary ca
 from __future__ import annotations
 
 from io import StringIO
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
@@ -25,7 +26,7 @@ def nix_setup(settings: Settings, distro: Distro, probe: Probe) -> None:
         if source == "distro":
             apt.packages(name=f"Install Nix ({detail})", packages=[detail], update=True, cache_time=APT_CACHE_SECONDS)
         else:
-            _run_official_installer(distro.machine, detail)
+            _run_official_installer(distro.machine, detail, settings.nix_installer_archive)
 
     ours = files.put(
         name="Write vllm-fleet's Nix settings (flakes, binary caches)",
@@ -55,8 +56,9 @@ def nix_setup(settings: Settings, distro: Distro, probe: Probe) -> None:
     )
 
 
-def _run_official_installer(machine: str, why: str) -> None:
-    """why: why the distribution's own package is not used, if it has one."""
+def _run_official_installer(machine: str, why: str, archive: str | None) -> None:
+    """why: why the distribution's own package is not used, if it has one. archive: the installer's
+    tarball on this machine, shipped instead of downloaded on the host."""
     sha256 = nix.INSTALLER.sha256.get(machine)
     if sha256 is None:
         raise PyinfraError(
@@ -65,17 +67,28 @@ def _run_official_installer(machine: str, why: str) -> None:
         )
     files.directory(name=f"Create {paths.NIX_INSTALLER_DIR}", path=paths.NIX_INSTALLER_DIR, mode="700")
     tarball = f"{paths.NIX_INSTALLER_DIR}/nix-{nix.INSTALLER.version}-{machine}-linux.tar.xz"
-    files.download(
-        name=f"Download Nix {nix.INSTALLER.version} (checksum pinned)",
-        src=nix.INSTALLER.url(machine),
-        dest=tarball,
-        sha256sum=sha256,
-        mode="600",
-    )
+    verify = ""
+    if archive:
+        files.put(
+            name=f"Ship Nix {nix.INSTALLER.version}'s installer ({Path(archive).name})",
+            src=archive,
+            dest=tarball,
+            mode="600",
+        )
+        # What the download checks as it downloads, checked of what arrived.
+        verify = f"echo '{sha256}  {tarball}' | sha256sum -c --quiet && "
+    else:
+        files.download(
+            name=f"Download Nix {nix.INSTALLER.version} (checksum pinned)",
+            src=nix.INSTALLER.url(machine),
+            dest=tarball,
+            sha256sum=sha256,
+            mode="600",
+        )
     server.shell(
         name=f"Install Nix {nix.INSTALLER.version} (multi-user, official installer{'; ' + why if why else ''})",
         commands=[
-            f"cd {paths.NIX_INSTALLER_DIR} && tar -xJf {tarball} "
+            f"{verify}cd {paths.NIX_INSTALLER_DIR} && tar -xJf {tarball} "
             f"&& ./nix-{nix.INSTALLER.version}-{machine}-linux/install --daemon --yes --no-channel-add "
             f"&& rm -rf ./nix-{nix.INSTALLER.version}-{machine}-linux"
         ],

@@ -46,8 +46,11 @@ class Installer:
     version: str
     sha256: dict[str, str]  # machine (uname -m) -> sha256 of nix-<version>-<machine>-linux.tar.xz
 
+    def tarball(self, machine: str) -> str:
+        return f"nix-{self.version}-{machine}-linux.tar.xz"
+
     def url(self, machine: str) -> str:
-        return f"https://releases.nixos.org/nix/nix-{self.version}/nix-{self.version}-{machine}-linux.tar.xz"
+        return f"https://releases.nixos.org/nix/nix-{self.version}/{self.tarball(machine)}"
 
 
 INSTALLER = Installer("2.24.9", {"x86_64": "3c0779e4878d1289cf3fbb158ec5ea9bdf61dfb9b4efac6b3b0b6bec5ba4cf13"})

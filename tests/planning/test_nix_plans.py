@@ -137,3 +137,31 @@ def test_a_host_built_from_this_flake_plans_no_build(tmp_path):
     assert not [name for name in would_change if any(step in name for step in costly)], would_change
     # ... and the host was planned through to its service, not refused.
     assert "Nix server | Install the Nix build helper" in would_change, would_change
+
+
+def test_an_air_gapped_host_gets_the_installer_shipped_and_checked_before_it_is_unpacked(tmp_path):
+    """The official installer's tarball from the machine running pyinfra (nix_installer_archive),
+    checked on the host against the pinned checksum as the download would be; a tarball of another
+    release is refused in pre-flight. (Its contents are not a real installer: only planned.)"""
+    tarball = tmp_path / "nix-2.24.9-x86_64-linux.tar.xz"
+    tarball.write_bytes(b"stand-in for the installer tarball")
+    older = tmp_path / "nix-2.18.1-x86_64-linux.tar.xz"
+    older.write_bytes(b"another release")
+    kernel = {"kernel": "5.14.0-427.13.1.el9_4.x86_64"}
+    hosts = [
+        FakeHost("rocky9-nix-shipped", "rocky9", probe=kernel, data={**GPU80, "nix_installer_archive": str(tarball)}),
+        FakeHost("rocky9-nix-older", "rocky9", probe=kernel, data={**GPU80, "nix_installer_archive": str(older)}),
+    ]
+    executed = plan(write_inventory(tmp_path, hosts))
+    host = "rocky9-nix-shipped"
+    assert "Nix | Ship Nix 2.24.9's installer (nix-2.24.9-x86_64-linux.tar.xz)" in executed.names(host)
+    assert not [name for name in executed.names(host) if name.startswith("Nix | Download Nix")]
+    [install] = commands(executed, host, "Nix | Install Nix 2.24.9 (multi-user, official installer)")
+    tar = "/var/lib/vllm-fleet/nix-installer/nix-2.24.9-x86_64-linux.tar.xz"
+    assert install.startswith(f"echo '{nix.INSTALLER.sha256['x86_64']}  {tar}' | sha256sum -c --quiet && cd ")
+    assert executed.names("rocky9-nix-older") == ["Pre-flight checks | Refuse the host: pre-flight checks failed"]
+    [refusal] = executed.refusals("rocky9-nix-older")
+    assert refusal.startswith(
+        "nix_version: nix_installer_archive is nix-2.18.1-x86_64-linux.tar.xz, and this host takes the pinned "
+        "official installer nix-2.24.9-x86_64-linux.tar.xz"
+    )

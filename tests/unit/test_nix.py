@@ -215,3 +215,19 @@ def test_the_nix_server_runs_vllm_serve_with_nixpkgs_wrapper():
 
 def test_the_pin_named_in_messages_is_the_flakes():
     assert nix_eval("(import ./nix/flake.nix).inputs.nixpkgs.url").endswith("/" + nix.NIXPKGS_PIN)
+
+
+def test_the_installer_archive_must_be_an_installer_tarball_on_this_machine(tmp_path):
+    from vllm_fleet.settings import SettingsError
+
+    tarball = tmp_path / "nix-2.24.9-x86_64-linux.tar.xz"
+    tarball.write_bytes(b"x")
+    laptop = {"phase": "laptop", "serving_method": "nix"}
+    assert validate("h", {**laptop, "nix_installer_archive": str(tarball)}, ["laptop"]).nix_installer_archive == str(
+        tarball
+    )
+    for wrong in (str(tmp_path / "missing" / tarball.name), "/etc/hostname"):
+        with pytest.raises(
+            SettingsError, match=r"nix_installer_archive = .* is not allowed: the path of an existing nix-"
+        ):
+            validate("h", {**laptop, "nix_installer_archive": wrong}, ["laptop"])

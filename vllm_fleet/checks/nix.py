@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from vllm_fleet import images, nix
 from vllm_fleet.checks.registry import Context, check
 
@@ -21,6 +23,13 @@ def _nix_version(c: Context):
     if c.distro is None:
         return None
     source, _ = nix.install_source(c.distro.id, c.distro.version, need)
+    shipped = Path(c.settings.nix_installer_archive or "").name
+    expected = nix.INSTALLER.tarball(c.distro.machine)
+    if source == "official" and shipped and shipped != expected:
+        return (
+            f"nix_installer_archive is {shipped}, and this host takes the pinned official installer {expected}: "
+            f"ship that tarball (from {nix.INSTALLER.url(c.distro.machine)})"
+        )
     if source == "official" and c.distro.machine not in nix.INSTALLER.sha256:
         return (
             f"the official Nix installer is pinned by checksum for {', '.join(nix.INSTALLER.sha256)} only, and this "

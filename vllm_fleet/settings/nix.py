@@ -9,12 +9,14 @@ from vllm_fleet.settings.types import (
     FLAKE,
     HOST_NAME,
     LAX,
+    NIX_INSTALLER,
     Bounded,
     CacheKey,
     CacheUrl,
     FlakeDirectory,
     InventoryName,
     Knobs,
+    NixInstallerArchive,
     knob,
     or_none,
 )
@@ -48,6 +50,13 @@ class Nix(Knobs):
         "Inventory host that builds the server; this host copies the build from it (nix copy over SSH as root, "
         "so this host needs a root SSH key the builder accepts) instead of building. None: build here.",
         or_none(HOST_NAME),
+    )
+    nix_installer_archive: NixInstallerArchive | None = knob(
+        None,
+        "Where the official Nix installer is due (no distribution package new enough): its tarball on the machine "
+        "running pyinfra, shipped to the host instead of downloaded there (hosts that cannot reach "
+        "releases.nixos.org); checked against the pinned checksum on the host before it is unpacked.",
+        or_none(NIX_INSTALLER),
     )
     nix_build_timeout: Annotated[int, Bounded(60, 86400)] = knob(
         10800, "Seconds a Nix build may take before it is stopped (a CUDA build missing from the caches takes hours)."

@@ -229,6 +229,10 @@ MODEL_DIRECTORY = (
 )
 LOCAL_FILE = "the path of an existing file on the machine running pyinfra"
 LOCAL_ARCHIVE = "the path of an existing `docker save` archive on the machine running pyinfra"
+NIX_INSTALLER = (
+    "the path of an existing nix-<version>-<machine>-linux.tar.xz (the official installer's tarball, from "
+    "releases.nixos.org) on the machine running pyinfra"
+)
 PINNED_IMAGE = (
     "an image reference pinned to a version tag or digest, such as "
     "'vllm/vllm-openai:v0.11.0' (an untagged or ':latest' image changes under you)"
@@ -275,6 +279,13 @@ ServedName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,255
 LocalFile = Annotated[str, _checked(lambda v: Path(v).is_file(), LOCAL_FILE)]
 PinnedImage = Annotated[str, _checked(images.is_pinned, PINNED_IMAGE)]
 LocalArchive = Annotated[str, _checked(lambda v: Path(v).is_file(), LOCAL_ARCHIVE)]
+NixInstallerArchive = Annotated[
+    str,
+    _checked(
+        lambda v: Path(v).is_file() and re.fullmatch(r"nix-[0-9.]+-[a-z0-9_]+-linux\.tar\.xz", Path(v).name),
+        NIX_INSTALLER,
+    ),
+]
 ModelDirectory = Annotated[
     str,
     Field(pattern=r"^[A-Za-z0-9_./\-]+$"),
