@@ -30,7 +30,12 @@ _RELEASE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 _TEMP = re.compile(r"/tmp/pyinfra-[0-9a-f]{40}")
 # Knobs added since the recording, and what they print at their defaults: left out of today's output
 # (every other line must be the same).
-ADDED_SINCE = {"vllm_allow": "[]", "gpu_health_accept": "[]", "vllm_cluster_rdma": "False", "nix_installer_archive": "None"}
+ADDED_SINCE = {
+    "vllm_allow": "[]",
+    "gpu_health_accept": "[]",
+    "vllm_cluster_rdma": "False",
+    "nix_installer_archive": "None",
+}
 _ENV = {"VLLM_API_KEY": "recorded-api-key-0123456789", "HF_TOKEN": "hf_recordedtoken0123456789"}
 
 
