@@ -582,3 +582,13 @@ def test_the_repositorys_flake_is_refused_for_its_old_vllm_and_a_flake_of_your_o
     assert "set nix_flake to a flake whose vLLM is 0.33 or newer" in message
     assert "nix_vllm" not in failed(findings(NVIDIA_READY, serving_method="nix", nix_flake="nix"))
     assert "nix_vllm" not in findings(NVIDIA_READY)  # the Docker way
+
+
+def test_an_unmanaged_rocm_older_than_the_images_user_space_is_refused():
+    old = {**AMD_READY, "rocm_installed": "6.4.1-89"}
+    message = failed(findings(old, accelerator="amd", gpus=MI300X, manage_gpu_stack=False))["amd_devices"]
+    assert message.startswith("this host's ROCm is 6.4.1-89 (/opt/rocm/.info/version), and the ROCm user space of")
+    own = {"vllm_image": "rocm/vllm-dev:rocm6.4.1_custom"}
+    assert "amd_devices" not in failed(findings(old, accelerator="amd", gpus=MI300X, manage_gpu_stack=False, **own))
+    new = {**AMD_READY, "rocm_installed": "7.0.2-56"}
+    assert "amd_devices" not in failed(findings(new, accelerator="amd", gpus=MI300X, manage_gpu_stack=False))

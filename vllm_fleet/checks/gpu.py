@@ -179,6 +179,14 @@ def _amd_devices(c: Context):
     ]
     if missing:
         return f"{' and '.join(missing)} missing: install amdgpu (amdgpu-install --usecase=rocm) and reboot"
+    have = versions.numbers(c.probe.rocm_installed)[:2]
+    if have and have < images.MIN_ROCM_DRIVER and c.image == images.default_image("amd"):
+        oldest = ".".join(map(str, images.MIN_ROCM_DRIVER))
+        return (
+            f"this host's ROCm is {c.probe.rocm_installed} (/opt/rocm/.info/version), and the ROCm user space of "
+            f"{c.image} is supported on amdgpu drivers from ROCm {oldest}'s on (AMD's user and kernel-space support "
+            f"matrix): upgrade to ROCm {oldest} or newer, or set vllm_image to an image built on your ROCm"
+        )
     return None
 
 
