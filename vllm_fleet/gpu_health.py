@@ -17,6 +17,10 @@ from vllm_fleet.settings.types import GPU_CONDITIONS
 
 # What each condition means and what to do (keys: settings.types.GpuCondition).
 CONDITIONS: dict[str, str] = {
+    "unresponsive": (
+        "nvidia-smi failed or did not answer within 30 s while the NVIDIA module is loaded (a GPU that fell off "
+        "the bus hangs it): reboot; if it recurs the GPU or its slot needs service"
+    ),
     "ecc_uncorrected": (
         "uncorrectable ECC errors since the driver loaded: drain it, reset the GPU (nvidia-smi -r) or reboot; "
         "if they come back the GPU needs service"
@@ -27,7 +31,8 @@ CONDITIONS: dict[str, str] = {
     "reset_required": "the driver asks for a GPU reset (or a drain and reset): reset the GPU or reboot",
     "xid": (
         "the kernel log since boot has an Xid that NVIDIA's Xid catalog answers with a GPU reset or a reboot: "
-        "reset the GPU or reboot, and read the Xid's entry in the catalog"
+        "reboot (the log keeps the Xid until then: after a GPU reset that cured it, gpu_health_accept = ['xid'] "
+        "serves until the next boot), and read the Xid's entry in the catalog"
     ),
     "ras_uncorrectable": ("amdgpu's RAS counted uncorrectable errors: reboot; if they come back the GPU needs service"),
     "bad_pages_pending": "VRAM pages wait to be retired (gpu_vram_bad_pages flag P): reboot",
@@ -39,7 +44,8 @@ if tuple(CONDITIONS) != GPU_CONDITIONS:
 # Xids whose immediate action in NVIDIA's Xid catalog (docs.nvidia.com/deploy/xid-errors/
 # analyzing-xid-catalog.html, its copy of 2025-10-29 in leptonai/gpud's catalog_generated.go) is
 # RESET_GPU, RESTART_BM (79) or RESTART_VM (151). Xids the catalog answers with RESTART_APP or
-# IGNORE, and 48/63/74 (workflows that the ECC and row-remap queries read directly), pass.
+# IGNORE pass, and so do the workflows 48 and 63 (the ECC and row-remap queries read what they
+# decide) and 74 (NVLink: not read here).
 RESET_XIDS = {
     46: "GPU stopped processing",
     62: "internal micro-controller halt",
@@ -60,7 +66,7 @@ RESET_XIDS = {
 }
 # Where the fields come from, by vendor (the verify suite reads only its vendor's).
 VENDOR_FIELDS = {
-    "nvidia": ("nvidia_ecc", "nvidia_reset", "nvidia_remap", "nvidia_xid"),
+    "nvidia": ("nvidia_driver", "nvidia_ecc", "nvidia_reset", "nvidia_remap", "nvidia_xid"),
     "amd": ("amd_ras", "amd_bad_pages"),
 }
 
@@ -124,6 +130,11 @@ def _count(value: str) -> int:
 
 def _nvidia(probe: Probe) -> list[Problem]:
     found = []
+    # The ECC query's fields exist on every driver this deploys: its failure is the GPU's, not the field's.
+    failed = re.search(r"exit=(\d+)", probe.nvidia_ecc)
+    if failed and probe.nvidia_driver:
+        said = "did not answer within 30 s" if failed[1] == "124" else f"failed (exit status {failed[1]})"
+        found.append(Problem("unresponsive", "nvidia-smi", f"the ECC query {said}"))
     for gpu, ecc, pending in _rows(probe.nvidia_ecc, 3):
         if _count(ecc):
             found.append(Problem("ecc_uncorrected", f"GPU {gpu}", f"{ecc} uncorrected ECC errors"))

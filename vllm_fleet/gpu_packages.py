@@ -50,8 +50,10 @@ class DriverPlan:
     pinning: str = ""  # the CUDA repository's package that keeps apt on the branch, installed first
 
 
-# From this branch on, NVIDIA's CUDA repository names its driver packages without the branch.
+# From this branch on, NVIDIA's CUDA repository names its driver packages without the branch, and
+# (from the other) it has a nvidia-driver-pinning-<branch> package.
 FIRST_UNVERSIONED_BRANCH = 590
+FIRST_PINNED_BRANCH = 580
 # The release kernel of each Ubuntu LTS; any other series on it is a hardware-enablement (HWE)
 # kernel, whose module metapackages end in -hwe-<release> (Ubuntu's NVIDIA drivers installation).
 UBUNTU_GA_KERNEL = {"22.04": "5.15.", "24.04": "6.8."}
@@ -99,7 +101,8 @@ def nvidia_driver(distro: Distro, s, kernel: str) -> DriverPlan:
             headers=(f"linux-headers-{kernel}",),
             cuda_repo=True,
             open_modules=use_open,
-            pinning=f"nvidia-driver-pinning-{branch}",
+            # NVIDIA publishes pinning packages from branch 580 on.
+            pinning=f"nvidia-driver-pinning-{branch}" if int(branch) >= FIRST_PINNED_BRANCH else "",
         )
     if distro.id == "ubuntu":
         # Canonical's prebuilt, signed modules: no DKMS, no headers, fine under Secure Boot. The

@@ -379,10 +379,12 @@ def _nearest(e: Estimate, s, gpus: Gpus, catalogue: Catalogue) -> str:
         needed = math.ceil(e.kv_per_sequence_gib / e.shards)
         if needed <= room:
             options.append(f"vllm_kv_cache_gib = {room if not e.set_kv_fits_the_gpu else needed}")
-    window = e.longest_window()
+    # A cache set larger than the GPU holds overflows whatever the window or the checkpoint.
+    overflows = not e.set_kv_fits_the_gpu
+    window = 0 if overflows else e.longest_window()
     if window >= 512:
         options.append(f"vllm_max_model_len = {window}")
-    for variant in catalogue.variants(e.model):
+    for variant in [] if overflows else catalogue.variants(e.model):
         v = best_tp(variant, gpus, s)
         if variant.weight_gib >= e.model.weight_gib:
             continue

@@ -88,3 +88,13 @@ def test_the_verify_suite_runs_only_its_vendors_lines():
     assert "nvidia-smi --query-remapped-rows" in nvidia and "journalctl -k -b" in nvidia and "ras" not in nvidia
     assert "gpu_vram_bad_pages" in amd and "nvidia-smi" not in amd
     assert gpu_health.script_for("cpu").strip() == ""
+
+
+def test_an_nvidia_smi_that_fails_or_hangs_with_the_module_loaded_is_unresponsive():
+    """The probe prints `exit=<status>` after the ECC query's lines when it fails; 124 is timeout's."""
+    assert conditions(nvidia_driver="580.95.05", nvidia_ecc="exit=124;") == [("unresponsive", "nvidia-smi")]
+    [problem] = gpu_health.problems(Probe.of({"nvidia_driver": "580.95.05", "nvidia_ecc": "exit=124;"}), "nvidia")
+    assert problem.seen == "the ECC query did not answer within 30 s"
+    said = "Unable to determine the device handle for GPU0000:3B:00.0: Unknown Error;exit=15;"
+    assert conditions(nvidia_driver="580.95.05", nvidia_ecc=said) == [("unresponsive", "nvidia-smi")]
+    assert conditions(nvidia_ecc="exit=9;") == []  # no module loaded: a bare host, the driver comes next

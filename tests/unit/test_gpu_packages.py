@@ -131,6 +131,8 @@ def test_the_cuda_repository_pins_the_branch_and_names_packages_as_nvidia_does(b
     s = SimpleNamespace(nvidia_driver_branch=branch, nvidia_open_kernel_modules=use_open, nvidia_driver_source="cuda")
     plan = nvidia_driver(JAMMY, s, "6.8.0-45-generic")
     assert (plan.packages, plan.pinning) == ((driver,), f"nvidia-driver-pinning-{branch}")
+    older = SimpleNamespace(nvidia_driver_branch="570", nvidia_open_kernel_modules=True, nvidia_driver_source="cuda")
+    assert nvidia_driver(JAMMY, older, "6.8.0-45-generic").pinning == ""  # NVIDIA pins from 580 on
     rocky = nvidia_driver(Distro("rocky", "dnf", "9.4", ""), s, "5.14.0-427.13.1.el9_4.x86_64")
     assert rocky.pinning == ""  # the module stream holds the branch there
 

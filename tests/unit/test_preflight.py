@@ -64,7 +64,8 @@ def findings(
     from vllm_fleet.plan import plan_host
     from vllm_fleet.rules import validate
 
-    s = validate("gpu-01", {**load_group_data(phase), **data}, groups=[phase])
+    named = {"accelerator": accelerator} if "vllm_cluster" in data else {}  # a cluster's members name theirs
+    s = validate("gpu-01", {**load_group_data(phase), **named, **data}, groups=[phase])
     p = plan_host(s, {}, accelerator, gpus, probe.get("machine", ""))
     vendors = [accelerator] if vendors is None and accelerator != "cpu" else (vendors or [])
     image = launch.image(p.settings, accelerator)
@@ -298,7 +299,17 @@ FAILS = {
     "nix_version": dict(probe={**NVIDIA_READY, "nix": "yes", "nix_version": "2.8.0"}, serving_method="nix"),
     "nix_vllm": dict(probe=NVIDIA_READY, serving_method="nix"),
     "gpu_health": dict(probe={**NVIDIA_READY, "nvidia_reset": "0, Yes, No;"}),
-    "rdma": dict(probe=NVIDIA_READY, vllm_cluster_rdma=True),
+    "rdma": dict(
+        probe=NVIDIA_READY,
+        vllm_cluster="c1",
+        vllm_cluster_rank=0,
+        vllm_cluster_interface="eth0",
+        fleet_address="10.1.0.1",
+        gpu_count=8,
+        vllm_bind_address="10.1.0.1",
+        vllm_api_key="k" * 12 + "Zq7wPm2x",
+        vllm_cluster_rdma=True,
+    ),
 }
 
 
@@ -592,3 +603,11 @@ def test_an_unmanaged_rocm_older_than_the_images_user_space_is_refused():
     assert "amd_devices" not in failed(findings(old, accelerator="amd", gpus=MI300X, manage_gpu_stack=False, **own))
     new = {**AMD_READY, "rocm_installed": "7.0.2-56"}
     assert "amd_devices" not in failed(findings(new, accelerator="amd", gpus=MI300X, manage_gpu_stack=False))
+
+
+def test_rdma_is_refused_only_on_a_cluster_member_without_the_devices():
+    """A group-wide vllm_cluster_rdma = True does nothing on a host in no cluster (launch.uses_rdma)."""
+    assert "rdma" not in failed(findings(NVIDIA_READY, vllm_cluster_rdma=True))
+    member = FAILS["rdma"]
+    with_devices = {k: v for k, v in member.items() if k != "probe"}
+    assert "rdma" not in failed(findings({**NVIDIA_READY, "infiniband": "yes"}, **with_devices))

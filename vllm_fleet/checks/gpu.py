@@ -208,7 +208,7 @@ def _gfx(c: Context):
 
 @check("rdma", ("nvidia", "amd"))
 def _rdma(c: Context):
-    if c.settings.vllm_cluster_rdma and not c.probe.infiniband:
+    if c.settings.vllm_cluster_rdma and c.settings.vllm_cluster and not c.probe.infiniband:
         return (
             "vllm_cluster_rdma is True and the host has no /dev/infiniband (no RDMA driver loaded: rdma-core and "
             "the adapter's driver, such as mlx5_ib): load it, or set vllm_cluster_rdma = False (NCCL then crosses "

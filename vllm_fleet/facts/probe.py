@@ -59,9 +59,10 @@ HEALTH_TIMEOUT = 30
 
 
 def _nvidia_smi(query: str) -> str:
+    """The query's CSV lines, then `exit=<status>` when it failed or timed out (124)."""
     return (
-        f"$(command -v nvidia-smi >/dev/null 2>&1 && timeout {HEALTH_TIMEOUT} nvidia-smi {query} {NVIDIA_CSV} "
-        "2>/dev/null | tr '\\n' ';')"
+        f"$(command -v nvidia-smi >/dev/null 2>&1 && {{ timeout -k 5 {HEALTH_TIMEOUT} nvidia-smi {query} "
+        f"{NVIDIA_CSV} 2>/dev/null || echo \"exit=$?\"; }} | tr '\\n' ';')"
     )
 
 
@@ -125,7 +126,7 @@ class Probe:
     nvidia_xid: Annotated[  # each GPU's Xid codes in the kernel log since boot
         str,
         Printed(
-            r"$({ journalctl -k -b -o cat 2>/dev/null || dmesg 2>/dev/null; } "
+            r"$({ journalctl -k -b -o cat 2>/dev/null; dmesg 2>/dev/null; } "
             r"| grep -oE 'NVRM: Xid \([^)]*\): [0-9]+' | sort -u | tr '\n' ';')"
         ),
     ] = ""

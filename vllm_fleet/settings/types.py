@@ -72,6 +72,7 @@ PreflightCheck = Literal[
 ]
 # The GPU health conditions (vllm_fleet/gpu_health.py says what each is and what to do).
 GpuCondition = Literal[
+    "unresponsive",
     "ecc_uncorrected",
     "retired_pages_pending",
     "row_remap_pending",
