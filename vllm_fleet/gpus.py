@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-from vllm_fleet.sizing import Gpus
+from vllm_fleet.catalogue import Gpus
 
 
 def resolve_accelerator(setting: str, vendors: list[str]) -> str:

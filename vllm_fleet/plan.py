@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vllm_fleet import cluster, images, launch, vllm_flags
+from vllm_fleet.catalogue import Gpus
 from vllm_fleet.facts.host import HostFacts
 from vllm_fleet.gpus import (
     gpus_from_data,
@@ -20,7 +21,7 @@ from vllm_fleet.gpus import (
 )
 from vllm_fleet.rules import gateway_backends
 from vllm_fleet.settings import Settings, public_values
-from vllm_fleet.sizing import Gpus, Sizing, size
+from vllm_fleet.sizing import Sizing, size
 
 
 @dataclass

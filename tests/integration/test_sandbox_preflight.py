@@ -22,7 +22,7 @@ from conftest import (
 )
 
 from vllm_fleet import paths
-from vllm_fleet.sizing import CATALOGUE
+from vllm_fleet.catalogue import CATALOGUE
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group(SESSION_FLEET)]
 

@@ -13,10 +13,10 @@ from conftest import SESSION_FLEET
 from sandbox import images
 from tests.unit.conftest import load_group_data
 from vllm_fleet import launch
+from vllm_fleet.catalogue import CATALOGUE
 from vllm_fleet.plan import plan_host
 from vllm_fleet.rules import validate
 from vllm_fleet.settings import PHASES, SERVING_METHODS
-from vllm_fleet.sizing import CATALOGUE
 from vllm_fleet.vllm_flags import OWNED_FLAGS, QUANTIZATION_METHODS, SERVE_FLAGS, SWITCHES, read_args, vllm_flag
 
 # No fleet at all: beside the session's modules, which leave their worker more time.

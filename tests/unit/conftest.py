@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from vllm_fleet.catalogue import CATALOGUE
 from vllm_fleet.plan import plan_host
 from vllm_fleet.rules import validate
-from vllm_fleet.sizing import CATALOGUE
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,13 +9,13 @@ import subprocess
 import pytest
 
 from vllm_fleet import cluster, firewall, launch, paths, templates
+from vllm_fleet.catalogue import Gpus
 from vllm_fleet.monitoring.prometheus import scrapes_vllm
 from vllm_fleet.plan import plan_host
 from vllm_fleet.rollout.batches import split_batches, units_of
 from vllm_fleet.rollout.plans import PlannedHost
 from vllm_fleet.rules import check_fleet, gateway_backends, validate
 from vllm_fleet.settings import SettingsError
-from vllm_fleet.sizing import Gpus
 
 KEY = "k" * 12 + "Zq7wPm2x"
 MEMBER = {

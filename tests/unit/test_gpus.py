@@ -14,10 +14,11 @@ tests/unit/data/gpu-tools/, each file's first line saying where it was recorded 
 (tests/unit/test_verify_gpu_checks.py).
 """
 
+from vllm_fleet.catalogue import CATALOGUE, Gpus
 from vllm_fleet.facts.gpus import parse_nvidia_smi, parse_rocm_smi
 from vllm_fleet.gpus import gpus_from_data, gpus_from_facts, vendor_from_name
 from vllm_fleet.rules import validate
-from vllm_fleet.sizing import CATALOGUE, Gpus, best_tp
+from vllm_fleet.sizing import best_tp
 
 NVIDIA_SMI_2X_H100 = [
     "NVIDIA H100 80GB HBM3, 81559, 570.133.20, 9.0",

@@ -101,9 +101,9 @@ def test_plan_picks_the_image_for_the_hosts_architecture():
 
 def test_aiter_is_on_only_for_the_gpus_it_is_built_for():
     """AMD's vLLM guide: AITER kernels target gfx942/gfx950; VLLM_ROCM_USE_AITER=0 elsewhere."""
+    from vllm_fleet.catalogue import Gpus
     from vllm_fleet.plan import plan_host
     from vllm_fleet.rules import validate
-    from vllm_fleet.sizing import Gpus
 
     s = validate("amd", {"phase": "enterprise", "vllm_api_key": "k" * 12 + "Zq7wPm2x"}, ["enterprise"])
     for name, wanted in (("AMD Instinct MI300X OAM", "1"), ("AMD Instinct MI355X", "1"), ("AMD Instinct MI210", "0")):

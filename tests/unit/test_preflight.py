@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from vllm_fleet.catalogue import Gpus
 from vllm_fleet.checks import CHECKS, Context, Finding, run_checks, verdict
 from vllm_fleet.distro import Distro
 from vllm_fleet.facts.distro import read_distro
 from vllm_fleet.facts.probe import Probe, key_values
-from vllm_fleet.sizing import Gpus
 
 UBUNTU_2204 = Distro("ubuntu", "apt", "22.04", "jammy")
 DEBIAN_12 = Distro("debian", "apt", "12", "bookworm")

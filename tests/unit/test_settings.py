@@ -376,7 +376,7 @@ def test_a_daemon_config_number_json_cannot_carry_is_refused(number):
 
 def test_quantization_takes_the_pinned_vllms_methods_and_the_catalogue_uses_only_those():
     """vLLM 0.32 has no bitsandbytes, gguf or marlin method any more (its QUANTIZATION_METHODS)."""
-    from vllm_fleet.sizing import CATALOGUE
+    from vllm_fleet.catalogue import CATALOGUE
     from vllm_fleet.vllm_flags import QUANTIZATION_METHODS
 
     assert {"awq", "awq_marlin", "gptq_marlin", "fp8", "compressed-tensors", "mxfp4"} <= set(QUANTIZATION_METHODS)

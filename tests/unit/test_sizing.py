@@ -2,7 +2,8 @@
 
 import pytest
 
-from vllm_fleet.sizing import CATALOGUE, GIB, Estimate, Gpus, Model, estimate, load_catalogue
+from vllm_fleet.catalogue import CATALOGUE, GIB, Gpus, Model, load_catalogue
+from vllm_fleet.sizing import Estimate, estimate
 
 RTX_4060 = Gpus(1, 8.0, "NVIDIA GeForce RTX 4060 Laptop GPU", "host data")
 SEED_MODEL = "TheBloke/deepseek-coder-6.7B-instruct-AWQ"
@@ -239,7 +240,8 @@ def _arch(model_id: str, weight_gib: float, quantization: str = "", context: int
 def test_the_nearest_fit_names_each_way_out(models, count, utilization, max_len, nearest):
     from types import SimpleNamespace
 
-    from vllm_fleet.sizing import Catalogue, _nearest
+    from vllm_fleet.catalogue import Catalogue
+    from vllm_fleet.sizing import _nearest
 
     catalogue = Catalogue({m.id: m for m in models}, {})
     gpus = Gpus(count, 24, "L4", "facts")

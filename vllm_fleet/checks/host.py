@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from vllm_fleet import images, paths, shipped_model
+from vllm_fleet.catalogue import CATALOGUE
 from vllm_fleet.checks.registry import Context, check, gib
-from vllm_fleet.sizing import CATALOGUE
 
 # Image size on disk, GiB, by accelerator (CUDA and ROCm images are large; pulled plus unpacked).
 IMAGE_DISK_GIB = {"nvidia": 25.0, "amd": 40.0, "cpu": 10.0}
