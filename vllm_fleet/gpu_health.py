@@ -12,14 +12,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from vllm_fleet.facts.probe import FIELDS, Field, Probe, Where, script
+from vllm_fleet.facts.probe import FIELDS, HEALTH_TIMEOUT, Field, Probe, Where, script
 from vllm_fleet.settings.types import GPU_CONDITIONS
 
 # What each condition means and what to do (keys: settings.types.GpuCondition).
 CONDITIONS: dict[str, str] = {
     "unresponsive": (
-        "nvidia-smi failed or did not answer within 30 s while the NVIDIA module is loaded (a GPU that fell off "
-        "the bus hangs it): reboot; if it recurs the GPU or its slot needs service"
+        f"nvidia-smi failed or did not answer within {HEALTH_TIMEOUT} s while the NVIDIA module is loaded (a GPU "
+        "that fell off the bus hangs it): reboot; if it recurs the GPU or its slot needs service"
     ),
     "ecc_uncorrected": (
         "uncorrectable ECC errors since the driver loaded: drain it, reset the GPU (nvidia-smi -r) or reboot; "
@@ -133,7 +133,9 @@ def _nvidia(probe: Probe) -> list[Problem]:
     # The ECC query's fields exist on every driver this deploys: its failure is the GPU's, not the field's.
     failed = re.search(r"exit=(\d+)", probe.nvidia_ecc)
     if failed and probe.nvidia_driver:
-        said = "did not answer within 30 s" if failed[1] == "124" else f"failed (exit status {failed[1]})"
+        said = (
+            f"did not answer within {HEALTH_TIMEOUT} s" if failed[1] == "124" else f"failed (exit status {failed[1]})"
+        )
         found.append(Problem("unresponsive", "nvidia-smi", f"the ECC query {said}"))
     for gpu, ecc, pending in _rows(probe.nvidia_ecc, 3):
         if _count(ecc):

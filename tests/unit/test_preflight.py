@@ -571,7 +571,10 @@ def test_a_managed_rocm_older_than_the_images_user_space_or_mi350s_is_refused():
     """AMD's user and kernel-space support matrix: the default ROCm image's user space runs on drivers
     from ROCm 7.0's on; MI350/MI355 (gfx950) need ROCm 7.0 (vLLM's ROCm installation page)."""
     old = failed(findings(AMD_READY, accelerator="amd", gpus=MI300X, rocm_version="6.4.1"))["gpu_stack"]
-    assert old.startswith("rocm_version 6.4.1 installs an amdgpu driver the ROCm user space of vllm/vllm-openai-rocm")
+    assert old.startswith(
+        "rocm_version 6.4.1 is older than ROCm 7.0, whose amdgpu drivers are the oldest the ROCm user space of "
+        "vllm/vllm-openai-rocm"
+    )
     assert "set rocm_version to 7.0 or newer (default 7.2.1)" in old
     own = {"vllm_image": "rocm/vllm-dev:rocm6.4.1_custom", "rocm_version": "6.4.1"}
     assert "gpu_stack" not in failed(findings(AMD_READY, accelerator="amd", gpus=MI300X, **own))
@@ -598,7 +601,11 @@ def test_the_repositorys_flake_is_refused_for_its_old_vllm_and_a_flake_of_your_o
 def test_an_unmanaged_rocm_older_than_the_images_user_space_is_refused():
     old = {**AMD_READY, "rocm_installed": "6.4.1-89"}
     message = failed(findings(old, accelerator="amd", gpus=MI300X, manage_gpu_stack=False))["amd_devices"]
-    assert message.startswith("this host's ROCm is 6.4.1-89 (/opt/rocm/.info/version), and the ROCm user space of")
+    assert message.startswith(
+        "this host's ROCm 6.4.1-89 (/opt/rocm/.info/version) is older than ROCm 7.0, whose amdgpu drivers are the "
+        "oldest the ROCm user space of"
+    )
+    assert "upgrade to ROCm 7.0 or newer" in message
     own = {"vllm_image": "rocm/vllm-dev:rocm6.4.1_custom"}
     assert "amd_devices" not in failed(findings(old, accelerator="amd", gpus=MI300X, manage_gpu_stack=False, **own))
     new = {**AMD_READY, "rocm_installed": "7.0.2-56"}

@@ -31,7 +31,7 @@ def _gpu_stack(c: Context):
                 )
                 return (
                     f"the managed NVIDIA driver would be branch {branch}, older than the "
-                    f"{'.'.join(map(str, images.MIN_NVIDIA_DRIVER))} that {c.image}'s CUDA {images.IMAGE_CUDA} "
+                    f"{versions.shown(images.MIN_NVIDIA_DRIVER)} that {c.image}'s CUDA {images.IMAGE_CUDA} "
                     f"needs: set {fix}, or vllm_image to an image built for that driver's CUDA"
                 )
         elif c.distro.id == "debian":
@@ -51,18 +51,19 @@ def _gpu_stack(c: Context):
 def _rocm_release(c: Context) -> str | None:
     """The managed ROCm release's driver against the default image's user space and MI350/MI355."""
     have, version = versions.numbers(c.settings.rocm_version)[:2], c.settings.rocm_version
-    if c.image == images.default_image("amd") and have < images.MIN_ROCM_DRIVER:
-        oldest = ".".join(map(str, images.MIN_ROCM_DRIVER))
-        return (
-            f"rocm_version {version} installs an amdgpu driver the ROCm user space of {c.image} is not supported on "
-            f"(AMD's user and kernel-space support matrix: its drivers start at ROCm {oldest}'s): set rocm_version to "
-            f"{oldest} or newer (default {KNOBS['rocm_version'].default}), or vllm_image to an image built on ROCm "
-            f"{version}"
-        )
+    older = _older_than_the_images_rocm(
+        c,
+        version,
+        f"rocm_version {version}",
+        f"set rocm_version to {versions.shown(images.MIN_ROCM_DRIVER)} or newer "
+        f"(default {KNOBS['rocm_version'].default})",
+    )
+    if older:
+        return older
     names = " ".join(name for name, _ in c.gpu_capabilities)
     if have < images.MIN_ROCM_GFX950 and ("gfx950" in c.probe.gfx or re.search(r"MI35\d", names)):
         return (
-            f"MI350/MI355 GPUs (gfx950) need ROCm {'.'.join(map(str, images.MIN_ROCM_GFX950))} or newer, and "
+            f"MI350/MI355 GPUs (gfx950) need ROCm {versions.shown(images.MIN_ROCM_GFX950)} or newer, and "
             f"rocm_version is {version}: set rocm_version = '{KNOBS['rocm_version'].default}'"
         )
     return None
@@ -132,7 +133,7 @@ def _nvidia_driver(c: Context):
     have = versions.numbers(version)[:2]
     if c.image in images.DEFAULT_IMAGES.values() and have < images.MIN_NVIDIA_DRIVER:
         return (
-            f"NVIDIA driver {version} is older than {'.'.join(map(str, images.MIN_NVIDIA_DRIVER))}, which "
+            f"NVIDIA driver {version} is older than {versions.shown(images.MIN_NVIDIA_DRIVER)}, which "
             f"{c.image}'s CUDA {images.IMAGE_CUDA} needs (CUDA error 803/804 at start): upgrade the driver"
         )
     return None
@@ -143,31 +144,32 @@ def _gpu_arch(c: Context):
     if c.image not in images.DEFAULT_IMAGES.values():
         return None  # an image of the operator's choosing: what it is built for is theirs to know
     oldest = images.MIN_COMPUTE_CAPABILITY
-    # A bare host's driver cannot be asked yet: its PCI device IDs tell (pci.ids' chip names).
-    named = [f"{name} (PCI 10de:{device})" for device, name in _pci_pre_turing(c)]
-    if named and not any(capability for _, capability in c.gpu_capabilities):
-        return (
-            f"{named[0]} is older than Turing, and {c.image} is built with CUDA {images.IMAGE_CUDA} for "
-            f'{".".join(map(str, oldest))} (Turing) and newer: it would fail at the first request with "no kernel '
-            'image is available". Set vllm_image to a vLLM image built with CUDA 12 for this GPU (vLLM before '
-            "0.12), or serve from newer GPUs"
+    too_old = next(
+        (
+            f"{name} has compute capability {capability or 'below 7.5'}"
+            for name, capability in c.gpu_capabilities
+            if (versions.numbers(capability)[:2] or oldest) < oldest or (not capability and PRE_TURING.search(name))
+        ),
+        None,
+    )
+    if not too_old and not any(capability for _, capability in c.gpu_capabilities):
+        # A bare host's driver cannot be asked yet: its PCI device IDs tell (pci.ids' chip names).
+        devices = (device.removeprefix("0x").lower() for device in c.probe.nvidia_pci_devices)
+        too_old = next(
+            (
+                f"{PRE_TURING_PCI_IDS[d]} (PCI 10de:{d}) is older than Turing"
+                for d in devices
+                if d in PRE_TURING_PCI_IDS
+            ),
+            None,
         )
-    for name, capability in c.gpu_capabilities:
-        have = versions.numbers(capability)[:2]
-        if (have and have < oldest) or (not have and PRE_TURING.search(name)):
-            capability = capability or "below 7.5"
-            return (
-                f"{name} has compute capability {capability}, and {c.image} is built with CUDA {images.IMAGE_CUDA} "
-                f'for {".".join(map(str, oldest))} (Turing) and newer: it would fail at the first request with "no '
-                'kernel image is available". Set vllm_image to a vLLM image built with CUDA 12 for this GPU (vLLM '
-                "before 0.12), or serve from newer GPUs"
-            )
-    return None
-
-
-def _pci_pre_turing(c: Context) -> list[tuple[str, str]]:
-    devices = (device.removeprefix("0x").lower() for device in c.probe.nvidia_pci_devices)
-    return [(device, PRE_TURING_PCI_IDS[device]) for device in devices if device in PRE_TURING_PCI_IDS]
+    if not too_old:
+        return None
+    return (
+        f"{too_old}, and {c.image} is built with CUDA {images.IMAGE_CUDA} for {versions.shown(oldest)} (Turing) and "
+        'newer: it would fail at the first request with "no kernel image is available". Set vllm_image to a vLLM '
+        "image built with CUDA 12 for this GPU (vLLM before 0.12), or serve from newer GPUs"
+    )
 
 
 @check("amd_devices", ("amd",))
@@ -179,15 +181,26 @@ def _amd_devices(c: Context):
     ]
     if missing:
         return f"{' and '.join(missing)} missing: install amdgpu (amdgpu-install --usecase=rocm) and reboot"
-    have = versions.numbers(c.probe.rocm_installed)[:2]
-    if have and have < images.MIN_ROCM_DRIVER and c.image == images.default_image("amd"):
-        oldest = ".".join(map(str, images.MIN_ROCM_DRIVER))
-        return (
-            f"this host's ROCm is {c.probe.rocm_installed} (/opt/rocm/.info/version), and the ROCm user space of "
-            f"{c.image} is supported on amdgpu drivers from ROCm {oldest}'s on (AMD's user and kernel-space support "
-            f"matrix): upgrade to ROCm {oldest} or newer, or set vllm_image to an image built on your ROCm"
-        )
-    return None
+    installed = c.probe.rocm_installed
+    return _older_than_the_images_rocm(
+        c,
+        installed,
+        f"this host's ROCm {installed} (/opt/rocm/.info/version)",
+        f"upgrade to ROCm {versions.shown(images.MIN_ROCM_DRIVER)} or newer",
+    )
+
+
+def _older_than_the_images_rocm(c: Context, version: str, what: str, fix: str) -> str | None:
+    """A ROCm release (of the managed install, or the host's) whose amdgpu driver the default image's
+    user space is not supported on, and what to do."""
+    have = versions.numbers(version)[:2]
+    if not have or have >= images.MIN_ROCM_DRIVER or c.image != images.default_image("amd"):
+        return None
+    return (
+        f"{what} is older than ROCm {versions.shown(images.MIN_ROCM_DRIVER)}, whose amdgpu drivers are the oldest "
+        f"the ROCm user space of {c.image} is supported on (AMD's user and kernel-space support matrix): {fix}, or "
+        f"set vllm_image to an image built on ROCm {version}"
+    )
 
 
 @check("gfx_target", ("amd",))

@@ -126,7 +126,9 @@ class Probe:
     nvidia_xid: Annotated[  # each GPU's Xid codes in the kernel log since boot
         str,
         Printed(
-            r"$({ journalctl -k -b -o cat 2>/dev/null; dmesg 2>/dev/null; } "
+            # Read only where NVIDIA's driver is (or its tools are): no journal scan on every other host.
+            r"$({ [ -d /sys/module/nvidia ] || command -v nvidia-smi >/dev/null 2>&1; } && "
+            r"{ journalctl -k -b -o cat 2>/dev/null; dmesg 2>/dev/null; } "
             r"| grep -oE 'NVRM: Xid \([^)]*\): [0-9]+' | sort -u | tr '\n' ';')"
         ),
     ] = ""

@@ -68,7 +68,7 @@ def too_new(config: Mapping[str, Any], dockerd: str) -> dict[str, str]:
     have = versions.numbers(dockerd)[:2]
     if len(have) < 2:
         return {}
-    return {key: ".".join(map(str, KEY_SINCE[key])) for key in config if key in KEY_SINCE and KEY_SINCE[key] > have}
+    return {key: versions.shown(KEY_SINCE[key]) for key in config if key in KEY_SINCE and KEY_SINCE[key] > have}
 
 
 DAEMON_CONFIG = (
