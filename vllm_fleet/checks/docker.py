@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from vllm_fleet import images, paths
+from vllm_fleet import images, paths, versions
 from vllm_fleet.checks.registry import Context, check, gib
 from vllm_fleet.settings import SIZE_PATTERN, daemon_json
 
@@ -81,8 +81,7 @@ def _dockerd_after_this_run(c: Context) -> tuple[str, str]:
     how to get a newer one: Docker's repository installs docker_version (else its newest), the
     distribution's package keeps what is installed (else the release's own)."""
     if c.settings.docker_source == "docker":
-        pinned = re.match(r"(?:\d+:)?(\d+\.\d+)", c.settings.docker_version or "")
-        return (pinned[1] if pinned else ""), "pin a newer docker_version"
+        return versions.shown(versions.numbers(c.settings.docker_version or "")[:2]), "pin a newer docker_version"
     dockerd = c.probe.dockerd_version
     if not dockerd and c.distro:
         dockerd = daemon_json.DISTRO_DOCKERD.get((c.distro.id, c.distro.version), "")
